@@ -1,0 +1,288 @@
+//! The janitor: compensates failed sagas.
+//!
+//! It reads two subscriptions:
+//! - `error-sub`: a step failed. The janitor undoes every earlier step in one atomic commit,
+//!   from the last step back: the payment step is closed, reserved stock goes back (the
+//!   reservation turns from `reserved` to `released` in the same write as the stock
+//!   increment, so it happens exactly once), the user's order is marked `cancelled`. Steps
+//!   that never ran get tombstones, so a forward message still in flight can never run them
+//!   later. The commit also records the compensation with its `compensated` message, which is
+//!   then published.
+//! - `dead-letter-janitor-sub`: Pub/Sub gave up on a message. If it was a forward message,
+//!   the janitor fails that step on its behalf (the same record and `error` message the step
+//!   would have written), and the error then flows back here to be compensated. If it was an
+//!   `error` message, the janitor compensates it directly. Poison messages that a service
+//!   already dead-lettered are left for people to read on `dead-letter-sub`.
+
+use axum::Router;
+use firestore::FirestoreTimestamp;
+use saga::bus::Outgoing;
+use saga::contract::{Delivery, Service, Subscription, Topic, push_path};
+use saga::handler::{dead_letter_attributes, parse_message, push_route};
+use saga::ledger::{self, Decision, Handled, Step, StepError};
+use saga::message::{Reason, SagaMessage, StatusCode};
+use saga::push::{MAX_PUSH_BYTES, Push};
+use saga::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
+use saga::service::Clients;
+use saga::store::{DocPath, Precondition, Snapshot, WriteSet};
+
+/// The attribute Pub/Sub puts on a dead-lettered message: the subscription that gave up.
+pub const SOURCE_SUBSCRIPTION_ATTRIBUTE: &str = "CloudPubSubDeadLetterSourceSubscription";
+
+/// The forward steps, last first: the order compensation undoes them in.
+const UNDO_ORDER: [Service; 3] = [Service::Payments, Service::Inventory, Service::Orders];
+
+/// What compensation found and did, for the log and the `compensated` message.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Units that go back to stock (0 if none were reserved).
+    pub released: u32,
+    /// Whether the user's order is cancelled (it existed).
+    pub cancelled: bool,
+    /// Steps that had not run and get tombstones.
+    pub tombstoned: Vec<Service>,
+}
+
+/// Decides the compensation of a saga from its step records (in [`UNDO_ORDER`]) and queues
+/// the writes. `Err` names why there is nothing to compensate.
+pub fn plan(
+    records: &[(Service, Option<(StepRecord, Snapshot)>)],
+    writes: &mut WriteSet,
+    uuid: saga::message::SagaId,
+    fallback: &SagaMessage,
+) -> Result<Plan, &'static str> {
+    let mut plan = Plan::default();
+    for (service, record) in records {
+        let path = records::step(uuid, *service);
+        match record {
+            None => {
+                let mut tombstone =
+                    StepRecord::new(*service, uuid, &fallback.order, StepState::Tombstone);
+                tombstone.reason = Some("compensated before this step ran".to_owned());
+                writes.create(path, &tombstone);
+                plan.tombstoned.push(*service);
+            }
+            Some((record, _))
+                if *service == Service::Payments && record.state == StepState::Done =>
+            {
+                return Err(
+                    "the saga completed: its payment was made, so there is nothing to compensate",
+                );
+            }
+            Some((record, snapshot)) if record.state == StepState::Done => {
+                let Some(order) = record.order() else {
+                    return Err("a step record is unreadable");
+                };
+                let guard = Some(Precondition::Unchanged(snapshot.update_time()));
+                writes.update(
+                    path,
+                    &StateChange {
+                        state: StepState::Compensated,
+                        updated: FirestoreTimestamp::now(),
+                    },
+                    Some(StateChange::MASK),
+                    guard,
+                );
+                match service {
+                    Service::Inventory => {
+                        writes.update(
+                            records::reservation(&order.item, uuid),
+                            &StatusChange::now(DocStatus::Released),
+                            Some(StatusChange::MASK),
+                            Some(Precondition::Exists),
+                        );
+                        writes.increment(
+                            records::item(&order.item),
+                            records::inventory_fields::QUANTITY,
+                            i64::from(order.quantity),
+                            None,
+                        );
+                        plan.released = order.quantity.get();
+                    }
+                    Service::Orders => {
+                        writes.update(
+                            records::user_order(&order.user, uuid),
+                            &StatusChange::now(DocStatus::Cancelled),
+                            Some(StatusChange::MASK),
+                            Some(Precondition::Exists),
+                        );
+                        plan.cancelled = true;
+                    }
+                    _ => {}
+                }
+            }
+            // Failed, rejected, compensated or tombstoned: nothing of this step to undo.
+            Some(_) => {}
+        }
+    }
+    Ok(plan)
+}
+
+fn summary(plan: &Plan) -> String {
+    let stock = if plan.released > 0 {
+        format!("{} units back in stock", plan.released)
+    } else {
+        "no stock was held".to_owned()
+    };
+    let order = if plan.cancelled {
+        "order cancelled"
+    } else {
+        "no order to cancel"
+    };
+    format!("Compensated: {stock}, {order}")
+}
+
+/// Compensates the saga of the failure message `msg`.
+pub async fn compensate(clients: &Clients, msg: &SagaMessage) -> Result<Handled, StepError> {
+    let uuid = msg.uuid;
+    let own_path = records::step(uuid, Service::Janitor);
+    let mut paths = vec![own_path.clone()];
+    paths.extend(UNDO_ORDER.iter().map(|s| records::step(uuid, *s)));
+
+    for round in 0..ledger::MAX_ROUNDS {
+        if round > 0 {
+            ledger::backoff(round).await;
+        }
+        let mut docs = clients.store.get_all(&paths).await?;
+        if let Some(own) = docs.remove(0) {
+            return ledger::resume(clients, &own_path, &own).await;
+        }
+        let mut found = Vec::with_capacity(UNDO_ORDER.len());
+        for (service, doc) in UNDO_ORDER.iter().zip(docs) {
+            let record = match doc {
+                Some(snapshot) => Some((snapshot.decode::<StepRecord>()?, snapshot)),
+                None => None,
+            };
+            found.push((*service, record));
+        }
+
+        let mut writes = WriteSet::new();
+        let plan = match plan(&found, &mut writes, uuid, msg) {
+            Ok(plan) => plan,
+            Err(why) => {
+                tracing::warn!(why, "not compensating");
+                return Ok(Handled::Ignored(why));
+            }
+        };
+        let mut message = msg.advance(Service::Janitor, StatusCode::Compensated, summary(&plan));
+        // The compensated message still says why the saga failed.
+        message.reason = msg.reason;
+        let mut record = StepRecord::new(Service::Janitor, uuid, &msg.order, StepState::Done);
+        record.reason = msg.reason.map(|r| r.as_str().to_owned());
+        let outgoing = Outgoing::new(Topic::Compensated, message.to_json());
+        if let Some(handled) =
+            ledger::commit_and_publish(clients, &own_path, record, outgoing, writes).await?
+        {
+            tracing::info!(
+                released = plan.released,
+                cancelled = plan.cancelled,
+                tombstoned = ?plan.tombstoned,
+                "saga compensated"
+            );
+            return Ok(handled);
+        }
+    }
+    Err(ledger::contention())
+}
+
+/// Fails a forward step on its behalf, after Pub/Sub gave up delivering its message.
+struct GiveUp {
+    service: Service,
+    attempts: Option<String>,
+}
+
+impl Step for GiveUp {
+    fn service(&self) -> Service {
+        self.service
+    }
+
+    fn reads(&self, _msg: &SagaMessage) -> Vec<DocPath> {
+        Vec::new()
+    }
+
+    fn decide(&self, msg: &SagaMessage, _docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
+        let reason = Reason::RetriesExhausted;
+        let attempts = self.attempts.as_deref().unwrap_or("several");
+        Ok(Decision {
+            state: StepState::Failed,
+            reason: Some(reason),
+            price_per_unit: msg.price_per_unit.map(saga::message::Money::get),
+            topic: Topic::Error,
+            message: msg.fail(
+                self.service,
+                reason,
+                format!(
+                    "Order failed: {} gave up after {attempts} delivery attempts",
+                    self.service
+                ),
+            ),
+            writes: WriteSet::new(),
+        })
+    }
+}
+
+/// Handles a message that Pub/Sub (or a service) moved to the dead-letter topic.
+pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, StepError> {
+    if let Some(reason) = push.attributes.get(dead_letter_attributes::REASON) {
+        tracing::debug!(reason, "poison message; it stays on dead-letter-sub");
+        return Ok(Handled::Ignored(
+            "a poison message; kept on dead-letter-sub for people to read",
+        ));
+    }
+    let source = push
+        .attributes
+        .get(SOURCE_SUBSCRIPTION_ATTRIBUTE)
+        .and_then(|name| Subscription::find(name));
+    let Some(Subscription {
+        delivery: Delivery::Push { service, .. },
+        ..
+    }) = source
+    else {
+        tracing::error!(source = ?push.attributes.get(SOURCE_SUBSCRIPTION_ATTRIBUTE), "dead letter from an unknown subscription");
+        return Ok(Handled::Ignored(
+            "not from a saga subscription; kept on dead-letter-sub",
+        ));
+    };
+    let msg = match parse_message(push) {
+        Ok(msg) => msg,
+        Err(e) => {
+            tracing::error!(error = %e, "dead letter is not a saga message; kept on dead-letter-sub");
+            return Ok(Handled::Ignored(
+                "not a saga message; kept on dead-letter-sub",
+            ));
+        }
+    };
+    tracing::error!(step = %service, "Pub/Sub gave up delivering a saga message");
+    match service {
+        Service::Janitor => compensate(clients, &msg).await,
+        Service::Frontend => Ok(Handled::Ignored("the frontend takes no pushes")),
+        step => {
+            let give_up = GiveUp {
+                service: *step,
+                attempts: push
+                    .attributes
+                    .get("CloudPubSubDeadLetterSourceDeliveryCount")
+                    .cloned(),
+            };
+            ledger::run(&give_up, clients, &msg).await
+        }
+    }
+}
+
+/// The janitor's routes.
+pub fn router(clients: Clients) -> Router {
+    let routes = Router::new()
+        .route(
+            push_path(Topic::Error),
+            push_route(|clients, push| async move {
+                let msg = parse_message(&push)?;
+                compensate(&clients, &msg).await
+            }),
+        )
+        .route(
+            push_path(Topic::DeadLetter),
+            push_route(|clients, push| async move { dead_lettered(&clients, &push).await }),
+        )
+        .with_state(clients);
+    saga::server::standard(routes, MAX_PUSH_BYTES)
+}

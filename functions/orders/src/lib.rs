@@ -1,0 +1,85 @@
+//! Orders, the saga's first step: records the order for its user.
+//!
+//! A message on `frontend` (pushed by `frontend-sub`) for an existing `users/{user}` creates
+//! `users/{user}/orders/{uuid}` and publishes `order-created`; for an unknown user it
+//! publishes the saga's failure to `error`.
+
+use axum::Router;
+use firestore::FirestoreTimestamp;
+use saga::contract::{Service, Topic, push_path};
+use saga::handler::{parse_message, push_route};
+use saga::ledger::{self, Decision, Step, StepError};
+use saga::message::{Reason, SagaMessage, StatusCode};
+use saga::push::MAX_PUSH_BYTES;
+use saga::records::{self, DocStatus, StepState, UserOrderDoc};
+use saga::service::Clients;
+use saga::store::{DocPath, Snapshot, WriteSet};
+
+/// The orders step.
+pub struct Orders;
+
+impl Step for Orders {
+    fn service(&self) -> Service {
+        Service::Orders
+    }
+
+    fn reads(&self, msg: &SagaMessage) -> Vec<DocPath> {
+        vec![records::user(&msg.order.user)]
+    }
+
+    fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
+        let user = &msg.order.user;
+        if docs.first().is_none_or(Option::is_none) {
+            let reason = Reason::UnknownUser;
+            return Ok(Decision {
+                state: StepState::Rejected,
+                reason: Some(reason),
+                price_per_unit: None,
+                topic: Topic::Error,
+                message: msg.fail(
+                    Service::Orders,
+                    reason,
+                    format!("Order failed: user '{user}' does not exist"),
+                ),
+                writes: WriteSet::new(),
+            });
+        }
+        let mut writes = WriteSet::new();
+        writes.create(
+            records::user_order(user, msg.uuid),
+            &UserOrderDoc {
+                item: msg.order.item.as_str().to_owned(),
+                quantity: msg.order.quantity.get(),
+                uuid: msg.uuid.to_string(),
+                status: DocStatus::Created,
+                created: FirestoreTimestamp::now(),
+            },
+        );
+        Ok(Decision {
+            state: StepState::Done,
+            reason: None,
+            price_per_unit: None,
+            topic: Topic::OrderCreated,
+            message: msg.advance(
+                Service::Orders,
+                StatusCode::OrderCreated,
+                format!("Order created for user '{user}'"),
+            ),
+            writes,
+        })
+    }
+}
+
+/// The orders service's routes.
+pub fn router(clients: Clients) -> Router {
+    let routes = Router::new()
+        .route(
+            push_path(Topic::Frontend),
+            push_route(|clients, push| async move {
+                let msg = parse_message(&push)?;
+                ledger::run(&Orders, &clients, &msg).await
+            }),
+        )
+        .with_state(clients);
+    saga::server::standard(routes, MAX_PUSH_BYTES)
+}

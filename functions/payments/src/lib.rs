@@ -1,0 +1,109 @@
+//! Payments, the saga's last forward step: charges for the order.
+//!
+//! Creates `payments/{uuid}` with `total_invoice = price_per_unit × quantity` (overflow
+//! checked) and publishes `payment-created`, the saga's success. A message carrying the key
+//! `payment-error` (any value) is declined, as in the original, and the failure goes to
+//! `error`.
+
+use axum::Router;
+use firestore::FirestoreTimestamp;
+use saga::contract::{Service, Topic, push_path};
+use saga::handler::{parse_message, push_route};
+use saga::ledger::{self, Decision, Step, StepError};
+use saga::message::{FieldError, Reason, SagaMessage, StatusCode};
+use saga::push::MAX_PUSH_BYTES;
+use saga::records::{self, DocStatus, PaymentDoc, StepState};
+use saga::service::Clients;
+use saga::store::{DocPath, Snapshot, WriteSet};
+
+/// The payments step.
+pub struct Payments;
+
+fn reject(msg: &SagaMessage, reason: Reason, status: String) -> Decision {
+    Decision {
+        state: StepState::Rejected,
+        reason: Some(reason),
+        price_per_unit: msg.price_per_unit.map(saga::message::Money::get),
+        topic: Topic::Error,
+        message: msg.fail(Service::Payments, reason, status),
+        writes: WriteSet::new(),
+    }
+}
+
+impl Step for Payments {
+    fn service(&self) -> Service {
+        Service::Payments
+    }
+
+    fn check(&self, msg: &SagaMessage) -> Result<(), FieldError> {
+        msg.price_per_unit
+            .map(|_| ())
+            .ok_or(FieldError::Missing("price_per_unit"))
+    }
+
+    fn reads(&self, _msg: &SagaMessage) -> Vec<DocPath> {
+        Vec::new()
+    }
+
+    fn decide(&self, msg: &SagaMessage, _docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
+        let price = msg
+            .price_per_unit
+            .ok_or(FieldError::Missing("price_per_unit"))?;
+        if msg.wants_payment_error() {
+            return Ok(reject(
+                msg,
+                Reason::PaymentDeclined,
+                "Order failed: payment declined".to_owned(),
+            ));
+        }
+        let Some(total) = price.times(msg.order.quantity) else {
+            return Ok(reject(
+                msg,
+                Reason::InvoiceOverflow,
+                "Order failed: the invoice total is too large".to_owned(),
+            ));
+        };
+        let mut writes = WriteSet::new();
+        writes.create(
+            records::payment(msg.uuid),
+            &PaymentDoc {
+                item: msg.order.item.as_str().to_owned(),
+                quantity: msg.order.quantity.get(),
+                user: msg.order.user.as_str().to_owned(),
+                uuid: msg.uuid.to_string(),
+                price_per_unit: price.get(),
+                total_invoice: total.get(),
+                status: DocStatus::Paid,
+                created: FirestoreTimestamp::now(),
+            },
+        );
+        let mut message = msg.advance(
+            Service::Payments,
+            StatusCode::Completed,
+            format!("Payment processed: total invoice {total}"),
+        );
+        message.total_invoice = Some(total);
+        Ok(Decision {
+            state: StepState::Done,
+            reason: None,
+            price_per_unit: Some(price.get()),
+            topic: Topic::PaymentCreated,
+            message,
+            writes,
+        })
+    }
+}
+
+/// The payments service's routes.
+pub fn router(clients: Clients) -> Router {
+    let routes = Router::new()
+        .route(
+            push_path(Topic::InventoryUpdated),
+            push_route(|clients, push| async move {
+                let msg = parse_message(&push)?;
+                ledger::run(&Payments, &clients, &msg).await
+            }),
+        )
+        .with_state(clients);
+    saga::server::standard(routes, MAX_PUSH_BYTES)
+}

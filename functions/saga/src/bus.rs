@@ -1,0 +1,111 @@
+//! Publishing to the saga's topics.
+//!
+//! One Pub/Sub connection per process, one batching publisher per topic the service is
+//! allowed to publish to ([`Service::publishes`]), all built once at start-up.
+
+use crate::config::PubSubTarget;
+use crate::contract::{Service, Topic};
+use crate::faults::Faults;
+use anyhow::{Context as _, anyhow, bail};
+use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
+use google_cloud_pubsub::client::{BasePublisher, Publisher};
+use google_cloud_pubsub::model::Message;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// How long a publish may take before the step gives up and answers 5xx. The message may
+/// still go out afterwards; every consumer is idempotent, so that is harmless.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A message to publish, exactly as it will be (and was) sent, so that a step can store it
+/// before publishing and send the identical bytes again after a crash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    /// The topic id.
+    pub topic: String,
+    /// The payload (JSON text).
+    pub data: String,
+    /// The attributes.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Outgoing {
+    /// A message for `topic`.
+    pub fn new(topic: Topic, data: String) -> Self {
+        Outgoing {
+            topic: topic.name().to_owned(),
+            data,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an attribute.
+    #[must_use]
+    pub fn with_attribute(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.attributes.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// The publishers of one service.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    publishers: HashMap<Topic, Publisher>,
+    faults: Faults,
+}
+
+impl Bus {
+    /// Builds a publisher for each topic `service` publishes to.
+    pub async fn connect(
+        target: &PubSubTarget,
+        service: Service,
+        faults: Faults,
+    ) -> anyhow::Result<Self> {
+        let mut builder = BasePublisher::builder();
+        if let Some(endpoint) = &target.emulator_endpoint {
+            // google-cloud-pubsub does not read PUBSUB_EMULATOR_HOST itself.
+            builder = builder
+                .with_endpoint(endpoint.clone())
+                .with_credentials(Anonymous::new().build());
+        }
+        let base = builder
+            .build()
+            .await
+            .context("building the Pub/Sub publisher client")?;
+        let publishers = service
+            .publishes()
+            .iter()
+            .map(|&topic| {
+                let publisher = base
+                    .publisher(topic.path(&target.project))
+                    // A step waits for its publish before it answers, so batching delay is
+                    // pure latency; a millisecond still lets concurrent requests share a call.
+                    .set_delay_threshold(Duration::from_millis(1))
+                    .build();
+                (topic, publisher)
+            })
+            .collect();
+        Ok(Bus { publishers, faults })
+    }
+
+    /// Publishes `msg` and waits until Pub/Sub has accepted it.
+    pub async fn publish(&self, msg: &Outgoing) -> anyhow::Result<String> {
+        let topic =
+            Topic::from_name(&msg.topic).ok_or_else(|| anyhow!("unknown topic `{}`", msg.topic))?;
+        let Some(publisher) = self.publishers.get(&topic) else {
+            bail!("this service may not publish to `{topic}`");
+        };
+        if self.faults.take_publish_failure() {
+            bail!("injected publish failure (test hook)");
+        }
+        let message = Message::new()
+            .set_data(msg.data.clone().into_bytes())
+            .set_attributes(msg.attributes.clone());
+        tokio::time::timeout(PUBLISH_TIMEOUT, publisher.publish(message))
+            .await
+            .with_context(|| format!("publishing to `{topic}` timed out"))?
+            .with_context(|| format!("publishing to `{topic}`"))
+    }
+}

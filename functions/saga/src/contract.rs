@@ -1,0 +1,362 @@
+//! The saga's public contract, declared once: services, topics, subscriptions (with their
+//! delivery policy) and Firestore collection names.
+//!
+//! Everything that provisions or checks the topology (the local stack, the tests, and the
+//! Terraform drift test) reads it from here, so the names users rely on cannot drift apart.
+
+use std::fmt;
+use std::time::Duration;
+
+/// One of the five services. The name doubles as the saga step name carried in messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    /// Takes orders over HTTP and starts sagas.
+    Frontend,
+    /// Records the user's order.
+    Orders,
+    /// Reserves stock.
+    Inventory,
+    /// Charges for the order.
+    Payments,
+    /// Compensates failed sagas.
+    Janitor,
+}
+
+impl Service {
+    /// Every service, in saga order.
+    pub const ALL: [Service; 5] = [
+        Service::Frontend,
+        Service::Orders,
+        Service::Inventory,
+        Service::Payments,
+        Service::Janitor,
+    ];
+
+    /// The service's name, as used for its binary, its Cloud Run service and the `step` field.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Service::Frontend => "frontend",
+            Service::Orders => "orders",
+            Service::Inventory => "inventory",
+            Service::Payments => "payments",
+            Service::Janitor => "janitor",
+        }
+    }
+
+    /// Parses a service name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The topics this service publishes to, and only those: the publishers it builds at
+    /// start-up and the IAM grants it gets in Terraform both come from this list.
+    pub const fn publishes(self) -> &'static [Topic] {
+        match self {
+            Service::Frontend => &[Topic::Frontend],
+            Service::Orders => &[Topic::OrderCreated, Topic::Error, Topic::DeadLetter],
+            Service::Inventory => &[Topic::InventoryUpdated, Topic::Error, Topic::DeadLetter],
+            Service::Payments => &[Topic::PaymentCreated, Topic::Error, Topic::DeadLetter],
+            Service::Janitor => &[Topic::Error, Topic::Compensated, Topic::DeadLetter],
+        }
+    }
+
+    /// The push subscriptions that deliver to this service.
+    pub fn push_subscriptions(self) -> impl Iterator<Item = &'static Subscription> {
+        SUBSCRIPTIONS.iter().filter(
+            move |s| matches!(s.delivery, Delivery::Push { service, .. } if service == self),
+        )
+    }
+
+    /// The port the local stack gives this service (the frontend keeps the original's 8080).
+    pub const fn local_port(self) -> u16 {
+        match self {
+            Service::Frontend => 8080,
+            Service::Orders => 8081,
+            Service::Inventory => 8082,
+            Service::Payments => 8083,
+            Service::Janitor => 8084,
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A Pub/Sub topic of the saga.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// Orders accepted by the frontend.
+    Frontend,
+    /// Orders recorded for their user.
+    OrderCreated,
+    /// Stock reserved for an order.
+    InventoryUpdated,
+    /// Orders paid: the saga's successful end.
+    PaymentCreated,
+    /// A step failed: the saga's failure, which the janitor compensates.
+    Error,
+    /// The janitor finished compensating a failed saga.
+    Compensated,
+    /// Messages that could not be processed, kept for people to inspect.
+    DeadLetter,
+}
+
+impl Topic {
+    /// Every topic.
+    pub const ALL: [Topic; 7] = [
+        Topic::Frontend,
+        Topic::OrderCreated,
+        Topic::InventoryUpdated,
+        Topic::PaymentCreated,
+        Topic::Error,
+        Topic::Compensated,
+        Topic::DeadLetter,
+    ];
+
+    /// The topic id.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Topic::Frontend => "frontend",
+            Topic::OrderCreated => "order-created",
+            Topic::InventoryUpdated => "inventory-updated",
+            Topic::PaymentCreated => "payment-created",
+            Topic::Error => "error",
+            Topic::Compensated => "compensated",
+            Topic::DeadLetter => "dead-letter",
+        }
+    }
+
+    /// Parses a topic id.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The topic's full resource name in `project`.
+    pub fn path(self, project: &str) -> String {
+        format!("projects/{project}/topics/{}", self.name())
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a subscription's messages reach their reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Pushed to `path` on `service`, which acks by answering 2xx.
+    Push {
+        /// The receiving service.
+        service: Service,
+        /// The HTTP path the push is sent to.
+        path: &'static str,
+        /// Whether repeated failures move the message to [`Topic::DeadLetter`]. Off only for
+        /// the subscription that reads the dead-letter topic itself.
+        dead_letter: bool,
+    },
+    /// Read by people and tools with `gcloud pubsub subscriptions pull`.
+    Pull,
+}
+
+/// A subscription of the saga.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// The subscription id.
+    pub name: &'static str,
+    /// The topic it reads.
+    pub topic: Topic,
+    /// How its messages are delivered.
+    pub delivery: Delivery,
+}
+
+impl Subscription {
+    /// Looks a subscription up by id, accepting the full resource name too (push envelopes
+    /// carry `projects/P/subscriptions/NAME`, dead-letter attributes only `NAME`).
+    pub fn find(name: &str) -> Option<&'static Subscription> {
+        let id = name.rsplit('/').next().unwrap_or(name);
+        SUBSCRIPTIONS.iter().find(|s| s.name == id)
+    }
+
+    /// The subscription's full resource name in `project`.
+    pub fn path(&self, project: &str) -> String {
+        format!("projects/{project}/subscriptions/{}", self.name)
+    }
+}
+
+/// The HTTP path on which a service receives pushes of `topic`.
+pub const fn push_path(topic: Topic) -> &'static str {
+    match topic {
+        Topic::Frontend => "/push/frontend",
+        Topic::OrderCreated => "/push/order-created",
+        Topic::InventoryUpdated => "/push/inventory-updated",
+        Topic::PaymentCreated => "/push/payment-created",
+        Topic::Error => "/push/error",
+        Topic::Compensated => "/push/compensated",
+        Topic::DeadLetter => "/push/dead-letter",
+    }
+}
+
+const fn push(name: &'static str, topic: Topic, service: Service) -> Subscription {
+    Subscription {
+        name,
+        topic,
+        delivery: Delivery::Push {
+            service,
+            path: push_path(topic),
+            dead_letter: !matches!(topic, Topic::DeadLetter),
+        },
+    }
+}
+
+const fn pull(name: &'static str, topic: Topic) -> Subscription {
+    Subscription {
+        name,
+        topic,
+        delivery: Delivery::Pull,
+    }
+}
+
+/// Every subscription of the saga. The `<topic>-sub` names and the two CLI pull
+/// subscriptions are the original's; the rest are new.
+pub const SUBSCRIPTIONS: &[Subscription] = &[
+    push("frontend-sub", Topic::Frontend, Service::Orders),
+    push("order-created-sub", Topic::OrderCreated, Service::Inventory),
+    push(
+        "inventory-updated-sub",
+        Topic::InventoryUpdated,
+        Service::Payments,
+    ),
+    pull("payment-created-sub", Topic::PaymentCreated),
+    push("error-sub", Topic::Error, Service::Janitor),
+    pull("error-cli-sub", Topic::Error),
+    pull("compensated-sub", Topic::Compensated),
+    pull("dead-letter-sub", Topic::DeadLetter),
+    push(
+        "dead-letter-janitor-sub",
+        Topic::DeadLetter,
+        Service::Janitor,
+    ),
+];
+
+/// Delivery settings shared by every push subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PushPolicy {
+    /// How long Pub/Sub waits for an answer before it redelivers. Longer than
+    /// [`HANDLER_TIMEOUT`], so a slow handler is cut off (and answers 5xx) before a second
+    /// delivery of the same message can race it.
+    pub ack_deadline: Duration,
+    /// First retry delay after a 5xx.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Deliveries before a message is moved to the dead-letter topic.
+    pub max_delivery_attempts: u32,
+}
+
+/// The push policy of every push subscription.
+pub const PUSH_POLICY: PushPolicy = PushPolicy {
+    ack_deadline: Duration::from_secs(30),
+    min_backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(60),
+    max_delivery_attempts: 5,
+};
+
+/// How long one request may run before the service answers 503 (and Pub/Sub retries).
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long Pub/Sub keeps messages of a subscription that nobody reads.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Firestore collection ids.
+pub mod collections {
+    /// `users/{user}`: the people who may order (seeded).
+    pub const USERS: &str = "users";
+    /// `users/{user}/orders/{uuid}` and `inventory/{item}/orders/{uuid}`.
+    pub const ORDERS: &str = "orders";
+    /// `inventory/{item}`: stock and price (seeded).
+    pub const INVENTORY: &str = "inventory";
+    /// `payments/{uuid}`: one per paid saga.
+    pub const PAYMENTS: &str = "payments";
+    /// `sagas/{uuid}`: per-saga bookkeeping.
+    pub const SAGAS: &str = "sagas";
+    /// `sagas/{uuid}/steps/{step}`: each step's record, with the message it publishes.
+    pub const STEPS: &str = "steps";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_original_names_are_kept() {
+        let topics: Vec<_> = Topic::ALL.iter().map(|t| t.name()).collect();
+        for name in [
+            "frontend",
+            "order-created",
+            "inventory-updated",
+            "payment-created",
+            "error",
+        ] {
+            assert!(topics.contains(&name), "{name} missing");
+        }
+        for name in [
+            "frontend-sub",
+            "order-created-sub",
+            "inventory-updated-sub",
+            "payment-created-sub",
+            "error-sub",
+            "error-cli-sub",
+        ] {
+            assert!(Subscription::find(name).is_some(), "{name} missing");
+        }
+        assert_eq!(
+            Subscription::find("payment-created-sub").map(|s| s.delivery),
+            Some(Delivery::Pull)
+        );
+        assert_eq!(
+            Subscription::find("error-cli-sub").map(|s| s.delivery),
+            Some(Delivery::Pull)
+        );
+    }
+
+    #[test]
+    fn subscription_names_are_unique_and_found_by_full_path() {
+        for s in SUBSCRIPTIONS {
+            assert_eq!(SUBSCRIPTIONS.iter().filter(|o| o.name == s.name).count(), 1);
+            assert_eq!(Subscription::find(&s.path("p")), Some(s));
+        }
+    }
+
+    #[test]
+    fn each_worker_reads_exactly_its_topics() {
+        let reads =
+            |svc: Service| -> Vec<Topic> { svc.push_subscriptions().map(|s| s.topic).collect() };
+        assert_eq!(reads(Service::Frontend), vec![]);
+        assert_eq!(reads(Service::Orders), vec![Topic::Frontend]);
+        assert_eq!(reads(Service::Inventory), vec![Topic::OrderCreated]);
+        assert_eq!(reads(Service::Payments), vec![Topic::InventoryUpdated]);
+        assert_eq!(
+            reads(Service::Janitor),
+            vec![Topic::Error, Topic::DeadLetter]
+        );
+    }
+
+    #[test]
+    fn the_dead_letter_reader_cannot_dead_letter_into_itself() {
+        for s in SUBSCRIPTIONS {
+            if let Delivery::Push { dead_letter, .. } = s.delivery {
+                assert_eq!(dead_letter, s.topic != Topic::DeadLetter, "{}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_ack_deadline_outlasts_the_handler_timeout() {
+        assert!(PUSH_POLICY.ack_deadline > HANDLER_TIMEOUT);
+    }
+}

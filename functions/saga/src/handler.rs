@@ -1,0 +1,182 @@
+//! The ack policy of every push endpoint, in one place.
+//!
+//! | outcome                               | answer | effect                          |
+//! |---------------------------------------|--------|---------------------------------|
+//! | handled (published, duplicate, ...)   | 200    | Pub/Sub drops the message       |
+//! | poison (bad envelope, base64, JSON, a | 200    | copied to `dead-letter` first,  |
+//! | field the step needs)                 |        | with the reason as attributes   |
+//! | transient (Firestore, Pub/Sub, races) | 503    | Pub/Sub retries with backoff,   |
+//! |                                       |        | then dead-letters               |
+//!
+//! A poison message is answered 2xx only once its dead-letter copy is published; if that
+//! fails too, the answer is 503 and Pub/Sub tries again.
+
+use crate::bus::Outgoing;
+use crate::contract::Topic;
+use crate::ledger::{Handled, StepError};
+use crate::push::{Push, parse_envelope};
+use crate::service::Clients;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use base64::Engine as _;
+use serde_json::json;
+use std::future::Future;
+use tracing::Instrument as _;
+
+/// Attributes put on a message copied to the dead-letter topic by a service.
+pub mod dead_letter_attributes {
+    /// Machine-readable reason.
+    pub const REASON: &str = "saga_dead_letter_reason";
+    /// What was wrong, in words.
+    pub const DETAIL: &str = "saga_dead_letter_detail";
+    /// The service that refused it.
+    pub const SERVICE: &str = "saga_dead_letter_service";
+    /// The subscription it arrived on.
+    pub const SUBSCRIPTION: &str = "saga_dead_letter_subscription";
+    /// Its Pub/Sub message id.
+    pub const MESSAGE_ID: &str = "saga_dead_letter_message_id";
+    /// `base64` when the payload is the base64 of bytes that were not UTF-8.
+    pub const ENCODING: &str = "saga_dead_letter_encoding";
+}
+
+/// A push endpoint whose handler gets the decoded message; everything around it (envelope,
+/// poison routing, status codes, logging) is this module's.
+pub fn push_route<F, Fut>(handler: F) -> MethodRouter<Clients>
+where
+    F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
+{
+    post(move |State(clients): State<Clients>, body: Bytes| {
+        let handler = handler.clone();
+        async move { handle(clients, body, handler).await }
+    })
+}
+
+async fn handle<F, Fut>(clients: Clients, body: Bytes, step: F) -> Response
+where
+    F: Fn(Clients, Push) -> Fut,
+    Fut: Future<Output = Result<Handled, StepError>>,
+{
+    if clients.faults.take_push_failure() {
+        tracing::warn!("injected push failure (test hook)");
+        return unavailable();
+    }
+    let push = match parse_envelope(&body) {
+        Ok(push) => push,
+        Err(e) => {
+            let raw = Push {
+                data: body.to_vec(),
+                ..Push::default()
+            };
+            return dead_letter(&clients, &raw, e.code(), &e.to_string()).await;
+        }
+    };
+    let span = tracing::info_span!(
+        "push",
+        subscription = %push.subscription.rsplit('/').next().unwrap_or_default(),
+        message_id = %push.message_id,
+        delivery_attempt = push.delivery_attempt,
+        uuid = tracing::field::Empty,
+    );
+    async {
+        match step(clients.clone(), push.clone()).await {
+            Ok(handled) => {
+                match &handled {
+                    Handled::Published(topic) | Handled::Republished(topic) => {
+                        tracing::info!(outcome = handled.word(), %topic, "step done");
+                    }
+                    Handled::Duplicate => {
+                        tracing::info!(outcome = "duplicate", "already done; nothing to do")
+                    }
+                    Handled::Ignored(why) => {
+                        tracing::info!(outcome = "ignored", why, "nothing to do")
+                    }
+                }
+                (StatusCode::OK, Json(json!({ "result": handled.word() }))).into_response()
+            }
+            Err(StepError::Poison { code, detail }) => {
+                dead_letter(&clients, &push, code, &detail).await
+            }
+            Err(StepError::Transient(e)) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "transient failure; Pub/Sub will retry"
+                );
+                unavailable()
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Copies a message that can never be processed to the dead-letter topic, then acks it.
+async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail: &str) -> Response {
+    use dead_letter_attributes as attr;
+    let (data, encoding) = match String::from_utf8(push.data.clone()) {
+        Ok(text) => (text, None),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&push.data),
+            Some("base64"),
+        ),
+    };
+    let mut out = Outgoing {
+        topic: Topic::DeadLetter.name().to_owned(),
+        data,
+        attributes: push.attributes.clone(),
+    }
+    .with_attribute(attr::REASON, code)
+    .with_attribute(attr::DETAIL, detail.chars().take(1024).collect::<String>())
+    .with_attribute(attr::SERVICE, clients.service.name())
+    .with_attribute(attr::SUBSCRIPTION, push.subscription.clone())
+    .with_attribute(attr::MESSAGE_ID, push.message_id.clone());
+    if let Some(encoding) = encoding {
+        out = out.with_attribute(attr::ENCODING, encoding);
+    }
+    match clients.bus.publish(&out).await {
+        Ok(id) => {
+            tracing::error!(
+                reason = code,
+                detail,
+                message_id = %push.message_id,
+                dead_letter_id = %id,
+                "poison message moved to the dead-letter topic"
+            );
+            (
+                StatusCode::OK,
+                Json(json!({ "result": "dead_lettered", "reason": code, "detail": detail })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(
+                reason = code,
+                error = format!("{e:#}"),
+                "could not dead-letter a poison message; Pub/Sub will retry"
+            );
+            unavailable()
+        }
+    }
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "error": "unavailable",
+            "message": "temporarily unable to process the message; it will be retried"
+        })),
+    )
+        .into_response()
+}
+
+/// Parses the saga message of `push` and tags the current log span with its uuid.
+pub fn parse_message(push: &Push) -> Result<crate::message::SagaMessage, StepError> {
+    let msg = crate::message::SagaMessage::parse(&push.data)?;
+    tracing::Span::current().record("uuid", tracing::field::display(msg.uuid));
+    Ok(msg)
+}

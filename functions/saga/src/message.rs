@@ -1,0 +1,793 @@
+//! The saga message: the JSON object that travels from topic to topic, and the domain values
+//! inside it, each parsed into its own type at the edge.
+//!
+//! The format is the original's public interface: a flat object with `item`, `quantity`,
+//! `user`, `uuid`, whatever the step adds (`price_per_unit`, `total_invoice`, the
+//! human-readable `status`), and every field the client sent that the saga does not know,
+//! passed through unchanged. The bookkeeping fields added here (`status_code`, `step`,
+//! `reason`) are optional on input, so messages from other producers still parse.
+
+use crate::contract::Service;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+use uuid::Uuid;
+
+/// Most bytes a message may carry. Saga messages are a few hundred bytes; anything near
+/// this is not one.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Longest user or item name, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Largest quantity one order may ask for.
+pub const MAX_QUANTITY: u32 = 1_000_000;
+
+/// A field of a message that could not be accepted, and why. Its `Display` names the field,
+/// so it can be shown to the client as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// The bytes are not one JSON object.
+    #[error("body is not a JSON object: {0}")]
+    NotJson(String),
+    /// The object is larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message is larger than {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge,
+    /// A required field is absent (or null).
+    #[error("field `{0}` is required")]
+    Missing(&'static str),
+    /// A field has the wrong JSON type.
+    #[error("field `{field}` must be {expected}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A field has the right type but an unacceptable value.
+    #[error("field `{field}` {problem}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The client sent a field that the saga sets itself.
+    #[error("field `{0}` is set by the saga and must not be sent")]
+    Reserved(String),
+}
+
+impl FieldError {
+    /// The field at fault, if one is.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            FieldError::NotJson(_) | FieldError::TooLarge => None,
+            FieldError::Missing(f)
+            | FieldError::WrongType { field: f, .. }
+            | FieldError::Invalid { field: f, .. } => Some(f),
+            FieldError::Reserved(f) => Some(f),
+        }
+    }
+
+    /// A short machine-readable code for the problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FieldError::NotJson(_) => "malformed_json",
+            FieldError::TooLarge => "too_large",
+            FieldError::Missing(_) => "missing_field",
+            FieldError::WrongType { .. } => "wrong_type",
+            FieldError::Invalid { .. } => "invalid_value",
+            FieldError::Reserved(_) => "reserved_field",
+        }
+    }
+}
+
+/// The id of one saga: a UUID, carried as the `uuid` field and used as document id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SagaId(Uuid);
+
+impl SagaId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        SagaId(Uuid::new_v4())
+    }
+
+    /// Parses the text form (any case, hyphenated or not).
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::try_parse(s).ok().map(SagaId)
+    }
+}
+
+impl Default for SagaId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SagaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Checks a name that becomes a Firestore document id: non-empty, at most
+/// [`MAX_NAME_CHARS`] characters, and nothing that Firestore gives a meaning in a path.
+fn check_name(field: &'static str, s: &str) -> Result<(), FieldError> {
+    let invalid = |problem: &str| FieldError::Invalid {
+        field,
+        problem: problem.to_owned(),
+    };
+    if s.trim().is_empty() {
+        return Err(invalid("must not be empty"));
+    }
+    if s.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid(&format!(
+            "must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if s.chars().any(|c| c == '/' || c.is_control()) {
+        return Err(invalid("must not contain `/` or control characters"));
+    }
+    if s == "." || s == ".." || (s.starts_with("__") && s.ends_with("__")) {
+        return Err(invalid("is a name Firestore reserves"));
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses and checks a name.
+            pub fn parse(s: &str) -> Result<Self, FieldError> {
+                check_name($field, s)?;
+                Ok(Self(s.to_owned()))
+            }
+
+            /// The name.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A user name: the id of a `users/{user}` document.
+    UserName,
+    "user"
+);
+name_type!(
+    /// An item name: the id of an `inventory/{item}` document.
+    ItemName,
+    "item"
+);
+
+/// How many units an order asks for: from 1 to [`MAX_QUANTITY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// Checks the range.
+    pub fn new(n: u64) -> Result<Self, FieldError> {
+        match u32::try_from(n) {
+            Ok(n) if (1..=MAX_QUANTITY).contains(&n) => Ok(Quantity(n)),
+            _ => Err(FieldError::Invalid {
+                field: "quantity",
+                problem: format!("must be an integer from 1 to {MAX_QUANTITY}"),
+            }),
+        }
+    }
+
+    /// The count.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for Quantity {
+    type Error = FieldError;
+    fn try_from(n: u64) -> Result<Self, FieldError> {
+        Quantity::new(n)
+    }
+}
+
+impl From<Quantity> for u64 {
+    fn from(q: Quantity) -> u64 {
+        u64::from(q.0)
+    }
+}
+
+impl From<Quantity> for i64 {
+    fn from(q: Quantity) -> i64 {
+        i64::from(q.0)
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An amount of money in the store's currency unit, as the original counts it: a
+/// non-negative integer that fits a Firestore integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Money(u64);
+
+impl Money {
+    /// The largest amount a Firestore integer holds.
+    pub const MAX: u64 = i64::MAX as u64;
+
+    /// Checks that `n` fits a Firestore integer.
+    pub fn new(n: u64) -> Option<Self> {
+        (n <= Self::MAX).then_some(Money(n))
+    }
+
+    /// The amount.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// `self × quantity`, or `None` if that does not fit.
+    pub fn times(self, quantity: Quantity) -> Option<Money> {
+        self.0.checked_mul(u64::from(quantity)).and_then(Money::new)
+    }
+}
+
+impl TryFrom<u64> for Money {
+    type Error = String;
+    fn try_from(n: u64) -> Result<Self, String> {
+        Money::new(n).ok_or_else(|| format!("{n} is larger than {}", Money::MAX))
+    }
+}
+
+impl From<Money> for u64 {
+    fn from(m: Money) -> u64 {
+        m.0
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a saga stands, in machine-readable form: the `status_code` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusCode {
+    /// The frontend accepted the order.
+    Received,
+    /// The order is recorded for its user.
+    OrderCreated,
+    /// Stock is reserved.
+    StockReserved,
+    /// The order is paid: the saga succeeded.
+    Completed,
+    /// A step failed; compensation follows.
+    Failed,
+    /// Every earlier step was undone.
+    Compensated,
+}
+
+impl StatusCode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusCode::Received => "received",
+            StatusCode::OrderCreated => "order_created",
+            StatusCode::StockReserved => "stock_reserved",
+            StatusCode::Completed => "completed",
+            StatusCode::Failed => "failed",
+            StatusCode::Compensated => "compensated",
+        }
+    }
+}
+
+/// Why a saga failed, in machine-readable form: the `reason` field of an `error` message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// `users/{user}` does not exist.
+    UnknownUser,
+    /// `inventory/{item}` does not exist.
+    UnknownItem,
+    /// `inventory/{item}` holds fewer units than ordered.
+    InsufficientStock,
+    /// `inventory/{item}` has no usable `quantity` or `price_per_unit`.
+    InvalidInventoryRecord,
+    /// The order asked for a payment error (the `payment-error` field).
+    PaymentDeclined,
+    /// `price_per_unit × quantity` does not fit.
+    InvoiceOverflow,
+    /// A step kept failing until Pub/Sub gave up on the message.
+    RetriesExhausted,
+}
+
+impl Reason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnknownUser => "unknown_user",
+            Reason::UnknownItem => "unknown_item",
+            Reason::InsufficientStock => "insufficient_stock",
+            Reason::InvalidInventoryRecord => "invalid_inventory_record",
+            Reason::PaymentDeclined => "payment_declined",
+            Reason::InvoiceOverflow => "invoice_overflow",
+            Reason::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+/// What the client ordered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    /// Who orders.
+    pub user: UserName,
+    /// What.
+    pub item: ItemName,
+    /// How many.
+    pub quantity: Quantity,
+}
+
+/// The fields that the saga itself sets; a client may not send them.
+pub const RESERVED_FIELDS: [&str; 7] = [
+    "uuid",
+    "price_per_unit",
+    "total_invoice",
+    "status",
+    "status_code",
+    "step",
+    "reason",
+];
+
+/// The key that asks payments to fail, as in the original (any value).
+pub const PAYMENT_ERROR_FIELD: &str = "payment-error";
+
+/// A saga message, parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SagaMessage {
+    /// The saga.
+    pub uuid: SagaId,
+    /// The order.
+    pub order: Order,
+    /// Set by inventory.
+    pub price_per_unit: Option<Money>,
+    /// Set by payments.
+    pub total_invoice: Option<Money>,
+    /// Human-readable status text.
+    pub status: Option<String>,
+    /// Machine-readable status.
+    pub status_code: Option<StatusCode>,
+    /// The step that produced the message.
+    pub step: Option<Service>,
+    /// Why the saga failed, on `error` messages.
+    pub reason: Option<Reason>,
+    /// Every other field, passed through unchanged.
+    pub extra: Map<String, Value>,
+}
+
+/// A JSON object whose top level may not repeat a key: `{"quantity":1,"quantity":900}` is
+/// ambiguous, and silently taking either value would be a guess.
+struct UniqueKeys(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+                let mut out = Map::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    if out.contains_key(&k) {
+                        return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(UniqueKeys(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Parses bytes as one JSON object with unique top-level keys.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, FieldError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(FieldError::TooLarge);
+    }
+    serde_json::from_slice::<UniqueKeys>(bytes)
+        .map(|o| o.0)
+        .map_err(|e| FieldError::NotJson(e.to_string()))
+}
+
+fn take_str(obj: &mut Map<String, Value>, field: &'static str) -> Result<String, FieldError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Err(FieldError::Missing(field)),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(FieldError::WrongType {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+fn take_integer(
+    obj: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<u64>, FieldError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) => Ok(Some(n)),
+            // Negative integers are the right type with a wrong value; fractions and
+            // exponent forms (`10.0`, `1e3`) are not integers at all.
+            None if n.is_i64() => Err(FieldError::Invalid {
+                field,
+                problem: "must not be negative".to_owned(),
+            }),
+            None => Err(FieldError::WrongType {
+                field,
+                expected: "an integer",
+            }),
+        },
+        Some(_) => Err(FieldError::WrongType {
+            field,
+            expected: "an integer",
+        }),
+    }
+}
+
+/// Takes an optional bookkeeping field, ignoring a value this version does not understand:
+/// these fields are rewritten by every step, so a foreign value must not stop a saga.
+fn take_lenient<T: for<'de> Deserialize<'de>>(
+    obj: &mut Map<String, Value>,
+    field: &str,
+) -> Option<T> {
+    obj.remove(field)
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+impl Order {
+    /// Takes `user`, `item` and `quantity` out of `obj`.
+    fn take(obj: &mut Map<String, Value>) -> Result<Order, FieldError> {
+        let item = ItemName::parse(&take_str(obj, "item")?)?;
+        let quantity =
+            Quantity::new(take_integer(obj, "quantity")?.ok_or(FieldError::Missing("quantity"))?)?;
+        let user = UserName::parse(&take_str(obj, "user")?)?;
+        Ok(Order {
+            user,
+            item,
+            quantity,
+        })
+    }
+
+    /// Parses a client's order: `item`, `quantity`, `user`, plus extra fields that are kept,
+    /// except those in [`RESERVED_FIELDS`], which are refused.
+    pub fn parse_request(bytes: &[u8]) -> Result<(Order, Map<String, Value>), FieldError> {
+        let mut obj = parse_object(bytes)?;
+        if let Some(field) = RESERVED_FIELDS.iter().find(|f| obj.contains_key(**f)) {
+            return Err(FieldError::Reserved((*field).to_owned()));
+        }
+        let order = Order::take(&mut obj)?;
+        Ok((order, obj))
+    }
+}
+
+impl SagaMessage {
+    /// The message the frontend publishes for a new order.
+    pub fn new(uuid: SagaId, order: Order, extra: Map<String, Value>) -> Self {
+        SagaMessage {
+            uuid,
+            order,
+            price_per_unit: None,
+            total_invoice: None,
+            status: None,
+            status_code: None,
+            step: None,
+            reason: None,
+            extra,
+        }
+    }
+
+    /// Parses a message as published by a saga step or by any other producer.
+    pub fn parse(bytes: &[u8]) -> Result<Self, FieldError> {
+        let mut obj = parse_object(bytes)?;
+        let uuid_text = take_str(&mut obj, "uuid")?;
+        let uuid = SagaId::parse(&uuid_text).ok_or(FieldError::Invalid {
+            field: "uuid",
+            problem: "must be a UUID".to_owned(),
+        })?;
+        let order = Order::take(&mut obj)?;
+        let price_per_unit = take_integer(&mut obj, "price_per_unit")?
+            .map(|n| {
+                Money::new(n).ok_or(FieldError::Invalid {
+                    field: "price_per_unit",
+                    problem: "is too large".to_owned(),
+                })
+            })
+            .transpose()?;
+        // Computed by payments; a value arriving from elsewhere is never trusted.
+        obj.remove("total_invoice");
+        let status = match obj.remove("status") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        Ok(SagaMessage {
+            uuid,
+            order,
+            price_per_unit,
+            total_invoice: None,
+            status,
+            status_code: take_lenient(&mut obj, "status_code"),
+            step: take_lenient::<String>(&mut obj, "step").and_then(|s| Service::from_name(&s)),
+            reason: take_lenient(&mut obj, "reason"),
+            extra: obj,
+        })
+    }
+
+    /// Whether the client asked payments to fail.
+    pub fn wants_payment_error(&self) -> bool {
+        self.extra.contains_key(PAYMENT_ERROR_FIELD)
+    }
+
+    /// The next message of the saga: this one, stamped by `step` with a status.
+    #[must_use]
+    pub fn advance(&self, step: Service, code: StatusCode, status: String) -> SagaMessage {
+        SagaMessage {
+            step: Some(step),
+            status_code: Some(code),
+            status: Some(status),
+            reason: None,
+            ..self.clone()
+        }
+    }
+
+    /// The `error` message for this saga failing at `step`.
+    #[must_use]
+    pub fn fail(&self, step: Service, reason: Reason, status: String) -> SagaMessage {
+        SagaMessage {
+            reason: Some(reason),
+            ..self.advance(step, StatusCode::Failed, status)
+        }
+    }
+
+    /// The JSON object, in the original's flat format.
+    pub fn to_object(&self) -> Map<String, Value> {
+        let mut obj = Map::new();
+        obj.insert("item".into(), self.order.item.as_str().into());
+        obj.insert("quantity".into(), self.order.quantity.get().into());
+        obj.insert("user".into(), self.order.user.as_str().into());
+        obj.insert("uuid".into(), self.uuid.to_string().into());
+        for (k, v) in &self.extra {
+            obj.insert(k.clone(), v.clone());
+        }
+        if let Some(p) = self.price_per_unit {
+            obj.insert("price_per_unit".into(), p.get().into());
+        }
+        if let Some(t) = self.total_invoice {
+            obj.insert("total_invoice".into(), t.get().into());
+        }
+        if let Some(s) = &self.status {
+            obj.insert("status".into(), s.clone().into());
+        }
+        if let Some(c) = self.status_code {
+            obj.insert("status_code".into(), c.as_str().into());
+        }
+        if let Some(s) = self.step {
+            obj.insert("step".into(), s.name().into());
+        }
+        if let Some(r) = self.reason {
+            obj.insert("reason".into(), r.as_str().into());
+        }
+        obj
+    }
+
+    /// The JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::Value::Object(self.to_object()).to_string()
+    }
+
+    /// The JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_json().into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap()
+    }
+
+    #[test]
+    fn a_valid_request_parses_and_keeps_extra_fields() {
+        let (order, extra) = Order::parse_request(
+            br#"{"item":"widget","quantity":50,"user":"jack","payment-error":"null"}"#,
+        )
+        .unwrap();
+        assert_eq!(order.item.as_str(), "widget");
+        assert_eq!(order.quantity.get(), 50);
+        assert_eq!(order.user.as_str(), "jack");
+        assert_eq!(extra.get("payment-error"), Some(&json!("null")));
+    }
+
+    #[test]
+    fn each_bad_request_names_its_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"quantity":1,"user":"jack"}"#, "item"),
+            (br#"{"item":"w","user":"jack"}"#, "quantity"),
+            (br#"{"item":"w","quantity":1}"#, "user"),
+            (
+                br#"{"item":"w","quantity":"ten","user":"jack"}"#,
+                "quantity",
+            ),
+            (br#"{"item":"w","quantity":0,"user":"jack"}"#, "quantity"),
+            (br#"{"item":"w","quantity":-5,"user":"jack"}"#, "quantity"),
+            (
+                br#"{"item":"w","quantity":1000001,"user":"jack"}"#,
+                "quantity",
+            ),
+            (br#"{"item":"w","quantity":10.0,"user":"jack"}"#, "quantity"),
+            (br#"{"item":"w","quantity":1e3,"user":"jack"}"#, "quantity"),
+            (
+                br#"{"item":"w","quantity":9223372036854775808,"user":"jack"}"#,
+                "quantity",
+            ),
+            (br#"{"item":"","quantity":1,"user":"jack"}"#, "item"),
+            (br#"{"item":"a/b","quantity":1,"user":"jack"}"#, "item"),
+            (br#"{"item":"w","quantity":1,"user":42}"#, "user"),
+            (br#"{"item":"w","quantity":1,"user":".."}"#, "user"),
+            (br#"{"item":"w","quantity":1,"user":"__x__"}"#, "user"),
+            (
+                br#"{"item":"w","quantity":1,"user":"jack","uuid":"x"}"#,
+                "uuid",
+            ),
+            (
+                br#"{"item":"w","quantity":1,"user":"jack","total_invoice":1}"#,
+                "total_invoice",
+            ),
+            (
+                br#"{"item":"w","quantity":1,"user":"jack","status":"paid"}"#,
+                "status",
+            ),
+        ];
+        for (body, field) in cases {
+            let err = Order::parse_request(body).unwrap_err();
+            assert_eq!(
+                err.field(),
+                Some(*field),
+                "{}: {err}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_name_of_128_characters_is_accepted_and_129_refused() {
+        let ok = "é".repeat(128);
+        assert!(UserName::parse(&ok).is_ok());
+        assert!(UserName::parse(&format!("{ok}x")).is_err());
+    }
+
+    #[test]
+    fn malformed_and_ambiguous_json_is_refused() {
+        for body in [
+            &b"not json"[..],
+            b"[1,2]",
+            b"\"s\"",
+            br#"{"item":"w","quantity":1,"user":"jack","quantity":900}"#,
+            b"{\"item\":\"w\xff\",\"quantity\":1,\"user\":\"jack\"}",
+        ] {
+            assert!(
+                matches!(Order::parse_request(body), Err(FieldError::NotJson(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let body = format!(r#"{{"item":"w","quantity":1,"user":"jack","x":{deep}}}"#);
+        assert!(Order::parse_request(body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_message_round_trips_with_its_extra_fields() {
+        let id = SagaId::new();
+        let m = SagaMessage::parse(&bytes(&json!({
+            "item": "widget", "quantity": 5, "user": "jack", "uuid": id.to_string(),
+            "payment-error": {"nested": [1, 2]}, "note": "hi"
+        })))
+        .unwrap();
+        assert_eq!(m.uuid, id);
+        assert!(m.wants_payment_error());
+        let next = m.advance(
+            Service::Orders,
+            StatusCode::OrderCreated,
+            "order created".into(),
+        );
+        let again = SagaMessage::parse(&next.to_bytes()).unwrap();
+        assert_eq!(again.extra, m.extra);
+        assert_eq!(again.step, Some(Service::Orders));
+        assert_eq!(again.status_code, Some(StatusCode::OrderCreated));
+        assert_eq!(again.status.as_deref(), Some("order created"));
+    }
+
+    #[test]
+    fn bookkeeping_fields_are_optional_and_foreign_values_are_ignored() {
+        let id = SagaId::new();
+        let m = SagaMessage::parse(&bytes(&json!({
+            "item": "widget", "quantity": 5, "user": "jack", "uuid": id.to_string(),
+            "status": 7, "status_code": "weird", "step": "somewhere", "reason": ["x"]
+        })))
+        .unwrap();
+        assert_eq!(
+            (m.status, m.status_code, m.step, m.reason),
+            (None, None, None, None)
+        );
+        assert!(m.extra.is_empty());
+    }
+
+    #[test]
+    fn an_incoming_total_invoice_is_never_trusted() {
+        let m = SagaMessage::parse(&bytes(&json!({
+            "item": "widget", "quantity": 5, "user": "jack",
+            "uuid": SagaId::new().to_string(), "total_invoice": 1
+        })))
+        .unwrap();
+        assert_eq!(m.total_invoice, None);
+        assert!(!m.to_object().contains_key("total_invoice"));
+    }
+
+    #[test]
+    fn a_message_without_a_valid_uuid_is_refused() {
+        for uuid in [json!(null), json!(12), json!("not-a-uuid")] {
+            let err = SagaMessage::parse(&bytes(&json!({
+                "item": "widget", "quantity": 5, "user": "jack", "uuid": uuid
+            })))
+            .unwrap_err();
+            assert_eq!(err.field(), Some("uuid"));
+        }
+    }
+
+    #[test]
+    fn the_invoice_overflows_cleanly() {
+        let q = Quantity::new(1_000_000).unwrap();
+        assert_eq!(Money::new(10).unwrap().times(q), Money::new(10_000_000));
+        assert_eq!(Money::new(Money::MAX).unwrap().times(q), None);
+        assert_eq!(Money::new(Money::MAX + 1), None);
+    }
+}

@@ -1,0 +1,271 @@
+//! The Firestore documents of the saga: where each lives and what it holds.
+//!
+//! Domain documents keep the original's collections and fields (`users/{user}/orders/{uuid}`,
+//! `inventory/{item}/orders/{uuid}`, `payments/{uuid}`) plus a `status`. Each step also keeps
+//! a record in `sagas/{uuid}/steps/{step}`: its outcome and the exact message it publishes
+//! (the outbox), so that a redelivery can finish an interrupted publish and a duplicate can
+//! be recognised. Nothing is ever deleted: compensation turns records into tombstones.
+
+use crate::bus::Outgoing;
+use crate::contract::{Service, collections};
+use crate::message::{ItemName, Money, Order, SagaId, UserName};
+use crate::store::DocPath;
+use firestore::FirestoreTimestamp;
+use serde::{Deserialize, Serialize};
+
+/// `users/{user}`.
+pub fn user(user: &UserName) -> DocPath {
+    DocPath::new([collections::USERS, user.as_str()])
+}
+
+/// `users/{user}/orders/{uuid}`.
+pub fn user_order(user: &UserName, uuid: SagaId) -> DocPath {
+    DocPath::new([
+        collections::USERS,
+        user.as_str(),
+        collections::ORDERS,
+        &uuid.to_string(),
+    ])
+}
+
+/// `inventory/{item}`.
+pub fn item(item: &ItemName) -> DocPath {
+    DocPath::new([collections::INVENTORY, item.as_str()])
+}
+
+/// `inventory/{item}/orders/{uuid}`: the stock reservation.
+pub fn reservation(item: &ItemName, uuid: SagaId) -> DocPath {
+    DocPath::new([
+        collections::INVENTORY,
+        item.as_str(),
+        collections::ORDERS,
+        &uuid.to_string(),
+    ])
+}
+
+/// `payments/{uuid}`.
+pub fn payment(uuid: SagaId) -> DocPath {
+    DocPath::new([collections::PAYMENTS, &uuid.to_string()])
+}
+
+/// `sagas/{uuid}/steps/{step}`.
+pub fn step(uuid: SagaId, step: Service) -> DocPath {
+    DocPath::new([
+        collections::SAGAS,
+        &uuid.to_string(),
+        collections::STEPS,
+        step.name(),
+    ])
+}
+
+/// The `inventory/{item}` fields the saga reads.
+pub mod inventory_fields {
+    /// Units in stock.
+    pub const QUANTITY: &str = "quantity";
+    /// Price of one unit.
+    pub const PRICE_PER_UNIT: &str = "price_per_unit";
+}
+
+/// Status of a domain document: its `status` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocStatus {
+    /// The user's order exists.
+    Created,
+    /// Stock is held for the order.
+    Reserved,
+    /// The order is paid.
+    Paid,
+    /// The order was undone.
+    Cancelled,
+    /// The held stock went back.
+    Released,
+}
+
+/// `users/{user}/orders/{uuid}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserOrderDoc {
+    /// What.
+    pub item: String,
+    /// How many.
+    pub quantity: u32,
+    /// The saga.
+    pub uuid: String,
+    /// `created` or `cancelled`.
+    pub status: DocStatus,
+    /// When it was recorded.
+    pub created: FirestoreTimestamp,
+}
+
+/// `inventory/{item}/orders/{uuid}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReservationDoc {
+    /// What.
+    pub item: String,
+    /// How many units are held.
+    pub quantity: u32,
+    /// For whom.
+    pub user: String,
+    /// The saga.
+    pub uuid: String,
+    /// Price of one unit when reserved.
+    pub price_per_unit: u64,
+    /// `reserved` or `released`.
+    pub status: DocStatus,
+    /// When it was reserved.
+    pub created: FirestoreTimestamp,
+}
+
+/// `payments/{uuid}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentDoc {
+    /// What.
+    pub item: String,
+    /// How many.
+    pub quantity: u32,
+    /// Who pays.
+    pub user: String,
+    /// The saga.
+    pub uuid: String,
+    /// Price of one unit.
+    pub price_per_unit: u64,
+    /// `price_per_unit × quantity`.
+    pub total_invoice: u64,
+    /// `paid`.
+    pub status: DocStatus,
+    /// When it was paid.
+    pub created: FirestoreTimestamp,
+}
+
+/// What a step's record says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// The step did its work (order created, stock reserved, payment made).
+    Done,
+    /// The step refused the order; its outbox holds the `error` message.
+    Rejected,
+    /// The step never succeeded before Pub/Sub gave up; the janitor wrote this record and
+    /// its `error` message on the step's behalf.
+    Failed,
+    /// The step's work was undone by compensation.
+    Compensated,
+    /// The saga was compensated before this step ran: the step must never run now.
+    Tombstone,
+}
+
+impl StepState {
+    /// Whether the step ended the saga with a failure.
+    pub fn is_failure(self) -> bool {
+        matches!(self, StepState::Rejected | StepState::Failed)
+    }
+}
+
+/// `sagas/{uuid}/steps/{step}`: one step's outcome and outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step.
+    pub step: String,
+    /// The saga.
+    pub uuid: String,
+    /// What happened.
+    pub state: StepState,
+    /// The order, as this step saw it: compensation reads it from here.
+    pub user: String,
+    /// What.
+    pub item: String,
+    /// How many.
+    pub quantity: u32,
+    /// Price of one unit, once known.
+    #[serde(default)]
+    pub price_per_unit: Option<u64>,
+    /// Machine-readable failure reason, for failures.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The message this step publishes, stored before it is sent.
+    #[serde(default)]
+    pub outbox: Option<Outgoing>,
+    /// Whether Pub/Sub confirmed the outbox message.
+    #[serde(default)]
+    pub published: bool,
+    /// Until when the delivery that wrote the outbox is presumed to be publishing it. A
+    /// duplicate delivery leaves the publish to it until then, and takes over after.
+    #[serde(default)]
+    pub lease_until: Option<FirestoreTimestamp>,
+    /// When the record was written.
+    pub created: FirestoreTimestamp,
+    /// When it last changed state.
+    pub updated: FirestoreTimestamp,
+}
+
+impl StepRecord {
+    /// A record of `step` for `order` in `state`.
+    pub fn new(step: Service, uuid: SagaId, order: &Order, state: StepState) -> Self {
+        let now = FirestoreTimestamp::now();
+        StepRecord {
+            step: step.name().to_owned(),
+            uuid: uuid.to_string(),
+            state,
+            user: order.user.as_str().to_owned(),
+            item: order.item.as_str().to_owned(),
+            quantity: order.quantity.get(),
+            price_per_unit: None,
+            reason: None,
+            outbox: None,
+            published: false,
+            lease_until: None,
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// The order this record is about, if its fields are still valid.
+    pub fn order(&self) -> Option<Order> {
+        Some(Order {
+            user: UserName::parse(&self.user).ok()?,
+            item: ItemName::parse(&self.item).ok()?,
+            quantity: crate::message::Quantity::new(u64::from(self.quantity)).ok()?,
+        })
+    }
+
+    /// The price recorded by inventory.
+    pub fn price(&self) -> Option<Money> {
+        self.price_per_unit.and_then(Money::new)
+    }
+}
+
+/// The fields changed when a step's state changes (a compensation).
+#[derive(Serialize)]
+pub struct StateChange {
+    /// The new state.
+    pub state: StepState,
+    /// When.
+    pub updated: FirestoreTimestamp,
+}
+
+impl StateChange {
+    /// The fields this change writes.
+    pub const MASK: &'static [&'static str] = &["state", "updated"];
+}
+
+/// The fields changed when a domain document's status changes.
+#[derive(Serialize)]
+pub struct StatusChange {
+    /// The new status.
+    pub status: DocStatus,
+    /// When.
+    pub updated: FirestoreTimestamp,
+}
+
+impl StatusChange {
+    /// The fields this change writes.
+    pub const MASK: &'static [&'static str] = &["status", "updated"];
+
+    /// A change to `status`, now.
+    pub fn now(status: DocStatus) -> Self {
+        StatusChange {
+            status,
+            updated: FirestoreTimestamp::now(),
+        }
+    }
+}
