@@ -90,10 +90,10 @@ where
                         tracing::info!(outcome = handled.word(), %topic, "step done");
                     }
                     Handled::Duplicate => {
-                        tracing::info!(outcome = "duplicate", "already done; nothing to do")
+                        tracing::info!(outcome = "duplicate", "already done; nothing to do");
                     }
                     Handled::Ignored(why) => {
-                        tracing::info!(outcome = "ignored", why, "nothing to do")
+                        tracing::info!(outcome = "ignored", why, "nothing to do");
                     }
                 }
                 (StatusCode::OK, Json(json!({ "result": handled.word() }))).into_response()

@@ -10,6 +10,7 @@ use crate::store::Store;
 use crate::telemetry;
 use anyhow::Context as _;
 use axum::Router;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use tokio::net::TcpListener;
@@ -46,8 +47,18 @@ impl Clients {
 /// Builds a service's router from its clients.
 pub type RouterFn = fn(Clients) -> Router;
 
-/// The whole life of a service process: the body of each service's `main`.
+/// The whole life of a service process: the body of each service's `main`. Stops on
+/// SIGTERM or Ctrl-C.
 pub async fn main(service: Service, router: RouterFn) -> ExitCode {
+    main_until(service, router, server::shutdown_signal()).await
+}
+
+/// [`main`], stopping when `shutdown` completes instead.
+pub async fn main_until(
+    service: Service,
+    router: RouterFn,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> ExitCode {
     let config = match Config::from_env(service) {
         Ok(config) => config,
         Err(e) => {
@@ -57,7 +68,7 @@ pub async fn main(service: Service, router: RouterFn) -> ExitCode {
         }
     };
     telemetry::init(service, config.log_format);
-    match run_main(config, router).await {
+    match run_main(config, router, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "service failed");
@@ -66,14 +77,18 @@ pub async fn main(service: Service, router: RouterFn) -> ExitCode {
     }
 }
 
-async fn run_main(config: Config, router: RouterFn) -> anyhow::Result<()> {
+async fn run_main(
+    config: Config,
+    router: RouterFn,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let clients = Clients::connect(&config).await?;
     let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, project = config.project(), "{} listening", config.service);
-    server::serve(listener, router(clients), server::shutdown_signal())
+    server::serve(listener, router(clients), shutdown)
         .await
         .context("serving")?;
     tracing::info!("stopped cleanly");

@@ -22,7 +22,11 @@ pub fn init(service: Service, format: LogFormat) {
     let result = match format {
         LogFormat::Json => registry.with(tracing_stackdriver::layer()).try_init(),
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
             .try_init(),
     };
     if result.is_ok() {

@@ -1,0 +1,264 @@
+//! Google's Pub/Sub and Firestore emulators: reuse running ones named by the usual
+//! environment variables, or start them with the gcloud CLI.
+//!
+//! A started emulator runs under a small shell that waits for its standard input to close.
+//! That pipe's other end belongs to this process, so however this process ends (return,
+//! panic, SIGKILL), the shell wakes up and terminates gcloud's process group, the Java
+//! server included. No emulator outlives its test run.
+
+use anyhow::{Context as _, bail};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to install what the emulators need, shown whenever something is missing.
+pub const INSTALL_HELP: &str = "\
+The Pub/Sub and Firestore emulators come with the Google Cloud CLI and need a Java runtime (17+):
+  - Google Cloud CLI: https://cloud.google.com/sdk/docs/install
+    (Debian/Ubuntu: apt-get install google-cloud-cli)
+  - the emulators: gcloud components install beta pubsub-emulator cloud-firestore-emulator
+    (apt installs: apt-get install google-cloud-cli-pubsub-emulator google-cloud-cli-firestore-emulator)
+  - Java: apt-get install openjdk-17-jre-headless
+Or point PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST at emulators that are already running.";
+
+/// How long an emulator may take to start.
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The two emulators, running.
+#[derive(Debug)]
+pub struct Emulators {
+    /// `host:port` of the Pub/Sub emulator.
+    pub pubsub: String,
+    /// `host:port` of the Firestore emulator.
+    pub firestore: String,
+    /// Whether they were started here (and stop with this value) or reused.
+    pub started: bool,
+    children: Vec<Child>,
+}
+
+/// Where to start emulators that are not already running.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Pub/Sub port; 0 for any free port.
+    pub pubsub_port: u16,
+    /// Firestore port; 0 for any free port.
+    pub firestore_port: u16,
+    /// Where the emulators' own logs go.
+    pub log_dir: PathBuf,
+    /// Print progress while waiting.
+    pub progress: bool,
+}
+
+impl Emulators {
+    /// The emulators named by `PUBSUB_EMULATOR_HOST` and `FIRESTORE_EMULATOR_HOST` if both
+    /// are set and answer, else new ones started as `options` says.
+    pub fn reuse_or_start(options: &Options) -> anyhow::Result<Self> {
+        let pubsub = std::env::var(saga::config::env::PUBSUB_EMULATOR_HOST)
+            .ok()
+            .filter(|h| !h.is_empty());
+        let firestore = std::env::var(saga::config::env::FIRESTORE_EMULATOR_HOST)
+            .ok()
+            .filter(|h| !h.is_empty());
+        match (pubsub, firestore) {
+            (Some(pubsub), Some(firestore)) => {
+                for (name, host) in [("Pub/Sub", &pubsub), ("Firestore", &firestore)] {
+                    if !answers(host) {
+                        bail!(
+                            "the {name} emulator at {host} (from the environment) does not answer.\n{INSTALL_HELP}"
+                        );
+                    }
+                }
+                Ok(Emulators {
+                    pubsub,
+                    firestore,
+                    started: false,
+                    children: Vec::new(),
+                })
+            }
+            (None, None) => Self::start(options),
+            _ => bail!(
+                "set both PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST to reuse running emulators, or neither to start new ones"
+            ),
+        }
+    }
+
+    /// Starts both emulators.
+    pub fn start(options: &Options) -> anyhow::Result<Self> {
+        check_prerequisites()?;
+        std::fs::create_dir_all(&options.log_dir)
+            .with_context(|| format!("creating {}", options.log_dir.display()))?;
+        let pubsub_port = pick_port(options.pubsub_port)?;
+        let firestore_port = pick_port(options.firestore_port)?;
+        let pubsub = format!("127.0.0.1:{pubsub_port}");
+        let firestore = format!("127.0.0.1:{firestore_port}");
+        let mut emulators = Emulators {
+            pubsub: pubsub.clone(),
+            firestore: firestore.clone(),
+            started: true,
+            children: Vec::new(),
+        };
+        let pubsub_log = options.log_dir.join("pubsub-emulator.log");
+        let firestore_log = options.log_dir.join("firestore-emulator.log");
+        emulators.children.push(spawn(
+            &format!("gcloud beta emulators pubsub start --host-port={pubsub} --project=saga-local --quiet"),
+            &pubsub_log,
+        )?);
+        emulators.children.push(spawn(
+            &format!("gcloud emulators firestore start --host-port={firestore} --quiet"),
+            &firestore_log,
+        )?);
+        let deadline = Instant::now() + START_TIMEOUT;
+        for (i, (name, host, log)) in [
+            ("Pub/Sub", &pubsub, &pubsub_log),
+            ("Firestore", &firestore, &firestore_log),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if options.progress {
+                print_progress(&format!("starting the {name} emulator on {host} "));
+            }
+            loop {
+                if answers(host) {
+                    break;
+                }
+                if let Some(status) = emulators.children[i].try_wait()? {
+                    bail!(
+                        "the {name} emulator exited ({status}). Its log, {}:\n{}\n{INSTALL_HELP}",
+                        log.display(),
+                        tail(log)
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "the {name} emulator did not start within {START_TIMEOUT:?}. Its log, {}:\n{}",
+                        log.display(),
+                        tail(log)
+                    );
+                }
+                if options.progress {
+                    print_progress(".");
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            if options.progress {
+                print_progress(" ready\n");
+            }
+        }
+        Ok(emulators)
+    }
+
+    /// `http://` endpoint of the Pub/Sub emulator, as google-cloud-pubsub wants it.
+    pub fn pubsub_endpoint(&self) -> String {
+        format!("http://{}", self.pubsub)
+    }
+
+    /// Stops emulators started here (and waits for them); reused ones are left alone.
+    pub fn stop(&mut self) {
+        for mut child in self.children.drain(..) {
+            // Closing the shell's stdin takes its process group down (see the module doc).
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Emulators {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn print_progress(s: &str) {
+    let mut out = std::io::stderr();
+    let _ = out.write_all(s.as_bytes());
+    let _ = out.flush();
+}
+
+fn check_prerequisites() -> anyhow::Result<()> {
+    for (tool, args) in [("gcloud", "--version"), ("java", "-version")] {
+        let found = Command::new(tool)
+            .arg(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            bail!("`{tool}` was not found on PATH, so the emulators cannot start.\n{INSTALL_HELP}");
+        }
+    }
+    Ok(())
+}
+
+fn pick_port(port: u16) -> anyhow::Result<u16> {
+    if port != 0 {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            bail!(
+                "port {port} is taken: stop what uses it, or set PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST to reuse running emulators"
+            );
+        }
+        return Ok(port);
+    }
+    // The OS picks a free port; it is released again for the emulator to take. Another
+    // process could grab it in between, which would show up as an emulator that fails to
+    // start, with the reason in its log.
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `command` in a new process group that dies when our end of its stdin closes.
+fn spawn(command: &str, log: &Path) -> anyhow::Result<Child> {
+    use std::os::unix::process::CommandExt as _;
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    // gcloud moves itself and the Java server into a process group of its own, so the
+    // shell signals that group (led by gcloud's pid), then its own.
+    let script = format!(
+        "{command} </dev/null & pid=$!; cat >/dev/null; kill -TERM -$pid 2>/dev/null; kill -TERM $pid 2>/dev/null; wait; kill 0"
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting `{command}`"))
+}
+
+/// Whether an emulator answers HTTP on `host` (both answer `GET /` with `Ok`).
+pub fn answers(host: &str) -> bool {
+    let Ok(addr) = host.parse::<SocketAddr>().or_else(|_| {
+        use std::net::ToSocketAddrs as _;
+        host.to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))
+    }) else {
+        return false;
+    };
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}

@@ -1,0 +1,21 @@
+//! Tools for running the saga on Google's emulators: start or reuse the emulators,
+//! provision the topology of [`saga::contract`], seed the original's data, pull outcomes.
+//! The `devstack` binary runs the whole system with them; the end-to-end tests use them to
+//! build an isolated stack per test.
+
+pub mod emulators;
+pub mod pubsub;
+pub mod seed;
+
+use saga::contract::Service;
+
+/// Each service's router, by service.
+pub fn router_of(service: Service) -> saga::service::RouterFn {
+    match service {
+        Service::Frontend => frontend::router,
+        Service::Orders => orders::router,
+        Service::Inventory => inventory::router,
+        Service::Payments => payments::router,
+        Service::Janitor => janitor::router,
+    }
+}

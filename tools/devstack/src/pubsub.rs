@@ -1,0 +1,186 @@
+//! Pub/Sub administration and reading: creating the saga's topology and pulling from its
+//! pull subscriptions, against an emulator or Google Cloud.
+
+use anyhow::Context as _;
+use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_pubsub::client::{Subscriber, SubscriptionAdmin, TopicAdmin};
+use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, PushConfig, RetryPolicy};
+use saga::contract::{Delivery, PushPolicy, RETENTION, SUBSCRIPTIONS, Service, Topic};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn duration(d: Duration) -> google_cloud_wkt::Duration {
+    google_cloud_wkt::Duration::clamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), 0)
+}
+
+fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
+    e.status().is_some_and(|s| s.code == Code::AlreadyExists)
+}
+
+/// Creates every topic and subscription of [`saga::contract`] in `project` on the emulator
+/// at `endpoint`. Push subscriptions point at `push_base(service)` plus their path. Safe to
+/// run again: what exists is kept, and push endpoints are updated.
+pub async fn provision(
+    endpoint: &str,
+    project: &str,
+    push_base: impl Fn(Service) -> String,
+    policy: &PushPolicy,
+) -> anyhow::Result<()> {
+    let topics = TopicAdmin::builder()
+        .with_endpoint(endpoint)
+        .with_credentials(Anonymous::new().build())
+        .build()
+        .await
+        .context("building the topic admin client")?;
+    let subscriptions = SubscriptionAdmin::builder()
+        .with_endpoint(endpoint)
+        .with_credentials(Anonymous::new().build())
+        .build()
+        .await
+        .context("building the subscription admin client")?;
+
+    for topic in Topic::ALL {
+        match topics
+            .create_topic()
+            .set_name(topic.path(project))
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if already_exists(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("creating topic {topic}")),
+        }
+    }
+
+    for sub in SUBSCRIPTIONS {
+        let mut create = subscriptions
+            .create_subscription()
+            .set_name(sub.path(project))
+            .set_topic(sub.topic.path(project))
+            .set_message_retention_duration(duration(RETENTION))
+            .set_expiration_policy(ExpirationPolicy::new());
+        let push_config = match sub.delivery {
+            Delivery::Pull => None,
+            Delivery::Push {
+                service,
+                path,
+                dead_letter,
+            } => {
+                let config =
+                    PushConfig::new().set_push_endpoint(format!("{}{path}", push_base(service)));
+                create = create
+                    .set_push_config(config.clone())
+                    .set_ack_deadline_seconds(
+                        i32::try_from(policy.ack_deadline.as_secs()).unwrap_or(600),
+                    )
+                    .set_retry_policy(
+                        RetryPolicy::new()
+                            .set_minimum_backoff(duration(policy.min_backoff))
+                            .set_maximum_backoff(duration(policy.max_backoff)),
+                    );
+                if dead_letter {
+                    create = create.set_dead_letter_policy(
+                        DeadLetterPolicy::new()
+                            .set_dead_letter_topic(Topic::DeadLetter.path(project))
+                            .set_max_delivery_attempts(
+                                i32::try_from(policy.max_delivery_attempts).unwrap_or(5),
+                            ),
+                    );
+                }
+                Some(config)
+            }
+        };
+        match create.send().await {
+            Ok(_) => {}
+            Err(e) if already_exists(&e) => {
+                if let Some(config) = push_config {
+                    subscriptions
+                        .modify_push_config()
+                        .set_subscription(sub.path(project))
+                        .set_push_config(config)
+                        .send()
+                        .await
+                        .with_context(|| format!("updating the push endpoint of {}", sub.name))?;
+                }
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating subscription {}", sub.name)),
+        }
+    }
+    Ok(())
+}
+
+/// A message read from a pull subscription.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The payload.
+    pub data: Vec<u8>,
+    /// The attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// When Pub/Sub accepted it.
+    pub publish_time: Option<std::time::SystemTime>,
+}
+
+impl Received {
+    /// The payload as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.data).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A reader of pull subscriptions.
+#[derive(Debug, Clone)]
+pub struct Puller {
+    client: Subscriber,
+    project: String,
+}
+
+impl Puller {
+    /// Connects to the emulator at `endpoint` (`http://host:port`).
+    pub async fn connect(endpoint: &str, project: &str) -> anyhow::Result<Self> {
+        let client = Subscriber::builder()
+            .with_endpoint(endpoint)
+            .with_credentials(Anonymous::new().build())
+            .build()
+            .await
+            .context("building the subscriber client")?;
+        Ok(Puller {
+            client,
+            project: project.to_owned(),
+        })
+    }
+
+    /// Reads and acks messages from `subscription` until `want` arrived or `timeout`
+    /// passed, whichever is first.
+    pub async fn pull(
+        &self,
+        subscription: &str,
+        want: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Received>> {
+        let mut stream = self
+            .client
+            .subscribe(format!(
+                "projects/{}/subscriptions/{subscription}",
+                self.project
+            ))
+            .build();
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while out.len() < want {
+            let next = tokio::time::timeout_at(deadline, stream.next()).await;
+            let Ok(Some(item)) = next else { break };
+            let (message, handler) =
+                item.with_context(|| format!("pulling from {subscription}"))?;
+            handler.ack();
+            out.push(Received {
+                data: message.data.to_vec(),
+                attributes: message.attributes.into_iter().collect(),
+                publish_time: message
+                    .publish_time
+                    .and_then(|t| std::time::SystemTime::try_from(t).ok()),
+            });
+        }
+        Ok(out)
+    }
+}
