@@ -1,1 +1,369 @@
-//! placeholder
+//! The end-to-end test harness: a whole saga per test, isolated in its own project on the
+//! shared emulators, with the five services running in the test process on free ports and
+//! real push subscriptions pointing at them.
+//!
+//! The emulators are started once per test binary (or reused from
+//! `PUBSUB_EMULATOR_HOST`/`FIRESTORE_EMULATOR_HOST`). If they cannot start, every test fails
+//! with a message saying how to install them.
+
+use devstack::emulators::{self, Emulators};
+use devstack::pubsub::{Puller, Received};
+use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
+use google_cloud_pubsub::client::{BasePublisher, SubscriptionAdmin};
+use google_cloud_pubsub::model::Message;
+use saga::config::Config;
+use saga::contract::{PUSH_POLICY, PushPolicy, Service, Topic};
+use saga::faults::Faults;
+use saga::message::SagaId;
+use saga::service::Running;
+use saga::store::{DocPath, Store, WriteSet};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use devstack::pubsub;
+
+static EMULATORS: OnceLock<Result<Emulators, String>> = OnceLock::new();
+
+/// The emulators of this test binary, started on first use.
+///
+/// # Panics
+/// If they cannot be started or reached; the message says how to install them.
+pub fn shared_emulators() -> &'static Emulators {
+    let result = EMULATORS.get_or_init(|| {
+        let options = emulators::Options {
+            pubsub_port: 0,
+            firestore_port: 0,
+            log_dir: std::env::temp_dir().join(format!("saga-e2e-{}", std::process::id())),
+            progress: false,
+        };
+        Emulators::reuse_or_start(&options).map_err(|e| format!("{e:#}"))
+    });
+    match result {
+        Ok(emulators) => emulators,
+        Err(e) => panic!("the end-to-end tests need the Pub/Sub and Firestore emulators: {e}"),
+    }
+}
+
+fn init_logging() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,firestore=error"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A project id for one test: its name plus a random suffix, so reruns never collide.
+fn project_id(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!(
+        "t-{clean}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// A whole saga for one test.
+pub struct TestStack {
+    /// The test's own project.
+    pub project: String,
+    /// The running services.
+    pub services: BTreeMap<Service, Running>,
+    /// Firestore of the project.
+    pub store: Store,
+    /// Reads pull subscriptions.
+    pub puller: Puller,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    publisher: BasePublisher,
+    emulators: &'static Emulators,
+}
+
+impl TestStack {
+    /// Starts a saga with the production push policy and the original's seed data.
+    pub async fn start(name: &str) -> Self {
+        Self::start_with(name, &PUSH_POLICY).await
+    }
+
+    /// Starts a saga with `policy` on every push subscription.
+    ///
+    /// # Panics
+    /// If anything fails to start.
+    pub async fn start_with(name: &str, policy: &PushPolicy) -> Self {
+        init_logging();
+        let emulators = tokio::task::spawn_blocking(shared_emulators)
+            .await
+            .expect("emulator start-up does not panic twice");
+        Self::try_start(name, policy, emulators)
+            .await
+            .unwrap_or_else(|e| panic!("starting the test stack: {e:#}"))
+    }
+
+    async fn try_start(
+        name: &str,
+        policy: &PushPolicy,
+        emulators: &'static Emulators,
+    ) -> anyhow::Result<Self> {
+        let project = project_id(name);
+        let mut services = BTreeMap::new();
+        for service in Service::ALL {
+            let config =
+                Config::for_emulators(service, &project, &emulators.pubsub, &emulators.firestore);
+            let running = Running::start(&config, devstack::router_of(service)).await?;
+            services.insert(service, running);
+        }
+        let urls: HashMap<Service, String> = services.iter().map(|(s, r)| (*s, r.url())).collect();
+        devstack::pubsub::provision(
+            &emulators.pubsub_endpoint(),
+            &project,
+            |s| urls[&s].clone(),
+            policy,
+        )
+        .await?;
+        let store = Store::connect(&saga::config::FirestoreTarget {
+            project: project.clone(),
+            emulator_host: Some(emulators.firestore.clone()),
+        })
+        .await?;
+        devstack::seed::seed(&store, &devstack::seed::seed_documents()).await?;
+        let puller = Puller::connect(&emulators.pubsub_endpoint(), &project).await?;
+        let publisher = BasePublisher::builder()
+            .with_endpoint(emulators.pubsub_endpoint())
+            .with_credentials(Anonymous::new().build())
+            .build()
+            .await?;
+        Ok(TestStack {
+            project,
+            services,
+            store,
+            puller,
+            http: reqwest::Client::new(),
+            publisher,
+            emulators,
+        })
+    }
+
+    /// The URL of `service`.
+    pub fn url(&self, service: Service) -> String {
+        self.services[&service].url()
+    }
+
+    /// The test hooks of `service`.
+    pub fn faults(&self, service: Service) -> &Faults {
+        &self.services[&service].clients.faults
+    }
+
+    /// POSTs `body` to the frontend's `/order` as JSON.
+    pub async fn order(&self, body: &Value) -> (u16, Value) {
+        self.post(
+            Service::Frontend,
+            "/order",
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    /// POSTs raw bytes to `path` on `service`.
+    ///
+    /// # Panics
+    /// If the request cannot be sent.
+    pub async fn post(
+        &self,
+        service: Service,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url(service)))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Places a valid order and returns its uuid.
+    ///
+    /// # Panics
+    /// If the frontend does not accept it.
+    pub async fn place(&self, body: &Value) -> String {
+        let (status, answer) = self.order(body).await;
+        assert_eq!(status, 202, "order {body} was not accepted: {answer}");
+        answer["uuid"]
+            .as_str()
+            .expect("the answer carries the uuid")
+            .to_owned()
+    }
+
+    /// Publishes raw `data` to `topic`, as any producer could.
+    ///
+    /// # Panics
+    /// If Pub/Sub refuses it.
+    pub async fn publish(&self, topic: Topic, data: &[u8], attributes: &[(&str, &str)]) -> String {
+        let publisher = self.publisher.publisher(topic.path(&self.project)).build();
+        let message = Message::new().set_data(data.to_vec()).set_attributes(
+            attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        publisher
+            .publish(message)
+            .await
+            .expect("publishing in a test")
+    }
+
+    /// Reads up to `want` messages from `subscription`, waiting at most `timeout`.
+    ///
+    /// # Panics
+    /// If the subscription cannot be read.
+    pub async fn pull(&self, subscription: &str, want: usize, timeout: Duration) -> Vec<Received> {
+        self.puller
+            .pull(subscription, want, timeout)
+            .await
+            .expect("pulling in a test")
+    }
+
+    /// Reads `subscription` until a message for each of `uuids` arrived (or `timeout`), and
+    /// returns every message read, by uuid.
+    pub async fn outcomes(
+        &self,
+        subscription: &str,
+        uuids: &[String],
+        timeout: Duration,
+    ) -> HashMap<String, Vec<Value>> {
+        let mut seen: HashMap<String, Vec<Value>> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while uuids.iter().any(|u| !seen.contains_key(u)) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            for m in self
+                .pull(subscription, 1000, left.min(Duration::from_secs(2)))
+                .await
+            {
+                let json = m.json();
+                let uuid = json["uuid"].as_str().unwrap_or_default().to_owned();
+                seen.entry(uuid).or_default().push(json);
+            }
+        }
+        seen
+    }
+
+    /// Adds a pull subscription named `name` on `topic`, to watch what a test publishes.
+    ///
+    /// # Panics
+    /// If it cannot be created.
+    pub async fn tap(&self, topic: Topic, name: &str) {
+        let admin = SubscriptionAdmin::builder()
+            .with_endpoint(self.emulators.pubsub_endpoint())
+            .with_credentials(Anonymous::new().build())
+            .build()
+            .await
+            .expect("subscription admin client");
+        admin
+            .create_subscription()
+            .set_name(format!("projects/{}/subscriptions/{name}", self.project))
+            .set_topic(topic.path(&self.project))
+            .send()
+            .await
+            .expect("creating a tap subscription");
+    }
+
+    /// A document as JSON, or `None` if it does not exist.
+    ///
+    /// # Panics
+    /// If Firestore cannot be read.
+    pub async fn doc(&self, path: &str) -> Option<Value> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.store
+            .get(&DocPath::new(segments))
+            .await
+            .expect("reading Firestore")
+            .map(|s| s.decode::<Value>().expect("a document decodes as JSON"))
+    }
+
+    /// `quantity` of `inventory/{item}`.
+    ///
+    /// # Panics
+    /// If the item does not exist.
+    pub async fn stock(&self, item: &str) -> i64 {
+        self.doc(&format!("inventory/{item}"))
+            .await
+            .expect("the item exists")["quantity"]
+            .as_i64()
+            .expect("quantity is an integer")
+    }
+
+    /// Sets `inventory/{item}` to `quantity` units at `price` each.
+    ///
+    /// # Panics
+    /// If Firestore refuses the write.
+    pub async fn set_stock(&self, item: &str, quantity: i64, price: i64) {
+        let mut writes = WriteSet::new();
+        writes.update(
+            DocPath::new(["inventory", item]),
+            &json!({ "quantity": quantity, "price_per_unit": price }),
+            None,
+            None,
+        );
+        self.store.commit(writes).await.expect("setting stock");
+    }
+
+    /// The step record of `uuid` at `step`.
+    pub async fn step(&self, uuid: &str, step: Service) -> Option<Value> {
+        self.doc(&format!("sagas/{uuid}/steps/{}", step.name()))
+            .await
+    }
+}
+
+/// A saga message for `uuid`, as the frontend would publish it.
+pub fn saga_message(uuid: &str, item: &str, quantity: u32, user: &str) -> Value {
+    json!({ "item": item, "quantity": quantity, "user": user, "uuid": uuid })
+}
+
+/// A fresh uuid string.
+pub fn new_uuid() -> String {
+    SagaId::new().to_string()
+}
+
+/// Runs `f` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -7,7 +7,7 @@ use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{Subscriber, SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, PushConfig, RetryPolicy};
 use saga::contract::{Delivery, PushPolicy, RETENTION, SUBSCRIPTIONS, Service, Topic};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 fn duration(d: Duration) -> google_cloud_wkt::Duration {
@@ -129,10 +129,23 @@ impl Received {
 }
 
 /// A reader of pull subscriptions.
-#[derive(Debug, Clone)]
+///
+/// It keeps one streaming pull per subscription open for its whole life, read by a
+/// background task that acks each message and queues it for [`Puller::pull`]. Opening a
+/// stream per read would strand the messages a dropped stream had leased, and a read that
+/// gives up waiting must not cancel the stream's own `next()`: after such a cancellation the
+/// stream delivers nothing more.
+#[derive(Debug)]
 pub struct Puller {
     client: Subscriber,
     project: String,
+    readers: tokio::sync::Mutex<HashMap<String, Reader>>,
+}
+
+#[derive(Debug)]
+struct Reader {
+    queue: tokio::sync::mpsc::UnboundedReceiver<anyhow::Result<Received>>,
+    shutdown: google_cloud_pubsub::subscriber::ShutdownToken,
 }
 
 impl Puller {
@@ -147,17 +160,11 @@ impl Puller {
         Ok(Puller {
             client,
             project: project.to_owned(),
+            readers: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
-    /// Reads and acks messages from `subscription` until `want` arrived or `timeout`
-    /// passed, whichever is first.
-    pub async fn pull(
-        &self,
-        subscription: &str,
-        want: usize,
-        timeout: Duration,
-    ) -> anyhow::Result<Vec<Received>> {
+    fn open(&self, subscription: &str) -> Reader {
         let mut stream = self
             .client
             .subscribe(format!(
@@ -165,22 +172,59 @@ impl Puller {
                 self.project
             ))
             .build();
+        let shutdown = stream.shutdown_token();
+        let (tx, queue) = tokio::sync::mpsc::unbounded_channel();
+        let name = subscription.to_owned();
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                let received = item.with_context(|| format!("pulling from {name}")).map(
+                    |(message, handler)| {
+                        handler.ack();
+                        Received {
+                            data: message.data.to_vec(),
+                            attributes: message.attributes.into_iter().collect(),
+                            publish_time: message
+                                .publish_time
+                                .and_then(|t| std::time::SystemTime::try_from(t).ok()),
+                        }
+                    },
+                );
+                if tx.send(received).is_err() {
+                    break;
+                }
+            }
+        });
+        Reader { queue, shutdown }
+    }
+
+    /// Returns messages from `subscription` (already acked) until `want` arrived or
+    /// `timeout` passed, whichever is first.
+    pub async fn pull(
+        &self,
+        subscription: &str,
+        want: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Received>> {
+        let mut readers = self.readers.lock().await;
+        let reader = readers
+            .entry(subscription.to_owned())
+            .or_insert_with(|| self.open(subscription));
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
         while out.len() < want {
-            let next = tokio::time::timeout_at(deadline, stream.next()).await;
-            let Ok(Some(item)) = next else { break };
-            let (message, handler) =
-                item.with_context(|| format!("pulling from {subscription}"))?;
-            handler.ack();
-            out.push(Received {
-                data: message.data.to_vec(),
-                attributes: message.attributes.into_iter().collect(),
-                publish_time: message
-                    .publish_time
-                    .and_then(|t| std::time::SystemTime::try_from(t).ok()),
-            });
+            match tokio::time::timeout_at(deadline, reader.queue.recv()).await {
+                Ok(Some(received)) => out.push(received?),
+                Ok(None) | Err(_) => break,
+            }
         }
         Ok(out)
+    }
+
+    /// Closes every stream, flushing pending acks.
+    pub async fn close(&self) {
+        let readers: Vec<Reader> = self.readers.lock().await.drain().map(|(_, r)| r).collect();
+        for reader in readers {
+            reader.shutdown.shutdown().await;
+        }
     }
 }

@@ -1,0 +1,340 @@
+//! The forward path on the real emulators: orders travel frontend → orders → inventory →
+//! payments over real push delivery, and the frontend refuses bad input without a trace.
+
+use e2e::TestStack;
+use saga::contract::{Service, Topic};
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn an_order_travels_the_whole_saga_and_is_paid_exactly() {
+    let stack = TestStack::start("happy path").await;
+    let before = stack.stock("widget").await;
+
+    let uuid = stack
+        .place(&json!({"item": "widget", "quantity": 50, "user": "jack", "gift-wrap": {"colour": "red"}}))
+        .await;
+
+    let outcomes = stack
+        .outcomes("payment-created-sub", &[uuid.clone()], WAIT)
+        .await;
+    let paid = &outcomes[&uuid];
+    assert_eq!(paid.len(), 1, "exactly one payment-created: {paid:?}");
+    let paid = &paid[0];
+    assert_eq!(paid["item"], "widget");
+    assert_eq!(paid["quantity"], 50);
+    assert_eq!(paid["user"], "jack");
+    assert_eq!(paid["price_per_unit"], 10);
+    assert_eq!(paid["total_invoice"], 500);
+    assert_eq!(paid["status_code"], "completed");
+    assert_eq!(paid["step"], "payments");
+    assert_eq!(
+        paid["gift-wrap"],
+        json!({"colour": "red"}),
+        "extra fields pass through"
+    );
+    assert!(paid["status"].as_str().is_some_and(|s| !s.is_empty()));
+
+    assert_eq!(
+        stack.stock("widget").await,
+        before - 50,
+        "stock lowered exactly once"
+    );
+    let payment = stack
+        .doc(&format!("payments/{uuid}"))
+        .await
+        .expect("payment written");
+    assert_eq!(
+        (
+            payment["total_invoice"].as_i64(),
+            payment["status"].as_str()
+        ),
+        (Some(500), Some("paid"))
+    );
+    let order = stack
+        .doc(&format!("users/jack/orders/{uuid}"))
+        .await
+        .expect("order written");
+    assert_eq!(
+        (order["status"].as_str(), order["quantity"].as_i64()),
+        (Some("created"), Some(50))
+    );
+    let reservation = stack
+        .doc(&format!("inventory/widget/orders/{uuid}"))
+        .await
+        .expect("reservation written");
+    assert_eq!(reservation["status"], "reserved");
+    assert_eq!(reservation["price_per_unit"], 10);
+    assert_eq!(reservation["user"], "jack");
+
+    for step in [Service::Orders, Service::Inventory, Service::Payments] {
+        let record = stack
+            .step(&uuid, step)
+            .await
+            .expect("each step keeps a record");
+        assert_eq!(record["state"], "done", "{step}");
+        assert_eq!(record["published"], true, "{step}");
+        assert!(
+            record["outbox"]["data"]
+                .as_str()
+                .is_some_and(|d| d.contains(&uuid)),
+            "{step}"
+        );
+    }
+    assert!(
+        stack
+            .pull("error-cli-sub", 1, Duration::from_secs(2))
+            .await
+            .is_empty(),
+        "no error"
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_orders_never_oversell() {
+    let stack = TestStack::start("concurrent orders").await;
+    stack.set_stock("widget", 500, 10).await;
+
+    let orders = (0..100).map(|i| {
+        let user = if i % 2 == 0 { "jack" } else { "jill" };
+        let body = json!({"item": "widget", "quantity": 10, "user": user});
+        let stack = &stack;
+        async move { stack.place(&body).await }
+    });
+    let uuids: Vec<String> = futures::future::join_all(orders).await;
+
+    let mut paid = std::collections::HashMap::new();
+    let mut failed = std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while paid.len() + failed.len() < uuids.len() && tokio::time::Instant::now() < deadline {
+        for m in stack
+            .pull("payment-created-sub", 1000, Duration::from_millis(500))
+            .await
+        {
+            *paid
+                .entry(m.json()["uuid"].as_str().unwrap_or_default().to_owned())
+                .or_insert(0) += 1;
+        }
+        for m in stack
+            .pull("error-cli-sub", 1000, Duration::from_millis(500))
+            .await
+        {
+            let json = m.json();
+            assert_eq!(json["reason"], "insufficient_stock", "{json}");
+            *failed
+                .entry(json["uuid"].as_str().unwrap_or_default().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(paid.len(), 50, "exactly 50 succeed");
+    assert_eq!(failed.len(), 50, "exactly 50 fail");
+    assert!(
+        paid.values().chain(failed.values()).all(|n| *n == 1),
+        "each ends once"
+    );
+    assert!(
+        uuids
+            .iter()
+            .all(|u| paid.contains_key(u) ^ failed.contains_key(u))
+    );
+    assert_eq!(
+        stack.stock("widget").await,
+        0,
+        "final stock 0, never negative"
+    );
+}
+
+#[tokio::test]
+async fn each_bad_order_gets_a_clear_error_and_publishes_nothing() {
+    let stack = TestStack::start("frontend validation").await;
+    stack.tap(Topic::Frontend, "frontend-tap").await;
+
+    let json = "application/json";
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str, Option<&str>)> = vec![
+        (
+            "malformed JSON",
+            json,
+            b"{\"item\":".to_vec(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        (
+            "not an object",
+            json,
+            b"[1,2,3]".to_vec(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        (
+            "wrong content type",
+            "text/plain",
+            br#"{"item":"widget","quantity":1,"user":"jack"}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "missing item",
+            json,
+            br#"{"quantity":1,"user":"jack"}"#.to_vec(),
+            422,
+            "missing_field",
+            Some("item"),
+        ),
+        (
+            "missing quantity",
+            json,
+            br#"{"item":"widget","user":"jack"}"#.to_vec(),
+            422,
+            "missing_field",
+            Some("quantity"),
+        ),
+        (
+            "missing user",
+            json,
+            br#"{"item":"widget","quantity":1}"#.to_vec(),
+            422,
+            "missing_field",
+            Some("user"),
+        ),
+        (
+            "quantity as a string",
+            json,
+            br#"{"item":"widget","quantity":"ten","user":"jack"}"#.to_vec(),
+            422,
+            "wrong_type",
+            Some("quantity"),
+        ),
+        (
+            "user as a number",
+            json,
+            br#"{"item":"widget","quantity":1,"user":7}"#.to_vec(),
+            422,
+            "wrong_type",
+            Some("user"),
+        ),
+        (
+            "quantity zero",
+            json,
+            br#"{"item":"widget","quantity":0,"user":"jack"}"#.to_vec(),
+            422,
+            "invalid_value",
+            Some("quantity"),
+        ),
+        (
+            "quantity too large",
+            json,
+            br#"{"item":"widget","quantity":1000001,"user":"jack"}"#.to_vec(),
+            422,
+            "invalid_value",
+            Some("quantity"),
+        ),
+        (
+            "quantity negative",
+            json,
+            br#"{"item":"widget","quantity":-1,"user":"jack"}"#.to_vec(),
+            422,
+            "invalid_value",
+            Some("quantity"),
+        ),
+        (
+            "quantity fractional",
+            json,
+            br#"{"item":"widget","quantity":1.5,"user":"jack"}"#.to_vec(),
+            422,
+            "wrong_type",
+            Some("quantity"),
+        ),
+        (
+            "empty item",
+            json,
+            br#"{"item":"","quantity":1,"user":"jack"}"#.to_vec(),
+            422,
+            "invalid_value",
+            Some("item"),
+        ),
+        (
+            "item too long",
+            json,
+            format!(
+                r#"{{"item":"{}","quantity":1,"user":"jack"}}"#,
+                "w".repeat(129)
+            )
+            .into_bytes(),
+            422,
+            "invalid_value",
+            Some("item"),
+        ),
+        (
+            "body over 64 KiB",
+            json,
+            format!(
+                r#"{{"item":"widget","quantity":1,"user":"jack","pad":"{}"}}"#,
+                "x".repeat(70_000)
+            )
+            .into_bytes(),
+            413,
+            "payload_too_large",
+            None,
+        ),
+    ];
+    for (what, content_type, body, status, code, field) in cases {
+        let (got, answer) = stack
+            .post(Service::Frontend, "/order", content_type, body)
+            .await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert_eq!(answer["error"], code, "{what}: {answer}");
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {answer}"
+        );
+        if let Some(field) = field {
+            assert_eq!(answer["field"], field, "{what}: {answer}");
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(field),
+                "{what}: {answer}"
+            );
+        }
+    }
+    assert!(
+        stack
+            .pull("frontend-tap", 10, Duration::from_secs(3))
+            .await
+            .is_empty(),
+        "no bad order reached the frontend topic"
+    );
+
+    // The tap does see a good one, so the emptiness above means something.
+    stack
+        .place(&json!({"item": "widget", "quantity": 1, "user": "jack"}))
+        .await;
+    assert_eq!(
+        stack
+            .pull("frontend-tap", 1, Duration::from_secs(10))
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_frontend_answers_503_with_json_when_pubsub_fails() {
+    let stack = TestStack::start("frontend publish failure").await;
+    stack.faults(Service::Frontend).fail_publishes(1);
+    let (status, answer) = stack
+        .order(&json!({"item": "widget", "quantity": 1, "user": "jack"}))
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "unavailable");
+    // The client's retry works.
+    stack
+        .place(&json!({"item": "widget", "quantity": 1, "user": "jack"}))
+        .await;
+}
