@@ -1,6 +1,9 @@
 //! The forward path on the real emulators: orders travel frontend → orders → inventory →
 //! payments over real push delivery, and the frontend refuses bad input without a trace.
 
+// A failed unwrap in a test is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
 use e2e::TestStack;
 use saga::contract::{Service, Topic};
 use serde_json::json;
@@ -18,7 +21,7 @@ async fn an_order_travels_the_whole_saga_and_is_paid_exactly() {
         .await;
 
     let outcomes = stack
-        .outcomes("payment-created-sub", &[uuid.clone()], WAIT)
+        .outcomes("payment-created-sub", std::slice::from_ref(&uuid), WAIT)
         .await;
     let paid = &outcomes[&uuid];
     assert_eq!(paid.len(), 1, "exactly one payment-created: {paid:?}");
@@ -146,161 +149,161 @@ async fn a_hundred_concurrent_orders_never_oversell() {
     );
 }
 
+/// A request the frontend must refuse, and how.
+struct Refused {
+    what: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+    status: u16,
+    code: &'static str,
+    field: Option<&'static str>,
+}
+
+fn refused(
+    what: &'static str,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    code: &'static str,
+    field: Option<&'static str>,
+) -> Refused {
+    Refused {
+        what,
+        content_type: "application/json",
+        body: body.into(),
+        status,
+        code,
+        field,
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "a table of cases, one per line before rustfmt")]
+fn bad_orders() -> Vec<Refused> {
+    let order = |field: &str, value: &str| -> Vec<u8> {
+        let mut obj = json!({"item": "widget", "quantity": 1, "user": "jack"});
+        obj[field] = serde_json::from_str(value).unwrap();
+        obj.to_string().into_bytes()
+    };
+    let without = |field: &str| -> Vec<u8> {
+        let mut obj = json!({"item": "widget", "quantity": 1, "user": "jack"});
+        obj.as_object_mut().unwrap().remove(field);
+        obj.to_string().into_bytes()
+    };
+    let long = format!("\"{}\"", "w".repeat(129));
+    let huge = format!(
+        r#"{{"item":"widget","quantity":1,"user":"jack","pad":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    vec![
+        refused("malformed JSON", "{\"item\":", 400, "malformed_json", None),
+        refused("not an object", "[1,2,3]", 400, "malformed_json", None),
+        Refused {
+            content_type: "text/plain",
+            ..refused(
+                "wrong content type",
+                order("item", "\"widget\""),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
+        refused(
+            "missing item",
+            without("item"),
+            422,
+            "missing_field",
+            Some("item"),
+        ),
+        refused(
+            "missing quantity",
+            without("quantity"),
+            422,
+            "missing_field",
+            Some("quantity"),
+        ),
+        refused(
+            "missing user",
+            without("user"),
+            422,
+            "missing_field",
+            Some("user"),
+        ),
+        refused(
+            "quantity as a string",
+            order("quantity", "\"ten\""),
+            422,
+            "wrong_type",
+            Some("quantity"),
+        ),
+        refused(
+            "user as a number",
+            order("user", "7"),
+            422,
+            "wrong_type",
+            Some("user"),
+        ),
+        refused(
+            "quantity zero",
+            order("quantity", "0"),
+            422,
+            "invalid_value",
+            Some("quantity"),
+        ),
+        refused(
+            "quantity too large",
+            order("quantity", "1000001"),
+            422,
+            "invalid_value",
+            Some("quantity"),
+        ),
+        refused(
+            "quantity negative",
+            order("quantity", "-1"),
+            422,
+            "invalid_value",
+            Some("quantity"),
+        ),
+        refused(
+            "quantity fractional",
+            order("quantity", "1.5"),
+            422,
+            "wrong_type",
+            Some("quantity"),
+        ),
+        refused(
+            "empty item",
+            order("item", "\"\""),
+            422,
+            "invalid_value",
+            Some("item"),
+        ),
+        refused(
+            "item too long",
+            order("item", &long),
+            422,
+            "invalid_value",
+            Some("item"),
+        ),
+        refused("body over 64 KiB", huge, 413, "payload_too_large", None),
+    ]
+}
+
 #[tokio::test]
 async fn each_bad_order_gets_a_clear_error_and_publishes_nothing() {
     let stack = TestStack::start("frontend validation").await;
     stack.tap(Topic::Frontend, "frontend-tap").await;
 
-    let json = "application/json";
-    let cases: Vec<(&str, &str, Vec<u8>, u16, &str, Option<&str>)> = vec![
-        (
-            "malformed JSON",
-            json,
-            b"{\"item\":".to_vec(),
-            400,
-            "malformed_json",
-            None,
-        ),
-        (
-            "not an object",
-            json,
-            b"[1,2,3]".to_vec(),
-            400,
-            "malformed_json",
-            None,
-        ),
-        (
-            "wrong content type",
-            "text/plain",
-            br#"{"item":"widget","quantity":1,"user":"jack"}"#.to_vec(),
-            415,
-            "unsupported_media_type",
-            None,
-        ),
-        (
-            "missing item",
-            json,
-            br#"{"quantity":1,"user":"jack"}"#.to_vec(),
-            422,
-            "missing_field",
-            Some("item"),
-        ),
-        (
-            "missing quantity",
-            json,
-            br#"{"item":"widget","user":"jack"}"#.to_vec(),
-            422,
-            "missing_field",
-            Some("quantity"),
-        ),
-        (
-            "missing user",
-            json,
-            br#"{"item":"widget","quantity":1}"#.to_vec(),
-            422,
-            "missing_field",
-            Some("user"),
-        ),
-        (
-            "quantity as a string",
-            json,
-            br#"{"item":"widget","quantity":"ten","user":"jack"}"#.to_vec(),
-            422,
-            "wrong_type",
-            Some("quantity"),
-        ),
-        (
-            "user as a number",
-            json,
-            br#"{"item":"widget","quantity":1,"user":7}"#.to_vec(),
-            422,
-            "wrong_type",
-            Some("user"),
-        ),
-        (
-            "quantity zero",
-            json,
-            br#"{"item":"widget","quantity":0,"user":"jack"}"#.to_vec(),
-            422,
-            "invalid_value",
-            Some("quantity"),
-        ),
-        (
-            "quantity too large",
-            json,
-            br#"{"item":"widget","quantity":1000001,"user":"jack"}"#.to_vec(),
-            422,
-            "invalid_value",
-            Some("quantity"),
-        ),
-        (
-            "quantity negative",
-            json,
-            br#"{"item":"widget","quantity":-1,"user":"jack"}"#.to_vec(),
-            422,
-            "invalid_value",
-            Some("quantity"),
-        ),
-        (
-            "quantity fractional",
-            json,
-            br#"{"item":"widget","quantity":1.5,"user":"jack"}"#.to_vec(),
-            422,
-            "wrong_type",
-            Some("quantity"),
-        ),
-        (
-            "empty item",
-            json,
-            br#"{"item":"","quantity":1,"user":"jack"}"#.to_vec(),
-            422,
-            "invalid_value",
-            Some("item"),
-        ),
-        (
-            "item too long",
-            json,
-            format!(
-                r#"{{"item":"{}","quantity":1,"user":"jack"}}"#,
-                "w".repeat(129)
-            )
-            .into_bytes(),
-            422,
-            "invalid_value",
-            Some("item"),
-        ),
-        (
-            "body over 64 KiB",
-            json,
-            format!(
-                r#"{{"item":"widget","quantity":1,"user":"jack","pad":"{}"}}"#,
-                "x".repeat(70_000)
-            )
-            .into_bytes(),
-            413,
-            "payload_too_large",
-            None,
-        ),
-    ];
-    for (what, content_type, body, status, code, field) in cases {
+    for case in bad_orders() {
+        let what = case.what;
         let (got, answer) = stack
-            .post(Service::Frontend, "/order", content_type, body)
+            .post(Service::Frontend, "/order", case.content_type, case.body)
             .await;
-        assert_eq!(got, status, "{what}: {answer}");
-        assert_eq!(answer["error"], code, "{what}: {answer}");
-        assert!(
-            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{what}: {answer}"
-        );
-        if let Some(field) = field {
+        assert_eq!(got, case.status, "{what}: {answer}");
+        assert_eq!(answer["error"], case.code, "{what}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{what}: {answer}");
+        if let Some(field) = case.field {
             assert_eq!(answer["field"], field, "{what}: {answer}");
-            assert!(
-                answer["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .contains(field),
-                "{what}: {answer}"
-            );
+            assert!(message.contains(field), "{what}: {answer}");
         }
     }
     assert!(
