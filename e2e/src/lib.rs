@@ -71,10 +71,7 @@ fn project_id(name: &str) -> String {
         })
         .take(40)
         .collect();
-    format!(
-        "t-{clean}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+    format!("t-{clean}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// A whole saga for one test.
@@ -91,6 +88,8 @@ pub struct TestStack {
     pub http: reqwest::Client,
     publisher: BasePublisher,
     emulators: &'static Emulators,
+    /// Messages read by [`TestStack::outcomes`] but not asked for yet, by subscription and uuid.
+    stash: std::sync::Mutex<HashMap<String, HashMap<String, Vec<Value>>>>,
 }
 
 impl TestStack {
@@ -121,8 +120,7 @@ impl TestStack {
         let project = project_id(name);
         let mut services = BTreeMap::new();
         for service in Service::ALL {
-            let config =
-                Config::for_emulators(service, &project, &emulators.pubsub, &emulators.firestore);
+            let config = Config::for_emulators(service, &project, &emulators.pubsub, &emulators.firestore);
             let running = Running::start(&config, devstack::router_of(service)).await?;
             services.insert(service, running);
         }
@@ -154,6 +152,7 @@ impl TestStack {
             http: reqwest::Client::new(),
             publisher,
             emulators,
+            stash: std::sync::Mutex::default(),
         })
     }
 
@@ -199,10 +198,7 @@ impl TestStack {
             .expect("the service answers");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Places a valid order and returns its uuid.
@@ -224,15 +220,10 @@ impl TestStack {
     /// If Pub/Sub refuses it.
     pub async fn publish(&self, topic: Topic, data: &[u8], attributes: &[(&str, &str)]) -> String {
         let publisher = self.publisher.publisher(topic.path(&self.project)).build();
-        let message = Message::new().set_data(data.to_vec()).set_attributes(
-            attributes
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        publisher
-            .publish(message)
-            .await
-            .expect("publishing in a test")
+        let message = Message::new()
+            .set_data(data.to_vec())
+            .set_attributes(attributes.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        publisher.publish(message).await.expect("publishing in a test")
     }
 
     /// Reads up to `want` messages from `subscription`, waiting at most `timeout`.
@@ -247,30 +238,42 @@ impl TestStack {
     }
 
     /// Reads `subscription` until a message for each of `uuids` arrived (or `timeout`), and
-    /// returns every message read, by uuid.
+    /// returns the messages of those uuids. Messages of other uuids read meanwhile are kept
+    /// for later calls, so concurrent sagas can be awaited one after the other.
+    ///
+    /// # Panics
+    /// If the stash lock is poisoned by an earlier panic.
     pub async fn outcomes(
         &self,
         subscription: &str,
         uuids: &[String],
         timeout: Duration,
     ) -> HashMap<String, Vec<Value>> {
-        let mut seen: HashMap<String, Vec<Value>> = HashMap::new();
         let deadline = tokio::time::Instant::now() + timeout;
-        while uuids.iter().any(|u| !seen.contains_key(u)) {
+        loop {
+            let complete = {
+                let stash = self.stash.lock().expect("no test panicked holding the stash");
+                let seen = stash.get(subscription);
+                uuids.iter().all(|u| seen.is_some_and(|s| s.contains_key(u)))
+            };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
+            if complete || left.is_zero() {
                 break;
             }
-            for m in self
-                .pull(subscription, 1000, left.min(Duration::from_secs(2)))
-                .await
-            {
+            let read = self
+                .pull(subscription, 1000, left.min(Duration::from_millis(500)))
+                .await;
+            let mut stash = self.stash.lock().expect("no test panicked holding the stash");
+            let seen = stash.entry(subscription.to_owned()).or_default();
+            for m in read {
                 let json = m.json();
                 let uuid = json["uuid"].as_str().unwrap_or_default().to_owned();
                 seen.entry(uuid).or_default().push(json);
             }
         }
-        seen
+        let mut stash = self.stash.lock().expect("no test panicked holding the stash");
+        let seen = stash.entry(subscription.to_owned()).or_default();
+        uuids.iter().filter_map(|u| seen.remove_entry(u)).collect()
     }
 
     /// Adds a pull subscription named `name` on `topic`, to watch what a test publishes.
@@ -335,8 +338,7 @@ impl TestStack {
 
     /// The step record of `uuid` at `step`.
     pub async fn step(&self, uuid: &str, step: Service) -> Option<Value> {
-        self.doc(&format!("sagas/{uuid}/steps/{}", step.name()))
-            .await
+        self.doc(&format!("sagas/{uuid}/steps/{}", step.name())).await
     }
 }
 

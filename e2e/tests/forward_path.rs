@@ -50,10 +50,7 @@ async fn an_order_travels_the_whole_saga_and_is_paid_exactly() {
         .await
         .expect("payment written");
     assert_eq!(
-        (
-            payment["total_invoice"].as_i64(),
-            payment["status"].as_str()
-        ),
+        (payment["total_invoice"].as_i64(), payment["status"].as_str()),
         (Some(500), Some("paid"))
     );
     let order = stack
@@ -73,10 +70,7 @@ async fn an_order_travels_the_whole_saga_and_is_paid_exactly() {
     assert_eq!(reservation["user"], "jack");
 
     for step in [Service::Orders, Service::Inventory, Service::Payments] {
-        let record = stack
-            .step(&uuid, step)
-            .await
-            .expect("each step keeps a record");
+        let record = stack.step(&uuid, step).await.expect("each step keeps a record");
         assert_eq!(record["state"], "done", "{step}");
         assert_eq!(record["published"], true, "{step}");
         assert!(
@@ -142,11 +136,7 @@ async fn a_hundred_concurrent_orders_never_oversell() {
             .iter()
             .all(|u| paid.contains_key(u) ^ failed.contains_key(u))
     );
-    assert_eq!(
-        stack.stock("widget").await,
-        0,
-        "final stock 0, never negative"
-    );
+    assert_eq!(stack.stock("widget").await, 0, "final stock 0, never negative");
 }
 
 /// A request the frontend must refuse, and how.
@@ -176,7 +166,10 @@ fn refused(
     }
 }
 
-#[allow(clippy::too_many_lines, reason = "a table of cases, one per line before rustfmt")]
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table of cases, one per line before rustfmt"
+)]
 fn bad_orders() -> Vec<Refused> {
     let order = |field: &str, value: &str| -> Vec<u8> {
         let mut obj = json!({"item": "widget", "quantity": 1, "user": "jack"});
@@ -319,10 +312,7 @@ async fn each_bad_order_gets_a_clear_error_and_publishes_nothing() {
         .place(&json!({"item": "widget", "quantity": 1, "user": "jack"}))
         .await;
     assert_eq!(
-        stack
-            .pull("frontend-tap", 1, Duration::from_secs(10))
-            .await
-            .len(),
+        stack.pull("frontend-tap", 1, Duration::from_secs(10)).await.len(),
         1
     );
 }

@@ -12,9 +12,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use saga::bus::Outgoing;
 use saga::contract::{Service, Topic};
-use saga::message::{
-    FieldError, MAX_MESSAGE_BYTES, Order, SagaId, SagaMessage, StatusCode as SagaStatus,
-};
+use saga::message::{FieldError, MAX_MESSAGE_BYTES, Order, SagaId, SagaMessage, StatusCode as SagaStatus};
 use saga::service::Clients;
 use serde::Serialize;
 use serde_json::json;
@@ -47,11 +45,7 @@ impl IntoResponse for ApiError {
                 };
                 (status, e.code(), e.field().map(str::to_owned))
             }
-            ApiError::NotJson => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                None,
-            ),
+            ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
             ApiError::Unavailable(e) => {
                 tracing::error!(error = format!("{e:#}"), "could not start a saga");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
@@ -81,8 +75,7 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
 }
 

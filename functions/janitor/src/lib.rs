@@ -56,18 +56,13 @@ pub fn plan(
         let path = records::step(uuid, *service);
         match record {
             None => {
-                let mut tombstone =
-                    StepRecord::new(*service, uuid, &fallback.order, StepState::Tombstone);
+                let mut tombstone = StepRecord::new(*service, uuid, &fallback.order, StepState::Tombstone);
                 tombstone.reason = Some("compensated before this step ran".to_owned());
                 writes.create(path, &tombstone);
                 plan.tombstoned.push(*service);
             }
-            Some((record, _))
-                if *service == Service::Payments && record.state == StepState::Done =>
-            {
-                return Err(
-                    "the saga completed: its payment was made, so there is nothing to compensate",
-                );
+            Some((record, _)) if *service == Service::Payments && record.state == StepState::Done => {
+                return Err("the saga completed: its payment was made, so there is nothing to compensate");
             }
             Some((record, snapshot)) if record.state == StepState::Done => {
                 let Some(order) = record.order() else {
@@ -247,9 +242,7 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
         Ok(msg) => msg,
         Err(e) => {
             tracing::error!(error = %e, "dead letter is not a saga message; kept on dead-letter-sub");
-            return Ok(Handled::Ignored(
-                "not a saga message; kept on dead-letter-sub",
-            ));
+            return Ok(Handled::Ignored("not a saga message; kept on dead-letter-sub"));
         }
     };
     tracing::error!(step = %service, "Pub/Sub gave up delivering a saga message");

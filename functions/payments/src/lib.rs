@@ -46,9 +46,7 @@ impl Step for Payments {
     }
 
     fn decide(&self, msg: &SagaMessage, _docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
-        let price = msg
-            .price_per_unit
-            .ok_or(FieldError::Missing("price_per_unit"))?;
+        let price = msg.price_per_unit.ok_or(FieldError::Missing("price_per_unit"))?;
         if msg.wants_payment_error() {
             return Ok(reject(
                 msg,

@@ -58,11 +58,7 @@ pub struct Bus {
 
 impl Bus {
     /// Builds a publisher for each topic `service` publishes to.
-    pub async fn connect(
-        target: &PubSubTarget,
-        service: Service,
-        faults: Faults,
-    ) -> anyhow::Result<Self> {
+    pub async fn connect(target: &PubSubTarget, service: Service, faults: Faults) -> anyhow::Result<Self> {
         let mut builder = BasePublisher::builder();
         if let Some(endpoint) = &target.emulator_endpoint {
             // google-cloud-pubsub does not read PUBSUB_EMULATOR_HOST itself.
@@ -92,8 +88,7 @@ impl Bus {
 
     /// Publishes `msg` and waits until Pub/Sub has accepted it.
     pub async fn publish(&self, msg: &Outgoing) -> anyhow::Result<String> {
-        let topic =
-            Topic::from_name(&msg.topic).ok_or_else(|| anyhow!("unknown topic `{}`", msg.topic))?;
+        let topic = Topic::from_name(&msg.topic).ok_or_else(|| anyhow!("unknown topic `{}`", msg.topic))?;
         let Some(publisher) = self.publishers.get(&topic) else {
             bail!("this service may not publish to `{topic}`");
         };

@@ -166,12 +166,7 @@ impl Config {
     }
 
     /// A configuration for running against emulators, as the local stack and tests do.
-    pub fn for_emulators(
-        service: Service,
-        project: &str,
-        pubsub_host: &str,
-        firestore_host: &str,
-    ) -> Self {
+    pub fn for_emulators(service: Service, project: &str, pubsub_host: &str, firestore_host: &str) -> Self {
         Config {
             service,
             port: 0,
@@ -199,10 +194,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         Config::from_lookup(Service::Orders, |k| vars.get(k).cloned())
     }
 
@@ -232,10 +224,7 @@ mod tests {
             ("PORT", "9000"),
         ])
         .unwrap();
-        assert_eq!(
-            (c.project(), c.port, c.log_format),
-            ("g", 9000, LogFormat::Json)
-        );
+        assert_eq!((c.project(), c.port, c.log_format), ("g", 9000, LogFormat::Json));
         assert_eq!(c.pubsub.emulator_endpoint, None);
     }
 

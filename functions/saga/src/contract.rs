@@ -62,9 +62,9 @@ impl Service {
 
     /// The push subscriptions that deliver to this service.
     pub fn push_subscriptions(self) -> impl Iterator<Item = &'static Subscription> {
-        SUBSCRIPTIONS.iter().filter(
-            move |s| matches!(s.delivery, Delivery::Push { service, .. } if service == self),
-        )
+        SUBSCRIPTIONS
+            .iter()
+            .filter(move |s| matches!(s.delivery, Delivery::Push { service, .. } if service == self))
     }
 
     /// The port the local stack gives this service (the frontend keeps the original's 8080).
@@ -236,11 +236,7 @@ pub const SUBSCRIPTIONS: &[Subscription] = &[
     pull("error-cli-sub", Topic::Error),
     pull("compensated-sub", Topic::Compensated),
     pull("dead-letter-sub", Topic::DeadLetter),
-    push(
-        "dead-letter-janitor-sub",
-        Topic::DeadLetter,
-        Service::Janitor,
-    ),
+    push("dead-letter-janitor-sub", Topic::DeadLetter, Service::Janitor),
 ];
 
 /// Delivery settings shared by every push subscription.
@@ -334,16 +330,12 @@ mod tests {
 
     #[test]
     fn each_worker_reads_exactly_its_topics() {
-        let reads =
-            |svc: Service| -> Vec<Topic> { svc.push_subscriptions().map(|s| s.topic).collect() };
+        let reads = |svc: Service| -> Vec<Topic> { svc.push_subscriptions().map(|s| s.topic).collect() };
         assert_eq!(reads(Service::Frontend), vec![]);
         assert_eq!(reads(Service::Orders), vec![Topic::Frontend]);
         assert_eq!(reads(Service::Inventory), vec![Topic::OrderCreated]);
         assert_eq!(reads(Service::Payments), vec![Topic::InventoryUpdated]);
-        assert_eq!(
-            reads(Service::Janitor),
-            vec![Topic::Error, Topic::DeadLetter]
-        );
+        assert_eq!(reads(Service::Janitor), vec![Topic::Error, Topic::DeadLetter]);
     }
 
     #[test]

@@ -41,6 +41,16 @@ impl Faults {
         self.0.all_pushes.store(on, Ordering::SeqCst);
     }
 
+    /// How many injected publish failures have not happened yet.
+    pub fn publish_failures_left(&self) -> u32 {
+        self.0.publishes.load(Ordering::SeqCst)
+    }
+
+    /// How many injected push failures have not happened yet.
+    pub fn push_failures_left(&self) -> u32 {
+        self.0.pushes.load(Ordering::SeqCst)
+    }
+
     /// Whether this publish must fail (and counts it).
     pub(crate) fn take_publish_failure(&self) -> bool {
         take(&self.0.publishes)

@@ -98,14 +98,9 @@ where
                 }
                 (StatusCode::OK, Json(json!({ "result": handled.word() }))).into_response()
             }
-            Err(StepError::Poison { code, detail }) => {
-                dead_letter(&clients, &push, code, &detail).await
-            }
+            Err(StepError::Poison { code, detail }) => dead_letter(&clients, &push, code, &detail).await,
             Err(StepError::Transient(e)) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "transient failure; Pub/Sub will retry"
-                );
+                tracing::warn!(error = format!("{e:#}"), "transient failure; Pub/Sub will retry");
                 unavailable()
             }
         }

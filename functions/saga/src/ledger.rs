@@ -134,11 +134,7 @@ struct PublishedMark {
 }
 
 /// Runs `step` for `msg`: the whole engine described at the top of this module.
-pub async fn run(
-    step: &dyn Step,
-    clients: &Clients,
-    msg: &SagaMessage,
-) -> Result<Handled, StepError> {
+pub async fn run(step: &dyn Step, clients: &Clients, msg: &SagaMessage) -> Result<Handled, StepError> {
     step.check(msg)?;
     let service = step.service();
     let record_path = records::step(msg.uuid, service);
@@ -212,16 +208,10 @@ pub async fn backoff(round: u32) {
 }
 
 /// Finishes a step whose record already exists: a duplicate or a redelivery.
-pub async fn resume(
-    clients: &Clients,
-    path: &DocPath,
-    snapshot: &Snapshot,
-) -> Result<Handled, StepError> {
+pub async fn resume(clients: &Clients, path: &DocPath, snapshot: &Snapshot) -> Result<Handled, StepError> {
     let record: StepRecord = snapshot.decode()?;
     let Some(outgoing) = record.outbox.as_ref() else {
-        return Ok(Handled::Ignored(
-            "the saga was compensated before this step ran",
-        ));
+        return Ok(Handled::Ignored("the saga was compensated before this step ran"));
     };
     if record.published {
         return Ok(Handled::Duplicate);
@@ -253,9 +243,7 @@ pub async fn resume(
     let leased_at = match clients.store.commit(writes).await {
         Ok(times) => times.first().copied().unwrap_or_default(),
         Err(CommitError::Conflict(_)) => {
-            return Err(
-                anyhow::anyhow!("another delivery took over publishing this message").into(),
-            );
+            return Err(anyhow::anyhow!("another delivery took over publishing this message").into());
         }
         Err(CommitError::Unavailable(e)) => return Err(e.into()),
     };

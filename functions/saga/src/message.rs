@@ -123,9 +123,7 @@ fn check_name(field: &'static str, s: &str) -> Result<(), FieldError> {
         return Err(invalid("must not be empty"));
     }
     if s.chars().count() > MAX_NAME_CHARS {
-        return Err(invalid(&format!(
-            "must be at most {MAX_NAME_CHARS} characters"
-        )));
+        return Err(invalid(&format!("must be at most {MAX_NAME_CHARS} characters")));
     }
     if s.chars().any(|c| c == '/' || c.is_control()) {
         return Err(invalid("must not contain `/` or control characters"));
@@ -438,10 +436,7 @@ fn take_str(obj: &mut Map<String, Value>, field: &'static str) -> Result<String,
     }
 }
 
-fn take_integer(
-    obj: &mut Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<u64>, FieldError> {
+fn take_integer(obj: &mut Map<String, Value>, field: &'static str) -> Result<Option<u64>, FieldError> {
     match obj.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
@@ -466,26 +461,17 @@ fn take_integer(
 
 /// Takes an optional bookkeeping field, ignoring a value this version does not understand:
 /// these fields are rewritten by every step, so a foreign value must not stop a saga.
-fn take_lenient<T: for<'de> Deserialize<'de>>(
-    obj: &mut Map<String, Value>,
-    field: &str,
-) -> Option<T> {
-    obj.remove(field)
-        .and_then(|v| serde_json::from_value(v).ok())
+fn take_lenient<T: for<'de> Deserialize<'de>>(obj: &mut Map<String, Value>, field: &str) -> Option<T> {
+    obj.remove(field).and_then(|v| serde_json::from_value(v).ok())
 }
 
 impl Order {
     /// Takes `user`, `item` and `quantity` out of `obj`.
     fn take(obj: &mut Map<String, Value>) -> Result<Order, FieldError> {
         let item = ItemName::parse(&take_str(obj, "item")?)?;
-        let quantity =
-            Quantity::new(take_integer(obj, "quantity")?.ok_or(FieldError::Missing("quantity"))?)?;
+        let quantity = Quantity::new(take_integer(obj, "quantity")?.ok_or(FieldError::Missing("quantity"))?)?;
         let user = UserName::parse(&take_str(obj, "user")?)?;
-        Ok(Order {
-            user,
-            item,
-            quantity,
-        })
+        Ok(Order { user, item, quantity })
     }
 
     /// Parses a client's order: `item`, `quantity`, `user`, plus extra fields that are kept,
@@ -631,10 +617,9 @@ mod tests {
 
     #[test]
     fn a_valid_request_parses_and_keeps_extra_fields() {
-        let (order, extra) = Order::parse_request(
-            br#"{"item":"widget","quantity":50,"user":"jack","payment-error":"null"}"#,
-        )
-        .unwrap();
+        let (order, extra) =
+            Order::parse_request(br#"{"item":"widget","quantity":50,"user":"jack","payment-error":"null"}"#)
+                .unwrap();
         assert_eq!(order.item.as_str(), "widget");
         assert_eq!(order.quantity.get(), 50);
         assert_eq!(order.user.as_str(), "jack");
@@ -647,16 +632,10 @@ mod tests {
             (br#"{"quantity":1,"user":"jack"}"#, "item"),
             (br#"{"item":"w","user":"jack"}"#, "quantity"),
             (br#"{"item":"w","quantity":1}"#, "user"),
-            (
-                br#"{"item":"w","quantity":"ten","user":"jack"}"#,
-                "quantity",
-            ),
+            (br#"{"item":"w","quantity":"ten","user":"jack"}"#, "quantity"),
             (br#"{"item":"w","quantity":0,"user":"jack"}"#, "quantity"),
             (br#"{"item":"w","quantity":-5,"user":"jack"}"#, "quantity"),
-            (
-                br#"{"item":"w","quantity":1000001,"user":"jack"}"#,
-                "quantity",
-            ),
+            (br#"{"item":"w","quantity":1000001,"user":"jack"}"#, "quantity"),
             (br#"{"item":"w","quantity":10.0,"user":"jack"}"#, "quantity"),
             (br#"{"item":"w","quantity":1e3,"user":"jack"}"#, "quantity"),
             (
@@ -668,10 +647,7 @@ mod tests {
             (br#"{"item":"w","quantity":1,"user":42}"#, "user"),
             (br#"{"item":"w","quantity":1,"user":".."}"#, "user"),
             (br#"{"item":"w","quantity":1,"user":"__x__"}"#, "user"),
-            (
-                br#"{"item":"w","quantity":1,"user":"jack","uuid":"x"}"#,
-                "uuid",
-            ),
+            (br#"{"item":"w","quantity":1,"user":"jack","uuid":"x"}"#, "uuid"),
             (
                 br#"{"item":"w","quantity":1,"user":"jack","total_invoice":1}"#,
                 "total_invoice",
@@ -734,11 +710,7 @@ mod tests {
         .unwrap();
         assert_eq!(m.uuid, id);
         assert!(m.wants_payment_error());
-        let next = m.advance(
-            Service::Orders,
-            StatusCode::OrderCreated,
-            "order created".into(),
-        );
+        let next = m.advance(Service::Orders, StatusCode::OrderCreated, "order created".into());
         let again = SagaMessage::parse(&next.to_bytes()).unwrap();
         assert_eq!(again.extra, m.extra);
         assert_eq!(again.step, Some(Service::Orders));

@@ -90,8 +90,7 @@ struct WireMessage {
 
 /// Reads a push request body.
 pub fn parse_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
-    let env: Envelope =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let env: Envelope = serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
     let msg = env.message;
     let encoded = msg.data.unwrap_or_default();
     // base64 grows data by 4/3; checking first avoids decoding a huge payload at all.
@@ -107,10 +106,7 @@ pub fn parse_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
     Ok(Push {
         data,
         attributes: msg.attributes.unwrap_or_default(),
-        message_id: msg
-            .message_id_camel
-            .or(msg.message_id_snake)
-            .unwrap_or_default(),
+        message_id: msg.message_id_camel.or(msg.message_id_snake).unwrap_or_default(),
         publish_time: msg.publish_time_camel.or(msg.publish_time_snake),
         subscription: env.subscription,
         delivery_attempt: env.delivery_attempt,
@@ -150,17 +146,13 @@ mod tests {
         assert_eq!(push.message_id, "1");
         assert_eq!(push.attributes.get("k").map(String::as_str), Some("v"));
         assert_eq!(push.subscription, "projects/exp/subscriptions/tt1-sub");
-        assert_eq!(
-            push.publish_time.as_deref(),
-            Some("2026-11-26T11:33:32.669Z")
-        );
+        assert_eq!(push.publish_time.as_deref(), Some("2026-11-26T11:33:32.669Z"));
         assert_eq!(push.delivery_attempt, None);
     }
 
     #[test]
     fn delivery_attempt_and_snake_case_only_fields_are_read() {
-        let body =
-            br#"{"message":{"data":"","message_id":"9"},"subscription":"s","deliveryAttempt":4}"#;
+        let body = br#"{"message":{"data":"","message_id":"9"},"subscription":"s","deliveryAttempt":4}"#;
         let push = parse_envelope(body).unwrap();
         assert_eq!(push.message_id, "9");
         assert_eq!(push.delivery_attempt, Some(4));
@@ -179,22 +171,13 @@ mod tests {
         );
         let big = "A".repeat(MAX_MESSAGE_BYTES * 2);
         let body = format!(r#"{{"message":{{"data":"{big}"}}}}"#);
-        assert_eq!(
-            parse_envelope(body.as_bytes()).unwrap_err().code(),
-            "too_large"
-        );
+        assert_eq!(parse_envelope(body.as_bytes()).unwrap_err().code(), "too_large");
     }
 
     #[test]
     fn envelope_builds_what_parse_envelope_reads() {
         let attrs = BTreeMap::from([("a".to_owned(), "b".to_owned())]);
-        let push = parse_envelope(&envelope(
-            "projects/p/subscriptions/s",
-            "7",
-            b"hello",
-            &attrs,
-        ))
-        .unwrap();
+        let push = parse_envelope(&envelope("projects/p/subscriptions/s", "7", b"hello", &attrs)).unwrap();
         assert_eq!(push.data, b"hello");
         assert_eq!(push.attributes, attrs);
         assert_eq!(push.message_id, "7");

@@ -116,11 +116,7 @@ impl Running {
     }
 
     /// Starts `router` for `config` on `listener`.
-    pub async fn start_on(
-        listener: TcpListener,
-        config: &Config,
-        router: RouterFn,
-    ) -> anyhow::Result<Self> {
+    pub async fn start_on(listener: TcpListener, config: &Config, router: RouterFn) -> anyhow::Result<Self> {
         let clients = Clients::connect(config).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -146,9 +142,6 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task)
-            .await
-            .context("server task")?
-            .context("serving")
+        (&mut self.task).await.context("server task")?.context("serving")
     }
 }

@@ -38,10 +38,7 @@ impl DocPath {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let parts: Vec<String> = segments
-            .into_iter()
-            .map(|s| s.as_ref().to_owned())
-            .collect();
+        let parts: Vec<String> = segments.into_iter().map(|s| s.as_ref().to_owned()).collect();
         debug_assert!(
             parts.len().is_multiple_of(2),
             "a document path has an even number of segments"
@@ -85,9 +82,7 @@ impl Snapshot {
         match self.doc.fields.get(field)?.value_type.as_ref()? {
             fs::value::ValueType::IntegerValue(n) => Some(*n),
             #[allow(clippy::cast_possible_truncation, clippy::float_cmp)]
-            fs::value::ValueType::DoubleValue(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => {
-                Some(*d as i64)
-            }
+            fs::value::ValueType::DoubleValue(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i64),
             _ => None,
         }
     }
@@ -269,11 +264,8 @@ impl Store {
         let db = match &target.emulator_host {
             Some(host) => {
                 let options = options.with_firebase_api_url(format!("http://{host}"));
-                FirestoreDb::with_options_auth(
-                    options,
-                    Credentials::from(EmulatorOwner(EntityTag::new())),
-                )
-                .await
+                FirestoreDb::with_options_auth(options, Credentials::from(EmulatorOwner(EntityTag::new())))
+                    .await
             }
             None => FirestoreDb::with_options(options).await,
         }
@@ -303,8 +295,7 @@ impl Store {
                 .into_inner();
             let mut found = HashMap::new();
             while let Some(response) = stream.message().await? {
-                if let Some(fs::batch_get_documents_response::Result::Found(doc)) = response.result
-                {
+                if let Some(fs::batch_get_documents_response::Result::Found(doc)) = response.result {
                     found.insert(doc.name.clone(), doc);
                 }
             }
@@ -316,11 +307,7 @@ impl Store {
             .with_context(|| {
                 format!(
                     "reading {}",
-                    paths
-                        .iter()
-                        .map(DocPath::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    paths.iter().map(DocPath::as_str).collect::<Vec<_>>().join(", ")
                 )
             })?;
         Ok(names
@@ -331,11 +318,7 @@ impl Store {
 
     /// Reads one document.
     pub async fn get(&self, path: &DocPath) -> anyhow::Result<Option<Snapshot>> {
-        Ok(self
-            .get_all(std::slice::from_ref(path))
-            .await?
-            .pop()
-            .flatten())
+        Ok(self.get_all(std::slice::from_ref(path)).await?.pop().flatten())
     }
 
     /// Applies every write of `set` atomically, or none of them. Returns each written
@@ -381,11 +364,11 @@ impl Store {
             .into_iter()
             .map(|(field, by)| fs::document_transform::FieldTransform {
                 field_path: field,
-                transform_type: Some(
-                    fs::document_transform::field_transform::TransformType::Increment(fs::Value {
+                transform_type: Some(fs::document_transform::field_transform::TransformType::Increment(
+                    fs::Value {
                         value_type: Some(fs::value::ValueType::IntegerValue(by)),
-                    }),
-                ),
+                    },
+                )),
             })
             .collect();
         fs::Write {

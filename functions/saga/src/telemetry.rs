@@ -8,7 +8,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Log levels unless `RUST_LOG` says otherwise: the saga at INFO, the chatty client
 /// libraries only when something is wrong.
-pub const DEFAULT_FILTER: &str = "info,firestore=warn,gcloud_sdk=warn,google_cloud_pubsub=warn,h2=warn,hyper=warn,tower_http=warn";
+pub const DEFAULT_FILTER: &str =
+    "info,firestore=warn,gcloud_sdk=warn,google_cloud_pubsub=warn,h2=warn,hyper=warn,tower_http=warn";
 
 /// The filter to use: `RUST_LOG`, or [`DEFAULT_FILTER`].
 pub fn filter() -> EnvFilter {

@@ -212,8 +212,7 @@ fn pick_port(port: u16) -> anyhow::Result<u16> {
 /// Starts `command` in a new process group that dies when our end of its stdin closes.
 fn spawn(command: &str, log: &Path) -> anyhow::Result<Child> {
     use std::os::unix::process::CommandExt as _;
-    let log_file =
-        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     // gcloud moves itself and the Java server into a process group of its own, so the
     // shell signals that group (led by gcloud's pid), then its own.
     let script = format!(
@@ -245,9 +244,7 @@ pub fn answers(host: &str) -> bool {
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     if stream
-        .write_all(
-            format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
         .is_err()
     {
         return false;

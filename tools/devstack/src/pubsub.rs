@@ -41,12 +41,7 @@ pub async fn provision(
         .context("building the subscription admin client")?;
 
     for topic in Topic::ALL {
-        match topics
-            .create_topic()
-            .set_name(topic.path(project))
-            .send()
-            .await
-        {
+        match topics.create_topic().set_name(topic.path(project)).send().await {
             Ok(_) => {}
             Err(e) if already_exists(&e) => {}
             Err(e) => return Err(e).with_context(|| format!("creating topic {topic}")),
@@ -67,13 +62,10 @@ pub async fn provision(
                 path,
                 dead_letter,
             } => {
-                let config =
-                    PushConfig::new().set_push_endpoint(format!("{}{path}", push_base(service)));
+                let config = PushConfig::new().set_push_endpoint(format!("{}{path}", push_base(service)));
                 create = create
                     .set_push_config(config.clone())
-                    .set_ack_deadline_seconds(
-                        i32::try_from(policy.ack_deadline.as_secs()).unwrap_or(600),
-                    )
+                    .set_ack_deadline_seconds(i32::try_from(policy.ack_deadline.as_secs()).unwrap_or(600))
                     .set_retry_policy(
                         RetryPolicy::new()
                             .set_minimum_backoff(duration(policy.min_backoff))
@@ -167,28 +159,25 @@ impl Puller {
     fn open(&self, subscription: &str) -> Reader {
         let mut stream = self
             .client
-            .subscribe(format!(
-                "projects/{}/subscriptions/{subscription}",
-                self.project
-            ))
+            .subscribe(format!("projects/{}/subscriptions/{subscription}", self.project))
             .build();
         let shutdown = stream.shutdown_token();
         let (tx, queue) = tokio::sync::mpsc::unbounded_channel();
         let name = subscription.to_owned();
         tokio::spawn(async move {
             while let Some(item) = stream.next().await {
-                let received = item.with_context(|| format!("pulling from {name}")).map(
-                    |(message, handler)| {
-                        handler.ack();
-                        Received {
-                            data: message.data.to_vec(),
-                            attributes: message.attributes.into_iter().collect(),
-                            publish_time: message
-                                .publish_time
-                                .and_then(|t| std::time::SystemTime::try_from(t).ok()),
-                        }
-                    },
-                );
+                let received =
+                    item.with_context(|| format!("pulling from {name}"))
+                        .map(|(message, handler)| {
+                            handler.ack();
+                            Received {
+                                data: message.data.to_vec(),
+                                attributes: message.attributes.into_iter().collect(),
+                                publish_time: message
+                                    .publish_time
+                                    .and_then(|t| std::time::SystemTime::try_from(t).ok()),
+                            }
+                        });
                 if tx.send(received).is_err() {
                     break;
                 }

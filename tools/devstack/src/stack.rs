@@ -52,8 +52,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         log_dir: log_dir.clone(),
         progress: true,
     };
-    let mut emulators =
-        tokio::task::spawn_blocking(move || Emulators::reuse_or_start(&options)).await??;
+    let mut emulators = tokio::task::spawn_blocking(move || Emulators::reuse_or_start(&options)).await??;
     if emulators.started {
         say(&format!("emulator logs are in {}", log_dir.display()));
     } else {
@@ -88,12 +87,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     // `Child` values, because waiting on a `Child` closes its stdin.
     let mut lifelines = Vec::new();
     for (i, service) in Service::ALL.into_iter().enumerate() {
-        let mut child = spawn_service(
-            service,
-            &args.project,
-            &emulators,
-            COLOURS[i % COLOURS.len()],
-        )?;
+        let mut child = spawn_service(service, &args.project, &emulators, COLOURS[i % COLOURS.len()])?;
         lifelines.push(child.stdin.take());
         children.push(child);
     }
