@@ -22,6 +22,74 @@ pub mod env {
     pub const K_SERVICE: &str = "K_SERVICE";
     /// Log filter directives, as for `tracing_subscriber::EnvFilter`.
     pub const RUST_LOG: &str = "RUST_LOG";
+    /// The audience push tokens must carry (the receiving service's URL).
+    pub const PUSH_AUDIENCE: &str = "PUSH_AUDIENCE";
+    /// The service account Pub/Sub signs push tokens as.
+    pub const PUSH_SERVICE_ACCOUNT: &str = "PUSH_SERVICE_ACCOUNT";
+    /// `true` to run a push worker on Cloud Run without verifying push tokens.
+    pub const PUSH_AUTH_DISABLED: &str = "PUSH_AUTH_DISABLED";
+}
+
+/// Who gives an environment variable its value in a Cloud Run deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    /// The deployment (Terraform) must set it.
+    Deployment,
+    /// Cloud Run sets it itself; a deployment must not.
+    Platform,
+    /// Only for local runs and tests; a deployment leaves it unset.
+    Local,
+    /// An optional override; a deployment leaves it unset unless an operator needs it.
+    Override,
+}
+
+/// An environment variable a service reads, and who provides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvVar {
+    /// The name.
+    pub name: &'static str,
+    /// Who sets it on Cloud Run.
+    pub provider: Provider,
+}
+
+/// Every environment variable `service` reads. The Terraform drift test checks that each
+/// Cloud Run service sets exactly the [`Provider::Deployment`] ones.
+pub fn reads(service: Service) -> Vec<EnvVar> {
+    use Provider::{Deployment, Local, Override, Platform};
+    let var = |name, provider| EnvVar { name, provider };
+    let mut vars = vec![
+        var(env::PORT, Platform),
+        var(env::K_SERVICE, Platform),
+        var(env::PROJECT_ID, Deployment),
+        var(env::GOOGLE_CLOUD_PROJECT, Override),
+        var(env::PUBSUB_EMULATOR_HOST, Local),
+        var(env::FIRESTORE_EMULATOR_HOST, Local),
+        var(env::LOG_FORMAT, Override),
+        var(env::RUST_LOG, Override),
+    ];
+    if service.takes_pushes() {
+        vars.extend([
+            var(env::PUSH_AUDIENCE, Deployment),
+            var(env::PUSH_SERVICE_ACCOUNT, Deployment),
+            var(env::PUSH_AUTH_DISABLED, Override),
+        ]);
+    }
+    vars
+}
+
+/// How a push worker checks that a push really comes from Pub/Sub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushAuth {
+    /// Every push must carry a Google-signed OIDC token for `audience`, issued to
+    /// `service_account` (with a verified email).
+    Verify {
+        /// The expected `aud` claim.
+        audience: String,
+        /// The expected `email` claim.
+        service_account: String,
+    },
+    /// No check: for the emulators, which send no token, or an explicit opt-out.
+    Off,
 }
 
 /// The default port, as in the original.
@@ -46,6 +114,21 @@ pub enum ConfigError {
         env::GOOGLE_CLOUD_PROJECT
     )]
     MissingProject,
+    /// Only one of the two push verification settings is set.
+    #[error(
+        "set both {} and {} to verify push tokens, or neither",
+        env::PUSH_AUDIENCE,
+        env::PUSH_SERVICE_ACCOUNT
+    )]
+    PartialPushAuth,
+    /// On Cloud Run without push verification settings and without the explicit opt-out.
+    #[error(
+        "on Cloud Run a push worker must verify push tokens: set {} and {}, or {}=true to run without (not recommended)",
+        env::PUSH_AUDIENCE,
+        env::PUSH_SERVICE_ACCOUNT,
+        env::PUSH_AUTH_DISABLED
+    )]
+    PushAuthRequired,
     /// A variable has a value that cannot be used.
     #[error("{name}={value:?} is not valid: {problem}")]
     Invalid {
@@ -89,6 +172,8 @@ pub struct Config {
     pub firestore: FirestoreTarget,
     /// Log output.
     pub log_format: LogFormat,
+    /// Push token verification (only push workers use it).
+    pub push_auth: PushAuth,
 }
 
 impl fmt::Debug for Config {
@@ -100,6 +185,7 @@ impl fmt::Debug for Config {
             .field("pubsub_emulator", &self.pubsub.emulator_endpoint)
             .field("firestore_emulator", &self.firestore.emulator_host)
             .field("log_format", &self.log_format)
+            .field("push_auth", &self.push_auth)
             .finish()
     }
 }
@@ -150,9 +236,15 @@ impl Config {
                 });
             }
         };
+        let push_auth = if service.takes_pushes() {
+            push_auth(&get)?
+        } else {
+            PushAuth::Off
+        };
         Ok(Config {
             service,
             port,
+            push_auth,
             pubsub: PubSubTarget {
                 project: project.clone(),
                 emulator_endpoint: get(env::PUBSUB_EMULATOR_HOST).map(|h| format!("http://{h}")),
@@ -166,6 +258,7 @@ impl Config {
     }
 
     /// A configuration for running against emulators, as the local stack and tests do.
+    /// The emulators send no push tokens, so push verification is off.
     pub fn for_emulators(service: Service, project: &str, pubsub_host: &str, firestore_host: &str) -> Self {
         Config {
             service,
@@ -179,12 +272,37 @@ impl Config {
                 emulator_host: Some(firestore_host.to_owned()),
             },
             log_format: LogFormat::Text,
+            push_auth: PushAuth::Off,
         }
     }
 
     /// The project id.
     pub fn project(&self) -> &str {
         &self.pubsub.project
+    }
+}
+
+fn push_auth(get: &impl Fn(&'static str) -> Option<String>) -> Result<PushAuth, ConfigError> {
+    let on_cloud_run = get(env::K_SERVICE).is_some();
+    let disabled = match get(env::PUSH_AUTH_DISABLED).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: env::PUSH_AUTH_DISABLED,
+                value: other.to_owned(),
+                problem: "expected `true` or `false`",
+            });
+        }
+    };
+    match (get(env::PUSH_AUDIENCE), get(env::PUSH_SERVICE_ACCOUNT)) {
+        (Some(audience), Some(service_account)) if !disabled => Ok(PushAuth::Verify {
+            audience,
+            service_account,
+        }),
+        (Some(_), None) | (None, Some(_)) if !disabled => Err(ConfigError::PartialPushAuth),
+        _ if on_cloud_run && !disabled => Err(ConfigError::PushAuthRequired),
+        _ => Ok(PushAuth::Off),
     }
 }
 
@@ -226,6 +344,55 @@ mod tests {
         .unwrap();
         assert_eq!((c.project(), c.port, c.log_format), ("g", 9000, LogFormat::Json));
         assert_eq!(c.pubsub.emulator_endpoint, None);
+    }
+
+    #[test]
+    fn push_workers_verify_tokens_when_configured_and_refuse_cloud_run_without() {
+        let c = config(&[
+            ("PROJECT_ID", "p"),
+            ("PUSH_AUDIENCE", "https://orders.run.app"),
+            ("PUSH_SERVICE_ACCOUNT", "push@p.iam.gserviceaccount.com"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.push_auth,
+            PushAuth::Verify {
+                audience: "https://orders.run.app".into(),
+                service_account: "push@p.iam.gserviceaccount.com".into()
+            }
+        );
+        assert_eq!(config(&[("PROJECT_ID", "p")]).unwrap().push_auth, PushAuth::Off);
+        assert_eq!(
+            config(&[("PROJECT_ID", "p"), ("K_SERVICE", "orders")]).unwrap_err(),
+            ConfigError::PushAuthRequired
+        );
+        let opted_out = config(&[
+            ("PROJECT_ID", "p"),
+            ("K_SERVICE", "orders"),
+            ("PUSH_AUTH_DISABLED", "true"),
+        ]);
+        assert_eq!(opted_out.unwrap().push_auth, PushAuth::Off);
+        assert_eq!(
+            config(&[("PROJECT_ID", "p"), ("PUSH_AUDIENCE", "a")]).unwrap_err(),
+            ConfigError::PartialPushAuth
+        );
+    }
+
+    #[test]
+    fn the_frontend_takes_no_pushes_and_needs_no_push_settings_on_cloud_run() {
+        let c = Config::from_lookup(Service::Frontend, |k| match k {
+            "PROJECT_ID" => Some("p".into()),
+            "K_SERVICE" => Some("frontend".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.push_auth, PushAuth::Off);
+        assert!(
+            reads(Service::Frontend)
+                .iter()
+                .all(|v| !v.name.starts_with("PUSH_"))
+        );
+        assert!(reads(Service::Orders).iter().any(|v| v.name == "PUSH_AUDIENCE"));
     }
 
     #[test]

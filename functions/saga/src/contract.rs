@@ -60,6 +60,11 @@ impl Service {
         }
     }
 
+    /// Whether any subscription pushes to this service (so it must verify push tokens).
+    pub fn takes_pushes(self) -> bool {
+        self.push_subscriptions().next().is_some()
+    }
+
     /// The push subscriptions that deliver to this service.
     pub fn push_subscriptions(self) -> impl Iterator<Item = &'static Subscription> {
         SUBSCRIPTIONS
