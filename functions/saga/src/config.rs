@@ -340,6 +340,7 @@ mod tests {
             ("GOOGLE_CLOUD_PROJECT", "g"),
             ("K_SERVICE", "orders"),
             ("PORT", "9000"),
+            ("PUSH_AUTH_DISABLED", "true"),
         ])
         .unwrap();
         assert_eq!((c.project(), c.port, c.log_format), ("g", 9000, LogFormat::Json));
