@@ -3,17 +3,23 @@
 //! `POST /order` with `{"item": "widget", "quantity": 50, "user": "jack", ...}` checks the
 //! order, gives it a saga `uuid`, publishes it to `frontend` and answers `202` with the
 //! uuid. Every other field the client sent travels with the saga unchanged.
+//!
+//! `GET /orders/{uuid}` tells where a saga stands (from the status view the janitor keeps),
+//! and `GET /orders` lists the latest sagas.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
-use saga::contract::{Service, Topic};
+use saga::contract::{Service, Topic, collections};
 use saga::message::{FieldError, MAX_MESSAGE_BYTES, Order, SagaId, SagaMessage, StatusCode as SagaStatus};
+use saga::records;
 use saga::service::Clients;
+use saga::status::{Stage, StatusView};
 use serde::Serialize;
 use serde_json::json;
 
@@ -29,6 +35,12 @@ pub enum ApiError {
     /// The body is not declared as JSON.
     #[error("Content-Type must be application/json")]
     NotJson,
+    /// The path names no valid saga id.
+    #[error("`{0}` is not a saga uuid")]
+    BadUuid(String),
+    /// No saga has that id (yet: a saga becomes visible a moment after it is placed).
+    #[error("no saga with uuid {0}")]
+    NotFound(SagaId),
     /// A dependency failed; the client may retry.
     #[error("temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -46,6 +58,8 @@ impl IntoResponse for ApiError {
                 (status, e.code(), e.field().map(str::to_owned))
             }
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
+            ApiError::BadUuid(_) => (StatusCode::BAD_REQUEST, "invalid_uuid", Some("uuid".to_owned())),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Unavailable(e) => {
                 tracing::error!(error = format!("{e:#}"), "could not start a saga");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
@@ -66,6 +80,66 @@ pub struct Accepted {
     pub uuid: String,
     /// Where the saga stands: `received`.
     pub status: &'static str,
+    /// Where to follow it: `/orders/{uuid}`.
+    pub status_url: String,
+}
+
+/// One stage of a saga's timeline.
+#[derive(Debug, Serialize)]
+pub struct TimelineEntry {
+    /// The stage.
+    pub stage: Stage,
+    /// When it happened.
+    pub at: FirestoreTimestamp,
+}
+
+/// `GET /orders/{uuid}`: where a saga stands.
+#[derive(Debug, Serialize)]
+pub struct OrderStatus {
+    /// The saga.
+    pub uuid: String,
+    /// `received`, `order_created`, `stock_reserved`, `completed`, `failed` or `compensated`.
+    pub status: Stage,
+    /// Whether the saga has ended (completed, or failed and compensated).
+    pub finished: bool,
+    /// What was ordered.
+    pub item: String,
+    /// How many.
+    pub quantity: u32,
+    /// By whom.
+    pub user: String,
+    /// The step that failed.
+    pub failed_step: Option<String>,
+    /// Why (machine-readable).
+    pub reason: Option<String>,
+    /// The failure's text, or that of the furthest stage.
+    pub status_text: Option<String>,
+    /// The invoice, once paid.
+    pub total_invoice: Option<u64>,
+    /// Each stage once, in saga order.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl From<StatusView> for OrderStatus {
+    fn from(v: StatusView) -> Self {
+        OrderStatus {
+            finished: matches!(v.status, Stage::Completed | Stage::Compensated),
+            uuid: v.uuid,
+            status: v.status,
+            item: v.item,
+            quantity: v.quantity,
+            user: v.user,
+            failed_step: v.failed_step,
+            reason: v.reason,
+            status_text: v.status_text,
+            total_invoice: v.total_invoice,
+            timeline: v
+                .timeline
+                .into_iter()
+                .map(|(stage, at)| TimelineEntry { stage, at })
+                .collect(),
+        }
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -106,14 +180,59 @@ pub async fn place_order(
         Json(Accepted {
             uuid: uuid.to_string(),
             status: SagaStatus::Received.as_str(),
+            status_url: format!("/orders/{uuid}"),
         }),
     ))
+}
+
+/// `GET /orders/{uuid}`.
+pub async fn order_status(
+    State(clients): State<Clients>,
+    Path(uuid): Path<String>,
+) -> Result<Json<OrderStatus>, ApiError> {
+    let id = SagaId::parse(&uuid).ok_or_else(|| ApiError::BadUuid(uuid.chars().take(64).collect()))?;
+    let snapshot = clients
+        .store
+        .get(&records::saga(id))
+        .await
+        .map_err(ApiError::Unavailable)?
+        .ok_or(ApiError::NotFound(id))?;
+    let view: StatusView = snapshot.decode().map_err(ApiError::Unavailable)?;
+    Ok(Json(view.into()))
+}
+
+/// Query of `GET /orders`.
+#[derive(Debug, serde::Deserialize)]
+pub struct RecentQuery {
+    /// How many sagas, newest first (default 20, at most 100).
+    pub limit: Option<u32>,
+}
+
+/// `GET /orders`: the most recent sagas, newest first.
+pub async fn recent_orders(
+    State(clients): State<Clients>,
+    Query(query): Query<RecentQuery>,
+) -> Result<Json<Vec<OrderStatus>>, ApiError> {
+    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    let snapshots = clients
+        .store
+        .latest(collections::SAGAS, "created", limit)
+        .await
+        .map_err(ApiError::Unavailable)?;
+    let views = snapshots
+        .iter()
+        .map(|s| s.decode::<StatusView>().map(OrderStatus::from))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(ApiError::Unavailable)?;
+    Ok(Json(views))
 }
 
 /// The frontend's routes.
 pub fn router(clients: Clients) -> Router {
     let routes = Router::new()
         .route(ORDER_PATH, post(place_order))
+        .route("/orders", get(recent_orders))
+        .route("/orders/{uuid}", get(order_status))
         .with_state(clients);
     saga::server::standard(routes, MAX_MESSAGE_BYTES)
 }

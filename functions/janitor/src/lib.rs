@@ -8,6 +8,9 @@
 //!   that never ran get tombstones, so a forward message still in flight can never run them
 //!   later. The commit also records the compensation with its `compensated` message, which is
 //!   then published.
+//! - `status-*-sub`: every step's messages, to keep each saga's status view
+//!   (`sagas/{uuid}`, see [`saga::status`]) up to date. The janitor hosts the view because it
+//!   is internal and push-only; the frontend only reads it.
 //! - `dead-letter-janitor-sub`: Pub/Sub gave up on a message. If it was a forward message,
 //!   the janitor fails that step on its behalf (the same record and `error` message the step
 //!   would have written), and the error then flows back here to be compensated. If it was an
@@ -17,14 +20,15 @@
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
-use saga::contract::{Delivery, Service, Subscription, Topic, push_path};
+use saga::contract::{Delivery, Purpose, Service, Subscription, Topic, push_path, status_path};
 use saga::handler::{dead_letter_attributes, parse_message, push_route};
 use saga::ledger::{self, Decision, Handled, Step, StepError};
 use saga::message::{Reason, SagaMessage, StatusCode};
 use saga::push::{MAX_PUSH_BYTES, Push};
 use saga::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
 use saga::service::Clients;
-use saga::store::{DocPath, Precondition, Snapshot, WriteSet};
+use saga::status::{Stage, StatusView};
+use saga::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
 
 /// The attribute Pub/Sub puts on a dead-lettered message: the subscription that gave up.
 pub const SOURCE_SUBSCRIPTION_ATTRIBUTE: &str = "CloudPubSubDeadLetterSourceSubscription";
@@ -229,7 +233,7 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
         .get(SOURCE_SUBSCRIPTION_ATTRIBUTE)
         .and_then(|name| Subscription::find(name));
     let Some(Subscription {
-        delivery: Delivery::Push { service, .. },
+        delivery: Delivery::Push { service, purpose, .. },
         ..
     }) = source
     else {
@@ -245,13 +249,11 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
             return Ok(Handled::Ignored("not a saga message; kept on dead-letter-sub"));
         }
     };
-    tracing::error!(step = %service, "Pub/Sub gave up delivering a saga message");
-    match service {
-        Service::Janitor => compensate(clients, &msg).await,
-        Service::Frontend => Ok(Handled::Ignored("the frontend takes no pushes")),
-        step => {
+    tracing::error!(step = %service, ?purpose, "Pub/Sub gave up delivering a saga message");
+    match purpose {
+        Purpose::Step => {
             let give_up = GiveUp {
-                service: *step,
+                service: *service,
                 attempts: push
                     .attributes
                     .get("CloudPubSubDeadLetterSourceDeliveryCount")
@@ -259,12 +261,81 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
             };
             ledger::run(&give_up, clients, &msg).await
         }
+        Purpose::Compensation => compensate(clients, &msg).await,
+        Purpose::Status | Purpose::DeadLetters => Ok(Handled::Ignored(
+            "a status update or dead letter that could not be processed; kept on dead-letter-sub",
+        )),
     }
 }
 
+/// Brings the status view of the saga of `push` (a message on `topic`) up to date.
+///
+/// A message that is not a saga message is acknowledged and left alone: the step that
+/// consumes the same topic dead-letters it, so it is not lost.
+pub async fn record_status(clients: &Clients, push: &Push, topic: Topic) -> Result<Handled, StepError> {
+    let Some(stage) = Stage::of_topic(topic) else {
+        return Ok(Handled::Ignored("no status for this topic"));
+    };
+    let msg = match parse_message(push) {
+        Ok(msg) => msg,
+        Err(e) => {
+            tracing::warn!(error = %e, "not a saga message; no status to record");
+            return Ok(Handled::Ignored("not a saga message; its step dead-letters it"));
+        }
+    };
+    let at = push
+        .publish_time
+        .as_deref()
+        .and_then(|t| t.parse::<firestore::jiff::Timestamp>().ok())
+        .map_or_else(FirestoreTimestamp::now, |t| {
+            FirestoreTimestamp(t).truncated_to_firestore_precision()
+        });
+    let path = records::saga(msg.uuid);
+    for round in 0..ledger::MAX_ROUNDS {
+        if round > 0 {
+            ledger::backoff(round).await;
+        }
+        let (current, precondition) = match clients.store.get(&path).await? {
+            Some(snapshot) => (
+                Some(snapshot.decode::<StatusView>()?),
+                Precondition::Unchanged(snapshot.update_time()),
+            ),
+            None => (None, Precondition::Absent),
+        };
+        let Some(next) = StatusView::merge(current.as_ref(), stage, at, &msg) else {
+            return Ok(Handled::Duplicate);
+        };
+        let mut writes = WriteSet::new();
+        writes.update(path.clone(), &next, None, Some(precondition));
+        match clients.store.commit(writes).await {
+            Ok(_) => return Ok(Handled::Recorded),
+            Err(CommitError::Conflict(_)) => {}
+            Err(CommitError::Unavailable(e)) => return Err(e.into()),
+        }
+    }
+    Err(ledger::contention())
+}
+
+/// The topics whose messages feed the status view, each on its own path.
+const STATUS_TOPICS: [Topic; 6] = [
+    Topic::Frontend,
+    Topic::OrderCreated,
+    Topic::InventoryUpdated,
+    Topic::PaymentCreated,
+    Topic::Error,
+    Topic::Compensated,
+];
+
 /// The janitor's routes.
 pub fn router(clients: Clients) -> Router {
-    let routes = Router::new()
+    let mut routes = Router::new();
+    for topic in STATUS_TOPICS {
+        routes = routes.route(
+            status_path(topic),
+            push_route(move |clients, push| async move { record_status(&clients, &push, topic).await }),
+        );
+    }
+    let routes = routes
         .route(
             push_path(Topic::Error),
             push_route(|clients, push| async move {

@@ -105,3 +105,63 @@ pub fn router(clients: Clients) -> Router {
         .with_state(clients);
     saga::server::standard(routes, MAX_PUSH_BYTES)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use saga::message::{Money, SagaId};
+
+    fn message(extra: &serde_json::Value) -> SagaMessage {
+        let mut obj = serde_json::json!({
+            "item": "widget", "quantity": 3, "user": "jack",
+            "uuid": SagaId::new().to_string(), "price_per_unit": 10
+        });
+        obj.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        SagaMessage::parse(obj.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_invoice_is_computed_here_whatever_the_message_claims() {
+        let d = Payments
+            .decide(&message(&serde_json::json!({"total_invoice": 1})), &[])
+            .unwrap();
+        assert_eq!((d.state, d.topic), (StepState::Done, Topic::PaymentCreated));
+        assert_eq!(d.message.total_invoice, Money::new(30));
+        assert!(!d.writes.is_empty());
+    }
+
+    #[test]
+    fn a_payment_error_key_with_any_value_declines_without_a_payment() {
+        for value in [
+            serde_json::json!(null),
+            serde_json::json!("null"),
+            serde_json::json!(false),
+        ] {
+            let d = Payments
+                .decide(&message(&serde_json::json!({"payment-error": value})), &[])
+                .unwrap();
+            assert_eq!(
+                (d.state, d.topic, d.reason),
+                (StepState::Rejected, Topic::Error, Some(Reason::PaymentDeclined))
+            );
+            assert!(d.writes.is_empty(), "no payment document");
+        }
+    }
+
+    #[test]
+    fn an_invoice_that_does_not_fit_fails_the_saga_instead_of_wrapping() {
+        let mut m = message(&serde_json::json!({}));
+        m.price_per_unit = Money::new(Money::MAX);
+        let d = Payments.decide(&m, &[]).unwrap();
+        assert_eq!(d.reason, Some(Reason::InvoiceOverflow));
+    }
+
+    #[test]
+    fn a_message_without_a_price_is_poison() {
+        let mut m = message(&serde_json::json!({}));
+        m.price_per_unit = None;
+        assert_eq!(Payments.check(&m), Err(FieldError::Missing("price_per_unit")));
+    }
+}

@@ -151,6 +151,19 @@ impl fmt::Display for Topic {
     }
 }
 
+/// What a push subscription is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Drives the next forward step of the saga.
+    Step,
+    /// Drives the janitor's compensation of a failed saga.
+    Compensation,
+    /// Feeds the status view of each saga.
+    Status,
+    /// Hands dead letters to the janitor.
+    DeadLetters,
+}
+
 /// How a subscription's messages reach their reader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -158,6 +171,8 @@ pub enum Delivery {
     Push {
         /// The receiving service.
         service: Service,
+        /// What the service does with the messages.
+        purpose: Purpose,
         /// The HTTP path the push is sent to.
         path: &'static str,
         /// Whether repeated failures move the message to [`Topic::DeadLetter`]. Off only for
@@ -206,16 +221,38 @@ pub const fn push_path(topic: Topic) -> &'static str {
     }
 }
 
-const fn push(name: &'static str, topic: Topic, service: Service) -> Subscription {
+/// The HTTP path on which the status view receives pushes of `topic`.
+pub const fn status_path(topic: Topic) -> &'static str {
+    match topic {
+        Topic::Frontend => "/status/frontend",
+        Topic::OrderCreated => "/status/order-created",
+        Topic::InventoryUpdated => "/status/inventory-updated",
+        Topic::PaymentCreated => "/status/payment-created",
+        Topic::Error => "/status/error",
+        Topic::Compensated => "/status/compensated",
+        Topic::DeadLetter => "/status/dead-letter",
+    }
+}
+
+const fn push(name: &'static str, topic: Topic, service: Service, purpose: Purpose) -> Subscription {
     Subscription {
         name,
         topic,
         delivery: Delivery::Push {
             service,
-            path: push_path(topic),
+            purpose,
+            path: match purpose {
+                Purpose::Status => status_path(topic),
+                _ => push_path(topic),
+            },
             dead_letter: !matches!(topic, Topic::DeadLetter),
         },
     }
+}
+
+/// The status view lives in the janitor: internal, push-only, already the saga's bookkeeper.
+const fn status(name: &'static str, topic: Topic) -> Subscription {
+    push(name, topic, Service::Janitor, Purpose::Status)
 }
 
 const fn pull(name: &'static str, topic: Topic) -> Subscription {
@@ -229,19 +266,36 @@ const fn pull(name: &'static str, topic: Topic) -> Subscription {
 /// Every subscription of the saga. The `<topic>-sub` names and the two CLI pull
 /// subscriptions are the original's; the rest are new.
 pub const SUBSCRIPTIONS: &[Subscription] = &[
-    push("frontend-sub", Topic::Frontend, Service::Orders),
-    push("order-created-sub", Topic::OrderCreated, Service::Inventory),
+    push("frontend-sub", Topic::Frontend, Service::Orders, Purpose::Step),
+    push(
+        "order-created-sub",
+        Topic::OrderCreated,
+        Service::Inventory,
+        Purpose::Step,
+    ),
     push(
         "inventory-updated-sub",
         Topic::InventoryUpdated,
         Service::Payments,
+        Purpose::Step,
     ),
     pull("payment-created-sub", Topic::PaymentCreated),
-    push("error-sub", Topic::Error, Service::Janitor),
+    push("error-sub", Topic::Error, Service::Janitor, Purpose::Compensation),
     pull("error-cli-sub", Topic::Error),
     pull("compensated-sub", Topic::Compensated),
     pull("dead-letter-sub", Topic::DeadLetter),
-    push("dead-letter-janitor-sub", Topic::DeadLetter, Service::Janitor),
+    push(
+        "dead-letter-janitor-sub",
+        Topic::DeadLetter,
+        Service::Janitor,
+        Purpose::DeadLetters,
+    ),
+    status("status-frontend-sub", Topic::Frontend),
+    status("status-order-created-sub", Topic::OrderCreated),
+    status("status-inventory-updated-sub", Topic::InventoryUpdated),
+    status("status-payment-created-sub", Topic::PaymentCreated),
+    status("status-error-sub", Topic::Error),
+    status("status-compensated-sub", Topic::Compensated),
 ];
 
 /// Delivery settings shared by every push subscription.
@@ -335,7 +389,20 @@ mod tests {
 
     #[test]
     fn each_worker_reads_exactly_its_topics() {
-        let reads = |svc: Service| -> Vec<Topic> { svc.push_subscriptions().map(|s| s.topic).collect() };
+        let reads = |svc: Service| -> Vec<Topic> {
+            svc.push_subscriptions()
+                .filter(|s| {
+                    !matches!(
+                        s.delivery,
+                        Delivery::Push {
+                            purpose: Purpose::Status,
+                            ..
+                        }
+                    )
+                })
+                .map(|s| s.topic)
+                .collect()
+        };
         assert_eq!(reads(Service::Frontend), vec![]);
         assert_eq!(reads(Service::Orders), vec![Topic::Frontend]);
         assert_eq!(reads(Service::Inventory), vec![Topic::OrderCreated]);

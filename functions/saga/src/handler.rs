@@ -89,6 +89,7 @@ where
                     Handled::Published(topic) | Handled::Republished(topic) => {
                         tracing::info!(outcome = handled.word(), %topic, "step done");
                     }
+                    Handled::Recorded => tracing::debug!(outcome = "recorded", "view updated"),
                     Handled::Duplicate => {
                         tracing::info!(outcome = "duplicate", "already done; nothing to do");
                     }

@@ -41,6 +41,8 @@ pub enum Handled {
     Republished(Topic),
     /// The step had run and published before: nothing to do.
     Duplicate,
+    /// A view was brought up to date.
+    Recorded,
     /// Nothing to do, for the reason given.
     Ignored(&'static str),
 }
@@ -52,6 +54,7 @@ impl Handled {
             Handled::Published(_) => "published",
             Handled::Republished(_) => "republished",
             Handled::Duplicate => "duplicate",
+            Handled::Recorded => "recorded",
             Handled::Ignored(_) => "ignored",
         }
     }

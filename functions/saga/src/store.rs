@@ -321,6 +321,23 @@ impl Store {
         Ok(self.get_all(std::slice::from_ref(path)).await?.pop().flatten())
     }
 
+    /// The `limit` documents of the top-level `collection` with the largest `field`.
+    pub async fn latest(&self, collection: &str, field: &str, limit: u32) -> anyhow::Result<Vec<Snapshot>> {
+        let query = self
+            .db
+            .fluent()
+            .select()
+            .from(collection)
+            .order(|o| o.fields([o.field(field).desc()]))
+            .limit(limit)
+            .query();
+        let docs = tokio::time::timeout(CALL_TIMEOUT, query)
+            .await
+            .context("querying Firestore timed out")?
+            .with_context(|| format!("querying the latest {collection} by {field}"))?;
+        Ok(docs.into_iter().map(|doc| Snapshot { doc }).collect())
+    }
+
     /// Applies every write of `set` atomically, or none of them. Returns each written
     /// document's new update time, in the order the writes were queued.
     pub async fn commit(&self, set: WriteSet) -> Result<Vec<Timestamp>, CommitError> {

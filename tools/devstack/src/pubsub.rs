@@ -61,6 +61,7 @@ pub async fn provision(
                 service,
                 path,
                 dead_letter,
+                ..
             } => {
                 let config = PushConfig::new().set_push_endpoint(format!("{}{path}", push_base(service)));
                 create = create

@@ -1,0 +1,175 @@
+//! The status view on the real emulators: `GET /orders/{uuid}` follows each saga to its end,
+//! whatever order Pub/Sub delivers its messages in.
+
+// A failed unwrap in a test is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
+use e2e::{TestStack, eventually, new_uuid, saga_message};
+use saga::contract::{Service, Topic};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn get(stack: &TestStack, path: &str) -> (u16, Value) {
+    let response = stack
+        .http
+        .get(format!("{}{path}", stack.url(Service::Frontend)))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `GET /orders/{uuid}` until the saga has finished.
+async fn finished(stack: &TestStack, uuid: &str) -> Value {
+    eventually(WAIT, || async {
+        let (status, body) = get(stack, &format!("/orders/{uuid}")).await;
+        (status == 200 && body["finished"] == true).then_some(body)
+    })
+    .await
+    .unwrap_or_else(|| panic!("saga {uuid} did not finish"))
+}
+
+fn stages(view: &Value) -> Vec<&str> {
+    view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stage"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_successful_order_is_followed_to_completed_with_each_step_once() {
+    let stack = TestStack::start("status success").await;
+    let (code, accepted) = stack
+        .order(&json!({"item":"widget","quantity":3,"user":"jack"}))
+        .await;
+    assert_eq!(code, 202);
+    let uuid = accepted["uuid"].as_str().unwrap();
+    assert_eq!(accepted["status_url"], format!("/orders/{uuid}"));
+
+    let view = finished(&stack, uuid).await;
+    assert_eq!(view["status"], "completed");
+    assert_eq!(view["total_invoice"], 30);
+    assert_eq!(
+        stages(&view),
+        ["received", "order_created", "stock_reserved", "completed"]
+    );
+    let times: Vec<&str> = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "times follow the steps: {times:?}"
+    );
+    assert_eq!(
+        (
+            view["item"].as_str(),
+            view["user"].as_str(),
+            view["quantity"].as_u64()
+        ),
+        (Some("widget"), Some("jack"), Some(3))
+    );
+}
+
+#[tokio::test]
+async fn failed_orders_show_the_step_the_reason_and_the_compensation() {
+    let stack = TestStack::start("status failures").await;
+    let declined = stack
+        .place(&json!({"item":"wotsit","quantity":8,"user":"jill","payment-error":"null"}))
+        .await;
+    let unknown = stack
+        .place(&json!({"item":"widget","quantity":25,"user":"jimbo"}))
+        .await;
+
+    let view = finished(&stack, &declined).await;
+    assert_eq!(view["status"], "compensated");
+    assert_eq!(view["failed_step"], "payments");
+    assert_eq!(view["reason"], "payment_declined");
+    assert!(
+        view["status_text"].as_str().unwrap().contains("payment declined"),
+        "{view}"
+    );
+    assert_eq!(
+        stages(&view),
+        [
+            "received",
+            "order_created",
+            "stock_reserved",
+            "failed",
+            "compensated"
+        ]
+    );
+
+    let view = finished(&stack, &unknown).await;
+    assert_eq!(
+        (view["status"].as_str(), view["failed_step"].as_str()),
+        (Some("compensated"), Some("orders"))
+    );
+    assert_eq!(view["reason"], "unknown_user");
+    assert!(view["status_text"].as_str().unwrap().contains("jimbo"), "{view}");
+
+    // A late order-created for the unknown user's saga adds its step but moves nothing back;
+    // a duplicate failure changes nothing at all.
+    stack
+        .publish(
+            Topic::OrderCreated,
+            saga_message(&unknown, "widget", 25, "jimbo")
+                .to_string()
+                .as_bytes(),
+            &[],
+        )
+        .await;
+    let error = stack.step(&unknown, Service::Orders).await.unwrap()["outbox"]["data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stack.publish(Topic::Error, error.as_bytes(), &[]).await;
+    let late = eventually(WAIT, || async {
+        let (_, view) = get(&stack, &format!("/orders/{unknown}")).await;
+        stages(&view).contains(&"order_created").then_some(view)
+    })
+    .await
+    .expect("the late step is recorded");
+    assert_eq!(late["status"], "compensated");
+    assert_eq!(stages(&late).iter().filter(|s| **s == "failed").count(), 1);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_uuids_are_told_apart_and_recent_orders_are_listed() {
+    let stack = TestStack::start("status lookups").await;
+    let (code, body) = get(&stack, &format!("/orders/{}", new_uuid())).await;
+    assert_eq!((code, body["error"].as_str()), (404, Some("not_found")), "{body}");
+    let (code, body) = get(&stack, "/orders/not-a-uuid").await;
+    assert_eq!(
+        (code, body["error"].as_str(), body["field"].as_str()),
+        (400, Some("invalid_uuid"), Some("uuid"))
+    );
+
+    let first = stack
+        .place(&json!({"item":"widget","quantity":1,"user":"jack"}))
+        .await;
+    let second = stack
+        .place(&json!({"item":"wotsit","quantity":1,"user":"jill"}))
+        .await;
+    finished(&stack, &first).await;
+    finished(&stack, &second).await;
+    let (code, list) = get(&stack, "/orders?limit=10").await;
+    assert_eq!(code, 200);
+    let uuids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uuids, [second.as_str(), first.as_str()], "newest first");
+    let (code, body) = get(&stack, "/orders?limit=lots").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+}
