@@ -20,8 +20,10 @@ use saga::message::{FieldError, MAX_MESSAGE_BYTES, Order, SagaId, SagaMessage, S
 use saga::records;
 use saga::service::Clients;
 use saga::status::{Stage, StatusView};
+use saga::trace::{CLOUD_TRACE_CONTEXT, TRACEPARENT, TraceContext};
 use serde::Serialize;
 use serde_json::json;
+use tracing::Instrument as _;
 
 /// The path that takes orders.
 pub const ORDER_PATH: &str = "/order";
@@ -153,17 +155,46 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The trace this request belongs to: the client's (`traceparent`, else
+/// `X-Cloud-Trace-Context`) continued with a span of ours, or a new one.
+pub fn request_trace(headers: &HeaderMap) -> TraceContext {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header(TRACEPARENT)
+        .and_then(TraceContext::from_traceparent)
+        .or_else(|| header(CLOUD_TRACE_CONTEXT).and_then(TraceContext::from_cloud_trace_context))
+        .map_or_else(TraceContext::new_root, |parent| parent.child())
+}
+
 /// `POST /order`.
 pub async fn place_order(
     State(clients): State<Clients>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    if !is_json(&headers) {
+    let trace = request_trace(&headers);
+    let span = tracing::info_span!(
+        "order",
+        uuid = tracing::field::Empty,
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id(),
+    );
+    start_saga(&clients, &headers, &body, &trace)
+        .instrument(span)
+        .await
+}
+
+async fn start_saga(
+    clients: &Clients,
+    headers: &HeaderMap,
+    body: &[u8],
+    trace: &TraceContext,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    if !is_json(headers) {
         return Err(ApiError::NotJson);
     }
-    let (order, extra) = Order::parse_request(&body)?;
+    let (order, extra) = Order::parse_request(body)?;
     let uuid = SagaId::new();
+    tracing::Span::current().record("uuid", tracing::field::display(uuid));
     let message = SagaMessage::new(uuid, order, extra).advance(
         Service::Frontend,
         SagaStatus::Received,
@@ -171,10 +202,10 @@ pub async fn place_order(
     );
     clients
         .bus
-        .publish(&Outgoing::new(Topic::Frontend, message.to_json()))
+        .publish(&Outgoing::new(Topic::Frontend, message.to_json()).traced(trace))
         .await
         .map_err(ApiError::Unavailable)?;
-    tracing::info!(%uuid, "saga started");
+    tracing::info!("saga started");
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

@@ -121,7 +121,7 @@ pub fn router(clients: Clients) -> Router {
             push_path(Topic::OrderCreated),
             push_route(|clients, push| async move {
                 let msg = parse_message(&push)?;
-                ledger::run(&Inventory, &clients, &msg).await
+                ledger::run(&Inventory, &clients, &msg, &push.trace).await
             }),
         )
         .with_state(clients);

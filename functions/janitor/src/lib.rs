@@ -29,6 +29,7 @@ use saga::records::{self, DocStatus, StateChange, StatusChange, StepRecord, Step
 use saga::service::Clients;
 use saga::status::{Stage, StatusView};
 use saga::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
+use saga::trace::TraceContext;
 
 /// The attribute Pub/Sub puts on a dead-lettered message: the subscription that gave up.
 pub const SOURCE_SUBSCRIPTION_ATTRIBUTE: &str = "CloudPubSubDeadLetterSourceSubscription";
@@ -132,7 +133,11 @@ fn summary(plan: &Plan) -> String {
 }
 
 /// Compensates the saga of the failure message `msg`.
-pub async fn compensate(clients: &Clients, msg: &SagaMessage) -> Result<Handled, StepError> {
+pub async fn compensate(
+    clients: &Clients,
+    msg: &SagaMessage,
+    trace: &TraceContext,
+) -> Result<Handled, StepError> {
     let uuid = msg.uuid;
     let own_path = records::step(uuid, Service::Janitor);
     let mut paths = vec![own_path.clone()];
@@ -168,7 +173,7 @@ pub async fn compensate(clients: &Clients, msg: &SagaMessage) -> Result<Handled,
         message.reason = msg.reason;
         let mut record = StepRecord::new(Service::Janitor, uuid, &msg.order, StepState::Done);
         record.reason = msg.reason.map(|r| r.as_str().to_owned());
-        let outgoing = Outgoing::new(Topic::Compensated, message.to_json());
+        let outgoing = Outgoing::new(Topic::Compensated, message.to_json()).traced(trace);
         if let Some(handled) =
             ledger::commit_and_publish(clients, &own_path, record, outgoing, writes).await?
         {
@@ -259,9 +264,9 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
                     .get("CloudPubSubDeadLetterSourceDeliveryCount")
                     .cloned(),
             };
-            ledger::run(&give_up, clients, &msg).await
+            ledger::run(&give_up, clients, &msg, &push.trace).await
         }
-        Purpose::Compensation => compensate(clients, &msg).await,
+        Purpose::Compensation => compensate(clients, &msg, &push.trace).await,
         Purpose::Status | Purpose::DeadLetters => Ok(Handled::Ignored(
             "a status update or dead letter that could not be processed; kept on dead-letter-sub",
         )),
@@ -340,7 +345,7 @@ pub fn router(clients: Clients) -> Router {
             push_path(Topic::Error),
             push_route(|clients, push| async move {
                 let msg = parse_message(&push)?;
-                compensate(&clients, &msg).await
+                compensate(&clients, &msg, &push.trace).await
             }),
         )
         .route(

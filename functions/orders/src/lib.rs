@@ -77,7 +77,7 @@ pub fn router(clients: Clients) -> Router {
             push_path(Topic::Frontend),
             push_route(|clients, push| async move {
                 let msg = parse_message(&push)?;
-                ledger::run(&Orders, &clients, &msg).await
+                ledger::run(&Orders, &clients, &msg, &push.trace).await
             }),
         )
         .with_state(clients);

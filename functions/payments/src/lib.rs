@@ -99,7 +99,7 @@ pub fn router(clients: Clients) -> Router {
             push_path(Topic::InventoryUpdated),
             push_route(|clients, push| async move {
                 let msg = parse_message(&push)?;
-                ledger::run(&Payments, &clients, &msg).await
+                ledger::run(&Payments, &clients, &msg, &push.trace).await
             }),
         )
         .with_state(clients);

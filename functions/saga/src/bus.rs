@@ -41,6 +41,12 @@ impl Outgoing {
         }
     }
 
+    /// Carries `trace` to the message's readers.
+    #[must_use]
+    pub fn traced(self, trace: &crate::trace::TraceContext) -> Self {
+        self.with_attribute(crate::trace::TRACEPARENT, trace.to_traceparent())
+    }
+
     /// Adds an attribute.
     #[must_use]
     pub fn with_attribute(mut self, key: &str, value: impl Into<String>) -> Self {

@@ -81,11 +81,16 @@ where
         message_id = %push.message_id,
         delivery_attempt = push.delivery_attempt,
         uuid = tracing::field::Empty,
+        trace_id = %push.trace.trace_id(),
+        span_id = %push.trace.span_id(),
     );
     async {
         match step(clients.clone(), push.clone()).await {
             Ok(handled) => {
                 match &handled {
+                    Handled::Published(Topic::Error) | Handled::Republished(Topic::Error) => {
+                        tracing::warn!(outcome = handled.word(), topic = %Topic::Error, "the saga failed at this step");
+                    }
                     Handled::Published(topic) | Handled::Republished(topic) => {
                         tracing::info!(outcome = handled.word(), %topic, "step done");
                     }

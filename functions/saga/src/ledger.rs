@@ -18,6 +18,7 @@ use crate::message::{FieldError, Reason, SagaMessage};
 use crate::records::{self, StepRecord, StepState};
 use crate::service::Clients;
 use crate::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
+use crate::trace::TraceContext;
 use firestore::FirestoreTimestamp;
 use firestore::gcloud_sdk::prost_types::Timestamp;
 use rand::Rng as _;
@@ -137,7 +138,13 @@ struct PublishedMark {
 }
 
 /// Runs `step` for `msg`: the whole engine described at the top of this module.
-pub async fn run(step: &dyn Step, clients: &Clients, msg: &SagaMessage) -> Result<Handled, StepError> {
+/// `trace` is the span of this delivery; the outgoing message carries it on.
+pub async fn run(
+    step: &dyn Step,
+    clients: &Clients,
+    msg: &SagaMessage,
+    trace: &TraceContext,
+) -> Result<Handled, StepError> {
     step.check(msg)?;
     let service = step.service();
     let record_path = records::step(msg.uuid, service);
@@ -158,7 +165,7 @@ pub async fn run(step: &dyn Step, clients: &Clients, msg: &SagaMessage) -> Resul
         let mut record = StepRecord::new(service, msg.uuid, &msg.order, decision.state);
         record.reason = decision.reason.map(|r| r.as_str().to_owned());
         record.price_per_unit = decision.price_per_unit;
-        let outgoing = Outgoing::new(decision.topic, decision.message.to_json());
+        let outgoing = Outgoing::new(decision.topic, decision.message.to_json()).traced(trace);
         if let Some(handled) =
             commit_and_publish(clients, &record_path, record, outgoing, decision.writes).await?
         {

@@ -10,6 +10,7 @@
 //! `snake_case`; either is accepted.
 
 use crate::message::MAX_MESSAGE_BYTES;
+use crate::trace::{TRACEPARENT, TraceContext};
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -33,6 +34,9 @@ pub struct Push {
     pub subscription: String,
     /// Which delivery this is, when the subscription has a dead-letter policy.
     pub delivery_attempt: Option<u32>,
+    /// The span of the handling of this push: a child of the message's `traceparent`
+    /// attribute, or a new trace if it has none.
+    pub trace: TraceContext,
 }
 
 /// Why an envelope could not be read.
@@ -103,9 +107,15 @@ pub fn parse_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
     if data.len() > MAX_MESSAGE_BYTES {
         return Err(EnvelopeError::TooLarge);
     }
+    let attributes = msg.attributes.unwrap_or_default();
+    let trace = attributes
+        .get(TRACEPARENT)
+        .and_then(|t| TraceContext::from_traceparent(t))
+        .map_or_else(TraceContext::new_root, |parent| parent.child());
     Ok(Push {
         data,
-        attributes: msg.attributes.unwrap_or_default(),
+        trace,
+        attributes,
         message_id: msg.message_id_camel.or(msg.message_id_snake).unwrap_or_default(),
         publish_time: msg.publish_time_camel.or(msg.publish_time_snake),
         subscription: env.subscription,
@@ -157,6 +167,17 @@ mod tests {
         assert_eq!(push.message_id, "9");
         assert_eq!(push.delivery_attempt, Some(4));
         assert!(push.data.is_empty());
+    }
+
+    #[test]
+    fn a_push_continues_the_trace_of_its_message_or_starts_one() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let attrs = BTreeMap::from([(TRACEPARENT.to_owned(), parent.to_owned())]);
+        let push = parse_envelope(&envelope("s", "1", b"{}", &attrs)).unwrap();
+        assert_eq!(push.trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(push.trace.span_id(), "00f067aa0ba902b7");
+        let orphan = parse_envelope(&envelope("s", "2", b"{}", &BTreeMap::new())).unwrap();
+        assert_ne!(orphan.trace.trace_id(), push.trace.trace_id());
     }
 
     #[test]

@@ -3,23 +3,30 @@
 
 use crate::contract::HANDLER_TIMEOUT;
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use std::future::Future;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 /// The health endpoint, for Cloud Run's startup and liveness probes.
 pub const HEALTH_PATH: &str = "/healthz";
 
+/// After a shutdown signal, how long requests in flight may still run before they are
+/// answered 503. Cloud Run kills an instance 10 s after SIGTERM; this leaves time to answer
+/// and exit, and a push cut off this way is redelivered.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
+
 /// Adds the health endpoint and the layers every service needs: a request timeout (503,
 /// so that Pub/Sub retries), a body-size limit (413), a panic guard (500, the process keeps
-/// serving) and request tracing.
+/// serving), JSON bodies on every error, and an access log.
 pub fn standard(router: Router, body_limit: usize) -> Router {
     router
         .route(
@@ -35,7 +42,36 @@ pub fn standard(router: Router, body_limit: usize) -> Router {
         .layer(axum::middleware::map_response(move |res| {
             std::future::ready(json_errors(res, body_limit))
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(access_log))
+}
+
+/// One line per request, with Cloud Logging's `httpRequest` fields: at DEBUG normally (Cloud
+/// Run logs every request already), at WARN when the service failed it.
+async fn access_log(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    let latency = format!("{:.3}s", started.elapsed().as_secs_f64());
+    if res.status().is_server_error() {
+        tracing::warn!(
+            http_request.request_method = %method,
+            http_request.request_url = %path,
+            http_request.status = status,
+            http_request.latency = %latency,
+            "request failed"
+        );
+    } else {
+        tracing::debug!(
+            http_request.request_method = %method,
+            http_request.request_url = %path,
+            http_request.status = status,
+            http_request.latency = %latency,
+            "request"
+        );
+    }
+    res
 }
 
 /// Gives every error answer a JSON body, including those made by layers and by axum itself
@@ -73,16 +109,55 @@ fn internal_error() -> Response {
         .into_response()
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then waits for the requests in
-/// flight to finish.
+/// Serves `router` on `listener` until `shutdown` completes; then stops taking requests,
+/// lets those in flight finish for up to [`DRAIN_DEADLINE`], and answers the rest 503.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_draining(listener, router, shutdown, DRAIN_DEADLINE).await
+}
+
+/// [`serve`] with another drain deadline (tests use a short one).
+pub async fn serve_draining(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    deadline: Duration,
+) -> std::io::Result<()> {
+    let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
+    let router = router.layer(axum::middleware::from_fn_with_state(cut_rx, cut_off));
+    let draining = async move {
+        shutdown.await;
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            let _ = cut_tx.send(true);
+        });
+    };
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(draining)
         .await
+}
+
+/// Runs a request, unless the drain deadline passes first: then it is dropped (every step
+/// is safe to stop at any point) and answered 503, so Pub/Sub delivers it again elsewhere.
+async fn cut_off(
+    State(mut cut): State<tokio::sync::watch::Receiver<bool>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    tokio::select! {
+        res = next.run(req) => res,
+        _ = cut.wait_for(|cut| *cut) => {
+            tracing::warn!("shutting down: request cut off; answering 503 so that it is retried");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "error": "shutting_down", "message": "the instance is stopping; retry" })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Completes on SIGTERM (how Cloud Run stops an instance) or Ctrl-C.

@@ -67,7 +67,7 @@ pub async fn main_until(
             return ExitCode::from(2);
         }
     };
-    telemetry::init(service, config.log_format);
+    telemetry::init(service, config.project(), config.log_format);
     match run_main(config, router, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
