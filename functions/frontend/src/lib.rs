@@ -25,6 +25,8 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::Instrument as _;
 
+mod page;
+
 /// The path that takes orders.
 pub const ORDER_PATH: &str = "/order";
 
@@ -264,6 +266,7 @@ pub fn router(clients: Clients) -> Router {
         .route(ORDER_PATH, post(place_order))
         .route("/orders", get(recent_orders))
         .route("/orders/{uuid}", get(order_status))
+        .merge(page::routes())
         .with_state(clients);
     saga::server::standard(routes, MAX_MESSAGE_BYTES)
 }
