@@ -87,6 +87,8 @@ pub enum PushAuth {
         audience: String,
         /// The expected `email` claim.
         service_account: String,
+        /// Where to fetch the signing keys; `None` for Google's (tests serve their own).
+        jwks_url: Option<String>,
     },
     /// No check: for the emulators, which send no token, or an explicit opt-out.
     Off,
@@ -299,6 +301,7 @@ fn push_auth(get: &impl Fn(&'static str) -> Option<String>) -> Result<PushAuth, 
         (Some(audience), Some(service_account)) if !disabled => Ok(PushAuth::Verify {
             audience,
             service_account,
+            jwks_url: None,
         }),
         (Some(_), None) | (None, Some(_)) if !disabled => Err(ConfigError::PartialPushAuth),
         _ if on_cloud_run && !disabled => Err(ConfigError::PushAuthRequired),
@@ -359,7 +362,8 @@ mod tests {
             c.push_auth,
             PushAuth::Verify {
                 audience: "https://orders.run.app".into(),
-                service_account: "push@p.iam.gserviceaccount.com".into()
+                service_account: "push@p.iam.gserviceaccount.com".into(),
+                jwks_url: None,
             }
         );
         assert_eq!(config(&[("PROJECT_ID", "p")]).unwrap().push_auth, PushAuth::Off);

@@ -19,7 +19,9 @@ use crate::service::Clients;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use crate::auth::AuthError;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use base64::Engine as _;
@@ -50,9 +52,17 @@ where
     F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
 {
-    post(move |State(clients): State<Clients>, body: Bytes| {
+    post(move |State(clients): State<Clients>, headers: HeaderMap, body: Bytes| {
         let handler = handler.clone();
-        async move { handle(clients, body, handler).await }
+        async move {
+            if let Some(verifier) = &clients.push_verifier {
+                let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+                if let Err(e) = verifier.verify(authorization).await {
+                    return refused(&e);
+                }
+            }
+            handle(clients, body, handler).await
+        }
     })
 }
 
@@ -162,6 +172,21 @@ async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail:
             unavailable()
         }
     }
+}
+
+/// The answer to a push that failed authentication; nothing else was done for it.
+fn refused(e: &AuthError) -> Response {
+    let (status, code) = match e {
+        AuthError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    tracing::warn!(error = %e, "push refused");
+    let message = match e {
+        AuthError::Unavailable(_) => "cannot verify push tokens right now; retry",
+        _ => "this endpoint only takes pushes from Pub/Sub",
+    };
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
 }
 
 fn unavailable() -> Response {

@@ -5,6 +5,7 @@
 //! Services are thin: each declares its routes and its step logic; everything else is here,
 //! written once.
 
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod contract;

@@ -1,6 +1,7 @@
 //! What every service does around its router: read config, set up logging, build its
 //! clients once, listen, and stop cleanly.
 
+use crate::auth::PushVerifier;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::contract::Service;
@@ -13,6 +14,7 @@ use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// The clients a service uses, built once at start-up and shared by every request.
@@ -28,13 +30,23 @@ pub struct Clients {
     pub bus: Bus,
     /// Test hooks (inert unless a test sets them).
     pub faults: Faults,
+    /// Checks that pushes come from Pub/Sub; `None` when verification is off.
+    pub push_verifier: Option<Arc<PushVerifier>>,
 }
 
 impl Clients {
     /// Connects to Firestore and Pub/Sub as `config` says.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let faults = Faults::default();
+        let push_verifier = PushVerifier::from_config(&config.push_auth).map(Arc::new);
+        if config.service.takes_pushes() && push_verifier.is_none() {
+            tracing::warn!(
+                "push token verification is OFF: any caller can drive this service. Fine for the local \
+                 emulators, which send no tokens; on Cloud Run set PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT"
+            );
+        }
         Ok(Clients {
+            push_verifier,
             service: config.service,
             project: config.project().to_owned(),
             store: Store::connect(&config.firestore).await?,
