@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::Instrument as _;
 
+pub mod idempotency;
 mod page;
 
 /// The path that takes orders.
@@ -39,6 +40,12 @@ pub enum ApiError {
     /// The body is not declared as JSON.
     #[error("Content-Type must be application/json")]
     NotJson,
+    /// The `Idempotency-Key` header is not acceptable.
+    #[error("header `Idempotency-Key` {0}")]
+    BadIdempotencyKey(String),
+    /// The `Idempotency-Key` was used before for a different request.
+    #[error("this Idempotency-Key was already used for a different order")]
+    KeyReused,
     /// The path names no valid saga id.
     #[error("`{0}` is not a saga uuid")]
     BadUuid(String),
@@ -63,6 +70,16 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
             ApiError::BadUuid(_) => (StatusCode::BAD_REQUEST, "invalid_uuid", Some("uuid".to_owned())),
+            ApiError::BadIdempotencyKey(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                Some("Idempotency-Key".to_owned()),
+            ),
+            ApiError::KeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                Some("Idempotency-Key".to_owned()),
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Unavailable(e) => {
                 tracing::error!(error = format!("{e:#}"), "could not start a saga");
@@ -194,8 +211,23 @@ async fn start_saga(
     if !is_json(headers) {
         return Err(ApiError::NotJson);
     }
+    let key = idempotency::Key::from_headers(headers)?;
     let (order, extra) = Order::parse_request(body)?;
-    let uuid = SagaId::new();
+    let uuid = match &key {
+        None => SagaId::new(),
+        Some(key) => match idempotency::claim(&clients.store, key, &idempotency::request_hash(body)).await? {
+            idempotency::Claim::New(uuid) => uuid,
+            idempotency::Claim::Retry { uuid, published } => {
+                tracing::Span::current().record("uuid", tracing::field::display(uuid));
+                if published {
+                    tracing::info!("a retried order: answering with its saga");
+                    return Ok(accepted(uuid));
+                }
+                tracing::info!("a retried order whose message may not have gone out: publishing it again");
+                uuid
+            }
+        },
+    };
     tracing::Span::current().record("uuid", tracing::field::display(uuid));
     let message = SagaMessage::new(uuid, order, extra).advance(
         Service::Frontend,
@@ -207,15 +239,22 @@ async fn start_saga(
         .publish(&Outgoing::new(Topic::Frontend, message.to_json()).traced(trace))
         .await
         .map_err(ApiError::Unavailable)?;
+    if let Some(key) = &key {
+        idempotency::mark_published(&clients.store, key).await;
+    }
     tracing::info!("saga started");
-    Ok((
+    Ok(accepted(uuid))
+}
+
+fn accepted(uuid: SagaId) -> (StatusCode, Json<Accepted>) {
+    (
         StatusCode::ACCEPTED,
         Json(Accepted {
             uuid: uuid.to_string(),
             status: SagaStatus::Received.as_str(),
             status_url: format!("/orders/{uuid}"),
         }),
-    ))
+    )
 }
 
 /// `GET /orders/{uuid}`.

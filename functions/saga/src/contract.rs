@@ -341,6 +341,8 @@ pub mod collections {
     pub const SAGAS: &str = "sagas";
     /// `sagas/{uuid}/steps/{step}`: each step's record, with the message it publishes.
     pub const STEPS: &str = "steps";
+    /// `idempotency-keys/{sha256(key)}`: the saga each client idempotency key started.
+    pub const IDEMPOTENCY_KEYS: &str = "idempotency-keys";
 }
 
 #[cfg(test)]
