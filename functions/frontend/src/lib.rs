@@ -103,6 +103,9 @@ pub struct Accepted {
     pub status: &'static str,
     /// Where to follow it: `/orders/{uuid}`.
     pub status_url: String,
+    /// The trace of this request, to find its log lines
+    /// (`trace="projects/PROJECT/traces/TRACE_ID"` in Cloud Logging).
+    pub trace_id: String,
 }
 
 /// One stage of a saga's timeline.
@@ -221,7 +224,7 @@ async fn start_saga(
                 tracing::Span::current().record("uuid", tracing::field::display(uuid));
                 if published {
                     tracing::info!("a retried order: answering with its saga");
-                    return Ok(accepted(uuid));
+                    return Ok(accepted(uuid, trace));
                 }
                 tracing::info!("a retried order whose message may not have gone out: publishing it again");
                 uuid
@@ -243,16 +246,17 @@ async fn start_saga(
         idempotency::mark_published(&clients.store, key).await;
     }
     tracing::info!("saga started");
-    Ok(accepted(uuid))
+    Ok(accepted(uuid, trace))
 }
 
-fn accepted(uuid: SagaId) -> (StatusCode, Json<Accepted>) {
+fn accepted(uuid: SagaId, trace: &TraceContext) -> (StatusCode, Json<Accepted>) {
     (
         StatusCode::ACCEPTED,
         Json(Accepted {
             uuid: uuid.to_string(),
             status: SagaStatus::Received.as_str(),
             status_url: format!("/orders/{uuid}"),
+            trace_id: trace.trace_id(),
         }),
     )
 }
