@@ -1,0 +1,46 @@
+output "frontend_url" {
+  description = "Public URL of the frontend: POST /order, GET /orders, GET /orders/{uuid}."
+  value       = google_cloud_run_v2_service.service["frontend"].uri
+}
+
+output "try_it" {
+  description = "The original's examples against the deployed frontend, ready to paste."
+  value       = <<-EOT
+    # a saga that succeeds
+    curl -X POST ${google_cloud_run_v2_service.service["frontend"].uri}/order -H 'Content-Type: application/json' -d '{"item":"widget","quantity":50,"user":"jack"}'
+    # payment failure -> compensation upstream
+    curl -X POST ${google_cloud_run_v2_service.service["frontend"].uri}/order -H 'Content-Type: application/json' -d '{"item":"wotsit","quantity":80,"user":"jill","payment-error":"null"}'
+    # inventory failure -> compensation upstream
+    curl -X POST ${google_cloud_run_v2_service.service["frontend"].uri}/order -H 'Content-Type: application/json' -d '{"item":"wotsit","quantity":500000,"user":"jill"}'
+    # orders failure (unknown user) -> nothing to compensate
+    curl -X POST ${google_cloud_run_v2_service.service["frontend"].uri}/order -H 'Content-Type: application/json' -d '{"item":"widget","quantity":25,"user":"jimbo"}'
+    # every saga's status, then one saga's
+    curl ${google_cloud_run_v2_service.service["frontend"].uri}/orders
+    curl ${google_cloud_run_v2_service.service["frontend"].uri}/orders/UUID
+  EOT
+}
+
+output "pull_outcomes" {
+  description = "Read the outcomes from the pull subscriptions."
+  value       = <<-EOT
+    gcloud pubsub subscriptions pull payment-created-sub --auto-ack --limit=10 --project=${var.project_id}
+    gcloud pubsub subscriptions pull error-cli-sub --auto-ack --limit=10 --project=${var.project_id}
+    gcloud pubsub subscriptions pull compensated-sub --auto-ack --limit=10 --project=${var.project_id}
+    gcloud pubsub subscriptions pull dead-letter-sub --auto-ack --limit=10 --format=json --project=${var.project_id}
+  EOT
+}
+
+output "saga_logs" {
+  description = "Every log line of one saga, across the five services, oldest first (replace UUID)."
+  value       = "gcloud logging read 'resource.type=\"cloud_run_revision\" AND jsonPayload.uuid=\"UUID\"' --project=${var.project_id} --freshness=1d --order=asc --format='table(timestamp, resource.labels.service_name, severity, jsonPayload.message)'"
+}
+
+output "build_command" {
+  description = "Builds and pushes the five images as the builder account (run from the repository root); TAG is the image tag to pass to terraform as image_tag."
+  value       = "gcloud builds submit --project=${var.project_id} --region=${var.region} --config=cloudbuild.yaml --service-account=${google_service_account.builder.id} --gcs-source-staging-dir=gs://${google_storage_bucket.build_sources.name}/source --substitutions=_REGION=${var.region},_REPOSITORY=${var.repository},_MANUAL_TAG=TAG ."
+}
+
+output "images" {
+  description = "The images the services run."
+  value       = { for name, service in google_cloud_run_v2_service.service : name => service.template[0].containers[0].image }
+}

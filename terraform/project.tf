@@ -1,0 +1,59 @@
+locals {
+  apis = [
+    "run.googleapis.com",
+    "pubsub.googleapis.com",
+    "firestore.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "storage.googleapis.com",
+  ]
+
+  image_base = "${var.region}-docker.pkg.dev/${var.project_id}/${var.repository}"
+}
+
+resource "google_project_service" "api" {
+  for_each = toset(local.apis)
+
+  service = each.value
+  # Other things in the project may use these APIs too: destroying the saga leaves them on.
+  disable_on_destroy = false
+}
+
+resource "google_artifact_registry_repository" "images" {
+  #checkov:skip=CKV_GCP_84:The images hold only the saga's open-source binaries; Google-managed encryption at rest is enough, and a customer-managed key would add a KMS key ring to a sample deployment.
+  location      = var.region
+  repository_id = var.repository
+  format        = "DOCKER"
+  description   = "Images of the five saga services, pushed by cloudbuild.yaml."
+
+  # Every build pushes five new images; keep the recent ones and drop untagged leftovers.
+  cleanup_policies {
+    id     = "delete-untagged"
+    action = "DELETE"
+    condition {
+      tag_state  = "UNTAGGED"
+      older_than = "604800s"
+    }
+  }
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+# Native mode: the services use the Firestore API (documents, preconditions, atomic
+# commits), which a Datastore-mode database does not serve.
+resource "google_firestore_database" "default" {
+  name        = "(default)"
+  location_id = coalesce(var.firestore_location, var.region)
+  type        = "FIRESTORE_NATIVE"
+
+  depends_on = [google_project_service.api]
+}

@@ -1,0 +1,44 @@
+variable "project_id" {
+  description = "The Google Cloud project to deploy the saga into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services, the Artifact Registry repository and the build bucket."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database (a region such as europe-west1, or a multi-region such as eur3 or nam5). Defaults to var.region. Cannot be changed once the database exists."
+  type        = string
+  default     = null
+}
+
+variable "image_tag" {
+  description = "Tag of the five service images in the Artifact Registry repository, as pushed by cloudbuild.yaml (the commit's short SHA, or the _MANUAL_TAG of a manual build)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
+    error_message = "image_tag must be a Docker tag: letters, digits, '_', '.' and '-', at most 128 characters."
+  }
+}
+
+variable "repository" {
+  description = "Artifact Registry repository id that holds the images."
+  type        = string
+  default     = "saga"
+}
+
+variable "max_instances" {
+  description = "Most instances each service may scale out to; caps the cost of a runaway load."
+  type        = number
+  default     = 3
+}
+
+variable "concurrency" {
+  description = "Most requests one instance serves at once. The handlers are async and mostly wait on Firestore and Pub/Sub, so one CPU serves many."
+  type        = number
+  default     = 80
+}
