@@ -1,0 +1,468 @@
+//! The deployment in `terraform/` against the saga's contract: the topology, the
+//! environment each service reads, and who may publish where. The local stack and the
+//! end-to-end tests build everything from `saga::contract`; Terraform cannot, so these
+//! tests evaluate its configuration and fail on any difference.
+
+use anyhow::{Context as _, Result, ensure};
+use hcl::Value;
+use infra::{Instance, Terraform, address, reference, terraform_dir};
+use saga::config::{self, Provider};
+use saga::contract::{Delivery, HANDLER_TIMEOUT, PUSH_POLICY, RETENTION, SUBSCRIPTIONS, Service, Topic};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+const PROJECT: &str = "drift-test";
+const IMAGE_TAG: &str = "drift-tag";
+
+fn terraform() -> Terraform {
+    Terraform::load(
+        &terraform_dir(),
+        &[
+            ("project_id", Value::from(PROJECT)),
+            ("image_tag", Value::from(IMAGE_TAG)),
+        ],
+    )
+    .expect("terraform/*.tf cannot be read")
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+/// The placeholder of an attribute of a resource instance.
+fn attr(kind: &str, name: &str, key: Option<&str>, attribute: &str) -> String {
+    reference(&address(kind, name, key), attribute)
+}
+
+fn topic_id(topic: Topic) -> String {
+    attr("google_pubsub_topic", "topic", Some(topic.name()), "id")
+}
+
+fn service_uri(service: Service) -> String {
+    attr(
+        "google_cloud_run_v2_service",
+        "service",
+        Some(service.name()),
+        "uri",
+    )
+}
+
+fn service_account_email(service: Service) -> String {
+    attr("google_service_account", "service", Some(service.name()), "email")
+}
+
+fn push_account_email() -> String {
+    attr("google_service_account", "push", None, "email")
+}
+
+fn pubsub_agent() -> String {
+    format!(
+        "serviceAccount:service-{}@gcp-sa-pubsub.iam.gserviceaccount.com",
+        reference("data.google_project.this", "number")
+    )
+}
+
+fn by_name(instances: Vec<Instance>) -> Result<BTreeMap<String, Instance>> {
+    let mut out = BTreeMap::new();
+    for instance in instances {
+        let name = instance.str("name")?.to_owned();
+        ensure!(
+            out.insert(name.clone(), instance).is_none(),
+            "two resources are named {name}"
+        );
+    }
+    Ok(out)
+}
+
+fn cloud_run(tf: &Terraform) -> Result<BTreeMap<String, Instance>> {
+    tf.instances("google_cloud_run_v2_service", "service")
+}
+
+/// The name => value pairs of a Cloud Run service's container environment.
+fn env_of(run: &Instance) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(Value::Array(vars)) = infra::lookup(&run.body, "template.0.containers.0.env") else {
+        return Ok(out);
+    };
+    for var in vars {
+        let name = infra::lookup(var, "name")
+            .and_then(Value::as_str)
+            .context("env without name")?;
+        let value = infra::lookup(var, "value")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        ensure!(
+            out.insert(name.to_owned(), value.to_owned()).is_none(),
+            "{}: {name} is set twice",
+            run.address
+        );
+    }
+    Ok(out)
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_local_of_the_configuration_evaluates() {
+    let tf = terraform();
+    assert!(
+        tf.unresolved_locals().is_empty(),
+        "locals the drift tests cannot evaluate (use only the functions in infra::FUNCTIONS, or add one): {:#?}",
+        tf.unresolved_locals()
+    );
+}
+
+#[test]
+fn terraform_declares_the_contracts_topics_and_subscriptions_with_their_delivery_policy() -> Result<()> {
+    let tf = terraform();
+
+    let topics = tf.instances("google_pubsub_topic", "topic")?;
+    for (key, topic) in &topics {
+        // Subscriptions and grants find a topic by its key: it must be the topic's name.
+        assert_eq!(topic.str("name")?, key, "{}", topic.address);
+    }
+    let topic_names: BTreeSet<&str> = topics.keys().map(String::as_str).collect();
+    let contract_topics: BTreeSet<&str> = Topic::ALL.iter().map(|t| t.name()).collect();
+    assert_eq!(topic_names, contract_topics, "topics");
+    assert_eq!(
+        tf.all("google_pubsub_topic")?.len(),
+        Topic::ALL.len(),
+        "topic resources"
+    );
+
+    let subscriptions = by_name(tf.all("google_pubsub_subscription")?)?;
+    let declared: BTreeSet<&str> = subscriptions.keys().map(String::as_str).collect();
+    let contract: BTreeSet<&str> = SUBSCRIPTIONS.iter().map(|s| s.name).collect();
+    assert_eq!(declared, contract, "subscriptions");
+
+    for sub in SUBSCRIPTIONS {
+        let tf_sub = &subscriptions[sub.name];
+        let at = &tf_sub.address;
+        assert_eq!(tf_sub.str("topic")?, topic_id(sub.topic), "{at}: topic");
+        assert_eq!(
+            tf_sub.str("message_retention_duration")?,
+            seconds(RETENTION),
+            "{at}: retention"
+        );
+        assert_eq!(
+            tf_sub.str("expiration_policy.0.ttl")?,
+            "",
+            "{at}: must never expire"
+        );
+        match sub.delivery {
+            Delivery::Pull => {
+                for block in ["push_config", "retry_policy", "dead_letter_policy"] {
+                    assert!(!tf_sub.has(block), "{at}: a pull subscription has {block}");
+                }
+            }
+            Delivery::Push {
+                service,
+                path,
+                dead_letter,
+                ..
+            } => {
+                assert_eq!(
+                    tf_sub.str("push_config.0.push_endpoint")?,
+                    format!("{}{path}", service_uri(service)),
+                    "{at}: must push to {service} on {path}"
+                );
+                assert_eq!(
+                    tf_sub.get("ack_deadline_seconds")?.as_u64(),
+                    Some(PUSH_POLICY.ack_deadline.as_secs()),
+                    "{at}: ack deadline"
+                );
+                assert_eq!(
+                    tf_sub.str("retry_policy.0.minimum_backoff")?,
+                    seconds(PUSH_POLICY.min_backoff),
+                    "{at}: minimum backoff"
+                );
+                assert_eq!(
+                    tf_sub.str("retry_policy.0.maximum_backoff")?,
+                    seconds(PUSH_POLICY.max_backoff),
+                    "{at}: maximum backoff"
+                );
+                assert_eq!(
+                    tf_sub.has("dead_letter_policy.0"),
+                    dead_letter,
+                    "{at}: dead-lettering"
+                );
+                if dead_letter {
+                    assert_eq!(
+                        tf_sub.str("dead_letter_policy.0.dead_letter_topic")?,
+                        topic_id(Topic::DeadLetter),
+                        "{at}: dead-letter topic"
+                    );
+                    assert_eq!(
+                        tf_sub.get("dead_letter_policy.0.max_delivery_attempts")?.as_u64(),
+                        Some(u64::from(PUSH_POLICY.max_delivery_attempts)),
+                        "{at}: delivery attempts"
+                    );
+                }
+            }
+        }
+    }
+
+    // No request may outlive Pub/Sub's wait for its answer, nor be cut before the handler's.
+    for (name, run) in cloud_run(&tf)? {
+        let timeout = run.str("template.0.timeout")?;
+        assert_eq!(
+            timeout,
+            seconds(PUSH_POLICY.ack_deadline),
+            "{name}: request timeout"
+        );
+        assert!(PUSH_POLICY.ack_deadline > HANDLER_TIMEOUT);
+    }
+    Ok(())
+}
+
+#[test]
+fn the_pubsub_agent_may_dead_letter_exactly_the_subscriptions_that_dead_letter() -> Result<()> {
+    let tf = terraform();
+    let agent = pubsub_agent();
+
+    let publishes: Vec<String> = tf
+        .all("google_pubsub_topic_iam_member")?
+        .iter()
+        .filter(|grant| grant.str("member").is_ok_and(|m| m == agent))
+        .map(|grant| Ok(format!("{} {}", grant.str("role")?, grant.str("topic")?)))
+        .collect::<Result<_>>()?;
+    assert_eq!(
+        publishes,
+        vec![format!("roles/pubsub.publisher {}", topic_id(Topic::DeadLetter))],
+        "the agent's topic grants"
+    );
+
+    let subscriptions = by_name(tf.all("google_pubsub_subscription")?)?;
+    let name_of_id: BTreeMap<String, &str> = subscriptions
+        .iter()
+        .map(|(name, sub)| (reference(&sub.address, "id"), name.as_str()))
+        .collect();
+    let mut acks = BTreeSet::new();
+    for grant in tf.all("google_pubsub_subscription_iam_member")? {
+        if grant.str("member")? == agent {
+            assert_eq!(grant.str("role")?, "roles/pubsub.subscriber", "{}", grant.address);
+            let id = grant.str("subscription")?;
+            acks.insert(
+                *name_of_id
+                    .get(id)
+                    .with_context(|| format!("{}: {id}", grant.address))?,
+            );
+        }
+    }
+    let dead_lettering: BTreeSet<&str> = SUBSCRIPTIONS
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.delivery,
+                Delivery::Push {
+                    dead_letter: true,
+                    ..
+                }
+            )
+        })
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(acks, dead_lettering, "subscriptions the agent may ack on");
+    Ok(())
+}
+
+#[test]
+fn every_service_is_given_exactly_the_env_vars_it_reads_from_its_deployment() -> Result<()> {
+    let tf = terraform();
+    let runs = cloud_run(&tf)?;
+    let names: BTreeSet<&str> = runs.keys().map(String::as_str).collect();
+    let services: BTreeSet<&str> = Service::ALL.iter().map(|s| s.name()).collect();
+    assert_eq!(names, services, "Cloud Run services");
+
+    let subscriptions = by_name(tf.all("google_pubsub_subscription")?)?;
+    for service in Service::ALL {
+        let run = &runs[service.name()];
+        let env = env_of(run)?;
+        let reads = config::reads(service);
+        let set: BTreeSet<&str> = env.keys().map(String::as_str).collect();
+        let needed: BTreeSet<&str> = reads
+            .iter()
+            .filter(|v| v.provider == Provider::Deployment)
+            .map(|v| v.name)
+            .collect();
+        let missing: Vec<_> = needed.difference(&set).collect();
+        let unread: Vec<_> = set.difference(&needed).collect();
+        assert!(
+            missing.is_empty() && unread.is_empty(),
+            "{service}: Terraform does not set {missing:?}, which the service reads; and sets {unread:?}, \
+             which it does not read from a deployment (see saga::config::reads)"
+        );
+
+        assert_eq!(
+            env.get(config::env::PROJECT_ID).map(String::as_str),
+            Some(PROJECT)
+        );
+        if let Some(account) = env.get(config::env::PUSH_SERVICE_ACCOUNT) {
+            assert_eq!(*account, push_account_email(), "{service}: push account");
+        }
+        if let Some(audience) = env.get(config::env::PUSH_AUDIENCE) {
+            assert!(
+                strings(run.get("custom_audiences")?).contains(&audience.as_str()),
+                "{service}: Cloud Run must accept tokens for its PUSH_AUDIENCE {audience}"
+            );
+            for sub in service.push_subscriptions() {
+                let tf_sub = &subscriptions[sub.name];
+                assert_eq!(
+                    tf_sub.str("push_config.0.oidc_token.0.audience")?,
+                    audience,
+                    "{}: token audience",
+                    sub.name
+                );
+                assert_eq!(
+                    tf_sub.str("push_config.0.oidc_token.0.service_account_email")?,
+                    push_account_email(),
+                    "{}: token identity",
+                    sub.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn each_service_account_may_publish_exactly_to_the_topics_its_service_publishes_to() -> Result<()> {
+    let tf = terraform();
+    let runs = cloud_run(&tf)?;
+    let topic_of_id: BTreeMap<String, &str> = Topic::ALL.iter().map(|t| (topic_id(*t), t.name())).collect();
+
+    let mut published: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for grant in tf.all("google_pubsub_topic_iam_member")? {
+        let member = grant.str("member")?;
+        if member == pubsub_agent() {
+            continue;
+        }
+        assert_eq!(grant.str("role")?, "roles/pubsub.publisher", "{}", grant.address);
+        let topic = grant.str("topic")?;
+        let name = topic_of_id
+            .get(topic)
+            .with_context(|| format!("{}: {topic}", grant.address))?;
+        published.entry(member.to_owned()).or_default().insert(name);
+    }
+
+    let mut members = BTreeSet::new();
+    for service in Service::ALL {
+        assert_eq!(
+            runs[service.name()].str("template.0.service_account")?,
+            service_account_email(service),
+            "{service} must run as its own account, or its grants mean nothing"
+        );
+        let member = format!("serviceAccount:{}", service_account_email(service));
+        let expected: BTreeSet<&str> = service.publishes().iter().map(|t| t.name()).collect();
+        assert_eq!(
+            published.get(&member).cloned().unwrap_or_default(),
+            expected,
+            "{service} may publish to"
+        );
+        members.insert(member);
+    }
+    let strangers: Vec<_> = published.keys().filter(|m| !members.contains(*m)).collect();
+    assert!(
+        strangers.is_empty(),
+        "publishers outside the contract: {strangers:?}"
+    );
+
+    // Firestore has no finer grant than the project's: exactly read-write, for each.
+    let mut firestore = BTreeSet::new();
+    for grant in tf.all("google_project_iam_member")? {
+        let member = grant.str("member")?;
+        if members.contains(member) {
+            assert_eq!(grant.str("role")?, "roles/datastore.user", "{}", grant.address);
+            firestore.insert(member.to_owned());
+        }
+    }
+    assert_eq!(firestore, members, "services with Firestore access");
+    Ok(())
+}
+
+#[test]
+fn the_frontend_alone_is_public_and_the_workers_admit_only_the_push_account() -> Result<()> {
+    let tf = terraform();
+    let runs = cloud_run(&tf)?;
+    for service in Service::ALL {
+        let expected = if service.takes_pushes() {
+            "INGRESS_TRAFFIC_INTERNAL_ONLY"
+        } else {
+            "INGRESS_TRAFFIC_ALL"
+        };
+        assert_eq!(
+            runs[service.name()].str("ingress")?,
+            expected,
+            "{service}: ingress"
+        );
+    }
+
+    let mut invokers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for grant in tf.all("google_cloud_run_v2_service_iam_member")? {
+        assert_eq!(grant.str("role")?, "roles/run.invoker", "{}", grant.address);
+        invokers
+            .entry(grant.str("name")?.to_owned())
+            .or_default()
+            .insert(grant.str("member")?.to_owned());
+    }
+    for service in Service::ALL {
+        let name = attr(
+            "google_cloud_run_v2_service",
+            "service",
+            Some(service.name()),
+            "name",
+        );
+        let expected = if service.takes_pushes() {
+            format!("serviceAccount:{}", push_account_email())
+        } else {
+            "allUsers".to_owned()
+        };
+        assert_eq!(
+            invokers.remove(&name).unwrap_or_default(),
+            BTreeSet::from([expected]),
+            "{service}: who may invoke it"
+        );
+    }
+    assert!(
+        invokers.is_empty(),
+        "invoker grants on other services: {invokers:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_service_runs_its_own_image_and_is_probed_on_the_health_path() -> Result<()> {
+    let tf = terraform();
+    for (name, run) in cloud_run(&tf)? {
+        assert!(
+            run.str("template.0.containers.0.image")?
+                .ends_with(&format!("/{name}:{IMAGE_TAG}")),
+            "{name}: image"
+        );
+        let port = run
+            .get("template.0.containers.0.ports.0.container_port")?
+            .as_u64();
+        assert_eq!(port, Some(u64::from(config::DEFAULT_PORT)), "{name}: port");
+        for probe in ["startup_probe", "liveness_probe"] {
+            let get = format!("template.0.containers.0.{probe}.0.http_get.0");
+            assert_eq!(
+                run.str(&format!("{get}.path"))?,
+                saga::server::HEALTH_PATH,
+                "{name}: {probe}"
+            );
+            assert_eq!(
+                run.get(&format!("{get}.port"))?.as_u64(),
+                port,
+                "{name}: {probe} port"
+            );
+        }
+        let max = run.get("template.0.scaling.0.max_instance_count")?;
+        assert!(max.is_number(), "{name}: scaling must be capped");
+    }
+    Ok(())
+}
