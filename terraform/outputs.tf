@@ -1,5 +1,5 @@
 output "frontend_url" {
-  description = "Public URL of the frontend: POST /order, GET /orders, GET /orders/{uuid}."
+  description = "Public URL of the frontend: its page at /, POST /order, GET /orders, GET /orders/{uuid}."
   value       = google_cloud_run_v2_service.service["frontend"].uri
 }
 
@@ -14,9 +14,10 @@ output "try_it" {
     curl -X POST ${google_cloud_run_v2_service.service["frontend"].uri}/order -H 'Content-Type: application/json' -d '{"item":"wotsit","quantity":500000,"user":"jill"}'
     # orders failure (unknown user) -> nothing to compensate
     curl -X POST ${google_cloud_run_v2_service.service["frontend"].uri}/order -H 'Content-Type: application/json' -d '{"item":"widget","quantity":25,"user":"jimbo"}'
-    # every saga's status, then one saga's
-    curl ${google_cloud_run_v2_service.service["frontend"].uri}/orders
+    # the latest sagas' status, then one saga's (UUID from the POST's answer)
+    curl '${google_cloud_run_v2_service.service["frontend"].uri}/orders?limit=20'
     curl ${google_cloud_run_v2_service.service["frontend"].uri}/orders/UUID
+    # or place orders and watch them in a browser: ${google_cloud_run_v2_service.service["frontend"].uri}/
   EOT
 }
 
@@ -31,8 +32,11 @@ output "pull_outcomes" {
 }
 
 output "saga_logs" {
-  description = "Every log line of one saga, across the five services, oldest first (replace UUID)."
-  value       = "gcloud logging read 'resource.type=\"cloud_run_revision\" AND jsonPayload.uuid=\"UUID\"' --project=${var.project_id} --freshness=1d --order=asc --format='table(timestamp, resource.labels.service_name, severity, jsonPayload.message)'"
+  description = "Every log line of one saga, across the five services, oldest first: by the trace_id or the uuid that POST /order answered with."
+  value       = <<-EOT
+    gcloud logging read 'trace="projects/${var.project_id}/traces/TRACE_ID"' --project=${var.project_id} --freshness=1d --order=asc --format='table(timestamp, resource.labels.service_name, severity, jsonPayload.message)'
+    gcloud logging read 'resource.type="cloud_run_revision" AND jsonPayload.uuid="UUID"' --project=${var.project_id} --freshness=1d --order=asc --format='table(timestamp, resource.labels.service_name, severity, jsonPayload.message)'
+  EOT
 }
 
 output "build_command" {
