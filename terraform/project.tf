@@ -57,3 +57,16 @@ resource "google_firestore_database" "default" {
 
   depends_on = [google_project_service.api]
 }
+
+# Idempotency keys of POST /order are honoured for 24 hours (their expires_at); the TTL
+# policy then deletes them, so the collection does not grow for ever. TTL deletion runs
+# within about a day after expiry; the frontend treats an expired key as free meanwhile.
+resource "google_firestore_field" "idempotency_key_ttl" {
+  database   = google_firestore_database.default.name
+  collection = "idempotency-keys"
+  field      = "expires_at"
+
+  ttl_config {}
+  # Nothing queries by this field: no index to maintain.
+  index_config {}
+}
