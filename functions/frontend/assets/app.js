@@ -37,9 +37,15 @@
   };
   const short = (uuid) => String(uuid).slice(0, 8);
   const summary = (o) => `${o.quantity} × ${o.item} for ${o.user}`;
-  const time = (at) => {
+  const clock = (d) => d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+  // The first stage gets its clock time, later ones how long after it they came: the
+  // saga's pace at a glance, in little room.
+  const when = (at, start) => {
     const d = new Date(at);
-    return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString();
+    if (Number.isNaN(d.getTime())) return '';
+    if (!start) return clock(d);
+    const s = (d - start) / 1000;
+    return `${s < 0 ? '−' : '+'}${Math.abs(s).toFixed(1)} s`;
   };
 
   function outcome(o) {
@@ -83,27 +89,29 @@
     const icon = el('span', 'icon', out.icon);
     icon.setAttribute('aria-hidden', 'true');
     badge.append(icon, el('span', 'label', out.label));
-    head.append(badge, el('span', 'what', summary(o)));
+    const id = el('span', 'id', 'order ');
+    const code = el('code', null, short(o.uuid));
+    code.title = o.uuid;
+    id.append(code);
+    head.append(badge, el('span', 'what', summary(o)), id);
     li.append(head);
     for (const line of details(o)) li.append(el('p', 'detail', line));
     const steps = el('ol', 'steps');
     steps.setAttribute('aria-label', 'Timeline');
+    let start = null;
     for (const t of o.timeline || []) {
       const step = el('li', `step ${t.stage}`, STAGE_NAMES[t.stage] || t.stage);
-      const when = time(t.at);
-      if (when) {
-        const tag = el('time', null, when);
+      const text = when(t.at, start);
+      if (text) {
+        const tag = el('time', null, text);
         tag.dateTime = t.at;
+        tag.title = new Date(t.at).toLocaleString();
         step.append(' ', tag);
+        start = start || new Date(t.at);
       }
       steps.append(step);
     }
     li.append(steps);
-    const id = el('p', 'id', 'Order ');
-    const code = el('code', null, short(o.uuid));
-    code.title = o.uuid;
-    id.append(code);
-    li.append(id);
     return li;
   }
 
@@ -184,16 +192,17 @@
     busy = true;
     form.setAttribute('aria-busy', 'true');
     clearInvalid();
-    const f = form.elements;
-    const quantity = f.quantity.value.trim();
+    // namedItem, because `elements.item` is a method, not the field named "item".
+    const f = (name) => form.elements.namedItem(name);
+    const quantity = f('quantity').value.trim();
     // The server checks everything and says which field is wrong; the page does not repeat
     // its rules.
     const body = {
-      item: f.item.value.trim(),
+      item: f('item').value.trim(),
       quantity: /^\d+$/.test(quantity) ? Number(quantity) : quantity,
-      user: f.user.value.trim(),
+      user: f('user').value.trim(),
     };
-    if (f['payment-error'].checked) body['payment-error'] = 'null';
+    if (f('payment-error').checked) body['payment-error'] = 'null';
     setFormStatus('Placing the order…');
     delete formStatus.dataset.uuid;
     try {
@@ -209,7 +218,7 @@
         setFormStatus(`Order ${short(answer.uuid)} placed: ${summary(body)}. Follow it below.`, 'ok');
         render(latest);
       } else {
-        const input = answer.field && f[answer.field];
+        const input = answer.field && f(answer.field);
         setFormStatus(`Not placed: ${answer.message || `the server answered ${res.status}`}.`, 'error');
         if (input) {
           input.setAttribute('aria-invalid', 'true');
