@@ -1,0 +1,642 @@
+//! `bench`: drives the saga on the emulators over HTTP, observes every outcome on the pull
+//! subscriptions, checks each run for correctness, and reports throughput, latency and what
+//! each service costs. See `BENCHMARKS.md` for what it measures and why.
+//!
+//! ```sh
+//! cargo build --release --bins && target/release/bench all
+//! ```
+//!
+//! It starts emulators of its own on free ports, in projects of its own, and the five
+//! service binaries next to its own executable, and stops all of them when it ends. Exit
+//! code 1 means a correctness violation (never slowness), 2 that the benchmark could not run.
+
+mod check;
+mod floor;
+mod load;
+mod observe;
+mod orders;
+mod procfs;
+mod report;
+mod scenario;
+mod stack;
+mod stats;
+mod taps;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use devstack::emulators::{Emulators, Options};
+use observe::Observer;
+use report::{CapacityCpu, Machine, Report, ServiceReport};
+use scenario::{Load, RunReport, Target, Waits};
+use stack::{EmulatorHosts, RssSampler, Stack};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load, latency and correctness benchmark of the saga on the emulators")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    options: Opts,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Floor, capacity, latency and hot item, with per-service figures.
+    All,
+    /// Capacity: `--orders` valid orders from `--concurrency` clients.
+    Capacity,
+    /// Latency: `--rate` orders per second for `--duration` seconds.
+    Latency,
+    /// Hot item: `--orders` orders all for one item whose stock runs out part-way.
+    Hot,
+    /// The floor alone: the same topology with no-op handlers that only re-publish.
+    Floor,
+    /// Correctness only, for CI: 50 orders from 8 clients, with payment errors and unknown
+    /// users mixed in. Exit code 1 on any violation, whatever the speed.
+    Smoke,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+#[allow(clippy::struct_field_names)]
+struct Opts {
+    /// Orders per capacity, hot, floor or smoke run [default: 1000; smoke 50].
+    #[arg(long, global = true)]
+    orders: Option<usize>,
+    /// Clients of the closed-loop runs [default: 32; smoke 8].
+    #[arg(long, global = true)]
+    concurrency: Option<usize>,
+    /// Orders per second of the latency run.
+    #[arg(long, global = true, default_value_t = 20.0)]
+    rate: f64,
+    /// Seconds of the latency run.
+    #[arg(long, global = true, default_value_t = 30)]
+    duration: u64,
+    /// Where to write the results as JSON.
+    #[arg(long, global = true, default_value = "bench-results.json")]
+    json: PathBuf,
+    /// Stock of the hot item. The default, 2000, is two thirds of what 1,000 orders of 1 to
+    /// 5 units ask for, so the item sells out part-way and the end of the run checks that
+    /// nothing was sold beyond it.
+    #[arg(long, global = true, default_value_t = 2000)]
+    hot_stock: i64,
+    /// Orders of the warm-up run before the measured runs (the emulators' JVMs are slow
+    /// until warm); 0 for none.
+    #[arg(long, global = true, default_value_t = 100)]
+    warmup: usize,
+    /// Starts of each service to time (all but the last are stopped again at once).
+    #[arg(long, global = true, default_value_t = 5)]
+    startup_samples: usize,
+    /// Seconds without any new outcome after which a run stops waiting; whatever has not
+    /// ended by then is a violation. Longer than Pub/Sub's retry backoff (up to 60 s).
+    #[arg(long, global = true, default_value_t = 150)]
+    settle: u64,
+    /// Container images are looked up as PREFIX + service name (`docker image inspect`).
+    #[arg(long, global = true, default_value = "")]
+    image_prefix: String,
+}
+
+/// Stock of the two ordinary items: more than any run here can sell, so that only the
+/// hot-item run ever runs out.
+const PLENTY: i64 = 1_000_000;
+
+fn say(line: &str) {
+    eprintln!("bench | {line}");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = tokio::select! {
+        result = bench(cli.command, &cli.options) => result,
+        () = saga::server::shutdown_signal() => {
+            say("interrupted: stopping everything this run started");
+            return ExitCode::from(130);
+        }
+    };
+    match outcome {
+        Ok(report) => {
+            let text = report::render(&report);
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            if let Err(e) = write_json(&report, &cli.options.json) {
+                say(&format!("error: {e:#}"));
+                return ExitCode::from(2);
+            }
+            say(&format!("results written to {}", cli.options.json.display()));
+            if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            say(&format!("error: {e:#}"));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn write_json(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+fn machine() -> Machine {
+    let (clock_ticks, clock_ticks_assumed) = procfs::ticks_per_second();
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        memory_bytes: procfs::mem_total(),
+        cpu: procfs::cpu_model(),
+        load_before: procfs::load_average(),
+        load_after: None,
+        clock_ticks,
+        clock_ticks_assumed,
+    }
+}
+
+fn prices() -> BTreeMap<String, u64> {
+    orders::ITEMS
+        .iter()
+        .chain(std::iter::once(&orders::HOT_ITEM))
+        .map(|(item, price)| ((*item).to_owned(), *price))
+        .collect()
+}
+
+fn items() -> Vec<String> {
+    prices().into_keys().collect()
+}
+
+fn floor_target<'a>(floor: &floor::Floor, observer: &'a mut Observer) -> Target<'a> {
+    Target {
+        url: floor.order_url(),
+        observer,
+        store: None,
+        items: Vec::new(),
+        prices: BTreeMap::new(),
+    }
+}
+
+fn stack_target<'a>(stack: &'a Stack, observer: &'a mut Observer) -> Target<'a> {
+    Target {
+        url: stack.order_url(),
+        observer,
+        store: Some(&stack.store),
+        items: items(),
+        prices: prices(),
+    }
+}
+
+fn port_of(host: &str) -> &str {
+    host.rsplit(':').next().unwrap_or(host)
+}
+
+async fn bench(command: Command, opts: &Opts) -> anyhow::Result<Report> {
+    let mut machine = machine();
+    let log_dir = std::env::temp_dir().join(format!("saga-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let wants_stack = command != Command::Floor;
+    // Before the emulators start: a missing binary should fail in a second, not in twenty.
+    let bin_dir = if wants_stack {
+        Some(stack::binaries_dir()?)
+    } else {
+        None
+    };
+    let profile = profile_of_exe().unwrap_or_default();
+
+    say(&format!("logs go to {}", log_dir.display()));
+    let options = Options {
+        pubsub_port: 0,
+        firestore_port: 0,
+        log_dir: log_dir.clone(),
+        progress: true,
+    };
+    let emulators = tokio::task::spawn_blocking(move || Emulators::start(&options)).await??;
+    let hosts = EmulatorHosts {
+        pubsub: emulators.pubsub.clone(),
+        firestore: emulators.firestore.clone(),
+    };
+    let http = load::client()?;
+    let waits = Waits {
+        idle: Duration::from_secs(opts.settle),
+        grace: Duration::from_secs(2),
+    };
+    let orders_n = opts
+        .orders
+        .unwrap_or(if command == Command::Smoke { 50 } else { 1000 });
+    let concurrency = opts
+        .concurrency
+        .unwrap_or(if command == Command::Smoke { 8 } else { 32 });
+
+    let mut report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        date: firestore::jiff::Timestamp::now()
+            .strftime("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        profile,
+        machine: machine.clone(),
+        runs: Vec::new(),
+        capacity_pct_of_floor: None,
+        services: Vec::new(),
+        capacity_cpu: None,
+        firestore_probe: None,
+        publish_idle: None,
+        image_note: None,
+        passed: true,
+    };
+
+    if matches!(command, Command::All | Command::Floor) {
+        run_floor(&hosts, &http, waits, orders_n, concurrency, &mut report).await?;
+    }
+    if let Some(bin_dir) = bin_dir {
+        run_stack(
+            command,
+            opts,
+            &hosts,
+            &bin_dir,
+            &log_dir,
+            &http,
+            waits,
+            &mut report,
+        )
+        .await?;
+    }
+
+    if let (Some(floor), Some(capacity)) = (
+        report.run("floor").and_then(|r| r.sagas_per_s),
+        report.run("capacity").and_then(|r| r.sagas_per_s),
+    ) {
+        report.capacity_pct_of_floor = Some(capacity / floor * 100.0);
+    }
+    report.passed = report.runs.iter().all(|r| r.passed);
+    machine.load_after = procfs::load_average();
+    report.machine = machine;
+    say("stopping the emulators");
+    let mut emulators = emulators;
+    tokio::task::spawn_blocking(move || emulators.stop()).await?;
+    Ok(report)
+}
+
+fn profile_of_exe() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.file_name()?.to_string_lossy().into_owned())
+}
+
+async fn run_floor(
+    hosts: &EmulatorHosts,
+    http: &reqwest::Client,
+    waits: Waits,
+    orders_n: usize,
+    concurrency: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    say("floor: no-op handlers that only re-publish, in a project of their own");
+    let floor = floor::Floor::start(&hosts.pubsub_endpoint()).await?;
+    let mut observer = Observer::start(&hosts.pubsub_endpoint(), &floor.project).await?;
+    // One order at a time first: what a publish costs when nothing else is going on.
+    say("floor: 50 orders, one at a time");
+    let (mut idle, _) = scenario::run(
+        "floor, sequential",
+        http,
+        floor_target(&floor, &mut observer),
+        orders::spread(50),
+        Load::Closed { concurrency: 1 },
+        waits,
+    )
+    .await?;
+    report.publish_idle = stats::summarize(&floor.take_publishes());
+    idle.publish.clone_from(&report.publish_idle);
+    report.runs.push(idle);
+
+    say(&format!("floor: {orders_n} orders from {concurrency} clients"));
+    let (mut run, _) = scenario::run(
+        "floor",
+        http,
+        floor_target(&floor, &mut observer),
+        orders::spread(orders_n),
+        Load::Closed { concurrency },
+        waits,
+    )
+    .await?;
+    run.publish = stats::summarize(&floor.take_publishes());
+    report.runs.push(run);
+    observer.stop().await;
+    floor.stop();
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_stack(
+    command: Command,
+    opts: &Opts,
+    hosts: &EmulatorHosts,
+    bin_dir: &Path,
+    log_dir: &Path,
+    http: &reqwest::Client,
+    waits: Waits,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let orders_n = opts
+        .orders
+        .unwrap_or(if command == Command::Smoke { 50 } else { 1000 });
+    let concurrency = opts
+        .concurrency
+        .unwrap_or(if command == Command::Smoke { 8 } else { 32 });
+    say(&format!(
+        "starting the five services from {} ({} starts each, one service at a time)",
+        bin_dir.display(),
+        opts.startup_samples
+    ));
+    let stack = Stack::start(
+        hosts,
+        bin_dir,
+        log_dir,
+        &stack::seed_documents(PLENTY, opts.hot_stock),
+        opts.startup_samples,
+    )
+    .await?;
+    // Let start-up allocations settle before calling memory idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut services: Vec<ServiceReport> = stack
+        .processes
+        .iter()
+        .map(|p| {
+            let mut startup: Vec<Duration> = p.startup.clone();
+            startup.sort_unstable();
+            ServiceReport {
+                service: p.service.name().to_owned(),
+                binary_bytes: p.binary_bytes,
+                startup_ms: p.startup.iter().copied().map(stats::ms).collect(),
+                startup_median_ms: stats::percentile(&startup, 50.0).map(stats::ms),
+                rss_idle_bytes: procfs::rss(p.pid),
+                ..ServiceReport::default()
+            }
+        })
+        .collect();
+    let (images, image_note) = image_sizes(&opts.image_prefix).await;
+    for (s, image) in services.iter_mut().zip(images) {
+        s.image_bytes = image;
+    }
+    report.image_note = image_note;
+
+    let result = measured_runs(
+        command,
+        opts,
+        hosts,
+        &stack,
+        http,
+        waits,
+        orders_n,
+        concurrency,
+        report,
+        &mut services,
+    )
+    .await;
+    for (s, p) in services.iter_mut().zip(&stack.processes) {
+        s.rss_after_bytes = procfs::rss(p.pid);
+    }
+    report.services = services;
+    say("stopping the services");
+    stack.stop().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measured_runs(
+    command: Command,
+    opts: &Opts,
+    hosts: &EmulatorHosts,
+    stack: &Stack,
+    http: &reqwest::Client,
+    waits: Waits,
+    orders_n: usize,
+    concurrency: usize,
+    report: &mut Report,
+    services: &mut [ServiceReport],
+) -> anyhow::Result<()> {
+    let mut observer = Observer::start(&hosts.pubsub_endpoint(), &stack.project).await?;
+
+    if command == Command::Smoke {
+        say(&format!("smoke: {orders_n} orders from {concurrency} clients"));
+        let (run, _) = scenario::run(
+            "smoke",
+            http,
+            stack_target(stack, &mut observer),
+            orders::smoke(orders_n),
+            Load::Closed { concurrency },
+            waits,
+        )
+        .await?;
+        report.runs.push(run);
+        observer.stop().await;
+        return Ok(());
+    }
+
+    if opts.warmup > 0 {
+        say(&format!("warm-up: {} orders from 8 clients", opts.warmup));
+        let (run, _) = scenario::run(
+            "warm-up",
+            http,
+            stack_target(stack, &mut observer),
+            orders::spread(opts.warmup),
+            Load::Closed { concurrency: 8 },
+            waits,
+        )
+        .await?;
+        report.runs.push(run);
+    }
+    if command == Command::All {
+        say("probing Firestore round trips on the idle emulator");
+        report.firestore_probe = Some(scenario::probe_firestore(&stack.store, 100).await?);
+    }
+
+    if matches!(command, Command::All | Command::Capacity) {
+        say(&format!("capacity: {orders_n} orders from {concurrency} clients"));
+        let run = capacity(
+            hosts,
+            stack,
+            http,
+            &mut observer,
+            waits,
+            orders_n,
+            concurrency,
+            report,
+            services,
+        )
+        .await?;
+        report.runs.push(run);
+    }
+
+    if matches!(command, Command::All | Command::Latency) {
+        let n = latency_orders(opts.rate, opts.duration);
+        say(&format!(
+            "latency: {} orders per second for {} s ({n} orders)",
+            opts.rate, opts.duration
+        ));
+        let taps = taps::Taps::start(&hosts.pubsub_endpoint(), &stack.project).await?;
+        let (mut run, sent): (RunReport, _) = scenario::run(
+            "latency",
+            http,
+            stack_target(stack, &mut observer),
+            orders::spread(n),
+            Load::Open { rate: opts.rate },
+            waits,
+        )
+        .await?;
+        let completed: Vec<String> = run
+            .check
+            .ended
+            .iter()
+            .filter(|(_, e)| e.kind == check::Kind::Completed)
+            .map(|(u, _)| u.clone())
+            .collect();
+        let seen = taps.finish(&completed, Duration::from_secs(10)).await;
+        run.hops = Some(scenario::hops(&sent, &run.check, &seen));
+        report.runs.push(run);
+    }
+
+    if matches!(command, Command::All | Command::Hot) {
+        say(&format!(
+            "hot item: {orders_n} orders from {concurrency} clients, all for {} (stock {})",
+            orders::HOT_ITEM.0,
+            opts.hot_stock
+        ));
+        let (run, _) = scenario::run(
+            "hot",
+            http,
+            stack_target(stack, &mut observer),
+            orders::hot(orders_n),
+            Load::Closed { concurrency },
+            waits,
+        )
+        .await?;
+        report.runs.push(run);
+    }
+    observer.stop().await;
+    Ok(())
+}
+
+/// The capacity run, measuring what each process (services, emulators, the bench itself)
+/// costs while it goes on.
+#[allow(clippy::too_many_arguments)]
+async fn capacity(
+    hosts: &EmulatorHosts,
+    stack: &Stack,
+    http: &reqwest::Client,
+    observer: &mut Observer,
+    waits: Waits,
+    orders_n: usize,
+    concurrency: usize,
+    report: &mut Report,
+    services: &mut [ServiceReport],
+) -> anyhow::Result<RunReport> {
+    let (ticks, _) = procfs::ticks_per_second();
+    let seconds = |t: u64| stats::u64_as_f64(t) / stats::u64_as_f64(ticks);
+    let emulator_pids = |host: &str| procfs::pids_matching(&["java", &format!("--port={}", port_of(host))]);
+    let (pubsub_pids, firestore_pids) = (emulator_pids(&hosts.pubsub), emulator_pids(&hosts.firestore));
+    let cpu_of = |pids: &[u32]| pids.iter().filter_map(|&p| procfs::cpu_ticks(p)).sum::<u64>();
+    let service_pids: Vec<u32> = stack.pids().into_iter().map(|(_, p)| p).collect();
+    let before: Vec<Option<u64>> = service_pids.iter().map(|&p| procfs::cpu_ticks(p)).collect();
+    let (pubsub_before, firestore_before) = (cpu_of(&pubsub_pids), cpu_of(&firestore_pids));
+    let bench_before = procfs::cpu_ticks(std::process::id());
+    let machine_before = procfs::machine_ticks();
+    let sampler = RssSampler::start(service_pids.clone(), Duration::from_millis(100));
+    let wall = Instant::now();
+
+    let (run, _) = scenario::run(
+        "capacity",
+        http,
+        stack_target(stack, observer),
+        orders::spread(orders_n),
+        Load::Closed { concurrency },
+        waits,
+    )
+    .await?;
+
+    let wall = wall.elapsed();
+    let max_rss = sampler.finish().await;
+    let ended = run.check.completed + run.check.failed_total();
+    let mut services_total = 0;
+    for ((s, &pid), before) in services.iter_mut().zip(&service_pids).zip(before) {
+        s.rss_capacity_max_bytes = max_rss.get(&pid).copied();
+        if let (Some(b), Some(a)) = (before, procfs::cpu_ticks(pid)) {
+            let used = a.saturating_sub(b);
+            services_total += used;
+            s.cpu_capacity_s = Some(seconds(used));
+            if ended > 0 {
+                s.cpu_s_per_1000_sagas = Some(seconds(used) / stats::as_f64(ended) * 1000.0);
+            }
+        }
+    }
+    let machine_busy_pct = match (machine_before, procfs::machine_ticks()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+            Some(stats::u64_as_f64(b1 - b0) / stats::u64_as_f64(t1 - t0) * 100.0)
+        }
+        _ => None,
+    };
+    report.capacity_cpu = Some(CapacityCpu {
+        pubsub_emulator_s: (!pubsub_pids.is_empty())
+            .then(|| seconds(cpu_of(&pubsub_pids).saturating_sub(pubsub_before))),
+        firestore_emulator_s: (!firestore_pids.is_empty())
+            .then(|| seconds(cpu_of(&firestore_pids).saturating_sub(firestore_before))),
+        bench_s: bench_before
+            .zip(procfs::cpu_ticks(std::process::id()))
+            .map(|(b, a)| seconds(a.saturating_sub(b))),
+        services_s: Some(seconds(services_total)),
+        wall_s: wall.as_secs_f64(),
+        machine_busy_pct,
+    });
+    Ok(run)
+}
+
+fn latency_orders(rate: f64, duration: u64) -> usize {
+    let n = (rate * stats::u64_as_f64(duration)).round().max(1.0);
+    // A rate and duration given on the command line: far below usize::MAX.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = n as usize;
+    n
+}
+
+/// Image sizes from `docker image inspect`, if docker answers and the images exist.
+async fn image_sizes(prefix: &str) -> (Vec<Option<u64>>, Option<String>) {
+    let mut sizes = Vec::new();
+    let mut problem = None;
+    for service in saga::contract::Service::ALL {
+        let name = format!("{prefix}{}", service.name());
+        let output = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::process::Command::new("docker")
+                .args(["image", "inspect", "--format", "{{.Size}}", &name])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await;
+        let size = match output {
+            Ok(Ok(out)) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().parse().ok(),
+            Ok(Ok(out)) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                problem.get_or_insert_with(|| {
+                    format!(
+                        "not measured: `docker image inspect {name}` failed ({}); build them with `docker build --build-arg SERVICE={} -t {name} .`",
+                        err.lines().next().unwrap_or("").trim(),
+                        service.name()
+                    )
+                });
+                None
+            }
+            Ok(Err(e)) => {
+                problem.get_or_insert_with(|| format!("not measured: docker is not available ({e})"));
+                None
+            }
+            Err(_) => {
+                problem.get_or_insert_with(|| "not measured: docker did not answer within 10 s".to_owned());
+                None
+            }
+        };
+        sizes.push(size);
+    }
+    (sizes, problem)
+}

@@ -1,0 +1,177 @@
+//! What the kernel accounts per process and for the machine, read from `/proc`: resident
+//! memory, CPU time, core count, memory size and load.
+//!
+//! No libc: the workspace forbids unsafe code, so the clock-tick rate that CPU times are
+//! counted in comes from `getconf CLK_TCK` (and is assumed to be 100, the Linux default,
+//! when that fails; the report says which).
+
+use std::path::Path;
+use std::process::Command;
+
+/// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    kib_field(line)
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    kib_field(line)
+}
+
+/// The number of a `Name:   1234 kB` line, in bytes.
+fn kib_field(line: &str) -> Option<u64> {
+    let mut words = line.split_whitespace().skip(1);
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => Some(value * 1024),
+        None => Some(value),
+        Some(_) => None,
+    }
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` text, in clock ticks.
+///
+/// The command name (field 2) is in parentheses and may itself hold spaces and `)`, so the
+/// fields are counted from the last `)`: state is the first after it, utime the 12th and
+/// stime the 13th (fields 14 and 15 of proc(5)).
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Busy and total ticks of all cores, from the `cpu` line of `/proc/stat`. Idle and iowait
+/// count as not busy.
+pub fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Resident memory of `pid`, in bytes; `None` once it is gone.
+pub fn rss(pid: u32) -> Option<u64> {
+    parse_vm_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// CPU time (user + system) of `pid` so far, in clock ticks; `None` once it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    parse_cpu_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Busy and total ticks of the whole machine so far.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    parse_machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// Clock ticks per second, and whether that figure is assumed rather than read.
+pub fn ticks_per_second() -> (u64, bool) {
+    let read = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&t| t > 0);
+    match read {
+        Some(ticks) => (ticks, false),
+        None => (100, true),
+    }
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Total memory of the machine, in bytes.
+pub fn mem_total() -> Option<u64> {
+    parse_mem_total(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// The CPU model name, for the report.
+pub fn cpu_model() -> Option<String> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// Processes whose command line contains every one of `needles`: how the Java servers of
+/// the emulators are found, since gcloud starts them as grandchildren in their own groups.
+pub fn pids_matching(needles: &[&str]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(raw) = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline")) else {
+                return false;
+            };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            needles.iter().all(|n| cmdline.contains(n))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read_in_bytes_from_a_status_file() {
+        let status = "Name:\tfrontend\nVmPeak:\t  100000 kB\nVmRSS:\t    7420 kB\nRssAnon:\t 3000 kB\n";
+        assert_eq!(parse_vm_rss(status), Some(7420 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_add_user_and_system_time_even_with_a_parenthesis_in_the_name() {
+        let stat = "4242 (a) b) S 1 4242 4242 0 -1 4194560 600 0 0 0 17 5 0 0 20 0 3 0 12345 1000 200";
+        assert_eq!(parse_cpu_ticks(stat), Some(22));
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn machine_ticks_count_idle_and_iowait_as_not_busy() {
+        let stat = "cpu  100 5 50 800 20 3 2 0 0 0\ncpu0 50 2 25 400 10 1 1 0 0 0\n";
+        assert_eq!(parse_machine_ticks(stat), Some((160, 980)));
+    }
+
+    #[test]
+    fn mem_total_is_read_in_bytes() {
+        let meminfo = "MemTotal:       24684544 kB\nMemFree:        10000000 kB\n";
+        assert_eq!(parse_mem_total(meminfo), Some(24_684_544 * 1024));
+    }
+
+    #[test]
+    fn this_process_can_be_measured() {
+        let pid = std::process::id();
+        assert!(rss(pid).is_some_and(|b| b > 0));
+        assert!(cpu_ticks(pid).is_some());
+        assert!(ticks_per_second().0 > 0);
+    }
+}

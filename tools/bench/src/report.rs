@@ -1,0 +1,434 @@
+//! The benchmark's results: one value, written as JSON and printed as tables, with each
+//! figure next to its budget.
+
+use crate::scenario::{FirestoreProbe, RunReport};
+use crate::stats::Summary;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// The budgets (2 cores, emulators). Targets to report against, not pass/fail.
+pub mod budget {
+    /// Capacity run, sagas per second.
+    pub const CAPACITY_PER_S: f64 = 150.0;
+    /// Hot-item run, sagas per second.
+    pub const HOT_PER_S: f64 = 100.0;
+    /// p99 end to end at 20 orders per second, milliseconds.
+    pub const P99_MS: f64 = 250.0;
+    /// Idle resident memory per service, bytes.
+    pub const IDLE_RSS_BYTES: u64 = 15 * 1024 * 1024;
+    /// Start to first healthy answer, milliseconds.
+    pub const STARTUP_MS: f64 = 50.0;
+}
+
+/// The machine the figures were taken on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// Cores the bench may use.
+    pub cores: usize,
+    /// Memory, bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU model.
+    pub cpu: Option<String>,
+    /// 1-minute load average when the bench started and when it ended: the machine is
+    /// shared, and this says how much else ran.
+    pub load_before: Option<f64>,
+    /// See `load_before`.
+    pub load_after: Option<f64>,
+    /// Clock ticks per second that CPU times were counted in.
+    pub clock_ticks: u64,
+    /// Whether that rate was assumed (100) because `getconf CLK_TCK` failed.
+    pub clock_ticks_assumed: bool,
+}
+
+/// One service's cost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServiceReport {
+    /// Name.
+    pub service: String,
+    /// Release (or debug) binary size, bytes.
+    pub binary_bytes: u64,
+    /// Spawn to first `200` on `/healthz`, each start, milliseconds.
+    pub startup_ms: Vec<f64>,
+    /// Median of those.
+    pub startup_median_ms: Option<f64>,
+    /// Resident memory after start, before any load, bytes.
+    pub rss_idle_bytes: Option<u64>,
+    /// Largest resident memory sampled every 100 ms during the capacity run, bytes.
+    pub rss_capacity_max_bytes: Option<u64>,
+    /// Resident memory after every run, bytes.
+    pub rss_after_bytes: Option<u64>,
+    /// CPU (user + system) used during the capacity run, seconds.
+    pub cpu_capacity_s: Option<f64>,
+    /// That, per 1,000 sagas.
+    pub cpu_s_per_1000_sagas: Option<f64>,
+    /// Container image size, bytes, if an image was found.
+    pub image_bytes: Option<u64>,
+}
+
+/// CPU used by everything else during the capacity run: what the services compete with.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CapacityCpu {
+    /// The Pub/Sub emulator's Java server, seconds.
+    pub pubsub_emulator_s: Option<f64>,
+    /// The Firestore emulator's Java server, seconds.
+    pub firestore_emulator_s: Option<f64>,
+    /// The bench itself (load, pulls), seconds.
+    pub bench_s: Option<f64>,
+    /// The five services together, seconds.
+    pub services_s: Option<f64>,
+    /// Wall time of the measurement, seconds.
+    pub wall_s: f64,
+    /// Share of all cores busy over that time, by anything on the machine.
+    pub machine_busy_pct: Option<f64>,
+}
+
+/// Everything.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The command that ran.
+    pub command: String,
+    /// When (UTC).
+    pub date: String,
+    /// `release` or `debug` binaries.
+    pub profile: String,
+    /// The machine.
+    pub machine: Machine,
+    /// Runs, in order.
+    pub runs: Vec<RunReport>,
+    /// Capacity as a share of the floor, percent.
+    pub capacity_pct_of_floor: Option<f64>,
+    /// Per service.
+    pub services: Vec<ServiceReport>,
+    /// Who else used CPU during the capacity run.
+    pub capacity_cpu: Option<CapacityCpu>,
+    /// Firestore round trips on the idle emulator.
+    pub firestore_probe: Option<FirestoreProbe>,
+    /// Publish latency on the idle emulator (sequential floor orders).
+    pub publish_idle: Option<Summary>,
+    /// Why the image sizes are missing, if they are.
+    pub image_note: Option<String>,
+    /// Whether every run passed its correctness check.
+    pub passed: bool,
+}
+
+impl Report {
+    /// A run by name.
+    pub fn run(&self, name: &str) -> Option<&RunReport> {
+        self.runs.iter().find(|r| r.name == name)
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1}", crate::stats::u64_as_f64(bytes) / (1024.0 * 1024.0))
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or_else(|| "–".to_owned(), f)
+}
+
+fn percentiles(s: Option<&Summary>) -> String {
+    opt(s, |s| {
+        format!("{:.0} / {:.0} / {:.0}", s.p50_ms, s.p95_ms, s.p99_ms)
+    })
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "meets" } else { "MISSES" }
+}
+
+/// Lays `rows` out in columns, the first row being the header.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, s)| format!("{s}{}", " ".repeat(widths[c] - s.chars().count())))
+            .collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "|-{}-|", rule.join("-|-"));
+        }
+    }
+    out
+}
+
+/// The report as Markdown tables (readable on a terminal too).
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let m = &report.machine;
+    let _ = writeln!(
+        out,
+        "{}, {} binaries, {} cores ({}), {} GiB, load {} → {}\n",
+        report.date,
+        report.profile,
+        m.cores,
+        m.cpu.as_deref().unwrap_or("unknown CPU"),
+        opt(m.memory_bytes, |b| format!(
+            "{:.1}",
+            crate::stats::u64_as_f64(b) / f64::from(1u32 << 30)
+        )),
+        opt(m.load_before, |l| format!("{l:.2}")),
+        opt(m.load_after, |l| format!("{l:.2}")),
+    );
+
+    out.push_str(&render_runs(report));
+    if let Some(pct) = report.capacity_pct_of_floor {
+        let _ = writeln!(out, "\ncapacity is {pct:.1} % of the floor");
+    }
+
+    out.push_str(&render_services(report));
+
+    out.push_str(&render_explanations(report));
+
+    let budgets = budgets(report);
+    if !budgets.is_empty() {
+        let _ = writeln!(out, "\nbudgets (targets, not tests):");
+        for line in budgets {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+
+    for r in &report.runs {
+        for v in &r.check.violations {
+            let _ = writeln!(out, "VIOLATION in {}: {v}", r.name);
+        }
+        for n in &r.check.notes {
+            let _ = writeln!(out, "note on {}: {n}", r.name);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if report.passed {
+            "every run passed its correctness check"
+        } else {
+            "CORRECTNESS VIOLATIONS: see above"
+        }
+    );
+    out
+}
+
+/// The table of runs.
+fn render_runs(report: &Report) -> String {
+    let mut out = String::new();
+    let mut rows = vec![
+        [
+            "run",
+            "load",
+            "orders",
+            "completed",
+            "failed",
+            "sagas/s",
+            "end to end p50 / p95 / p99 ms",
+            "POST p50 / p95 / p99 ms",
+            "check",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for r in &report.runs {
+        let load = match r.load {
+            crate::scenario::Load::Closed { concurrency } => format!("{concurrency} clients"),
+            crate::scenario::Load::Open { rate } => format!("{rate}/s"),
+        };
+        let failed = if r.check.failed.is_empty() {
+            "0".to_owned()
+        } else {
+            r.check
+                .failed
+                .iter()
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        rows.push(vec![
+            r.name.clone(),
+            load,
+            r.orders.to_string(),
+            r.check.completed.to_string(),
+            failed,
+            opt(r.sagas_per_s, |v| format!("{v:.1}")),
+            percentiles(r.end_to_end.as_ref()),
+            percentiles(r.post.as_ref()),
+            if r.passed {
+                "pass".to_owned()
+            } else {
+                format!("FAIL ({})", r.check.violations.len())
+            },
+        ]);
+    }
+    out.push_str(&table(&rows));
+    out
+}
+
+/// The table of services (empty when no service ran).
+fn render_services(report: &Report) -> String {
+    let mut out = String::new();
+    if !report.services.is_empty() {
+        let mut rows = vec![
+            [
+                "service",
+                "binary MB",
+                "start→healthy ms (median; each)",
+                "idle RSS MB",
+                "RSS max in capacity MB",
+                "RSS after MB",
+                "CPU s / 1000 sagas",
+                "image MB",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ];
+        for s in &report.services {
+            rows.push(vec![
+                s.service.clone(),
+                mb(s.binary_bytes),
+                format!(
+                    "{}; {}",
+                    opt(s.startup_median_ms, |v| format!("{v:.1}")),
+                    s.startup_ms
+                        .iter()
+                        .map(|v| format!("{v:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                opt(s.rss_idle_bytes, mb),
+                opt(s.rss_capacity_max_bytes, mb),
+                opt(s.rss_after_bytes, mb),
+                opt(s.cpu_s_per_1000_sagas, |v| format!("{v:.2}")),
+                opt(s.image_bytes, mb),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(&rows));
+        if let Some(note) = &report.image_note {
+            let _ = writeln!(out, "image sizes: {note}");
+        }
+    }
+    out
+}
+
+/// The figures that explain the others: who used the CPU, round trips, hops.
+fn render_explanations(report: &Report) -> String {
+    let mut out = String::new();
+    if let Some(cpu) = &report.capacity_cpu {
+        let _ = writeln!(
+            out,
+            "\nCPU during the capacity run ({:.1} s wall): services {} s, Pub/Sub emulator {} s, Firestore emulator {} s, bench {} s; machine {} % busy",
+            cpu.wall_s,
+            opt(cpu.services_s, |v| format!("{v:.1}")),
+            opt(cpu.pubsub_emulator_s, |v| format!("{v:.1}")),
+            opt(cpu.firestore_emulator_s, |v| format!("{v:.1}")),
+            opt(cpu.bench_s, |v| format!("{v:.1}")),
+            opt(cpu.machine_busy_pct, |v| format!("{v:.0}")),
+        );
+    }
+    if let Some(probe) = &report.firestore_probe {
+        let _ = writeln!(
+            out,
+            "Firestore emulator, idle, p50 / p95 / p99 ms: batch get {}, commit {}",
+            percentiles(probe.batch_get.as_ref()),
+            percentiles(probe.commit.as_ref())
+        );
+    }
+    if report.publish_idle.is_some() || report.run("floor").and_then(|r| r.publish.as_ref()).is_some() {
+        let _ = writeln!(
+            out,
+            "Pub/Sub publish, p50 / p95 / p99 ms: idle {}, under the floor's load {}",
+            percentiles(report.publish_idle.as_ref()),
+            percentiles(report.run("floor").and_then(|r| r.publish.as_ref()))
+        );
+    }
+    if let Some(hops) = report.run("latency").and_then(|r| r.hops.as_ref()) {
+        let _ = writeln!(
+            out,
+            "latency run, per hop p50 / p95 / p99 ms ({} sagas): POST→received {}, →order_created {}, →stock_reserved {}, →completed {}",
+            hops.sagas,
+            percentiles(hops.post_to_received.as_ref()),
+            percentiles(hops.received_to_order_created.as_ref()),
+            percentiles(hops.order_created_to_stock_reserved.as_ref()),
+            percentiles(hops.stock_reserved_to_completed.as_ref()),
+        );
+    }
+    out
+}
+
+/// Each budget the report has a figure for, with the figure and whether it is met.
+pub fn budgets(report: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(r) = report.run("capacity")
+        && let Some(v) = r.sagas_per_s
+    {
+        lines.push(format!(
+            "capacity ≥ {} sagas/s with zero violations: {v:.1}, {} violations: {}",
+            budget::CAPACITY_PER_S,
+            r.check.violations.len(),
+            mark(v >= budget::CAPACITY_PER_S && r.passed)
+        ));
+    }
+    if let Some(r) = report.run("hot")
+        && let Some(v) = r.sagas_per_s
+    {
+        lines.push(format!(
+            "hot item ≥ {} sagas/s: {v:.1}: {}",
+            budget::HOT_PER_S,
+            mark(v >= budget::HOT_PER_S && r.passed)
+        ));
+    }
+    if let Some(r) = report.run("latency")
+        && let Some(s) = &r.end_to_end
+    {
+        lines.push(format!(
+            "p99 ≤ {} ms at the latency run's rate: {:.0} ms: {}",
+            budget::P99_MS,
+            s.p99_ms,
+            mark(s.p99_ms <= budget::P99_MS)
+        ));
+    }
+    for s in &report.services {
+        if let Some(rss) = s.rss_idle_bytes {
+            lines.push(format!(
+                "{} idle RSS ≤ {} MB: {} MB: {}",
+                s.service,
+                mb(budget::IDLE_RSS_BYTES),
+                mb(rss),
+                mark(rss <= budget::IDLE_RSS_BYTES)
+            ));
+        }
+        if let Some(ms) = s.startup_median_ms {
+            lines.push(format!(
+                "{} start→healthy ≤ {} ms: {ms:.1} ms (median): {}",
+                s.service,
+                budget::STARTUP_MS,
+                mark(ms <= budget::STARTUP_MS)
+            ));
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_pads_every_column_to_its_widest_cell() {
+        let rows = vec![
+            vec!["a".to_owned(), "bb".to_owned()],
+            vec!["ccc".to_owned(), "d".to_owned()],
+        ];
+        assert_eq!(table(&rows), "| a   | bb |\n|-----|----|\n| ccc | d  |\n");
+    }
+}

@@ -1,0 +1,383 @@
+//! The saga as the benchmark runs it: the five release (or debug) binaries as separate
+//! processes on loopback, on emulators started for this benchmark alone, in a project of
+//! its own, so nothing else on the machine shares its topics, documents or stock.
+//!
+//! Processes are started one at a time, so that the time from spawn to the first healthy
+//! answer is each service's own and not five competing for two cores.
+
+use crate::procfs;
+use anyhow::{Context as _, bail};
+use saga::config::{FirestoreTarget, env};
+use saga::contract::{PUSH_POLICY, Service, collections};
+use saga::store::{DocPath, Store};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::{Child, Command};
+
+/// How long a service may take to answer its health check before the benchmark gives up.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a starting service is asked whether it is healthy: fine enough to measure a
+/// 50 ms budget.
+const HEALTH_POLL: Duration = Duration::from_millis(2);
+
+/// The directory holding the service binaries: the bench's own (`target/release` or
+/// `target/debug`), so that a release bench measures release services.
+pub fn binaries_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the bench binary")?;
+    let dir = exe
+        .parent()
+        .context("the bench binary has no directory")?
+        .to_path_buf();
+    let missing: Vec<&str> = Service::ALL
+        .iter()
+        .map(|s| s.name())
+        .filter(|name| !dir.join(name).is_file())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the service binaries {} are not in {} (next to the bench binary): run `cargo build --release --bins` first (or `cargo build --bins` for a debug bench)",
+            missing.join(", "),
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// A free loopback port. Released again for the service to take; another process could
+/// grab it in between, which shows up as a service that never becomes healthy.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// A project id no earlier run used, so that every run starts with empty subscriptions.
+pub fn fresh_project(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// The documents a benchmark project starts with: the original's users, and stock.
+pub fn seed_documents(widget_and_wotsit: i64, hot: i64) -> Vec<(DocPath, Value)> {
+    let mut docs: Vec<(DocPath, Value)> = devstack::seed::seed_documents()
+        .into_iter()
+        .filter(|(path, _)| !path.as_str().starts_with(collections::INVENTORY))
+        .collect();
+    for (item, price) in crate::orders::ITEMS {
+        docs.push((
+            DocPath::new([collections::INVENTORY, item]),
+            json!({ "quantity": widget_and_wotsit, "price_per_unit": price }),
+        ));
+    }
+    let (item, price) = crate::orders::HOT_ITEM;
+    docs.push((
+        DocPath::new([collections::INVENTORY, item]),
+        json!({ "quantity": hot, "price_per_unit": price }),
+    ));
+    docs
+}
+
+/// The stock level of `item`.
+pub async fn stock(store: &Store, item: &str) -> anyhow::Result<i64> {
+    store
+        .get(&DocPath::new([collections::INVENTORY, item]))
+        .await?
+        .and_then(|s| s.integer(saga::records::inventory_fields::QUANTITY))
+        .with_context(|| format!("inventory/{item} has no quantity"))
+}
+
+/// One service process.
+#[derive(Debug)]
+pub struct Process {
+    /// Which service.
+    pub service: Service,
+    /// Its process id.
+    pub pid: u32,
+    /// Its port.
+    pub port: u16,
+    /// Spawn to first healthy answer, for each start (the last one is the running process).
+    pub startup: Vec<Duration>,
+    /// Size of its binary.
+    pub binary_bytes: u64,
+    child: Child,
+}
+
+/// The running saga.
+#[derive(Debug)]
+pub struct Stack {
+    /// The project on the emulators.
+    pub project: String,
+    /// Firestore of the project, for stock.
+    pub store: Store,
+    /// The five services, in saga order.
+    pub processes: Vec<Process>,
+    /// Where the services' logs are.
+    pub log_dir: PathBuf,
+    watchdog: Option<Child>,
+}
+
+/// Where the emulators are.
+#[derive(Clone, Debug)]
+pub struct EmulatorHosts {
+    /// `host:port` of Pub/Sub.
+    pub pubsub: String,
+    /// `host:port` of Firestore.
+    pub firestore: String,
+}
+
+impl EmulatorHosts {
+    /// `http://` endpoint of Pub/Sub.
+    pub fn pubsub_endpoint(&self) -> String {
+        format!("http://{}", self.pubsub)
+    }
+}
+
+impl Stack {
+    /// Provisions and seeds a fresh project, then starts the five services, each
+    /// `startup_samples` times (all but the last start are stopped again at once).
+    pub async fn start(
+        hosts: &EmulatorHosts,
+        bin_dir: &Path,
+        log_dir: &Path,
+        docs: &[(DocPath, Value)],
+        startup_samples: usize,
+    ) -> anyhow::Result<Self> {
+        let project = fresh_project("bench");
+        let mut ports = BTreeMap::new();
+        for service in Service::ALL {
+            ports.insert(service, free_port()?);
+        }
+        devstack::pubsub::provision(
+            &hosts.pubsub_endpoint(),
+            &project,
+            |s| format!("http://127.0.0.1:{}", ports[&s]),
+            &PUSH_POLICY,
+        )
+        .await
+        .context("creating the topics and subscriptions")?;
+        let store = Store::connect(&FirestoreTarget {
+            project: project.clone(),
+            emulator_host: Some(hosts.firestore.clone()),
+        })
+        .await?;
+        devstack::seed::seed(&store, docs).await.context("seeding")?;
+
+        let mut stack = Stack {
+            project,
+            store,
+            processes: Vec::new(),
+            log_dir: log_dir.to_path_buf(),
+            watchdog: None,
+        };
+        for service in Service::ALL {
+            let process = stack
+                .start_service(service, hosts, bin_dir, ports[&service], startup_samples.max(1))
+                .await?;
+            stack.processes.push(process);
+        }
+        stack.watchdog = Some(watchdog(&stack.processes)?);
+        Ok(stack)
+    }
+
+    async fn start_service(
+        &self,
+        service: Service,
+        hosts: &EmulatorHosts,
+        bin_dir: &Path,
+        port: u16,
+        samples: usize,
+    ) -> anyhow::Result<Process> {
+        let binary = bin_dir.join(service.name());
+        let binary_bytes = std::fs::metadata(&binary)
+            .with_context(|| format!("reading {}", binary.display()))?
+            .len();
+        let mut startup = Vec::new();
+        for sample in 0..samples {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_dir.join(format!("{service}.log")))
+                .context("opening the service log")?;
+            let mut command = Command::new(&binary);
+            command
+                .env(env::PORT, port.to_string())
+                .env(env::PROJECT_ID, &self.project)
+                .env(env::PUBSUB_EMULATOR_HOST, &hosts.pubsub)
+                .env(env::FIRESTORE_EMULATOR_HOST, &hosts.firestore)
+                .env(env::LOG_FORMAT, "text")
+                .env(env::RUST_LOG, "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log.try_clone()?))
+                .stderr(Stdio::from(log))
+                .kill_on_drop(true);
+            // Settings from the caller's shell that would change what runs (Cloud Run mode,
+            // push verification) or where it connects.
+            for var in [
+                env::K_SERVICE,
+                env::GOOGLE_CLOUD_PROJECT,
+                env::PUSH_AUDIENCE,
+                env::PUSH_SERVICE_ACCOUNT,
+                env::PUSH_AUTH_DISABLED,
+            ] {
+                command.env_remove(var);
+            }
+            let spawned = Instant::now();
+            let mut child = command
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            let pid = child.id().context("the service exited at once")?;
+            if let Err(e) = wait_healthy(&mut child, port).await {
+                bail!(
+                    "{service}: {e:#} (its log: {})",
+                    self.log_dir.join(format!("{service}.log")).display()
+                );
+            }
+            startup.push(spawned.elapsed());
+            if sample + 1 == samples {
+                return Ok(Process {
+                    service,
+                    pid,
+                    port,
+                    startup,
+                    binary_bytes,
+                    child,
+                });
+            }
+            child.kill().await.ok();
+            // The port must be free again before the next start.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        unreachable!("samples is at least 1")
+    }
+
+    /// `http://…/order` of the frontend.
+    pub fn order_url(&self) -> String {
+        let frontend = self
+            .processes
+            .iter()
+            .find(|p| p.service == Service::Frontend)
+            .map_or(0, |p| p.port);
+        format!("http://127.0.0.1:{frontend}/order")
+    }
+
+    /// Each service's pid.
+    pub fn pids(&self) -> Vec<(Service, u32)> {
+        self.processes.iter().map(|p| (p.service, p.pid)).collect()
+    }
+
+    /// Stops the services with SIGTERM, as Cloud Run does, and waits for them.
+    pub async fn stop(mut self) {
+        for p in &self.processes {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.pid.to_string()])
+                .status()
+                .await;
+        }
+        for p in &mut self.processes {
+            if tokio::time::timeout(Duration::from_secs(12), p.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = p.child.kill().await;
+            }
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill().await;
+        }
+    }
+}
+
+/// Whether `GET /healthz` on `port` answers 200.
+async fn healthy(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            saga::server::HEALTH_PATH
+        );
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(&head == b"HTTP/1.1 200")
+    };
+    tokio::time::timeout(Duration::from_millis(500), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+async fn wait_healthy(child: &mut Child, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    loop {
+        if healthy(port).await {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("exited ({status}) before it became healthy on port {port}");
+        }
+        if Instant::now() > deadline {
+            bail!("not healthy on port {port} after {HEALTH_TIMEOUT:?}");
+        }
+        tokio::time::sleep(HEALTH_POLL).await;
+    }
+}
+
+/// A shell that outlives a killed benchmark just long enough to stop its services: it
+/// checks every second whether the bench is alive. On a normal exit the bench kills it (and
+/// stops the services itself); if the bench is killed with SIGKILL, which nothing in this
+/// process can catch, the services would otherwise serve on for ever.
+fn watchdog(processes: &[Process]) -> anyhow::Result<Child> {
+    let pids: Vec<String> = processes.iter().map(|p| p.pid.to_string()).collect();
+    let script = format!(
+        "while kill -0 {bench} 2>/dev/null; do sleep 1; done; kill -TERM {pids} 2>/dev/null",
+        bench = std::process::id(),
+        pids = pids.join(" ")
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the watchdog")
+}
+
+/// Resident memory of each process, sampled until stopped; the maximum is kept.
+#[derive(Debug)]
+pub struct RssSampler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<BTreeMap<u32, u64>>,
+}
+
+impl RssSampler {
+    /// Samples `pids` every `every`.
+    pub fn start(pids: Vec<u32>, every: Duration) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut max = BTreeMap::new();
+            let mut tick = tokio::time::interval(every);
+            while !*stopped.borrow() {
+                tick.tick().await;
+                for &pid in &pids {
+                    if let Some(rss) = procfs::rss(pid) {
+                        let m = max.entry(pid).or_insert(0);
+                        *m = rss.max(*m);
+                    }
+                }
+            }
+            max
+        });
+        RssSampler { stop, task }
+    }
+
+    /// Stops sampling; the largest resident size seen per pid.
+    pub async fn finish(self) -> BTreeMap<u32, u64> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
