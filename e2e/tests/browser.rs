@@ -301,8 +301,8 @@ fn assert_shows(text: &str, wanted: &[&str]) {
 
 #[tokio::test]
 async fn orders_placed_on_the_page_are_followed_live_to_their_outcome_and_its_reason() {
-    let stack = TestStack::start("browser outcomes").await;
     let driver = Driver::start().await;
+    let stack = TestStack::start("browser outcomes").await;
     let browser = driver.browser(DESKTOP).await;
     let base = stack.url(Service::Frontend);
     browser.goto(&format!("{base}/")).await.unwrap();
@@ -447,8 +447,8 @@ fn save_screenshot(png: &[u8]) {
 
 #[tokio::test]
 async fn on_a_phone_a_refused_order_placed_by_keyboard_alone_is_explained_and_its_field_focused() {
-    let stack = TestStack::start("browser refused").await;
     let driver = Driver::start().await;
+    let stack = TestStack::start("browser refused").await;
     let browser = driver.browser(PHONE).await;
     browser
         .goto(&format!("{}/", stack.url(Service::Frontend)))
