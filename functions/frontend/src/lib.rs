@@ -16,10 +16,10 @@ use axum::{Json, Router};
 use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
 use saga::contract::{Service, Topic, collections};
-use saga::message::{FieldError, MAX_MESSAGE_BYTES, Order, SagaId, SagaMessage, StatusCode as SagaStatus};
+use saga::message::{FieldError, MAX_ORDER_BYTES, Order, SagaId, SagaMessage, StatusCode as SagaStatus};
 use saga::records;
 use saga::service::Clients;
-use saga::status::{Stage, StatusView};
+use saga::status::{Stage, StatusDoc};
 use saga::trace::{CLOUD_TRACE_CONTEXT, TRACEPARENT, TraceContext};
 use serde::Serialize;
 use serde_json::json;
@@ -63,7 +63,7 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(e) => {
                 let status = match e {
                     FieldError::NotJson(_) => StatusCode::BAD_REQUEST,
-                    FieldError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    FieldError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 (status, e.code(), e.field().map(str::to_owned))
@@ -144,24 +144,32 @@ pub struct OrderStatus {
     pub timeline: Vec<TimelineEntry>,
 }
 
-impl From<StatusView> for OrderStatus {
-    fn from(v: StatusView) -> Self {
+impl From<StatusDoc> for OrderStatus {
+    fn from(doc: StatusDoc) -> Self {
+        let at = |micros: i64| {
+            firestore::jiff::Timestamp::from_microsecond(micros)
+                .map(FirestoreTimestamp)
+                .unwrap_or_default()
+        };
         OrderStatus {
-            finished: matches!(v.status, Stage::Completed | Stage::Compensated),
-            uuid: v.uuid,
-            status: v.status,
-            item: v.item,
-            quantity: v.quantity,
-            user: v.user,
-            failed_step: v.failed_step,
-            reason: v.reason,
-            status_text: v.status_text,
-            total_invoice: v.total_invoice,
-            timeline: v
+            status: doc.status(),
+            finished: doc.finished(),
+            status_text: doc.status_text().map(str::to_owned),
+            timeline: doc
                 .timeline
-                .into_iter()
-                .map(|(stage, at)| TimelineEntry { stage, at })
+                .iter()
+                .map(|(stage, micros)| TimelineEntry {
+                    stage: *stage,
+                    at: at(*micros),
+                })
                 .collect(),
+            uuid: doc.uuid,
+            item: doc.item,
+            quantity: doc.quantity,
+            user: doc.user,
+            failed_step: doc.failed_step,
+            reason: doc.reason,
+            total_invoice: doc.total_invoice,
         }
     }
 }
@@ -273,7 +281,7 @@ pub async fn order_status(
         .await
         .map_err(ApiError::Unavailable)?
         .ok_or(ApiError::NotFound(id))?;
-    let view: StatusView = snapshot.decode().map_err(ApiError::Unavailable)?;
+    let view: StatusDoc = snapshot.decode().map_err(ApiError::Unavailable)?;
     Ok(Json(view.into()))
 }
 
@@ -297,7 +305,7 @@ pub async fn recent_orders(
         .map_err(ApiError::Unavailable)?;
     let views = snapshots
         .iter()
-        .map(|s| s.decode::<StatusView>().map(OrderStatus::from))
+        .map(|s| s.decode::<StatusDoc>().map(OrderStatus::from))
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(ApiError::Unavailable)?;
     Ok(Json(views))
@@ -311,5 +319,5 @@ pub fn router(clients: Clients) -> Router {
         .route("/orders/{uuid}", get(order_status))
         .merge(page::routes())
         .with_state(clients);
-    saga::server::standard(routes, MAX_MESSAGE_BYTES)
+    saga::server::standard(routes, MAX_ORDER_BYTES)
 }

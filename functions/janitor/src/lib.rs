@@ -27,7 +27,7 @@ use saga::message::{Reason, SagaMessage, StatusCode};
 use saga::push::{MAX_PUSH_BYTES, Push};
 use saga::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
 use saga::service::Clients;
-use saga::status::{Stage, StatusView};
+use saga::status::{Stage, StatusEvent};
 use saga::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
 use saga::trace::TraceContext;
 
@@ -292,33 +292,16 @@ pub async fn record_status(clients: &Clients, push: &Push, topic: Topic) -> Resu
         .publish_time
         .as_deref()
         .and_then(|t| t.parse::<firestore::jiff::Timestamp>().ok())
-        .map_or_else(FirestoreTimestamp::now, |t| {
-            FirestoreTimestamp(t).truncated_to_firestore_precision()
-        });
-    let path = records::saga(msg.uuid);
-    for round in 0..ledger::MAX_ROUNDS {
-        if round > 0 {
-            ledger::backoff(round).await;
-        }
-        let (current, precondition) = match clients.store.get(&path).await? {
-            Some(snapshot) => (
-                Some(snapshot.decode::<StatusView>()?),
-                Precondition::Unchanged(snapshot.update_time()),
-            ),
-            None => (None, Precondition::Absent),
-        };
-        let Some(next) = StatusView::merge(current.as_ref(), stage, at, &msg) else {
-            return Ok(Handled::Duplicate);
-        };
-        let mut writes = WriteSet::new();
-        writes.update(path.clone(), &next, None, Some(precondition));
-        match clients.store.commit(writes).await {
-            Ok(_) => return Ok(Handled::Recorded),
-            Err(CommitError::Conflict(_)) => {}
-            Err(CommitError::Unavailable(e)) => return Err(e.into()),
-        }
+        .unwrap_or_else(firestore::jiff::Timestamp::now)
+        .as_microsecond();
+    let mut writes = WriteSet::new();
+    StatusEvent::new(stage, at, &msg).write(records::saga(msg.uuid), &mut writes);
+    match clients.store.commit(writes).await {
+        Ok(_) => Ok(Handled::Recorded),
+        // The write has no precondition, so a conflict is unexpected: retry it later.
+        Err(CommitError::Conflict(why)) => Err(anyhow::anyhow!("status write conflicted: {why}").into()),
+        Err(CommitError::Unavailable(e)) => Err(e.into()),
     }
-    Err(ledger::contention())
 }
 
 /// The topics whose messages feed the status view, each on its own path.

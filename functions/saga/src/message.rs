@@ -14,9 +14,14 @@ use serde_json::{Map, Value};
 use std::fmt;
 use uuid::Uuid;
 
-/// Most bytes a message may carry. Saga messages are a few hundred bytes; anything near
-/// this is not one.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Most bytes an order (the body of `POST /order`) may have.
+pub const MAX_ORDER_BYTES: usize = 64 * 1024;
+
+/// Most bytes a saga message may have: the largest order plus what the saga adds to it
+/// (uuid, price, invoice, status texts quoting names, step, reason), with room to spare. It
+/// must be larger than [`MAX_ORDER_BYTES`], or an order the frontend accepted could be
+/// refused by the next step.
+pub const MAX_MESSAGE_BYTES: usize = MAX_ORDER_BYTES + 8 * 1024;
 
 /// Longest user or item name, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -31,9 +36,9 @@ pub enum FieldError {
     /// The bytes are not one JSON object.
     #[error("body is not a JSON object: {0}")]
     NotJson(String),
-    /// The object is larger than [`MAX_MESSAGE_BYTES`].
-    #[error("message is larger than {MAX_MESSAGE_BYTES} bytes")]
-    TooLarge,
+    /// The object is larger than the limit given.
+    #[error("body is larger than {0} bytes")]
+    TooLarge(usize),
     /// A required field is absent (or null).
     #[error("field `{0}` is required")]
     Missing(&'static str),
@@ -62,7 +67,7 @@ impl FieldError {
     /// The field at fault, if one is.
     pub fn field(&self) -> Option<&str> {
         match self {
-            FieldError::NotJson(_) | FieldError::TooLarge => None,
+            FieldError::NotJson(_) | FieldError::TooLarge(_) => None,
             FieldError::Missing(f)
             | FieldError::WrongType { field: f, .. }
             | FieldError::Invalid { field: f, .. } => Some(f),
@@ -74,7 +79,7 @@ impl FieldError {
     pub fn code(&self) -> &'static str {
         match self {
             FieldError::NotJson(_) => "malformed_json",
-            FieldError::TooLarge => "too_large",
+            FieldError::TooLarge(_) => "too_large",
             FieldError::Missing(_) => "missing_field",
             FieldError::WrongType { .. } => "wrong_type",
             FieldError::Invalid { .. } => "invalid_value",
@@ -416,9 +421,9 @@ impl<'de> Deserialize<'de> for UniqueKeys {
 }
 
 /// Parses bytes as one JSON object with unique top-level keys.
-pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, FieldError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(FieldError::TooLarge);
+pub fn parse_object(bytes: &[u8], limit: usize) -> Result<Map<String, Value>, FieldError> {
+    if bytes.len() > limit {
+        return Err(FieldError::TooLarge(limit));
     }
     serde_json::from_slice::<UniqueKeys>(bytes)
         .map(|o| o.0)
@@ -477,7 +482,7 @@ impl Order {
     /// Parses a client's order: `item`, `quantity`, `user`, plus extra fields that are kept,
     /// except those in [`RESERVED_FIELDS`], which are refused.
     pub fn parse_request(bytes: &[u8]) -> Result<(Order, Map<String, Value>), FieldError> {
-        let mut obj = parse_object(bytes)?;
+        let mut obj = parse_object(bytes, MAX_ORDER_BYTES)?;
         if let Some(field) = RESERVED_FIELDS.iter().find(|f| obj.contains_key(**f)) {
             return Err(FieldError::Reserved((*field).to_owned()));
         }
@@ -504,7 +509,7 @@ impl SagaMessage {
 
     /// Parses a message as published by a saga step or by any other producer.
     pub fn parse(bytes: &[u8]) -> Result<Self, FieldError> {
-        let mut obj = parse_object(bytes)?;
+        let mut obj = parse_object(bytes, MAX_MESSAGE_BYTES)?;
         let uuid_text = take_str(&mut obj, "uuid")?;
         let uuid = SagaId::parse(&uuid_text).ok_or(FieldError::Invalid {
             field: "uuid",

@@ -1,15 +1,18 @@
 //! The status view of a saga, `sagas/{uuid}`: where it stands, why it stopped, and when each
 //! step happened.
 //!
-//! It is a projection of the saga's messages (fed by the `status-*-sub` push subscriptions),
-//! built so that delivery order and duplicates do not matter: the view is the set of stages
-//! seen, each with the time it first happened, and the status is a function of that set.
-//! A late "order created" after "failed" adds a timeline entry but never moves the status
-//! back; a duplicate adds nothing.
+//! It is a projection of the saga's messages, fed by the `status-*-sub` push subscriptions.
+//! Each message becomes one blind write (no read, no precondition) whose parts commute:
+//! the stage's time goes in with Firestore's `minimum` transform (so the first time is kept
+//! however often, and in whatever order, stages arrive), and every other field it sets is
+//! the same in every copy of the message. So delivery order and duplicates do not matter, by
+//! construction, and concurrent messages of one saga never conflict. The status itself is
+//! not stored but derived from the stages seen ([`StatusDoc::status`]): a late "order
+//! created" after "failed" adds its time to the timeline and never moves the status back.
 
 use crate::contract::Topic;
 use crate::message::SagaMessage;
-use firestore::FirestoreTimestamp;
+use crate::store::{DocPath, Transform, WriteSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -45,7 +48,7 @@ impl Stage {
         }
     }
 
-    /// The wire name.
+    /// The wire name (also the key in the stored maps).
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Received => "received",
@@ -58,43 +61,44 @@ impl Stage {
     }
 }
 
-/// `sagas/{uuid}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StatusView {
+/// `sagas/{uuid}`, as stored. Times are microseconds since the Unix epoch, integers because
+/// Firestore's `minimum` transform works on numbers only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusDoc {
     /// The saga.
     pub uuid: String,
-    /// Where it stands: derived from `timeline` by [`StatusView::derive_status`].
-    pub status: Stage,
     /// Who ordered.
     pub user: String,
     /// What.
     pub item: String,
     /// How many.
     pub quantity: u32,
+    /// When each stage first happened (publish time of its first message).
+    #[serde(default)]
+    pub timeline: BTreeMap<Stage, i64>,
+    /// The human-readable text of each stage's message.
+    #[serde(default)]
+    pub texts: BTreeMap<Stage, String>,
     /// The step that failed, once one did.
     #[serde(default)]
     pub failed_step: Option<String>,
     /// Why (machine-readable), once a step failed.
     #[serde(default)]
     pub reason: Option<String>,
-    /// The human-readable text of the failure, or else of the furthest stage.
-    #[serde(default)]
-    pub status_text: Option<String>,
     /// The invoice, once paid.
     #[serde(default)]
     pub total_invoice: Option<u64>,
-    /// When each stage first happened (publish time of its message).
-    pub timeline: BTreeMap<Stage, FirestoreTimestamp>,
     /// When the saga was first seen (its earliest stage): recent sagas sort by it.
-    pub created: FirestoreTimestamp,
+    #[serde(default)]
+    pub created: i64,
 }
 
-impl StatusView {
-    /// The status implied by the stages seen. A failed saga stays failed (then
-    /// compensated); a paid one is completed even if a stray failure arrives for it,
-    /// because the janitor never compensates a paid saga.
-    pub fn derive_status(timeline: &BTreeMap<Stage, FirestoreTimestamp>) -> Stage {
-        let has = |s| timeline.contains_key(&s);
+impl StatusDoc {
+    /// Where the saga stands. A failed saga stays failed (then compensated); a paid one is
+    /// completed even if a stray failure arrives for it, because the janitor never
+    /// compensates a paid saga.
+    pub fn status(&self) -> Stage {
+        let has = |s| self.timeline.contains_key(&s);
         if has(Stage::Completed) {
             Stage::Completed
         } else if has(Stage::Compensated) {
@@ -102,59 +106,151 @@ impl StatusView {
         } else if has(Stage::Failed) {
             Stage::Failed
         } else {
-            timeline.keys().copied().max().unwrap_or(Stage::Received)
+            self.timeline.keys().copied().max().unwrap_or(Stage::Received)
         }
     }
 
-    /// The view after `stage` was reported at `at` by `msg`, starting from `current` (or
-    /// from nothing). `None` if the event changes nothing (a duplicate).
-    pub fn merge(
-        current: Option<&StatusView>,
-        stage: Stage,
-        at: FirestoreTimestamp,
-        msg: &SagaMessage,
-    ) -> Option<StatusView> {
-        let mut view = current.cloned().unwrap_or_else(|| StatusView {
+    /// Whether the saga has ended: paid, or failed and compensated.
+    pub fn finished(&self) -> bool {
+        matches!(self.status(), Stage::Completed | Stage::Compensated)
+    }
+
+    /// The text that explains the saga best: its failure's, or else its furthest stage's.
+    pub fn status_text(&self) -> Option<&str> {
+        let status = self.status();
+        let stage = if status != Stage::Completed && self.texts.contains_key(&Stage::Failed) {
+            Stage::Failed
+        } else {
+            status
+        };
+        self.texts.get(&stage).map(String::as_str)
+    }
+
+    /// The document after `event` was written to it, as Firestore computes it: the pure
+    /// model of [`StatusEvent::write`], for tests.
+    #[must_use]
+    pub fn apply(mut self, event: &StatusEvent) -> StatusDoc {
+        let first = self.timeline.is_empty();
+        self.uuid.clone_from(&event.uuid);
+        self.user.clone_from(&event.user);
+        self.item.clone_from(&event.item);
+        self.quantity = event.quantity;
+        let at = self.timeline.entry(event.stage).or_insert(event.at);
+        *at = (*at).min(event.at);
+        self.created = if first {
+            event.at
+        } else {
+            self.created.min(event.at)
+        };
+        if let Some(text) = &event.text {
+            self.texts.insert(event.stage, text.clone());
+        }
+        if event.failed_step.is_some() {
+            self.failed_step.clone_from(&event.failed_step);
+        }
+        if event.reason.is_some() {
+            self.reason.clone_from(&event.reason);
+        }
+        if event.total_invoice.is_some() {
+            self.total_invoice = event.total_invoice;
+        }
+        self
+    }
+}
+
+/// What one message tells the status view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusEvent {
+    /// The stage the message reports.
+    pub stage: Stage,
+    /// When it was published, in microseconds since the Unix epoch.
+    pub at: i64,
+    uuid: String,
+    user: String,
+    item: String,
+    quantity: u32,
+    text: Option<String>,
+    failed_step: Option<String>,
+    reason: Option<String>,
+    total_invoice: Option<u64>,
+}
+
+/// The fields a [`StatusEvent`] sets; those it does not set stay out of the write's mask.
+#[derive(Serialize)]
+struct EventFields<'a> {
+    uuid: &'a str,
+    user: &'a str,
+    item: &'a str,
+    quantity: u32,
+    texts: BTreeMap<Stage, &'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_step: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_invoice: Option<u64>,
+}
+
+impl StatusEvent {
+    /// What `msg`, published at `at` (microseconds) on the topic of `stage`, reports.
+    pub fn new(stage: Stage, at: i64, msg: &SagaMessage) -> Self {
+        let reason = match stage {
+            Stage::Failed | Stage::Compensated => msg.reason.map(|r| r.as_str().to_owned()),
+            _ => None,
+        };
+        StatusEvent {
+            stage,
+            at,
             uuid: msg.uuid.to_string(),
-            status: stage,
             user: msg.order.user.as_str().to_owned(),
             item: msg.order.item.as_str().to_owned(),
             quantity: msg.order.quantity.get(),
-            failed_step: None,
-            reason: None,
-            status_text: None,
-            total_invoice: None,
-            timeline: BTreeMap::new(),
-            created: at,
-        });
-        if view.timeline.contains_key(&stage) {
-            return None;
+            text: msg.status.clone(),
+            failed_step: match stage {
+                Stage::Failed => msg.step.map(|s| s.name().to_owned()),
+                _ => None,
+            },
+            reason,
+            total_invoice: match stage {
+                Stage::Completed => msg.total_invoice.map(crate::message::Money::get),
+                _ => None,
+            },
         }
-        view.timeline.insert(stage, at);
-        view.created = view.created.min(at);
-        match stage {
-            Stage::Failed => {
-                view.failed_step = msg.step.map(|s| s.name().to_owned()).or(view.failed_step);
-                view.reason = msg.reason.map(|r| r.as_str().to_owned()).or(view.reason);
-            }
-            Stage::Compensated => {
-                // The compensation message repeats the reason; the failure may not be here yet.
-                view.reason = view.reason.or_else(|| msg.reason.map(|r| r.as_str().to_owned()));
-            }
-            Stage::Completed => view.total_invoice = msg.total_invoice.map(crate::message::Money::get),
-            _ => {}
+    }
+
+    /// Queues the write of this event to the view at `path`.
+    pub fn write(&self, path: DocPath, writes: &mut WriteSet) {
+        let stage = self.stage.as_str();
+        let mut mask: Vec<String> = ["uuid", "user", "item", "quantity"].map(str::to_owned).into();
+        let mut texts = BTreeMap::new();
+        if let Some(text) = &self.text {
+            texts.insert(self.stage, text.as_str());
+            mask.push(format!("texts.{stage}"));
         }
-        view.status = Self::derive_status(&view.timeline);
-        // The text of the failure explains the saga best; otherwise that of the furthest stage.
-        let text_stage = if view.timeline.contains_key(&Stage::Failed) && view.status != Stage::Completed {
-            Stage::Failed
-        } else {
-            view.status
+        let fields = EventFields {
+            uuid: &self.uuid,
+            user: &self.user,
+            item: &self.item,
+            quantity: self.quantity,
+            texts,
+            failed_step: self.failed_step.as_deref(),
+            reason: self.reason.as_deref(),
+            total_invoice: self.total_invoice,
         };
-        if stage == text_stage || view.status_text.is_none() {
-            view.status_text = msg.status.clone().or(view.status_text);
+        if fields.failed_step.is_some() {
+            mask.push("failed_step".to_owned());
         }
-        Some(view)
+        if fields.reason.is_some() {
+            mask.push("reason".to_owned());
+        }
+        if fields.total_invoice.is_some() {
+            mask.push("total_invoice".to_owned());
+        }
+        let transforms = vec![
+            (format!("timeline.{stage}"), Transform::Minimum(self.at)),
+            ("created".to_owned(), Transform::Minimum(self.at)),
+        ];
+        writes.upsert(path, &fields, mask, transforms);
     }
 }
 
@@ -166,7 +262,7 @@ mod tests {
 
     fn msg() -> SagaMessage {
         SagaMessage::new(
-            SagaId::new(),
+            SagaId::parse("1b4e28ba-2fa1-11d2-883f-0016d3cca427").unwrap(),
             Order {
                 user: UserName::parse("jack").unwrap(),
                 item: crate::message::ItemName::parse("widget").unwrap(),
@@ -176,12 +272,8 @@ mod tests {
         )
     }
 
-    fn at(secs: i64) -> FirestoreTimestamp {
-        FirestoreTimestamp(firestore::jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap())
-    }
-
-    fn event(stage: Stage, m: &SagaMessage) -> SagaMessage {
-        match stage {
+    fn event(stage: Stage, at: i64, m: &SagaMessage) -> StatusEvent {
+        let message = match stage {
             Stage::Failed => m.fail(
                 Service::Inventory,
                 Reason::InsufficientStock,
@@ -198,24 +290,18 @@ mod tests {
                 c
             }
             other => m.advance(Service::Orders, StatusCode::OrderCreated, format!("{other:?}")),
-        }
+        };
+        StatusEvent::new(stage, at, &message)
     }
 
-    /// Applies `stages` in order (the i-th at time i) and returns the final view.
-    fn apply(stages: &[Stage]) -> StatusView {
+    /// Applies `stages` in order, the i-th published at time 100 × its position in
+    /// `canonical` (so each stage has one true time, whatever the delivery order).
+    fn apply(stages: &[Stage]) -> StatusDoc {
         let m = msg();
-        let mut view: Option<StatusView> = None;
-        for (i, stage) in stages.iter().enumerate() {
-            if let Some(next) = StatusView::merge(
-                view.as_ref(),
-                *stage,
-                at(i64::try_from(i).unwrap()),
-                &event(*stage, &m),
-            ) {
-                view = Some(next);
-            }
-        }
-        view.unwrap()
+        stages.iter().fold(StatusDoc::default(), |doc, stage| {
+            let at = i64::try_from(*stage as usize).unwrap() * 100;
+            doc.apply(&event(*stage, at, &m))
+        })
     }
 
     fn permutations(items: &[Stage]) -> Vec<Vec<Stage>> {
@@ -237,11 +323,15 @@ mod tests {
     #[test]
     fn every_delivery_order_of_a_successful_saga_ends_completed() {
         use Stage::*;
+        let expected = apply(&[Received, OrderCreated, StockReserved, Completed]);
         for order in permutations(&[Received, OrderCreated, StockReserved, Completed]) {
-            let view = apply(&order);
-            assert_eq!(view.status, Completed, "{order:?}");
-            assert_eq!(view.timeline.len(), 4, "{order:?}");
-            assert_eq!(view.total_invoice, Some(50), "{order:?}");
+            let doc = apply(&order);
+            assert_eq!(doc, expected, "{order:?}");
+            assert_eq!(doc.status(), Completed, "{order:?}");
+            assert!(doc.finished());
+            assert_eq!(doc.timeline.len(), 4, "{order:?}");
+            assert_eq!(doc.total_invoice, Some(50), "{order:?}");
+            assert_eq!(doc.created, 0, "{order:?}");
         }
     }
 
@@ -249,35 +339,45 @@ mod tests {
     fn every_delivery_order_of_a_failed_saga_ends_compensated_with_its_reason() {
         use Stage::*;
         for order in permutations(&[Received, OrderCreated, Failed, Compensated]) {
-            let view = apply(&order);
-            assert_eq!(view.status, Compensated, "{order:?}");
-            assert_eq!(view.reason.as_deref(), Some("insufficient_stock"), "{order:?}");
-            assert_eq!(view.failed_step.as_deref(), Some("inventory"), "{order:?}");
-            assert_eq!(
-                view.status_text.as_deref(),
-                Some("Order failed: short"),
-                "{order:?}"
-            );
+            let doc = apply(&order);
+            assert_eq!(doc.status(), Compensated, "{order:?}");
+            assert_eq!(doc.reason.as_deref(), Some("insufficient_stock"), "{order:?}");
+            assert_eq!(doc.failed_step.as_deref(), Some("inventory"), "{order:?}");
+            assert_eq!(doc.status_text(), Some("Order failed: short"), "{order:?}");
         }
+    }
+
+    #[test]
+    fn a_failed_saga_is_failed_until_compensated() {
+        use Stage::*;
+        let doc = apply(&[Received, OrderCreated, Failed]);
+        assert_eq!(doc.status(), Failed);
+        assert!(!doc.finished());
     }
 
     #[test]
     fn a_late_order_created_never_moves_a_failed_saga_back() {
         use Stage::*;
-        assert_eq!(apply(&[Received, Failed, OrderCreated]).status, Failed);
+        assert_eq!(apply(&[Received, Failed, OrderCreated]).status(), Failed);
         assert_eq!(
-            apply(&[Failed, Compensated, OrderCreated, StockReserved]).status,
+            apply(&[Failed, Compensated, OrderCreated, StockReserved]).status(),
             Compensated
         );
     }
 
     #[test]
-    fn duplicates_change_nothing_and_the_timeline_keeps_each_step_once() {
+    fn duplicates_change_nothing_and_the_timeline_keeps_each_step_once_at_its_first_time() {
         use Stage::*;
         let m = msg();
-        let first = StatusView::merge(None, Received, at(0), &event(Received, &m)).unwrap();
-        assert!(StatusView::merge(Some(&first), Received, at(5), &event(Received, &m)).is_none());
-        let view = apply(&[
+        let once = StatusDoc::default().apply(&event(Received, 10, &m));
+        assert_eq!(
+            once.clone().apply(&event(Received, 10, &m)),
+            once,
+            "an exact duplicate"
+        );
+        let republished = once.clone().apply(&event(Received, 99, &m));
+        assert_eq!(republished, once, "a later copy keeps the first time");
+        let doc = apply(&[
             Received,
             OrderCreated,
             OrderCreated,
@@ -285,24 +385,38 @@ mod tests {
             StockReserved,
             StockReserved,
         ]);
-        assert_eq!(view.timeline.len(), 3);
-        assert_eq!(view.timeline[&Received], at(0), "the first time is kept");
-        assert_eq!(view.status, StockReserved);
+        assert_eq!(doc.timeline.len(), 3);
+        assert_eq!(doc.status(), StockReserved);
     }
 
     #[test]
     fn the_view_remembers_when_the_saga_began_even_if_that_arrives_last() {
         use Stage::*;
-        let m = msg();
-        let late = StatusView::merge(None, OrderCreated, at(10), &event(OrderCreated, &m)).unwrap();
-        let view = StatusView::merge(Some(&late), Received, at(3), &event(Received, &m)).unwrap();
-        assert_eq!(view.created, at(3));
-        assert_eq!(view.status, OrderCreated);
+        let doc = apply(&[StockReserved, OrderCreated, Received]);
+        assert_eq!(doc.created, 0);
+        assert_eq!(doc.timeline[&Received], 0);
     }
 
     #[test]
     fn a_stray_failure_does_not_undo_a_paid_saga() {
         use Stage::*;
-        assert_eq!(apply(&[Received, Completed, Failed]).status, Completed);
+        assert_eq!(apply(&[Received, Completed, Failed]).status(), Completed);
+        assert_eq!(apply(&[Received, Completed, Failed]).status_text(), Some("Paid"));
+    }
+
+    #[test]
+    fn the_write_sets_only_the_fields_its_message_knows() {
+        let m = msg();
+        let mut writes = WriteSet::new();
+        event(Stage::Received, 5, &m).write(DocPath::new(["sagas", "x"]), &mut writes);
+        let debug = format!("{writes:?}");
+        assert!(
+            debug.contains("texts.received") && debug.contains("timeline.received"),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains("\"failed_step\"") && !debug.contains("\"total_invoice\""),
+            "{debug}"
+        );
     }
 }

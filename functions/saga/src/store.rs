@@ -135,8 +135,17 @@ struct PendingWrite {
     path: DocPath,
     fields: Option<HashMap<String, fs::Value>>,
     mask: Option<Vec<String>>,
-    increments: Vec<(String, i64)>,
+    transforms: Vec<(String, Transform)>,
     precondition: Option<Precondition>,
+}
+
+/// A change Firestore makes to a field itself, from the field's current value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    /// Adds to the integer.
+    Increment(i64),
+    /// Keeps the smaller of the current value and this one (sets it if absent).
+    Minimum(i64),
 }
 
 impl WriteSet {
@@ -179,9 +188,26 @@ impl WriteSet {
             path,
             fields: None,
             mask: Some(Vec::new()),
-            increments: vec![(field.to_owned(), by)],
+            transforms: vec![(field.to_owned(), Transform::Increment(by))],
             precondition: Some(precondition.unwrap_or(Precondition::Exists)),
         });
+        self
+    }
+
+    /// Sets the fields named in `mask` (dotted paths reach into maps) from `obj` and applies
+    /// `transforms`, creating the document if it does not exist. With no precondition and
+    /// no read, such writes from concurrent writers never conflict.
+    pub fn upsert<T: Serialize>(
+        &mut self,
+        path: DocPath,
+        obj: &T,
+        mask: Vec<String>,
+        transforms: Vec<(String, Transform)>,
+    ) -> &mut Self {
+        self.put(path, obj, Some(mask), None);
+        if let Some(last) = self.writes.last_mut() {
+            last.transforms = transforms;
+        }
         self
     }
 
@@ -207,7 +233,7 @@ impl WriteSet {
                     .fields,
             ),
             mask,
-            increments: Vec::new(),
+            transforms: Vec::new(),
             precondition,
         });
         self
@@ -370,22 +396,25 @@ impl Store {
     }
 
     fn to_proto(&self, w: PendingWrite) -> fs::Write {
+        use fs::document_transform::field_transform::TransformType;
         let name = self.full_path(&w.path);
         let doc = fs::Document {
             name,
             fields: w.fields.unwrap_or_default(),
             ..Default::default()
         };
+        let integer = |n: i64| fs::Value {
+            value_type: Some(fs::value::ValueType::IntegerValue(n)),
+        };
         let update_transforms = w
-            .increments
+            .transforms
             .into_iter()
-            .map(|(field, by)| fs::document_transform::FieldTransform {
+            .map(|(field, transform)| fs::document_transform::FieldTransform {
                 field_path: field,
-                transform_type: Some(fs::document_transform::field_transform::TransformType::Increment(
-                    fs::Value {
-                        value_type: Some(fs::value::ValueType::IntegerValue(by)),
-                    },
-                )),
+                transform_type: Some(match transform {
+                    Transform::Increment(by) => TransformType::Increment(integer(by)),
+                    Transform::Minimum(n) => TransformType::Minimum(integer(n)),
+                }),
             })
             .collect();
         fs::Write {
