@@ -35,7 +35,9 @@ async fn payments(stack: &TestStack, quiet: Duration) -> std::collections::HashM
             return counts;
         }
         for m in got {
-            *counts.entry(m.json()["uuid"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+            *counts
+                .entry(m.json()["uuid"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
         }
     }
 }
@@ -59,22 +61,33 @@ async fn a_retry_with_the_same_key_and_body_returns_the_same_saga_and_starts_not
     let counts = payments(&stack, Duration::from_secs(4)).await;
     assert_eq!(counts.len(), 2, "{counts:?}");
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
-    assert_eq!(stack.stock("widget").await, before - 8, "two sagas of 4, not three");
+    assert_eq!(
+        stack.stock("widget").await,
+        before - 8,
+        "two sagas of 4, not three"
+    );
 }
 
 #[tokio::test]
 async fn the_same_key_with_a_different_body_is_refused() {
     let stack = TestStack::start("idempotent conflict").await;
-    let (status, _) = order_with_key(&stack, "k1", &json!({"item":"widget","quantity":1,"user":"jack"})).await;
+    let (status, _) =
+        order_with_key(&stack, "k1", &json!({"item":"widget","quantity":1,"user":"jack"})).await;
     assert_eq!(status, 202);
-    let (status, body) = order_with_key(&stack, "k1", &json!({"item":"widget","quantity":2,"user":"jack"})).await;
+    let (status, body) =
+        order_with_key(&stack, "k1", &json!({"item":"widget","quantity":2,"user":"jack"})).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "idempotency_key_reused");
     assert_eq!(body["field"], "Idempotency-Key");
 
     for bad in ["k".repeat(129), "with space".to_owned()] {
-        let (status, body) = order_with_key(&stack, &bad, &json!({"item":"widget","quantity":1,"user":"jack"})).await;
-        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_idempotency_key")), "{bad}: {body}");
+        let (status, body) =
+            order_with_key(&stack, &bad, &json!({"item":"widget","quantity":1,"user":"jack"})).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_idempotency_key")),
+            "{bad}: {body}"
+        );
     }
 }
 
@@ -83,8 +96,7 @@ async fn concurrent_retries_of_one_key_make_exactly_one_saga() {
     let stack = TestStack::start("idempotent concurrent").await;
     let before = stack.stock("wotsit").await;
     let body = json!({"item":"wotsit","quantity":3,"user":"jill"});
-    let answers =
-        futures::future::join_all((0..12).map(|_| order_with_key(&stack, "burst-1", &body))).await;
+    let answers = futures::future::join_all((0..12).map(|_| order_with_key(&stack, "burst-1", &body))).await;
     let uuids: std::collections::HashSet<&str> = answers
         .iter()
         .map(|(status, answer)| {
@@ -96,6 +108,10 @@ async fn concurrent_retries_of_one_key_make_exactly_one_saga() {
 
     let counts = payments(&stack, Duration::from_secs(4)).await;
     assert_eq!(counts.len(), 1, "{counts:?}");
-    assert_eq!(counts.values().copied().collect::<Vec<_>>(), [1], "one payment-created");
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        [1],
+        "one payment-created"
+    );
     assert_eq!(stack.stock("wotsit").await, before - 3, "one decrement");
 }

@@ -35,8 +35,15 @@ impl Key {
         let der = pair.as_der().unwrap();
         // jsonwebtoken's aws-lc backend takes a PKCS#8 key as PEM, not as raw DER.
         let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
         Key(EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap())
     }
 
@@ -99,13 +106,20 @@ async fn only_pushes_with_a_valid_token_of_the_push_account_are_processed() {
 
     // An orders worker that verifies tokens, on the test's project and emulators.
     let emulators = e2e::shared_emulators();
-    let mut config = Config::for_emulators(Service::Orders, &stack.project, &emulators.pubsub, &emulators.firestore);
+    let mut config = Config::for_emulators(
+        Service::Orders,
+        &stack.project,
+        &emulators.pubsub,
+        &emulators.firestore,
+    );
     config.push_auth = PushAuth::Verify {
         audience: AUDIENCE.to_owned(),
         service_account: PUSH_ACCOUNT.to_owned(),
         jwks_url: Some(jwks_url),
     };
-    let orders = Running::start(&config, devstack::router_of(Service::Orders)).await.unwrap();
+    let orders = Running::start(&config, devstack::router_of(Service::Orders))
+        .await
+        .unwrap();
 
     let push = |authorization: Option<String>| {
         let stack = &stack;
@@ -119,7 +133,11 @@ async fn only_pushes_with_a_valid_token_of_the_push_account_are_processed() {
                 data.as_bytes(),
                 &BTreeMap::new(),
             );
-            let mut request = stack.http.post(url).header("content-type", "application/json").body(body);
+            let mut request = stack
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
             if let Some(a) = authorization {
                 request = request.header("authorization", a);
             }
@@ -133,34 +151,78 @@ async fn only_pushes_with_a_valid_token_of_the_push_account_are_processed() {
 
     let (status, body, uuid) = push(bearer(google.sign(&push_claims()))).await;
     assert_eq!(status, 200, "a good token is accepted: {body}");
-    assert!(stack.step(&uuid, Service::Orders).await.is_some(), "and the step ran");
+    assert!(
+        stack.step(&uuid, Service::Orders).await.is_some(),
+        "and the step ran"
+    );
 
-    let expired = with(with(push_claims(), "exp", json!(now() - 3600)), "iat", json!(now() - 7200));
+    let expired = with(
+        with(push_claims(), "exp", json!(now() - 3600)),
+        "iat",
+        json!(now() - 7200),
+    );
     let tampered = {
         let token = google.sign(&push_claims());
         let (rest, _) = token.rsplit_once('.').unwrap();
-        format!("{rest}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 256]))
+        format!(
+            "{rest}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 256])
+        )
     };
     let cases: Vec<(&str, Option<String>, u16)> = vec![
         ("missing header", None, 401),
         ("not a bearer token", Some("Basic dXNlcjpwYXNz".to_owned()), 401),
         ("malformed token", bearer("not-a-jwt".to_owned()), 401),
-        ("wrong audience", bearer(google.sign(&with(push_claims(), "aud", json!("https://other.run.app")))), 401),
-        ("wrong issuer", bearer(google.sign(&with(push_claims(), "iss", json!("https://evil.example.com")))), 401),
-        ("no issuer", bearer(google.sign(&without(push_claims(), "iss"))), 401),
+        (
+            "wrong audience",
+            bearer(google.sign(&with(push_claims(), "aud", json!("https://other.run.app")))),
+            401,
+        ),
+        (
+            "wrong issuer",
+            bearer(google.sign(&with(push_claims(), "iss", json!("https://evil.example.com")))),
+            401,
+        ),
+        (
+            "no issuer",
+            bearer(google.sign(&without(push_claims(), "iss"))),
+            401,
+        ),
         ("expired", bearer(google.sign(&expired)), 401),
-        ("signed by another key", bearer(impostor.sign(&push_claims())), 401),
+        (
+            "signed by another key",
+            bearer(impostor.sign(&push_claims())),
+            401,
+        ),
         ("bad signature", bearer(tampered), 401),
-        ("wrong email", bearer(google.sign(&with(push_claims(), "email", json!("someone@else.com")))), 403),
-        ("unverified email", bearer(google.sign(&with(push_claims(), "email_verified", json!(false)))), 403),
-        ("no email_verified claim", bearer(google.sign(&without(push_claims(), "email_verified"))), 403),
+        (
+            "wrong email",
+            bearer(google.sign(&with(push_claims(), "email", json!("someone@else.com")))),
+            403,
+        ),
+        (
+            "unverified email",
+            bearer(google.sign(&with(push_claims(), "email_verified", json!(false)))),
+            403,
+        ),
+        (
+            "no email_verified claim",
+            bearer(google.sign(&without(push_claims(), "email_verified"))),
+            403,
+        ),
     ];
     for (what, authorization, expected) in cases {
         let (status, body, uuid) = push(authorization).await;
         assert_eq!(status, expected, "{what}: {body}");
         assert!(body["error"].is_string(), "{what}: {body}");
-        assert!(stack.step(&uuid, Service::Orders).await.is_none(), "{what}: nothing was written");
-        assert!(stack.doc(&format!("users/jack/orders/{uuid}")).await.is_none(), "{what}: no order");
+        assert!(
+            stack.step(&uuid, Service::Orders).await.is_none(),
+            "{what}: nothing was written"
+        );
+        assert!(
+            stack.doc(&format!("users/jack/orders/{uuid}")).await.is_none(),
+            "{what}: no order"
+        );
     }
     orders.stop().await.unwrap();
 }

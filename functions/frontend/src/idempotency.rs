@@ -59,10 +59,13 @@ impl Key {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    digest(&SHA256, bytes).as_ref().iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    digest(&SHA256, bytes)
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// A hash of what the request asks for, the same however its JSON is spelled (key order,
@@ -175,7 +178,9 @@ pub async fn claim(store: &Store, key: &Key, hash: &str) -> Result<Claim, ApiErr
             Err(CommitError::Unavailable(e)) => return Err(ApiError::Unavailable(e)),
         }
     }
-    Err(ApiError::Unavailable(anyhow::anyhow!("idempotency key {path} kept changing")))
+    Err(ApiError::Unavailable(anyhow::anyhow!(
+        "idempotency key {path} kept changing"
+    )))
 }
 
 #[derive(Serialize)]
@@ -188,7 +193,12 @@ struct Published {
 /// saga drops.
 pub async fn mark_published(store: &Store, key: &Key) {
     let mut writes = WriteSet::new();
-    writes.update(key.path(), &Published { published: true }, Some(&["published"]), Some(Precondition::Exists));
+    writes.update(
+        key.path(),
+        &Published { published: true },
+        Some(&["published"]),
+        Some(Precondition::Exists),
+    );
     if let Err(e) = store.commit(writes).await {
         tracing::warn!(error = %e, "could not mark an idempotency key published");
     }
@@ -208,8 +218,16 @@ mod tests {
     #[test]
     fn keys_of_1_to_128_printable_characters_are_taken() {
         assert_eq!(Key::from_headers(&HeaderMap::new()).unwrap(), None);
-        assert!(Key::from_headers(&headers(b"order-42/retry:a")).unwrap().is_some());
-        assert!(Key::from_headers(&headers("k".repeat(128).as_bytes())).unwrap().is_some());
+        assert!(
+            Key::from_headers(&headers(b"order-42/retry:a"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            Key::from_headers(&headers("k".repeat(128).as_bytes()))
+                .unwrap()
+                .is_some()
+        );
         for bad in [&b""[..], "k".repeat(129).as_bytes(), b"has space", b"caf\xc3\xa9"] {
             assert!(Key::from_headers(&headers(bad)).is_err(), "{bad:?}");
         }
@@ -218,7 +236,9 @@ mod tests {
     #[test]
     fn the_request_hash_ignores_key_order_and_whitespace_but_not_values() {
         let a = request_hash(br#"{"item":"widget","quantity":5,"user":"jack","x":{"b":1,"a":2}}"#);
-        let b = request_hash(b"{ \"user\": \"jack\", \"x\": {\"a\":2, \"b\":1}, \"quantity\": 5, \"item\": \"widget\" }");
+        let b = request_hash(
+            b"{ \"user\": \"jack\", \"x\": {\"a\":2, \"b\":1}, \"quantity\": 5, \"item\": \"widget\" }",
+        );
         let c = request_hash(br#"{"item":"widget","quantity":6,"user":"jack","x":{"b":1,"a":2}}"#);
         assert_eq!(a, b);
         assert_ne!(a, c);

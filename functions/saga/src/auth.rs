@@ -105,13 +105,17 @@ impl PushVerifier {
 fn check_claims(claims: &Map<String, Value>, service_account: &str) -> Result<(), AuthError> {
     let iss = claims.get("iss").and_then(Value::as_str);
     if !iss.is_some_and(|iss| GOOGLE_ISSUERS.contains(&iss)) {
-        return Err(AuthError::Unauthenticated(format!("issuer {iss:?} is not Google's")));
+        return Err(AuthError::Unauthenticated(format!(
+            "issuer {iss:?} is not Google's"
+        )));
     }
     if claims.get("aud").is_none() {
         return Err(AuthError::Unauthenticated("no audience".to_owned()));
     }
     if claims.get("email_verified").and_then(Value::as_bool) != Some(true) {
-        return Err(AuthError::Forbidden("the token's email is not verified".to_owned()));
+        return Err(AuthError::Forbidden(
+            "the token's email is not verified".to_owned(),
+        ));
     }
     match claims.get("email").and_then(Value::as_str) {
         Some(email) if email == service_account => Ok(()),
@@ -139,13 +143,34 @@ mod tests {
     #[test]
     fn missing_or_wrong_claims_are_refused_without_panicking() {
         let cases = [
-            (json!({"aud": "a", "email": "push@p", "email_verified": true}), "iss"),
-            (json!({"iss": "https://cloud.google.com/iap", "aud": "a", "email": "push@p", "email_verified": true}), "iss"),
-            (json!({"iss": "accounts.google.com", "email": "push@p", "email_verified": true}), "aud"),
-            (json!({"iss": "accounts.google.com", "aud": "a", "email": "push@p"}), "verified"),
-            (json!({"iss": "accounts.google.com", "aud": "a", "email": "push@p", "email_verified": "true"}), "verified"),
-            (json!({"iss": "accounts.google.com", "aud": "a", "email_verified": true}), "push service account"),
-            (json!({"iss": "accounts.google.com", "aud": "a", "email": "other@p", "email_verified": true}), "push service account"),
+            (
+                json!({"aud": "a", "email": "push@p", "email_verified": true}),
+                "iss",
+            ),
+            (
+                json!({"iss": "https://cloud.google.com/iap", "aud": "a", "email": "push@p", "email_verified": true}),
+                "iss",
+            ),
+            (
+                json!({"iss": "accounts.google.com", "email": "push@p", "email_verified": true}),
+                "aud",
+            ),
+            (
+                json!({"iss": "accounts.google.com", "aud": "a", "email": "push@p"}),
+                "verified",
+            ),
+            (
+                json!({"iss": "accounts.google.com", "aud": "a", "email": "push@p", "email_verified": "true"}),
+                "verified",
+            ),
+            (
+                json!({"iss": "accounts.google.com", "aud": "a", "email_verified": true}),
+                "push service account",
+            ),
+            (
+                json!({"iss": "accounts.google.com", "aud": "a", "email": "other@p", "email_verified": true}),
+                "push service account",
+            ),
         ];
         for (c, what) in cases {
             let err = check_claims(&claims(&c), "push@p").unwrap_err();

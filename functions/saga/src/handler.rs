@@ -11,6 +11,7 @@
 //! A poison message is answered 2xx only once its dead-letter copy is published; if that
 //! fails too, the answer is 503 and Pub/Sub tries again.
 
+use crate::auth::AuthError;
 use crate::bus::Outgoing;
 use crate::contract::Topic;
 use crate::ledger::{Handled, StepError};
@@ -19,7 +20,6 @@ use crate::service::Clients;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use crate::auth::AuthError;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -52,18 +52,20 @@ where
     F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
 {
-    post(move |State(clients): State<Clients>, headers: HeaderMap, body: Bytes| {
-        let handler = handler.clone();
-        async move {
-            if let Some(verifier) = &clients.push_verifier {
-                let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-                if let Err(e) = verifier.verify(authorization).await {
-                    return refused(&e);
+    post(
+        move |State(clients): State<Clients>, headers: HeaderMap, body: Bytes| {
+            let handler = handler.clone();
+            async move {
+                if let Some(verifier) = &clients.push_verifier {
+                    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+                    if let Err(e) = verifier.verify(authorization).await {
+                        return refused(&e);
+                    }
                 }
+                handle(clients, body, handler).await
             }
-            handle(clients, body, handler).await
-        }
-    })
+        },
+    )
 }
 
 async fn handle<F, Fut>(clients: Clients, body: Bytes, step: F) -> Response

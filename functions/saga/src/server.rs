@@ -5,6 +5,7 @@ use crate::contract::HANDLER_TIMEOUT;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// The health endpoint, for Cloud Run's startup and liveness probes.
@@ -26,7 +28,8 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 
 /// Adds the health endpoint and the layers every service needs: a request timeout (503,
 /// so that Pub/Sub retries), a body-size limit (413), a panic guard (500, the process keeps
-/// serving), JSON bodies on every error, and an access log.
+/// serving), JSON bodies on every error, `nosniff` and `no-store` (answers are live state,
+/// not to be cached; the page's assets set their own policy), and an access log.
 pub fn standard(router: Router, body_limit: usize) -> Router {
     router
         .route(
@@ -42,6 +45,14 @@ pub fn standard(router: Router, body_limit: usize) -> Router {
         .layer(axum::middleware::map_response(move |res| {
             std::future::ready(json_errors(res, body_limit))
         }))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(axum::middleware::from_fn(access_log))
 }
 

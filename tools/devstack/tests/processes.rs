@@ -150,7 +150,10 @@ async fn json_logs_of_a_saga_carry_its_uuid_and_the_clients_trace_in_every_servi
         .await
         .unwrap();
     let uuid = answer["uuid"].as_str().unwrap().to_owned();
-    assert_eq!(answer["trace_id"], trace, "the answer names the trace to search the logs by");
+    assert_eq!(
+        answer["trace_id"], trace,
+        "the answer names the trace to search the logs by"
+    );
     let puller = Puller::connect(&emulators.pubsub_endpoint(), &project)
         .await
         .unwrap();
