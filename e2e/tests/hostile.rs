@@ -817,10 +817,9 @@ async fn a_push_whose_data_exceeds_the_limit_is_dead_lettered_once_and_nothing_e
 #[tokio::test]
 async fn a_message_too_large_for_a_push_request_is_acked_and_dead_lettered_with_a_reason() {
     let stack = TestStack::start("message over the push limit").await;
-    // Pub/Sub takes messages up to 10 MB; this one's push request is over the workers'
-    // HTTP body limit.
+    // Pub/Sub takes messages up to 10 MB; this one is far over the saga's message limit.
     let mut big = saga_message(&new_uuid(), "widget", 1, "jack");
-    big["pad"] = json!("x".repeat(MAX_PUSH_BYTES));
+    big["pad"] = json!("x".repeat(1024 * 1024));
     stack
         .publish(Topic::Frontend, big.to_string().as_bytes(), &[("case", "huge")])
         .await;

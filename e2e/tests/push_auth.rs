@@ -156,6 +156,25 @@ async fn only_pushes_with_a_valid_token_of_the_push_account_are_processed() {
         "and the step ran"
     );
 
+    for (what, authorization, expected) in bad_tokens(&google, &impostor) {
+        let (status, body, uuid) = push(authorization).await;
+        assert_eq!(status, expected, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: {body}");
+        assert!(
+            stack.step(&uuid, Service::Orders).await.is_none(),
+            "{what}: nothing was written"
+        );
+        assert!(
+            stack.doc(&format!("users/jack/orders/{uuid}")).await.is_none(),
+            "{what}: no order"
+        );
+    }
+    orders.stop().await.unwrap();
+}
+
+/// Each way a push can be refused, with the status it must get.
+fn bad_tokens(google: &Key, impostor: &Key) -> Vec<(&'static str, Option<String>, u16)> {
+    let bearer = |token: String| Some(format!("Bearer {token}"));
     let expired = with(
         with(push_claims(), "exp", json!(now() - 3600)),
         "iat",
@@ -169,7 +188,7 @@ async fn only_pushes_with_a_valid_token_of_the_push_account_are_processed() {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 256])
         )
     };
-    let cases: Vec<(&str, Option<String>, u16)> = vec![
+    vec![
         ("missing header", None, 401),
         ("not a bearer token", Some("Basic dXNlcjpwYXNz".to_owned()), 401),
         ("malformed token", bearer("not-a-jwt".to_owned()), 401),
@@ -210,19 +229,5 @@ async fn only_pushes_with_a_valid_token_of_the_push_account_are_processed() {
             bearer(google.sign(&without(push_claims(), "email_verified"))),
             403,
         ),
-    ];
-    for (what, authorization, expected) in cases {
-        let (status, body, uuid) = push(authorization).await;
-        assert_eq!(status, expected, "{what}: {body}");
-        assert!(body["error"].is_string(), "{what}: {body}");
-        assert!(
-            stack.step(&uuid, Service::Orders).await.is_none(),
-            "{what}: nothing was written"
-        );
-        assert!(
-            stack.doc(&format!("users/jack/orders/{uuid}")).await.is_none(),
-            "{what}: no order"
-        );
-    }
-    orders.stop().await.unwrap();
+    ]
 }

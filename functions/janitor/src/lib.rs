@@ -21,7 +21,7 @@ use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
 use saga::contract::{Delivery, Purpose, Service, Subscription, Topic, push_path, status_path};
-use saga::handler::{dead_letter_attributes, parse_message, push_route};
+use saga::handler::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
 use saga::ledger::{self, Decision, Handled, Step, StepError};
 use saga::message::{Reason, SagaMessage, StatusCode};
 use saga::push::{MAX_PUSH_BYTES, Push};
@@ -320,7 +320,9 @@ pub fn router(clients: Clients) -> Router {
     for topic in STATUS_TOPICS {
         routes = routes.route(
             status_path(topic),
-            push_route(move |clients, push| async move { record_status(&clients, &push, topic).await }),
+            push_route_with(Poison::Skip, move |clients, push| async move {
+                record_status(&clients, &push, topic).await
+            }),
         );
     }
     let routes = routes
@@ -333,7 +335,9 @@ pub fn router(clients: Clients) -> Router {
         )
         .route(
             push_path(Topic::DeadLetter),
-            push_route(|clients, push| async move { dead_lettered(&clients, &push).await }),
+            push_route_with(Poison::Keep, |clients, push| async move {
+                dead_lettered(&clients, &push).await
+            }),
         )
         .with_state(clients);
     saga::server::standard(routes, MAX_PUSH_BYTES)

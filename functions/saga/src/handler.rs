@@ -15,10 +15,10 @@ use crate::auth::AuthError;
 use crate::bus::Outgoing;
 use crate::contract::Topic;
 use crate::ledger::{Handled, StepError};
-use crate::push::{Push, parse_envelope};
+use crate::push::{MAX_PUSH_BYTES, Push, read_envelope};
 use crate::service::Clients;
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
@@ -45,30 +45,72 @@ pub mod dead_letter_attributes {
     pub const ENCODING: &str = "saga_dead_letter_encoding";
 }
 
-/// A push endpoint whose handler gets the decoded message; everything around it (envelope,
-/// poison routing, status codes, logging) is this module's.
+/// What to do with a push that can never be processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poison {
+    /// Copy it to the dead-letter topic, then ack it: for the saga's steps.
+    DeadLetter,
+    /// Ack it and log it: for the subscription on the dead-letter topic itself, where the
+    /// message stays (on `dead-letter-sub`); copying it there again would only feed it back.
+    Keep,
+    /// Ack it quietly: for the status view, which reads the same topics as the steps; the
+    /// step that reads the message dead-letters it, once.
+    Skip,
+}
+
+/// A push endpoint whose handler gets the decoded message; everything around it (token,
+/// envelope, poison routing, status codes, logging) is this module's.
 pub fn push_route<F, Fut>(handler: F) -> MethodRouter<Clients>
 where
     F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
 {
+    route(Poison::DeadLetter, handler)
+}
+
+/// [`push_route`] with another way of handling poison.
+pub fn push_route_with<F, Fut>(poison: Poison, handler: F) -> MethodRouter<Clients>
+where
+    F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
+{
+    route(poison, handler)
+}
+
+fn route<F, Fut>(poison: Poison, handler: F) -> MethodRouter<Clients>
+where
+    F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
+{
     post(
-        move |State(clients): State<Clients>, headers: HeaderMap, body: Bytes| {
+        move |State(clients): State<Clients>, headers: HeaderMap, body: Body| {
             let handler = handler.clone();
             async move {
+                // The token first: nobody else gets us to read a large body.
                 if let Some(verifier) = &clients.push_verifier {
                     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
                     if let Err(e) = verifier.verify(authorization).await {
                         return refused(&e);
                     }
                 }
-                handle(clients, body, handler).await
+                match axum::body::to_bytes(body, MAX_PUSH_BYTES).await {
+                    Ok(body) => handle(clients, body, handler, poison).await,
+                    // Larger than any push Pub/Sub makes, or the connection broke.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the push body");
+                        (
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            Json(json!({ "error": "payload_too_large", "message": "not a Pub/Sub push" })),
+                        )
+                            .into_response()
+                    }
+                }
             }
         },
     )
 }
 
-async fn handle<F, Fut>(clients: Clients, body: Bytes, step: F) -> Response
+async fn handle<F, Fut>(clients: Clients, body: Bytes, step: F, poison: Poison) -> Response
 where
     F: Fn(Clients, Push) -> Fut,
     Fut: Future<Output = Result<Handled, StepError>>,
@@ -77,16 +119,44 @@ where
         tracing::warn!("injected push failure (test hook)");
         return unavailable();
     }
-    let push = match parse_envelope(&body) {
+    let refuse = |push: Push, code: &'static str, detail: String| {
+        let clients = clients.clone();
+        async move {
+            match poison {
+                Poison::DeadLetter => dead_letter(&clients, &push, code, &detail).await,
+                Poison::Keep => {
+                    tracing::error!(reason = code, detail, message_id = %push.message_id, "an unreadable dead letter; it stays on dead-letter-sub");
+                    (
+                        StatusCode::OK,
+                        Json(json!({ "result": "ignored", "reason": code, "detail": detail })),
+                    )
+                        .into_response()
+                }
+                Poison::Skip => {
+                    tracing::debug!(reason = code, message_id = %push.message_id, "not a saga message; its step dead-letters it");
+                    (
+                        StatusCode::OK,
+                        Json(json!({ "result": "ignored", "reason": code, "detail": detail })),
+                    )
+                        .into_response()
+                }
+            }
+        }
+    };
+    let push = match read_envelope(&body) {
         Ok(push) => push,
         Err(e) => {
             let raw = Push {
                 data: body.to_vec(),
                 ..Push::default()
             };
-            return dead_letter(&clients, &raw, e.code(), &e.to_string()).await;
+            return refuse(raw, e.code(), e.to_string()).await;
         }
     };
+    if let Err(e) = push.check_size() {
+        // The whole message, attributes and all, goes to the dead-letter topic.
+        return refuse(push, e.code(), e.to_string()).await;
+    }
     let span = tracing::info_span!(
         "push",
         subscription = %push.subscription.rsplit('/').next().unwrap_or_default(),
@@ -116,7 +186,7 @@ where
                 }
                 (StatusCode::OK, Json(json!({ "result": handled.word() }))).into_response()
             }
-            Err(StepError::Poison { code, detail }) => dead_letter(&clients, &push, code, &detail).await,
+            Err(StepError::Poison { code, detail }) => refuse(push.clone(), code, detail).await,
             Err(StepError::Transient(e)) => {
                 tracing::warn!(error = format!("{e:#}"), "transient failure; Pub/Sub will retry");
                 unavailable()

@@ -15,9 +15,11 @@ use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// Most bytes a push request may carry: a message of [`MAX_MESSAGE_BYTES`] in base64 with
-/// its attributes fits well inside. A larger body is refused at the HTTP layer.
-pub const MAX_PUSH_BYTES: usize = 256 * 1024;
+/// Most bytes a push request may carry: the largest message Pub/Sub takes (10 MB) in base64,
+/// with its attributes and envelope. Larger pushes cannot come from Pub/Sub; a push this
+/// large is read (after its token is checked) only to move its message to the dead-letter
+/// topic whole, since it is far over [`MAX_MESSAGE_BYTES`].
+pub const MAX_PUSH_BYTES: usize = 16 * 1024 * 1024;
 
 /// A pushed message, decoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -92,21 +94,22 @@ struct WireMessage {
     publish_time_snake: Option<String>,
 }
 
-/// Reads a push request body.
+/// Reads a push request body, refusing data over [`MAX_MESSAGE_BYTES`].
 pub fn parse_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
+    let push = read_envelope(body)?;
+    push.check_size()?;
+    Ok(push)
+}
+
+/// Reads a push request body whatever the size of its data (the HTTP body limit bounds
+/// it), so that an oversized message can still be dead-lettered whole, with its attributes.
+pub fn read_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
     let env: Envelope = serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
     let msg = env.message;
     let encoded = msg.data.unwrap_or_default();
-    // base64 grows data by 4/3; checking first avoids decoding a huge payload at all.
-    if encoded.len() > MAX_MESSAGE_BYTES.div_ceil(3) * 4 {
-        return Err(EnvelopeError::TooLarge);
-    }
     let data = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|e| EnvelopeError::BadBase64(e.to_string()))?;
-    if data.len() > MAX_MESSAGE_BYTES {
-        return Err(EnvelopeError::TooLarge);
-    }
     let attributes = msg.attributes.unwrap_or_default();
     let trace = attributes
         .get(TRACEPARENT)
@@ -121,6 +124,16 @@ pub fn parse_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
         subscription: env.subscription,
         delivery_attempt: env.delivery_attempt,
     })
+}
+
+impl Push {
+    /// Refuses data over [`MAX_MESSAGE_BYTES`]: no saga message is that large.
+    pub fn check_size(&self) -> Result<(), EnvelopeError> {
+        if self.data.len() > MAX_MESSAGE_BYTES {
+            return Err(EnvelopeError::TooLarge);
+        }
+        Ok(())
+    }
 }
 
 /// Builds the body Pub/Sub would push for `data`: for tests and tools that drive a
