@@ -26,14 +26,14 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use devstack::emulators::{Emulators, Options};
 use observe::Observer;
-use report::{CapacityCpu, Machine, Report, ServiceReport};
+use report::{Machine, Report, ServiceReport};
 use scenario::{Load, RunReport, Target, Waits};
 use stack::{EmulatorHosts, RssSampler, Stack};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(about = "Load, latency and correctness benchmark of the saga on the emulators")]
@@ -84,9 +84,10 @@ struct Opts {
     /// nothing was sold beyond it.
     #[arg(long, global = true, default_value_t = 2000)]
     hot_stock: i64,
-    /// Orders of the warm-up run before the measured runs (the emulators' JVMs are slow
-    /// until warm); 0 for none.
-    #[arg(long, global = true, default_value_t = 100)]
+    /// Orders of the warm-up run before the measured runs, sent like the capacity run's:
+    /// the emulators' JVMs compile their hot paths only under load, and a first run
+    /// measured cold would mostly measure that. 0 for none.
+    #[arg(long, global = true, default_value_t = 300)]
     warmup: usize,
     /// Starts of each service to time (all but the last are stopped again at once).
     #[arg(long, global = true, default_value_t = 5)]
@@ -241,7 +242,6 @@ async fn bench(command: Command, opts: &Opts) -> anyhow::Result<Report> {
         runs: Vec::new(),
         capacity_pct_of_floor: None,
         services: Vec::new(),
-        capacity_cpu: None,
         firestore_probe: None,
         publish_idle: None,
         image_note: None,
@@ -249,7 +249,7 @@ async fn bench(command: Command, opts: &Opts) -> anyhow::Result<Report> {
     };
 
     if matches!(command, Command::All | Command::Floor) {
-        run_floor(&hosts, &http, waits, orders_n, concurrency, &mut report).await?;
+        run_floor(opts, &hosts, &http, waits, orders_n, concurrency, &mut report).await?;
     }
     if let Some(bin_dir) = bin_dir {
         run_stack(
@@ -286,6 +286,7 @@ fn profile_of_exe() -> Option<String> {
 }
 
 async fn run_floor(
+    opts: &Opts,
     hosts: &EmulatorHosts,
     http: &reqwest::Client,
     waits: Waits,
@@ -299,7 +300,7 @@ async fn run_floor(
     // One order at a time first: what a publish costs when nothing else is going on.
     say("floor: 50 orders, one at a time");
     let (mut idle, _) = scenario::run(
-        "floor, sequential",
+        "floor sequential",
         http,
         floor_target(&floor, &mut observer),
         orders::spread(50),
@@ -312,6 +313,7 @@ async fn run_floor(
     report.runs.push(idle);
 
     say(&format!("floor: {orders_n} orders from {concurrency} clients"));
+    let meter = procfs::CpuMeter::start(emulator_and_bench_groups(hosts));
     let (mut run, _) = scenario::run(
         "floor",
         http,
@@ -321,7 +323,17 @@ async fn run_floor(
         waits,
     )
     .await?;
+    run.cpu = Some(meter.finish(run.check.completed + run.check.failed_total()));
     run.publish = stats::summarize(&floor.take_publishes());
+    report.runs.push(run);
+
+    say(&format!(
+        "floor: {} orders per second for {} s",
+        opts.rate, opts.duration
+    ));
+    let target = floor_target(&floor, &mut observer);
+    let run = latency_run("floor latency", opts, hosts, &floor.project, http, target, waits).await?;
+    floor.take_publishes();
     report.runs.push(run);
     observer.stop().await;
     floor.stop();
@@ -436,13 +448,16 @@ async fn measured_runs(
     }
 
     if opts.warmup > 0 {
-        say(&format!("warm-up: {} orders from 8 clients", opts.warmup));
+        say(&format!(
+            "warm-up: {} orders from {concurrency} clients",
+            opts.warmup
+        ));
         let (run, _) = scenario::run(
             "warm-up",
             http,
             stack_target(stack, &mut observer),
             orders::spread(opts.warmup),
-            Load::Closed { concurrency: 8 },
+            Load::Closed { concurrency },
             waits,
         )
         .await?;
@@ -463,7 +478,6 @@ async fn measured_runs(
             waits,
             orders_n,
             concurrency,
-            report,
             services,
         )
         .await?;
@@ -471,30 +485,12 @@ async fn measured_runs(
     }
 
     if matches!(command, Command::All | Command::Latency) {
-        let n = latency_orders(opts.rate, opts.duration);
         say(&format!(
-            "latency: {} orders per second for {} s ({n} orders)",
+            "latency: {} orders per second for {} s",
             opts.rate, opts.duration
         ));
-        let taps = taps::Taps::start(&hosts.pubsub_endpoint(), &stack.project).await?;
-        let (mut run, sent): (RunReport, _) = scenario::run(
-            "latency",
-            http,
-            stack_target(stack, &mut observer),
-            orders::spread(n),
-            Load::Open { rate: opts.rate },
-            waits,
-        )
-        .await?;
-        let completed: Vec<String> = run
-            .check
-            .ended
-            .iter()
-            .filter(|(_, e)| e.kind == check::Kind::Completed)
-            .map(|(u, _)| u.clone())
-            .collect();
-        let seen = taps.finish(&completed, Duration::from_secs(10)).await;
-        run.hops = Some(scenario::hops(&sent, &run.check, &seen));
+        let target = stack_target(stack, &mut observer);
+        let run = latency_run("latency", opts, hosts, &stack.project, http, target, waits).await?;
         report.runs.push(run);
     }
 
@@ -530,23 +526,19 @@ async fn capacity(
     waits: Waits,
     orders_n: usize,
     concurrency: usize,
-    report: &mut Report,
     services: &mut [ServiceReport],
 ) -> anyhow::Result<RunReport> {
-    let (ticks, _) = procfs::ticks_per_second();
-    let seconds = |t: u64| stats::u64_as_f64(t) / stats::u64_as_f64(ticks);
-    let emulator_pids = |host: &str| procfs::pids_matching(&["java", &format!("--port={}", port_of(host))]);
-    let (pubsub_pids, firestore_pids) = (emulator_pids(&hosts.pubsub), emulator_pids(&hosts.firestore));
-    let cpu_of = |pids: &[u32]| pids.iter().filter_map(|&p| procfs::cpu_ticks(p)).sum::<u64>();
+    let mut groups: Vec<(String, Vec<u32>)> = stack
+        .pids()
+        .into_iter()
+        .map(|(service, pid)| (service.name().to_owned(), vec![pid]))
+        .collect();
+    groups.extend(emulator_and_bench_groups(hosts));
+    let meter = procfs::CpuMeter::start(groups);
     let service_pids: Vec<u32> = stack.pids().into_iter().map(|(_, p)| p).collect();
-    let before: Vec<Option<u64>> = service_pids.iter().map(|&p| procfs::cpu_ticks(p)).collect();
-    let (pubsub_before, firestore_before) = (cpu_of(&pubsub_pids), cpu_of(&firestore_pids));
-    let bench_before = procfs::cpu_ticks(std::process::id());
-    let machine_before = procfs::machine_ticks();
     let sampler = RssSampler::start(service_pids.clone(), Duration::from_millis(100));
-    let wall = Instant::now();
 
-    let (run, _) = scenario::run(
+    let (mut run, _) = scenario::run(
         "capacity",
         http,
         stack_target(stack, observer),
@@ -556,39 +548,62 @@ async fn capacity(
     )
     .await?;
 
-    let wall = wall.elapsed();
     let max_rss = sampler.finish().await;
-    let ended = run.check.completed + run.check.failed_total();
-    let mut services_total = 0;
-    for ((s, &pid), before) in services.iter_mut().zip(&service_pids).zip(before) {
-        s.rss_capacity_max_bytes = max_rss.get(&pid).copied();
-        if let (Some(b), Some(a)) = (before, procfs::cpu_ticks(pid)) {
-            let used = a.saturating_sub(b);
-            services_total += used;
-            s.cpu_capacity_s = Some(seconds(used));
-            if ended > 0 {
-                s.cpu_s_per_1000_sagas = Some(seconds(used) / stats::as_f64(ended) * 1000.0);
-            }
+    let cpu = meter.finish(run.check.completed + run.check.failed_total());
+    for (s, pid) in services.iter_mut().zip(&service_pids) {
+        s.rss_capacity_max_bytes = max_rss.get(pid).copied();
+        if let Some(group) = cpu.group(&s.service) {
+            s.cpu_capacity_s = Some(group.cpu_s);
+            // Milliseconds per saga are seconds per 1,000 sagas.
+            s.cpu_s_per_1000_sagas = group.ms_per_saga;
         }
     }
-    let machine_busy_pct = match (machine_before, procfs::machine_ticks()) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-            Some(stats::u64_as_f64(b1 - b0) / stats::u64_as_f64(t1 - t0) * 100.0)
-        }
-        _ => None,
-    };
-    report.capacity_cpu = Some(CapacityCpu {
-        pubsub_emulator_s: (!pubsub_pids.is_empty())
-            .then(|| seconds(cpu_of(&pubsub_pids).saturating_sub(pubsub_before))),
-        firestore_emulator_s: (!firestore_pids.is_empty())
-            .then(|| seconds(cpu_of(&firestore_pids).saturating_sub(firestore_before))),
-        bench_s: bench_before
-            .zip(procfs::cpu_ticks(std::process::id()))
-            .map(|(b, a)| seconds(a.saturating_sub(b))),
-        services_s: Some(seconds(services_total)),
-        wall_s: wall.as_secs_f64(),
-        machine_busy_pct,
-    });
+    run.cpu = Some(cpu);
+    Ok(run)
+}
+
+/// The emulators' Java servers (found by their ports: gcloud starts them as grandchildren
+/// in process groups of their own) and this process, as CPU groups.
+fn emulator_and_bench_groups(hosts: &EmulatorHosts) -> Vec<(String, Vec<u32>)> {
+    let java = |host: &str| procfs::pids_matching(&["java", &format!("--port={}", port_of(host))]);
+    vec![
+        ("Pub/Sub emulator".to_owned(), java(&hosts.pubsub)),
+        ("Firestore emulator".to_owned(), java(&hosts.firestore)),
+        ("bench".to_owned(), vec![std::process::id()]),
+    ]
+}
+
+/// An open-loop run at `--rate` for `--duration`, with the hops of each saga timed by
+/// tapping the topics between the steps.
+async fn latency_run(
+    name: &str,
+    opts: &Opts,
+    hosts: &EmulatorHosts,
+    project: &str,
+    http: &reqwest::Client,
+    target: Target<'_>,
+    waits: Waits,
+) -> anyhow::Result<RunReport> {
+    let n = latency_orders(opts.rate, opts.duration);
+    let taps = taps::Taps::start(&hosts.pubsub_endpoint(), project).await?;
+    let (mut run, sent) = scenario::run(
+        name,
+        http,
+        target,
+        orders::spread(n),
+        Load::Open { rate: opts.rate },
+        waits,
+    )
+    .await?;
+    let completed: Vec<String> = run
+        .check
+        .ended
+        .iter()
+        .filter(|(_, e)| e.kind == check::Kind::Completed)
+        .map(|(u, _)| u.clone())
+        .collect();
+    let seen = taps.finish(&completed, Duration::from_secs(10)).await;
+    run.hops = Some(scenario::hops(&sent, &run.check, &seen));
     Ok(run)
 }
 

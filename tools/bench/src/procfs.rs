@@ -5,8 +5,10 @@
 //! counted in comes from `getconf CLK_TCK` (and is assumed to be 100, the Linux default,
 //! when that fails; the report says which).
 
+use serde::Serialize;
 use std::path::Path;
 use std::process::Command;
+use std::time::Instant;
 
 /// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
@@ -135,6 +137,93 @@ pub fn pids_matching(needles: &[&str]) -> Vec<u32> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// CPU used by named groups of processes over a stretch of time.
+#[derive(Debug)]
+pub struct CpuMeter {
+    groups: Vec<(String, Vec<u32>, u64)>,
+    machine: Option<(u64, u64)>,
+    started: Instant,
+}
+
+/// What a [`CpuMeter`] measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuReport {
+    /// Wall time measured, seconds.
+    pub wall_s: f64,
+    /// Share of all cores busy over that time, by anything on the machine (other
+    /// people's builds included).
+    pub machine_busy_pct: Option<f64>,
+    /// Each group.
+    pub groups: Vec<CpuGroup>,
+}
+
+/// CPU of one group of processes.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuGroup {
+    /// What the processes are.
+    pub name: String,
+    /// User + system CPU, seconds.
+    pub cpu_s: f64,
+    /// That per saga ended, milliseconds (equal to seconds per 1,000 sagas).
+    pub ms_per_saga: Option<f64>,
+}
+
+impl CpuReport {
+    /// The group called `name`.
+    pub fn group(&self, name: &str) -> Option<&CpuGroup> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+fn ticks_of(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|&p| cpu_ticks(p)).sum()
+}
+
+impl CpuMeter {
+    /// Starts measuring `groups` of pids.
+    pub fn start(groups: Vec<(String, Vec<u32>)>) -> Self {
+        CpuMeter {
+            groups: groups
+                .into_iter()
+                .map(|(name, pids)| {
+                    let before = ticks_of(&pids);
+                    (name, pids, before)
+                })
+                .collect(),
+            machine: machine_ticks(),
+            started: Instant::now(),
+        }
+    }
+
+    /// What each group used since the start; per saga when `sagas` is not zero.
+    pub fn finish(self, sagas: usize) -> CpuReport {
+        let (ticks, _) = ticks_per_second();
+        let seconds = |t: u64| crate::stats::u64_as_f64(t) / crate::stats::u64_as_f64(ticks);
+        let machine_busy_pct = match (self.machine, machine_ticks()) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some(
+                crate::stats::u64_as_f64(b1.saturating_sub(b0)) / crate::stats::u64_as_f64(t1 - t0) * 100.0,
+            ),
+            _ => None,
+        };
+        CpuReport {
+            wall_s: self.started.elapsed().as_secs_f64(),
+            machine_busy_pct,
+            groups: self
+                .groups
+                .into_iter()
+                .map(|(name, pids, before)| {
+                    let cpu_s = seconds(ticks_of(&pids).saturating_sub(before));
+                    CpuGroup {
+                        name,
+                        cpu_s,
+                        ms_per_saga: (sagas > 0).then(|| cpu_s * 1000.0 / crate::stats::as_f64(sagas)),
+                    }
+                })
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -65,23 +65,6 @@ pub struct ServiceReport {
     pub image_bytes: Option<u64>,
 }
 
-/// CPU used by everything else during the capacity run: what the services compete with.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct CapacityCpu {
-    /// The Pub/Sub emulator's Java server, seconds.
-    pub pubsub_emulator_s: Option<f64>,
-    /// The Firestore emulator's Java server, seconds.
-    pub firestore_emulator_s: Option<f64>,
-    /// The bench itself (load, pulls), seconds.
-    pub bench_s: Option<f64>,
-    /// The five services together, seconds.
-    pub services_s: Option<f64>,
-    /// Wall time of the measurement, seconds.
-    pub wall_s: f64,
-    /// Share of all cores busy over that time, by anything on the machine.
-    pub machine_busy_pct: Option<f64>,
-}
-
 /// Everything.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -99,8 +82,6 @@ pub struct Report {
     pub capacity_pct_of_floor: Option<f64>,
     /// Per service.
     pub services: Vec<ServiceReport>,
-    /// Who else used CPU during the capacity run.
-    pub capacity_cpu: Option<CapacityCpu>,
     /// Firestore round trips on the idle emulator.
     pub firestore_probe: Option<FirestoreProbe>,
     /// Publish latency on the idle emulator (sequential floor orders).
@@ -240,6 +221,7 @@ fn render_runs(report: &Report) -> String {
     ];
     for r in &report.runs {
         let load = match r.load {
+            crate::scenario::Load::Closed { concurrency: 1 } => "1 client".to_owned(),
             crate::scenario::Load::Closed { concurrency } => format!("{concurrency} clients"),
             crate::scenario::Load::Open { rate } => format!("{rate}/s"),
         };
@@ -323,16 +305,27 @@ fn render_services(report: &Report) -> String {
 /// The figures that explain the others: who used the CPU, round trips, hops.
 fn render_explanations(report: &Report) -> String {
     let mut out = String::new();
-    if let Some(cpu) = &report.capacity_cpu {
+    for r in &report.runs {
+        let Some(cpu) = &r.cpu else { continue };
+        let groups: Vec<String> = cpu
+            .groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {:.1} s ({} ms/saga)",
+                    g.name,
+                    g.cpu_s,
+                    opt(g.ms_per_saga, |v| format!("{v:.1}"))
+                )
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "\nCPU during the capacity run ({:.1} s wall): services {} s, Pub/Sub emulator {} s, Firestore emulator {} s, bench {} s; machine {} % busy",
+            "\nCPU during {} ({:.1} s wall, machine {} % busy): {}",
+            r.name,
             cpu.wall_s,
-            opt(cpu.services_s, |v| format!("{v:.1}")),
-            opt(cpu.pubsub_emulator_s, |v| format!("{v:.1}")),
-            opt(cpu.firestore_emulator_s, |v| format!("{v:.1}")),
-            opt(cpu.bench_s, |v| format!("{v:.1}")),
             opt(cpu.machine_busy_pct, |v| format!("{v:.0}")),
+            groups.join(", ")
         );
     }
     if let Some(probe) = &report.firestore_probe {
@@ -351,10 +344,12 @@ fn render_explanations(report: &Report) -> String {
             percentiles(report.run("floor").and_then(|r| r.publish.as_ref()))
         );
     }
-    if let Some(hops) = report.run("latency").and_then(|r| r.hops.as_ref()) {
+    for r in &report.runs {
+        let Some(hops) = &r.hops else { continue };
         let _ = writeln!(
             out,
-            "latency run, per hop p50 / p95 / p99 ms ({} sagas): POST→received {}, →order_created {}, →stock_reserved {}, →completed {}",
+            "{}, per hop p50 / p95 / p99 ms ({} sagas): POST→received {}, →order_created {}, →stock_reserved {}, →completed {}",
+            r.name,
             hops.sagas,
             percentiles(hops.post_to_received.as_ref()),
             percentiles(hops.received_to_order_created.as_ref()),

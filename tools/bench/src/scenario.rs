@@ -110,6 +110,9 @@ pub struct RunReport {
     /// Per-hop times (latency run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hops: Option<HopReport>,
+    /// CPU used while the run went on (capacity and floor runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<crate::procfs::CpuReport>,
     /// Publish latency inside the floor's handlers (floor runs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish: Option<Summary>,
@@ -252,6 +255,7 @@ pub async fn run(
         check: verdict,
         stock: stock_report,
         hops: None,
+        cpu: None,
         publish: None,
     };
     Ok((report, sent))
