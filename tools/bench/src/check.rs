@@ -155,11 +155,6 @@ impl Verdict {
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
     }
-
-    /// Sagas that failed.
-    pub fn failed_total(&self) -> usize {
-        self.failed.values().sum()
-    }
 }
 
 /// The most violations listed one by one; a broken run would otherwise print thousands.

@@ -178,6 +178,7 @@ fn floor_target<'a>(floor: &floor::Floor, observer: &'a mut Observer) -> Target<
         store: None,
         items: Vec::new(),
         prices: BTreeMap::new(),
+        meter: None,
     }
 }
 
@@ -188,6 +189,7 @@ fn stack_target<'a>(stack: &'a Stack, observer: &'a mut Observer) -> Target<'a> 
         store: Some(&stack.store),
         items: items(),
         prices: prices(),
+        meter: None,
     }
 }
 
@@ -313,17 +315,17 @@ async fn run_floor(
     report.runs.push(idle);
 
     say(&format!("floor: {orders_n} orders from {concurrency} clients"));
-    let meter = procfs::CpuMeter::start(emulator_and_bench_groups(hosts));
+    let mut target = floor_target(&floor, &mut observer);
+    target.meter = Some(procfs::CpuMeter::start(emulator_and_bench_groups(hosts)));
     let (mut run, _) = scenario::run(
         "floor",
         http,
-        floor_target(&floor, &mut observer),
+        target,
         orders::spread(orders_n),
         Load::Closed { concurrency },
         waits,
     )
     .await?;
-    run.cpu = Some(meter.finish(run.check.completed + run.check.failed_total()));
     run.publish = stats::summarize(&floor.take_publishes());
     report.runs.push(run);
 
@@ -534,14 +536,15 @@ async fn capacity(
         .map(|(service, pid)| (service.name().to_owned(), vec![pid]))
         .collect();
     groups.extend(emulator_and_bench_groups(hosts));
-    let meter = procfs::CpuMeter::start(groups);
     let service_pids: Vec<u32> = stack.pids().into_iter().map(|(_, p)| p).collect();
     let sampler = RssSampler::start(service_pids.clone(), Duration::from_millis(100));
+    let mut target = stack_target(stack, observer);
+    target.meter = Some(procfs::CpuMeter::start(groups));
 
-    let (mut run, _) = scenario::run(
+    let (run, _) = scenario::run(
         "capacity",
         http,
-        stack_target(stack, observer),
+        target,
         orders::spread(orders_n),
         Load::Closed { concurrency },
         waits,
@@ -549,16 +552,14 @@ async fn capacity(
     .await?;
 
     let max_rss = sampler.finish().await;
-    let cpu = meter.finish(run.check.completed + run.check.failed_total());
     for (s, pid) in services.iter_mut().zip(&service_pids) {
         s.rss_capacity_max_bytes = max_rss.get(pid).copied();
-        if let Some(group) = cpu.group(&s.service) {
+        if let Some(group) = run.cpu.as_ref().and_then(|c| c.group(&s.service)) {
             s.cpu_capacity_s = Some(group.cpu_s);
             // Milliseconds per saga are seconds per 1,000 sagas.
             s.cpu_s_per_1000_sagas = group.ms_per_saga;
         }
     }
-    run.cpu = Some(cpu);
     Ok(run)
 }
 

@@ -98,15 +98,9 @@ impl Observer {
         Ok(out)
     }
 
-    /// Reads until every order of `placed` ended and every failure was compensated, then
-    /// `grace` more (so that a second, conflicting outcome would still be seen); or until
-    /// nothing new arrived for `idle`. Either way, returns what was read.
-    pub async fn collect(
-        &mut self,
-        placed: &[Placed],
-        idle: Duration,
-        grace: Duration,
-    ) -> anyhow::Result<Collected> {
+    /// Reads until every order of `placed` ended and every failure was compensated, or
+    /// until nothing new arrived for `idle`. Either way, returns what was read.
+    pub async fn collect(&mut self, placed: &[Placed], idle: Duration) -> anyhow::Result<Collected> {
         let mut outcomes = Vec::new();
         let mut last_news = tokio::time::Instant::now();
         let settled = loop {
@@ -123,11 +117,14 @@ impl Observer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        if settled {
-            tokio::time::sleep(grace).await;
-            outcomes.extend(self.drain()?);
-        }
         Ok(Collected { outcomes, settled })
+    }
+
+    /// Waits `grace` and returns what arrived meanwhile: after a run settled, so that a
+    /// second, conflicting outcome of a saga would still be seen.
+    pub async fn linger(&mut self, grace: Duration) -> anyhow::Result<Vec<Outcome>> {
+        tokio::time::sleep(grace).await;
+        self.drain()
     }
 
     /// Stops the readers, acking what they read.

@@ -42,6 +42,9 @@ pub struct Target<'a> {
     pub items: Vec<String>,
     /// Prices, for the invoice check.
     pub prices: BTreeMap<String, u64>,
+    /// CPU to measure from the first order until every saga ended (before the grace
+    /// period, which would only dilute it).
+    pub meter: Option<crate::procfs::CpuMeter>,
 }
 
 /// How long to wait for outcomes.
@@ -184,7 +187,13 @@ pub async fn run(
         })
         .collect();
     let refused: Vec<String> = sent.iter().filter_map(|s| s.result.clone().err()).collect();
-    let collected = target.observer.collect(&placed, waits.idle, waits.grace).await?;
+    let mut collected = target.observer.collect(&placed, waits.idle).await?;
+    let cpu = target.meter.map(|m| m.finish(placed.len()));
+    if collected.settled {
+        collected
+            .outcomes
+            .extend(target.observer.linger(waits.grace).await?);
+    }
     let (earlier, outcomes): (Vec<Outcome>, Vec<Outcome>) = collected
         .outcomes
         .into_iter()
@@ -255,7 +264,7 @@ pub async fn run(
         check: verdict,
         stock: stock_report,
         hops: None,
-        cpu: None,
+        cpu,
         publish: None,
     };
     Ok((report, sent))
