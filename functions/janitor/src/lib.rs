@@ -14,8 +14,9 @@
 //! - `dead-letter-janitor-sub`: Pub/Sub gave up on a message. If it was a forward message,
 //!   the janitor fails that step on its behalf (the same record and `error` message the step
 //!   would have written), and the error then flows back here to be compensated. If it was an
-//!   `error` message, the janitor compensates it directly. Poison messages that a service
-//!   already dead-lettered are left for people to read on `dead-letter-sub`.
+//!   `error` message, the janitor compensates it directly; if it was a status update, the
+//!   janitor records it. Poison messages that a service already dead-lettered are left for
+//!   people to read on `dead-letter-sub`.
 
 use axum::Router;
 use firestore::FirestoreTimestamp;
@@ -238,6 +239,7 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
         .get(SOURCE_SUBSCRIPTION_ATTRIBUTE)
         .and_then(|name| Subscription::find(name));
     let Some(Subscription {
+        topic,
         delivery: Delivery::Push { service, purpose, .. },
         ..
     }) = source
@@ -267,8 +269,10 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
             ledger::run(&give_up, clients, &msg, &push.trace).await
         }
         Purpose::Compensation => compensate(clients, &msg, &push.trace).await,
-        Purpose::Status | Purpose::DeadLetters => Ok(Handled::Ignored(
-            "a status update or dead letter that could not be processed; kept on dead-letter-sub",
+        // The view must not miss a stage: record it from here (the write is idempotent).
+        Purpose::Status => record_status(clients, push, *topic).await,
+        Purpose::DeadLetters => Ok(Handled::Ignored(
+            "a dead letter that could not be processed; kept on dead-letter-sub",
         )),
     }
 }
