@@ -10,6 +10,7 @@ pub mod bus;
 pub mod config;
 pub mod contract;
 pub mod faults;
+mod grouping;
 pub mod handler;
 pub mod ledger;
 pub mod message;

@@ -8,6 +8,7 @@
 //! as a whole with [`CommitError::Conflict`] and the step reads and decides again.
 
 use crate::config::FirestoreTarget;
+use crate::grouping::Grouper;
 use anyhow::Context as _;
 use firestore::gcloud_sdk::google::firestore::v1 as fs;
 use firestore::gcloud_sdk::google_cloud_auth::credentials::{
@@ -15,7 +16,6 @@ use firestore::gcloud_sdk::google_cloud_auth::credentials::{
 };
 use firestore::gcloud_sdk::google_cloud_auth::errors::CredentialsError;
 use firestore::gcloud_sdk::prost_types::Timestamp;
-use firestore::gcloud_sdk::tonic::Code;
 use firestore::{FirestoreDb, FirestoreDbOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -273,13 +273,14 @@ impl CredentialsProvider for EmulatorOwner {
 #[derive(Clone)]
 pub struct Store {
     db: FirestoreDb,
+    grouper: Grouper,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("database", self.db.get_database_path())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -296,7 +297,8 @@ impl Store {
             None => FirestoreDb::with_options(options).await,
         }
         .context("connecting to Firestore")?;
-        Ok(Store { db })
+        let grouper = Grouper::spawn(&db);
+        Ok(Store { db, grouper })
     }
 
     fn full_path(&self, path: &DocPath) -> String {
@@ -306,36 +308,7 @@ impl Store {
     /// Reads `paths` in one round trip; `None` where a document does not exist.
     pub async fn get_all(&self, paths: &[DocPath]) -> anyhow::Result<Vec<Option<Snapshot>>> {
         let names: Vec<String> = paths.iter().map(|p| self.full_path(p)).collect();
-        let request = fs::BatchGetDocumentsRequest {
-            database: self.db.get_database_path().clone(),
-            documents: names.clone(),
-            ..Default::default()
-        };
-        let read = async {
-            let mut stream = self
-                .db
-                .client()
-                .get()
-                .batch_get_documents(request)
-                .await?
-                .into_inner();
-            let mut found = HashMap::new();
-            while let Some(response) = stream.message().await? {
-                if let Some(fs::batch_get_documents_response::Result::Found(doc)) = response.result {
-                    found.insert(doc.name.clone(), doc);
-                }
-            }
-            Ok::<_, firestore::gcloud_sdk::tonic::Status>(found)
-        };
-        let mut found = tokio::time::timeout(CALL_TIMEOUT, read)
-            .await
-            .context("reading from Firestore timed out")?
-            .with_context(|| {
-                format!(
-                    "reading {}",
-                    paths.iter().map(DocPath::as_str).collect::<Vec<_>>().join(", ")
-                )
-            })?;
+        let mut found = self.grouper.read(names.clone()).await?;
         Ok(names
             .iter()
             .map(|n| found.remove(n).map(|doc| Snapshot { doc }))
@@ -367,32 +340,8 @@ impl Store {
     /// Applies every write of `set` atomically, or none of them. Returns each written
     /// document's new update time, in the order the writes were queued.
     pub async fn commit(&self, set: WriteSet) -> Result<Vec<Timestamp>, CommitError> {
-        let what: Vec<String> = set.writes.iter().map(|w| w.path.to_string()).collect();
         let writes = set.writes.into_iter().map(|w| self.to_proto(w)).collect();
-        let request = fs::CommitRequest {
-            database: self.db.get_database_path().clone(),
-            writes,
-            ..Default::default()
-        };
-        let result = tokio::time::timeout(CALL_TIMEOUT, self.db.client().get().commit(request))
-            .await
-            .context("committing to Firestore timed out")?;
-        match result {
-            Ok(response) => Ok(response
-                .into_inner()
-                .write_results
-                .into_iter()
-                .map(|r| r.update_time.unwrap_or_default())
-                .collect()),
-            Err(status) => match status.code() {
-                Code::FailedPrecondition | Code::AlreadyExists | Code::NotFound | Code::Aborted => {
-                    Err(CommitError::Conflict(status.message().to_owned()))
-                }
-                _ => Err(CommitError::Unavailable(
-                    anyhow::Error::new(status).context(format!("committing {}", what.join(", "))),
-                )),
-            },
-        }
+        self.grouper.commit(writes).await
     }
 
     fn to_proto(&self, w: PendingWrite) -> fs::Write {
