@@ -72,7 +72,8 @@ async fn an_order_travels_the_whole_saga_and_is_paid_exactly() {
     for step in [Service::Orders, Service::Inventory, Service::Payments] {
         let record = stack.step(&uuid, step).await.expect("each step keeps a record");
         assert_eq!(record["state"], "done", "{step}");
-        assert_eq!(record["published"], true, "{step}");
+        // Only the last step's message has no later step whose record proves it went out.
+        assert_eq!(record["published"], step == Service::Payments, "{step}");
         assert!(
             record["outbox"]["data"]
                 .as_str()

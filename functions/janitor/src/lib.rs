@@ -150,7 +150,8 @@ pub async fn compensate(
         }
         let mut docs = clients.store.get_all(&paths).await?;
         if let Some(own) = docs.remove(0) {
-            return ledger::resume(clients, &own_path, &own).await;
+            // No step consumes `compensated`: the record's own mark tells.
+            return ledger::resume(clients, &own_path, &own, &[]).await;
         }
         let mut found = Vec::with_capacity(UNDO_ORDER.len());
         for (service, doc) in UNDO_ORDER.iter().zip(docs) {

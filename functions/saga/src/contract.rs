@@ -164,6 +164,19 @@ pub enum Purpose {
     DeadLetters,
 }
 
+/// The step that consumes `topic` as its input (forward step or compensation), if one does.
+/// That step's record then proves that a message on `topic` was delivered.
+pub fn consumer_step(topic: Topic) -> Option<Service> {
+    SUBSCRIPTIONS.iter().find_map(|s| match s.delivery {
+        Delivery::Push {
+            service,
+            purpose: Purpose::Step | Purpose::Compensation,
+            ..
+        } if s.topic == topic => Some(service),
+        _ => None,
+    })
+}
+
 /// How a subscription's messages reach their reader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -419,6 +432,17 @@ mod tests {
                 assert_eq!(dead_letter, s.topic != Topic::DeadLetter, "{}", s.name);
             }
         }
+    }
+
+    #[test]
+    fn each_step_message_has_a_consuming_step_and_outcomes_have_none() {
+        assert_eq!(consumer_step(Topic::Frontend), Some(Service::Orders));
+        assert_eq!(consumer_step(Topic::OrderCreated), Some(Service::Inventory));
+        assert_eq!(consumer_step(Topic::InventoryUpdated), Some(Service::Payments));
+        assert_eq!(consumer_step(Topic::Error), Some(Service::Janitor));
+        assert_eq!(consumer_step(Topic::PaymentCreated), None);
+        assert_eq!(consumer_step(Topic::Compensated), None);
+        assert_eq!(consumer_step(Topic::DeadLetter), None);
     }
 
     #[test]

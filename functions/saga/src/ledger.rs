@@ -2,18 +2,21 @@
 //!
 //! 1. Read the step's record and whatever the step needs, in one round trip.
 //! 2. If the record exists, this delivery is a duplicate (or a redelivery after a crash):
-//!    publish the stored message if nobody confirmed it, otherwise do nothing.
+//!    publish the stored message if nothing shows it was delivered, otherwise do nothing.
+//!    What shows delivery is the record of the step that consumes the message (read in the
+//!    same round trip), or, for a message no step consumes, a `published` mark.
 //! 3. Otherwise decide (a pure function of the message and the documents read) and commit
 //!    the record, its outbox message and the step's domain writes in one atomic write,
 //!    guarded by preconditions. If a precondition fails, something changed concurrently:
 //!    go back to 1.
-//! 4. Publish the outbox message, then mark the record published.
+//! 4. Publish the outbox message (and mark the record published if no later step's record
+//!    will prove it).
 //!
 //! The answer to Pub/Sub is 2xx only after 4 succeeded, so a crash anywhere means a
 //! redelivery, which step 2 finishes without doing the work twice.
 
 use crate::bus::Outgoing;
-use crate::contract::{Service, Topic};
+use crate::contract::{Service, Topic, consumer_step};
 use crate::message::{FieldError, Reason, SagaMessage};
 use crate::records::{self, StepRecord, StepState};
 use crate::service::Clients;
@@ -137,6 +140,16 @@ struct PublishedMark {
     published_at: FirestoreTimestamp,
 }
 
+/// The records that prove a message of `service` was delivered: for each topic it
+/// publishes to, the record of the step that consumes that topic.
+fn evidence_paths(uuid: crate::message::SagaId, service: Service) -> Vec<(Topic, DocPath)> {
+    service
+        .publishes()
+        .iter()
+        .filter_map(|&topic| consumer_step(topic).map(|consumer| (topic, records::step(uuid, consumer))))
+        .collect()
+}
+
 /// Runs `step` for `msg`: the whole engine described at the top of this module.
 /// `trace` is the span of this delivery; the outgoing message carries it on.
 pub async fn run(
@@ -148,18 +161,34 @@ pub async fn run(
     step.check(msg)?;
     let service = step.service();
     let record_path = records::step(msg.uuid, service);
+    let reads = step.reads(msg);
+    let evidence = evidence_paths(msg.uuid, service);
     let mut paths = vec![record_path.clone()];
-    paths.extend(step.reads(msg));
+    paths.extend(reads.iter().cloned());
+    paths.extend(evidence.iter().map(|(_, p)| p.clone()));
 
+    // A step that reads nothing can decide without a read: its first commit is guarded by
+    // the record's absence anyway, and only if that fails is there anything to read.
+    let mut optimistic = reads.is_empty();
     for round in 0..MAX_ROUNDS {
         if round > 0 {
             backoff(round).await;
         }
-        let mut docs = clients.store.get_all(&paths).await?;
-        let record = docs.remove(0);
-        if let Some(snapshot) = record {
-            return resume(clients, &record_path, &snapshot).await;
-        }
+        let docs = if optimistic {
+            optimistic = false;
+            Vec::new()
+        } else {
+            let mut docs = clients.store.get_all(&paths).await?;
+            let proofs: Vec<(Topic, Option<Snapshot>)> = evidence
+                .iter()
+                .map(|(topic, _)| *topic)
+                .zip(docs.split_off(1 + reads.len()))
+                .collect();
+            if let Some(snapshot) = docs.remove(0) {
+                return resume(clients, &record_path, &snapshot, &proofs).await;
+            }
+            docs
+        };
 
         let decision = step.decide(msg, &docs)?;
         let mut record = StepRecord::new(service, msg.uuid, &msg.order, decision.state);
@@ -217,8 +246,14 @@ pub async fn backoff(round: u32) {
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
 
-/// Finishes a step whose record already exists: a duplicate or a redelivery.
-pub async fn resume(clients: &Clients, path: &DocPath, snapshot: &Snapshot) -> Result<Handled, StepError> {
+/// Finishes a step whose record already exists: a duplicate or a redelivery. `proofs` are
+/// the records of the steps that consume this step's messages, by topic, as read.
+pub async fn resume(
+    clients: &Clients,
+    path: &DocPath,
+    snapshot: &Snapshot,
+    proofs: &[(Topic, Option<Snapshot>)],
+) -> Result<Handled, StepError> {
     let record: StepRecord = snapshot.decode()?;
     let Some(outgoing) = record.outbox.as_ref() else {
         return Ok(Handled::Ignored("the saga was compensated before this step ran"));
@@ -232,6 +267,11 @@ pub async fn resume(clients: &Clients, path: &DocPath, snapshot: &Snapshot) -> R
             outgoing.topic
         )
     })?;
+    if proofs.iter().any(|(t, proof)| *t == topic && proof.is_some()) {
+        // The step that reads the message has run (or was closed by compensation): the
+        // message was delivered, or is no longer needed.
+        return Ok(Handled::Duplicate);
+    }
     if record
         .lease_until
         .is_some_and(|until| until > FirestoreTimestamp::now())
@@ -262,8 +302,10 @@ pub async fn resume(clients: &Clients, path: &DocPath, snapshot: &Snapshot) -> R
     Ok(Handled::Republished(topic))
 }
 
-/// Publishes the outbox message of the record at `path`, then marks it published.
-/// `written_at` is the record's update time, which the lease release is conditioned on.
+/// Publishes the outbox message of the record at `path`, then marks it published, unless a
+/// later step consumes the message: that step's record proves delivery, and the write is
+/// saved. `written_at` is the record's update time, which the lease release is conditioned
+/// on.
 async fn publish_and_mark(
     clients: &Clients,
     path: &DocPath,
@@ -284,6 +326,12 @@ async fn publish_and_mark(
             tracing::debug!(error = %release, "could not release the publish lease");
         }
         return Err(e.into());
+    }
+    if Topic::from_name(&outgoing.topic)
+        .and_then(consumer_step)
+        .is_some()
+    {
+        return Ok(());
     }
     let mut writes = WriteSet::new();
     writes.update(

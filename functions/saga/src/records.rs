@@ -190,7 +190,9 @@ pub struct StepRecord {
     /// The message this step publishes, stored before it is sent.
     #[serde(default)]
     pub outbox: Option<Outgoing>,
-    /// Whether Pub/Sub confirmed the outbox message.
+    /// Whether Pub/Sub confirmed the outbox message. Only marked for messages that no later
+    /// step consumes (`payment-created`, `compensated`); for the others the consuming step's
+    /// record proves delivery, which saves a write per step.
     #[serde(default)]
     pub published: bool,
     /// Until when the delivery that wrote the outbox is presumed to be publishing it. A
