@@ -524,7 +524,9 @@ async fn a_late_duplicate_of_a_finished_saga_publishes_nothing_again() {
         .as_str()
         .unwrap()
         .to_owned();
-    stack.publish(Topic::OrderCreated, order_created.as_bytes(), &[]).await;
+    stack
+        .publish(Topic::OrderCreated, order_created.as_bytes(), &[])
+        .await;
 
     assert_eq!(
         stack.pull("order-created-tap", 5, QUIET).await.len(),

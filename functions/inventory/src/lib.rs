@@ -9,8 +9,8 @@
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
-use saga::handler::{parse_message, push_route};
-use saga::ledger::{self, Decision, Step, StepError};
+use saga::handler::step_route;
+use saga::ledger::{Decision, Step, StepError};
 use saga::message::{Money, Reason, SagaMessage, StatusCode};
 use saga::push::MAX_PUSH_BYTES;
 use saga::records::{self, DocStatus, ReservationDoc, StepState, inventory_fields};
@@ -19,6 +19,7 @@ use saga::store::{DocPath, Precondition, Snapshot, WriteSet};
 use serde::Serialize;
 
 /// The inventory step.
+#[derive(Clone, Copy, Debug)]
 pub struct Inventory;
 
 #[derive(Serialize)]
@@ -117,13 +118,7 @@ impl Step for Inventory {
 /// The inventory service's routes.
 pub fn router(clients: Clients) -> Router {
     let routes = Router::new()
-        .route(
-            push_path(Topic::OrderCreated),
-            push_route(|clients, push| async move {
-                let msg = parse_message(&push)?;
-                ledger::run(&Inventory, &clients, &msg, &push.trace).await
-            }),
-        )
+        .route(push_path(Topic::OrderCreated), step_route(Inventory))
         .with_state(clients);
     saga::server::standard(routes, MAX_PUSH_BYTES)
 }

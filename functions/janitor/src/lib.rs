@@ -21,7 +21,7 @@
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
-use saga::contract::{Delivery, Purpose, Service, Subscription, Topic, push_path, status_path};
+use saga::contract::{Delivery, Purpose, Service, Subscription, Topic};
 use saga::handler::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
 use saga::ledger::{self, Decision, Handled, Step, StepError};
 use saga::message::{Reason, SagaMessage, StatusCode};
@@ -309,41 +309,29 @@ pub async fn record_status(clients: &Clients, push: &Push, topic: Topic) -> Resu
     }
 }
 
-/// The topics whose messages feed the status view, each on its own path.
-const STATUS_TOPICS: [Topic; 6] = [
-    Topic::Frontend,
-    Topic::OrderCreated,
-    Topic::InventoryUpdated,
-    Topic::PaymentCreated,
-    Topic::Error,
-    Topic::Compensated,
-];
-
-/// The janitor's routes.
+/// The janitor's routes: one per push subscription the contract gives it.
 pub fn router(clients: Clients) -> Router {
     let mut routes = Router::new();
-    for topic in STATUS_TOPICS {
-        routes = routes.route(
-            status_path(topic),
-            push_route_with(Poison::Skip, move |clients, push| async move {
+    for subscription in Service::Janitor.push_subscriptions() {
+        let Delivery::Push { purpose, path, .. } = subscription.delivery else {
+            continue;
+        };
+        let topic = subscription.topic;
+        let route = match purpose {
+            Purpose::Status => push_route_with(Poison::Skip, move |clients, push| async move {
                 record_status(&clients, &push, topic).await
             }),
-        );
-    }
-    let routes = routes
-        .route(
-            push_path(Topic::Error),
-            push_route(|clients, push| async move {
+            Purpose::Compensation => push_route(|clients, push| async move {
                 let msg = parse_message(&push)?;
                 compensate(&clients, &msg, &push.trace).await
             }),
-        )
-        .route(
-            push_path(Topic::DeadLetter),
-            push_route_with(Poison::Keep, |clients, push| async move {
+            Purpose::DeadLetters => push_route_with(Poison::Keep, |clients, push| async move {
                 dead_lettered(&clients, &push).await
             }),
-        )
-        .with_state(clients);
+            Purpose::Step => continue,
+        };
+        routes = routes.route(path, route);
+    }
+    let routes = routes.with_state(clients);
     saga::server::standard(routes, MAX_PUSH_BYTES)
 }

@@ -7,8 +7,8 @@
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
-use saga::handler::{parse_message, push_route};
-use saga::ledger::{self, Decision, Step, StepError};
+use saga::handler::step_route;
+use saga::ledger::{Decision, Step, StepError};
 use saga::message::{Reason, SagaMessage, StatusCode};
 use saga::push::MAX_PUSH_BYTES;
 use saga::records::{self, DocStatus, StepState, UserOrderDoc};
@@ -16,6 +16,7 @@ use saga::service::Clients;
 use saga::store::{DocPath, Snapshot, WriteSet};
 
 /// The orders step.
+#[derive(Clone, Copy, Debug)]
 pub struct Orders;
 
 impl Step for Orders {
@@ -73,13 +74,7 @@ impl Step for Orders {
 /// The orders service's routes.
 pub fn router(clients: Clients) -> Router {
     let routes = Router::new()
-        .route(
-            push_path(Topic::Frontend),
-            push_route(|clients, push| async move {
-                let msg = parse_message(&push)?;
-                ledger::run(&Orders, &clients, &msg, &push.trace).await
-            }),
-        )
+        .route(push_path(Topic::Frontend), step_route(Orders))
         .with_state(clients);
     saga::server::standard(routes, MAX_PUSH_BYTES)
 }

@@ -8,8 +8,8 @@
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
-use saga::handler::{parse_message, push_route};
-use saga::ledger::{self, Decision, Step, StepError};
+use saga::handler::step_route;
+use saga::ledger::{Decision, Step, StepError};
 use saga::message::{FieldError, Reason, SagaMessage, StatusCode};
 use saga::push::MAX_PUSH_BYTES;
 use saga::records::{self, DocStatus, PaymentDoc, StepState};
@@ -17,6 +17,7 @@ use saga::service::Clients;
 use saga::store::{DocPath, Snapshot, WriteSet};
 
 /// The payments step.
+#[derive(Clone, Copy, Debug)]
 pub struct Payments;
 
 fn reject(msg: &SagaMessage, reason: Reason, status: String) -> Decision {
@@ -95,13 +96,7 @@ impl Step for Payments {
 /// The payments service's routes.
 pub fn router(clients: Clients) -> Router {
     let routes = Router::new()
-        .route(
-            push_path(Topic::InventoryUpdated),
-            push_route(|clients, push| async move {
-                let msg = parse_message(&push)?;
-                ledger::run(&Payments, &clients, &msg, &push.trace).await
-            }),
-        )
+        .route(push_path(Topic::InventoryUpdated), step_route(Payments))
         .with_state(clients);
     saga::server::standard(routes, MAX_PUSH_BYTES)
 }

@@ -14,7 +14,7 @@
 use crate::auth::AuthError;
 use crate::bus::Outgoing;
 use crate::contract::Topic;
-use crate::ledger::{Handled, StepError};
+use crate::ledger::{self, Handled, Step, StepError};
 use crate::push::{MAX_PUSH_BYTES, Push, read_envelope};
 use crate::service::Clients;
 use axum::Json;
@@ -66,6 +66,14 @@ where
     Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
 {
     route(Poison::DeadLetter, handler)
+}
+
+/// The push endpoint of a forward step: parse the saga message, run the step engine.
+pub fn step_route<S: Step + Copy + 'static>(step: S) -> MethodRouter<Clients> {
+    push_route(move |clients, push| async move {
+        let msg = parse_message(&push)?;
+        ledger::run(&step, &clients, &msg, &push.trace).await
+    })
 }
 
 /// [`push_route`] with another way of handling poison.

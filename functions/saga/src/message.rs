@@ -278,8 +278,10 @@ impl fmt::Display for Money {
     }
 }
 
-/// Where a saga stands, in machine-readable form: the `status_code` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a saga stands, in machine-readable form: the `status_code` field of messages, and
+/// the stages of the status view. Ordered as a successful saga passes them (failure
+/// branches off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusCode {
     /// The frontend accepted the order.
@@ -297,6 +299,20 @@ pub enum StatusCode {
 }
 
 impl StatusCode {
+    /// The stage a message on `topic` reports.
+    pub fn of_topic(topic: crate::contract::Topic) -> Option<StatusCode> {
+        use crate::contract::Topic;
+        match topic {
+            Topic::Frontend => Some(StatusCode::Received),
+            Topic::OrderCreated => Some(StatusCode::OrderCreated),
+            Topic::InventoryUpdated => Some(StatusCode::StockReserved),
+            Topic::PaymentCreated => Some(StatusCode::Completed),
+            Topic::Error => Some(StatusCode::Failed),
+            Topic::Compensated => Some(StatusCode::Compensated),
+            Topic::DeadLetter => None,
+        }
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -10,56 +10,13 @@
 //! not stored but derived from the stages seen ([`StatusDoc::status`]): a late "order
 //! created" after "failed" adds its time to the timeline and never moves the status back.
 
-use crate::contract::Topic;
 use crate::message::SagaMessage;
 use crate::store::{DocPath, Transform, WriteSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A stage of a saga, in the order a successful saga passes them (failure branches off).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// The frontend accepted the order.
-    Received,
-    /// Orders recorded it.
-    OrderCreated,
-    /// Inventory reserved the stock.
-    StockReserved,
-    /// Payments charged for it: the saga succeeded.
-    Completed,
-    /// A step failed.
-    Failed,
-    /// The janitor undid the earlier steps.
-    Compensated,
-}
-
-impl Stage {
-    /// The stage a message on `topic` reports.
-    pub fn of_topic(topic: Topic) -> Option<Stage> {
-        match topic {
-            Topic::Frontend => Some(Stage::Received),
-            Topic::OrderCreated => Some(Stage::OrderCreated),
-            Topic::InventoryUpdated => Some(Stage::StockReserved),
-            Topic::PaymentCreated => Some(Stage::Completed),
-            Topic::Error => Some(Stage::Failed),
-            Topic::Compensated => Some(Stage::Compensated),
-            Topic::DeadLetter => None,
-        }
-    }
-
-    /// The wire name (also the key in the stored maps).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Received => "received",
-            Stage::OrderCreated => "order_created",
-            Stage::StockReserved => "stock_reserved",
-            Stage::Completed => "completed",
-            Stage::Failed => "failed",
-            Stage::Compensated => "compensated",
-        }
-    }
-}
+/// A stage of a saga: the same values as a message's `status_code`.
+pub use crate::message::StatusCode as Stage;
 
 /// `sagas/{uuid}`, as stored. Times are microseconds since the Unix epoch, integers because
 /// Firestore's `minimum` transform works on numbers only.
