@@ -19,13 +19,15 @@ locals {
   dead_letter_topic = "dead-letter"
 
   # The topics each service publishes to, and only those (Service::publishes()). The
-  # workers publish to dead-letter themselves when a message is poison.
+  # workers publish to dead-letter themselves when a message is poison. The janitor also
+  # publishes a step's stored message when Pub/Sub gave up on a step that had already
+  # committed it, so that the saga goes on instead of stalling with stock reserved.
   publishes = {
     frontend  = ["frontend"]
     orders    = ["order-created", "error", "dead-letter"]
     inventory = ["inventory-updated", "error", "dead-letter"]
     payments  = ["payment-created", "error", "dead-letter"]
-    janitor   = ["error", "compensated", "dead-letter"]
+    janitor   = ["order-created", "inventory-updated", "payment-created", "error", "compensated", "dead-letter"]
   }
 
   # The status view, hosted by the janitor, follows every topic but dead-letter.

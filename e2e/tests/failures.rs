@@ -419,6 +419,56 @@ async fn a_step_that_keeps_failing_is_dead_lettered_and_its_saga_compensated() {
     );
 }
 
+#[tokio::test]
+async fn a_step_whose_message_never_got_out_after_its_commit_is_finished_by_the_janitor() {
+    // Flaw gone: a step that committed but could not publish on any delivery was
+    // dead-lettered, and nothing could send its stored message: the saga stalled for ever
+    // with its stock reserved.
+    let stack = TestStack::start("publish never succeeds").await;
+    let before = stack.stock("widget").await;
+    stack.faults(Service::Inventory).fail_publishes(u32::MAX);
+
+    let uuid = stack
+        .place(&json!({"item":"widget","quantity":3,"user":"jack"}))
+        .await;
+
+    let paid = stack
+        .outcomes(
+            "payment-created-sub",
+            std::slice::from_ref(&uuid),
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(paid[&uuid].len(), 1, "{paid:?}");
+    assert!(
+        stack.faults(Service::Inventory).publish_failures_left() < u32::MAX - 1,
+        "every delivery to inventory failed to publish"
+    );
+    let letters = stack.pull("dead-letter-sub", 1, WAIT).await;
+    assert_eq!(letters.len(), 1, "Pub/Sub gave up on inventory");
+    assert_eq!(
+        letters[0].attributes["CloudPubSubDeadLetterSourceSubscription"],
+        "order-created-sub"
+    );
+    assert_eq!(stack.stock("widget").await, before - 3, "one decrement");
+    assert_eq!(
+        stack.step(&uuid, Service::Inventory).await.unwrap()["state"],
+        "done",
+        "the step's own decision stands"
+    );
+    assert!(
+        stack
+            .outcomes("error-cli-sub", std::slice::from_ref(&uuid), QUIET)
+            .await
+            .is_empty(),
+        "the saga did not fail"
+    );
+    assert!(
+        stack.pull("payment-created-sub", 5, QUIET).await.is_empty(),
+        "no duplicate"
+    );
+}
+
 /// The one compensation of `uuid`.
 async fn compensation(stack: &TestStack, uuid: &str) -> Value {
     let mut compensated = stack.outcomes("compensated-sub", &[uuid.to_owned()], WAIT).await;

@@ -13,7 +13,10 @@
 //!   is internal and push-only; the frontend only reads it.
 //! - `dead-letter-janitor-sub`: Pub/Sub gave up on a message. If it was a forward message,
 //!   the janitor fails that step on its behalf (the same record and `error` message the step
-//!   would have written), and the error then flows back here to be compensated. If it was an
+//!   would have written), and the error then flows back here to be compensated; if the step
+//!   had already committed its record but its message never got out, the janitor publishes
+//!   that stored message instead (through the same engine, under the same lease), since the
+//!   step's work is done and undoing it would waste it. If it was an
 //!   `error` message, the janitor compensates it directly; if it was a status update, the
 //!   janitor records it. Poison messages that a service already dead-lettered are left for
 //!   people to read on `dead-letter-sub`.
@@ -23,7 +26,7 @@ use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
 use saga::contract::{Delivery, Purpose, Service, Subscription, Topic};
 use saga::handler::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
-use saga::ledger::{self, Decision, Handled, Step, StepError};
+use saga::ledger::{self, Decision, Found, Handled, Step, StepError};
 use saga::message::{Reason, SagaMessage, StatusCode};
 use saga::push::{MAX_PUSH_BYTES, Push};
 use saga::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
@@ -151,7 +154,7 @@ pub async fn compensate(
         let mut docs = clients.store.get_all(&paths).await?;
         if let Some(own) = docs.remove(0) {
             // No step consumes `compensated`: the record's own mark tells.
-            return ledger::resume(clients, &own_path, &own, &[]).await;
+            return ledger::resume(clients, &own_path, &[], Found::new(own, &[], Vec::new())).await;
         }
         let mut found = Vec::with_capacity(UNDO_ORDER.len());
         for (service, doc) in UNDO_ORDER.iter().zip(docs) {

@@ -56,7 +56,16 @@ impl Service {
             Service::Orders => &[Topic::OrderCreated, Topic::Error, Topic::DeadLetter],
             Service::Inventory => &[Topic::InventoryUpdated, Topic::Error, Topic::DeadLetter],
             Service::Payments => &[Topic::PaymentCreated, Topic::Error, Topic::DeadLetter],
-            Service::Janitor => &[Topic::Error, Topic::Compensated, Topic::DeadLetter],
+            // The forward topics too: when Pub/Sub gives up on a step whose record holds an
+            // unpublished message, the janitor publishes it (see `ledger::resume`).
+            Service::Janitor => &[
+                Topic::OrderCreated,
+                Topic::InventoryUpdated,
+                Topic::PaymentCreated,
+                Topic::Error,
+                Topic::Compensated,
+                Topic::DeadLetter,
+            ],
         }
     }
 

@@ -15,7 +15,7 @@
 //! The answer to Pub/Sub is 2xx only after 4 succeeded, so a crash anywhere means a
 //! redelivery, which step 2 finishes without doing the work twice.
 
-use crate::bus::Outgoing;
+use crate::bus::{Outgoing, PUBLISH_TIMEOUT};
 use crate::contract::{Service, Topic, consumer_step};
 use crate::message::{FieldError, Reason, SagaMessage};
 use crate::records::{self, StepRecord, StepState};
@@ -26,11 +26,29 @@ use firestore::FirestoreTimestamp;
 use firestore::gcloud_sdk::prost_types::Timestamp;
 use rand::Rng as _;
 use serde::Serialize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long the delivery that wrote an outbox message has to publish it before a duplicate
-/// delivery takes over. Longer than a publish may take ([`crate::bus::PUBLISH_TIMEOUT`]).
-pub const PUBLISH_LEASE: Duration = Duration::from_secs(15);
+/// How long the delivery that wrote an outbox message (or took it over) holds the sole right
+/// to publish it; a duplicate delivery takes over only after. The holder starts a publish
+/// only while [`PUBLISH_TIMEOUT`] and [`LEASE_MARGIN`] of it remain, so two publishes of
+/// one message never overlap, however slow the commit before it was.
+pub const PUBLISH_LEASE: Duration = Duration::from_secs(30);
+
+/// Slack at the end of a lease: for a publish the server accepts just after the client
+/// stopped waiting, and for the clocks of two instances disagreeing.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long a duplicate delivery waits, reading again, while another delivery holds the
+/// lease, before it answers 5xx. Waiting here rather than answering at once keeps a holder
+/// that died from using up the message's few delivery attempts within one lease; it is
+/// short enough that the wait, a publish and the reads fit in [`HANDLER_TIMEOUT`].
+///
+/// [`HANDLER_TIMEOUT`]: crate::contract::HANDLER_TIMEOUT
+pub const LEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a waiting duplicate reads again: the holder's publish, once done, shows as
+/// the consuming step's record or the `published` mark.
+const LEASE_POLL: Duration = Duration::from_millis(500);
 
 /// Most read-decide-commit rounds one delivery tries before it gives up for now (and
 /// Pub/Sub redelivers it later).
@@ -134,6 +152,36 @@ struct Lease {
     lease_until: Option<FirestoreTimestamp>,
 }
 
+/// A publish lease this delivery took, timed on the local monotonic clock; the stored
+/// `lease_until` is what other deliveries see.
+#[derive(Clone, Copy, Debug)]
+pub struct HeldLease {
+    since: Instant,
+}
+
+impl HeldLease {
+    /// Takes a lease from now on: `lease_until` is the value to store with it.
+    fn take() -> (Self, FirestoreTimestamp) {
+        (
+            Self {
+                since: Instant::now(),
+            },
+            now_plus(PUBLISH_LEASE),
+        )
+    }
+
+    /// Whether a publish started now ends, even at its timeout, before the lease runs out
+    /// with a margin to spare, so no duplicate can be publishing at the same time.
+    pub fn leaves_time_to_publish(self) -> bool {
+        lease_leaves_time_to_publish(self.since.elapsed())
+    }
+}
+
+/// [`HeldLease::leaves_time_to_publish`] for a lease taken `held_for` ago.
+fn lease_leaves_time_to_publish(held_for: Duration) -> bool {
+    held_for + PUBLISH_TIMEOUT + LEASE_MARGIN <= PUBLISH_LEASE
+}
+
 #[derive(Serialize)]
 struct PublishedMark {
     published: bool,
@@ -179,13 +227,10 @@ pub async fn run(
             Vec::new()
         } else {
             let mut docs = clients.store.get_all(&paths).await?;
-            let proofs: Vec<(Topic, Option<Snapshot>)> = evidence
-                .iter()
-                .map(|(topic, _)| *topic)
-                .zip(docs.split_off(1 + reads.len()))
-                .collect();
-            if let Some(snapshot) = docs.remove(0) {
-                return resume(clients, &record_path, &snapshot, &proofs).await;
+            let proofs = docs.split_off(1 + reads.len());
+            if let Some(record) = docs.remove(0) {
+                let found = Found::new(record, &evidence, proofs);
+                return resume(clients, &record_path, &evidence, found).await;
             }
             docs
         };
@@ -223,14 +268,15 @@ pub async fn commit_and_publish(
     let topic = Topic::from_name(&outgoing.topic)
         .ok_or_else(|| anyhow::anyhow!("unknown topic `{}`", outgoing.topic))?;
     record.outbox = Some(outgoing.clone());
-    record.lease_until = Some(now_plus(PUBLISH_LEASE));
+    let (lease, lease_until) = HeldLease::take();
+    record.lease_until = Some(lease_until);
     let mut all = WriteSet::new();
     all.create(path.clone(), &record);
     all.extend(writes);
     match clients.store.commit(all).await {
         Ok(times) => {
             let written_at = times.first().copied().unwrap_or_default();
-            publish_and_mark(clients, path, &outgoing, written_at).await?;
+            publish_and_mark(clients, path, &outgoing, written_at, lease).await?;
             Ok(Some(Handled::Published(topic)))
         }
         Err(CommitError::Conflict(_)) => Ok(None),
@@ -246,20 +292,80 @@ pub async fn backoff(round: u32) {
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
 
-/// Finishes a step whose record already exists: a duplicate or a redelivery. `proofs` are
-/// the records of the steps that consume this step's messages, by topic, as read.
+/// A step's record as read, with the records that would prove its message delivered: for
+/// each topic the step publishes to, the record of the step consuming it (see
+/// [`evidence_paths`]).
+#[derive(Debug)]
+pub struct Found {
+    record: Snapshot,
+    proofs: Vec<(Topic, Option<Snapshot>)>,
+}
+
+impl Found {
+    /// `proofs` are the documents read at the paths of `evidence`, in the same order.
+    pub fn new(record: Snapshot, evidence: &[(Topic, DocPath)], proofs: Vec<Option<Snapshot>>) -> Self {
+        let proofs = evidence.iter().map(|(topic, _)| *topic).zip(proofs).collect();
+        Found { record, proofs }
+    }
+
+    async fn read(
+        clients: &Clients,
+        path: &DocPath,
+        evidence: &[(Topic, DocPath)],
+    ) -> Result<Self, StepError> {
+        let mut paths = vec![path.clone()];
+        paths.extend(evidence.iter().map(|(_, p)| p.clone()));
+        let mut docs = clients.store.get_all(&paths).await?;
+        let proofs = docs.split_off(1);
+        let record = docs
+            .remove(0)
+            .ok_or_else(|| anyhow::anyhow!("record {path} is gone; records are never deleted"))?;
+        Ok(Found::new(record, evidence, proofs))
+    }
+}
+
+/// Finishes a step whose record already exists: a duplicate or a redelivery. `evidence`
+/// are the paths [`Found`]'s proofs were read from, to read them again while another
+/// delivery holds the publish lease (for at most [`LEASE_WAIT`]).
 pub async fn resume(
     clients: &Clients,
     path: &DocPath,
-    snapshot: &Snapshot,
-    proofs: &[(Topic, Option<Snapshot>)],
+    evidence: &[(Topic, DocPath)],
+    mut found: Found,
 ) -> Result<Handled, StepError> {
-    let record: StepRecord = snapshot.decode()?;
+    let waiting_since = Instant::now();
+    loop {
+        let left = match try_resume(clients, path, &found).await? {
+            Resumed::Handled(handled) => return Ok(handled),
+            Resumed::LeaseHeld(left) => left,
+        };
+        let waited = waiting_since.elapsed();
+        let Some(patience) = LEASE_WAIT.checked_sub(waited).filter(|p| !p.is_zero()) else {
+            // Pub/Sub retries this delivery shortly; by then the holder has published, or
+            // its lease ran out and that delivery takes over.
+            return Err(anyhow::anyhow!("another delivery of this message holds its publish lease").into());
+        };
+        tokio::time::sleep(left.min(LEASE_POLL).min(patience)).await;
+        found = Found::read(clients, path, evidence).await?;
+    }
+}
+
+/// What one look at an existing record came to.
+enum Resumed {
+    Handled(Handled),
+    /// Another delivery may be publishing the message: its lease has this much left.
+    LeaseHeld(Duration),
+}
+
+async fn try_resume(clients: &Clients, path: &DocPath, found: &Found) -> Result<Resumed, StepError> {
+    let record: StepRecord = found.record.decode()?;
     let Some(outgoing) = record.outbox.as_ref() else {
-        return Ok(Handled::Ignored("the saga was compensated before this step ran"));
+        return Ok(Resumed::Handled(Handled::Ignored(
+            "the saga was compensated before this step ran",
+        )));
     };
     if record.published {
-        return Ok(Handled::Duplicate);
+        return Ok(Resumed::Handled(Handled::Duplicate));
     }
     let topic = Topic::from_name(&outgoing.topic).ok_or_else(|| {
         anyhow::anyhow!(
@@ -267,28 +373,32 @@ pub async fn resume(
             outgoing.topic
         )
     })?;
-    if proofs.iter().any(|(t, proof)| *t == topic && proof.is_some()) {
+    if found
+        .proofs
+        .iter()
+        .any(|(t, proof)| *t == topic && proof.is_some())
+    {
         // The step that reads the message has run (or was closed by compensation): the
         // message was delivered, or is no longer needed.
-        return Ok(Handled::Duplicate);
+        return Ok(Resumed::Handled(Handled::Duplicate));
     }
-    if record
-        .lease_until
-        .is_some_and(|until| until > FirestoreTimestamp::now())
-    {
-        // Most likely the delivery that wrote the record is publishing right now; publishing
-        // here too would duplicate the message. Pub/Sub retries this delivery shortly.
-        return Err(anyhow::anyhow!("another delivery of this message is publishing it").into());
+    let now = FirestoreTimestamp::now();
+    if let Some(until) = record.lease_until.filter(|until| *until > now) {
+        // Most likely the delivery that holds it is publishing right now; publishing here
+        // too would duplicate the message.
+        let left = Duration::try_from(until.0.duration_since(now.0)).unwrap_or_default();
+        return Ok(Resumed::LeaseHeld(left));
     }
     // Take the lease, so that of several late duplicates only one publishes.
+    let (lease, lease_until) = HeldLease::take();
     let mut writes = WriteSet::new();
     writes.update(
         path.clone(),
         &Lease {
-            lease_until: Some(now_plus(PUBLISH_LEASE)),
+            lease_until: Some(lease_until),
         },
         Some(&["lease_until"]),
-        Some(Precondition::Unchanged(snapshot.update_time())),
+        Some(Precondition::Unchanged(found.record.update_time())),
     );
     let leased_at = match clients.store.commit(writes).await {
         Ok(times) => times.first().copied().unwrap_or_default(),
@@ -298,33 +408,31 @@ pub async fn resume(
         Err(CommitError::Unavailable(e)) => return Err(e.into()),
     };
     tracing::warn!(topic = %topic, "publishing a stored message that was never confirmed");
-    publish_and_mark(clients, path, outgoing, leased_at).await?;
-    Ok(Handled::Republished(topic))
+    publish_and_mark(clients, path, outgoing, leased_at, lease).await?;
+    Ok(Resumed::Handled(Handled::Republished(topic)))
 }
 
-/// Publishes the outbox message of the record at `path`, then marks it published, unless a
-/// later step consumes the message: that step's record proves delivery, and the write is
-/// saved. `written_at` is the record's update time, which the lease release is conditioned
-/// on.
+/// Publishes the outbox message of the record at `path` under `lease`, then marks it
+/// published, unless a later step consumes the message: that step's record proves
+/// delivery, and the write is saved. `written_at` is the record's update time, which the
+/// lease release is conditioned on.
 async fn publish_and_mark(
     clients: &Clients,
     path: &DocPath,
     outgoing: &Outgoing,
     written_at: Timestamp,
+    lease: HeldLease,
 ) -> Result<(), StepError> {
+    if !lease.leaves_time_to_publish() {
+        release_lease(clients, path, written_at).await;
+        return Err(anyhow::anyhow!(
+            "the write took so long that the publish lease could run out while publishing; \
+             a redelivery publishes instead"
+        )
+        .into());
+    }
     if let Err(e) = clients.bus.publish(outgoing).await {
-        // Give the lease back so that the redelivery can publish at once instead of waiting
-        // for it to expire. Best effort: if this fails too, the lease simply runs out.
-        let mut writes = WriteSet::new();
-        writes.update(
-            path.clone(),
-            &Lease { lease_until: None },
-            Some(&["lease_until"]),
-            Some(Precondition::Unchanged(written_at)),
-        );
-        if let Err(release) = clients.store.commit(writes).await {
-            tracing::debug!(error = %release, "could not release the publish lease");
-        }
+        release_lease(clients, path, written_at).await;
         return Err(e.into());
     }
     if Topic::from_name(&outgoing.topic)
@@ -351,6 +459,22 @@ async fn publish_and_mark(
     Ok(())
 }
 
+/// Gives the lease back so that a redelivery can publish at once instead of waiting for it
+/// to run out. Best effort: if this fails too, the lease simply runs out. Conditioned on
+/// the record being as this delivery wrote it, so a lease taken over since stays.
+async fn release_lease(clients: &Clients, path: &DocPath, written_at: Timestamp) {
+    let mut writes = WriteSet::new();
+    writes.update(
+        path.clone(),
+        &Lease { lease_until: None },
+        Some(&["lease_until"]),
+        Some(Precondition::Unchanged(written_at)),
+    );
+    if let Err(release) = clients.store.commit(writes).await {
+        tracing::debug!(error = %release, "could not release the publish lease");
+    }
+}
+
 /// The record a step would have left, read without the engine: for the janitor and tests.
 pub async fn read_record(
     clients: &Clients,
@@ -360,5 +484,36 @@ pub async fn read_record(
     match clients.store.get(&records::step(uuid, step)).await? {
         Some(s) => Ok(Some((s.decode()?, s))),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::HANDLER_TIMEOUT;
+
+    #[test]
+    fn a_fresh_lease_leaves_time_to_publish_and_a_late_one_does_not() {
+        assert!(lease_leaves_time_to_publish(Duration::ZERO));
+        let last_start = PUBLISH_LEASE.saturating_sub(PUBLISH_TIMEOUT + LEASE_MARGIN);
+        assert!(lease_leaves_time_to_publish(last_start));
+        assert!(!lease_leaves_time_to_publish(
+            last_start + Duration::from_millis(1)
+        ));
+        assert!(!lease_leaves_time_to_publish(PUBLISH_LEASE));
+    }
+
+    #[test]
+    fn a_handler_that_committed_slowly_can_still_publish_within_its_timeout() {
+        // A delivery cut off by the handler timeout must not be able to publish after a
+        // duplicate took over: every publish it starts ends inside the lease.
+        assert!(HANDLER_TIMEOUT + LEASE_MARGIN <= PUBLISH_LEASE);
+        // Commit and group retries take up to 20 s; a slow first write still publishes.
+        assert!(lease_leaves_time_to_publish(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_waiting_duplicate_still_has_time_to_take_over_and_publish() {
+        assert!(LEASE_WAIT + PUBLISH_TIMEOUT + Duration::from_secs(2) < HANDLER_TIMEOUT);
     }
 }
