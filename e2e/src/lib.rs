@@ -369,3 +369,65 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A request the frontend must refuse, and how it must say so.
+pub struct Refused {
+    /// What the case tries, for the failure message.
+    pub what: &'static str,
+    /// The request's `content-type`.
+    pub content_type: &'static str,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// The status the frontend must answer.
+    pub status: u16,
+    /// The `error` code of its JSON answer.
+    pub code: &'static str,
+    /// The field the answer must name, if the problem is in one.
+    pub field: Option<&'static str>,
+    /// Words the message must contain, to say what the problem is.
+    pub mentions: Option<&'static str>,
+}
+
+/// A JSON `POST /order` that must get `status` with error `code`, naming `field` if given.
+pub fn refused(
+    what: &'static str,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    code: &'static str,
+    field: Option<&'static str>,
+) -> Refused {
+    Refused {
+        what,
+        content_type: "application/json",
+        body: body.into(),
+        status,
+        code,
+        field,
+        mentions: None,
+    }
+}
+
+impl Refused {
+    /// Posts the request to the frontend and asserts the answer: status, error code, a
+    /// message, and the field or words the case names.
+    ///
+    /// # Panics
+    /// If the answer is not the refusal the case describes.
+    pub async fn assert_refused_by(self, stack: &TestStack) {
+        let what = self.what;
+        let (status, answer) = stack
+            .post(Service::Frontend, "/order", self.content_type, self.body)
+            .await;
+        assert_eq!(status, self.status, "{what}: {answer}");
+        assert_eq!(answer["error"], self.code, "{what}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{what}: {answer}");
+        if let Some(field) = self.field {
+            assert_eq!(answer["field"], field, "{what}: {answer}");
+            assert!(message.contains(field), "{what}: {answer}");
+        }
+        if let Some(words) = self.mentions {
+            assert!(message.contains(words), "{what}: {answer}");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 // A failed unwrap in a test is a failed assertion.
 #![allow(clippy::unwrap_used)]
 
-use e2e::TestStack;
+use e2e::{Refused, TestStack, refused};
 use saga::contract::{Service, Topic};
 use serde_json::json;
 use std::time::Duration;
@@ -140,33 +140,6 @@ async fn a_hundred_concurrent_orders_never_oversell() {
     assert_eq!(stack.stock("widget").await, 0, "final stock 0, never negative");
 }
 
-/// A request the frontend must refuse, and how.
-struct Refused {
-    what: &'static str,
-    content_type: &'static str,
-    body: Vec<u8>,
-    status: u16,
-    code: &'static str,
-    field: Option<&'static str>,
-}
-
-fn refused(
-    what: &'static str,
-    body: impl Into<Vec<u8>>,
-    status: u16,
-    code: &'static str,
-    field: Option<&'static str>,
-) -> Refused {
-    Refused {
-        what,
-        content_type: "application/json",
-        body: body.into(),
-        status,
-        code,
-        field,
-    }
-}
-
 #[allow(
     clippy::too_many_lines,
     reason = "a table of cases, one per line before rustfmt"
@@ -287,18 +260,7 @@ async fn each_bad_order_gets_a_clear_error_and_publishes_nothing() {
     stack.tap(Topic::Frontend, "frontend-tap").await;
 
     for case in bad_orders() {
-        let what = case.what;
-        let (got, answer) = stack
-            .post(Service::Frontend, "/order", case.content_type, case.body)
-            .await;
-        assert_eq!(got, case.status, "{what}: {answer}");
-        assert_eq!(answer["error"], case.code, "{what}: {answer}");
-        let message = answer["message"].as_str().unwrap_or_default();
-        assert!(!message.is_empty(), "{what}: {answer}");
-        if let Some(field) = case.field {
-            assert_eq!(answer["field"], field, "{what}: {answer}");
-            assert!(message.contains(field), "{what}: {answer}");
-        }
+        case.assert_refused_by(&stack).await;
     }
     assert!(
         stack

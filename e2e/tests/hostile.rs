@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use base64::Engine as _;
-use e2e::{TestStack, new_uuid, saga_message};
+use e2e::{Refused, TestStack, new_uuid, refused, saga_message};
 use saga::contract::{Service, Topic, push_path};
 use saga::message::{MAX_MESSAGE_BYTES, MAX_ORDER_BYTES};
 use saga::push::MAX_PUSH_BYTES;
@@ -65,35 +65,6 @@ async fn nothing_published(stack: &TestStack, also: &[&str]) {
             .map(|m| m.json())
             .collect();
         assert!(got.is_empty(), "{sub} got {got:?}");
-    }
-}
-
-/// A request the frontend must refuse, and how it must say so.
-struct Refused {
-    what: &'static str,
-    body: Vec<u8>,
-    status: u16,
-    code: &'static str,
-    /// The field the answer must name, if the problem is in one.
-    field: Option<&'static str>,
-    /// Words the message must contain, to say what the problem is.
-    mentions: Option<&'static str>,
-}
-
-fn refused(
-    what: &'static str,
-    body: impl Into<Vec<u8>>,
-    status: u16,
-    code: &'static str,
-    field: Option<&'static str>,
-) -> Refused {
-    Refused {
-        what,
-        body: body.into(),
-        status,
-        code,
-        field,
-        mentions: None,
     }
 }
 
@@ -286,21 +257,7 @@ async fn hostile_orders_get_a_4xx_naming_the_problem_and_the_frontend_keeps_serv
     stack.tap(Topic::Frontend, "frontend-tap").await;
 
     for case in hostile_orders() {
-        let what = case.what;
-        let (status, answer) = stack
-            .post(Service::Frontend, "/order", "application/json", case.body)
-            .await;
-        assert_eq!(status, case.status, "{what}: {answer}");
-        assert_eq!(answer["error"], case.code, "{what}: {answer}");
-        let message = answer["message"].as_str().unwrap_or_default();
-        assert!(!message.is_empty(), "{what}: {answer}");
-        if let Some(field) = case.field {
-            assert_eq!(answer["field"], field, "{what}: {answer}");
-            assert!(message.contains(field), "{what}: {answer}");
-        }
-        if let Some(words) = case.mentions {
-            assert!(message.contains(words), "{what}: {answer}");
-        }
+        case.assert_refused_by(&stack).await;
     }
     assert!(
         stack.pull("frontend-tap", 10, QUIET).await.is_empty(),

@@ -432,19 +432,18 @@ async fn measured_runs(
     services: &mut [ServiceReport],
 ) -> anyhow::Result<()> {
     let mut observer = Observer::start(&hosts.pubsub_endpoint(), &stack.project).await?;
+    // The closed-loop runs differ only in their name and their orders.
+    let closed = async |name: &str, orders: Vec<orders::OrderSpec>, observer: &mut Observer| {
+        let target = stack_target(stack, observer);
+        let (run, _) = scenario::run(name, http, target, orders, Load::Closed { concurrency }, waits).await?;
+        anyhow::Ok(run)
+    };
 
     if command == Command::Smoke {
         say(&format!("smoke: {orders_n} orders from {concurrency} clients"));
-        let (run, _) = scenario::run(
-            "smoke",
-            http,
-            stack_target(stack, &mut observer),
-            orders::smoke(orders_n),
-            Load::Closed { concurrency },
-            waits,
-        )
-        .await?;
-        report.runs.push(run);
+        report
+            .runs
+            .push(closed("smoke", orders::smoke(orders_n), &mut observer).await?);
         observer.stop().await;
         return Ok(());
     }
@@ -454,16 +453,9 @@ async fn measured_runs(
             "warm-up: {} orders from {concurrency} clients",
             opts.warmup
         ));
-        let (run, _) = scenario::run(
-            "warm-up",
-            http,
-            stack_target(stack, &mut observer),
-            orders::spread(opts.warmup),
-            Load::Closed { concurrency },
-            waits,
-        )
-        .await?;
-        report.runs.push(run);
+        report
+            .runs
+            .push(closed("warm-up", orders::spread(opts.warmup), &mut observer).await?);
     }
     if command == Command::All {
         say("probing Firestore round trips on the idle emulator");
@@ -502,16 +494,9 @@ async fn measured_runs(
             orders::HOT_ITEM.0,
             opts.hot_stock
         ));
-        let (run, _) = scenario::run(
-            "hot",
-            http,
-            stack_target(stack, &mut observer),
-            orders::hot(orders_n),
-            Load::Closed { concurrency },
-            waits,
-        )
-        .await?;
-        report.runs.push(run);
+        report
+            .runs
+            .push(closed("hot", orders::hot(orders_n), &mut observer).await?);
     }
     observer.stop().await;
     Ok(())
