@@ -174,7 +174,15 @@ pub fn render(report: &Report) -> String {
     out.push_str(&render_explanations(report));
 
     let budgets = budgets(report);
-    if !budgets.is_empty() {
+    if report.profile != "release" {
+        // Debug binaries are several times larger and slower: judging them would only
+        // print misses that say nothing about the product.
+        let _ = writeln!(
+            out,
+            "\nbudgets: not judged, the services are {} binaries (they are for release builds)",
+            report.profile
+        );
+    } else if !budgets.is_empty() {
         let _ = writeln!(out, "\nbudgets (targets, not tests):");
         for line in budgets {
             let _ = writeln!(out, "  {line}");
