@@ -22,7 +22,8 @@ pub mod env {
     pub const K_SERVICE: &str = "K_SERVICE";
     /// Log filter directives, as for `tracing_subscriber::EnvFilter`.
     pub const RUST_LOG: &str = "RUST_LOG";
-    /// The audience push tokens must carry (the receiving service's URL).
+    /// The audience push tokens must carry: Terraform sets the worker's custom audience,
+    /// `//run.googleapis.com/projects/P/locations/R/services/NAME`.
     pub const PUSH_AUDIENCE: &str = "PUSH_AUDIENCE";
     /// The service account Pub/Sub signs push tokens as.
     pub const PUSH_SERVICE_ACCOUNT: &str = "PUSH_SERVICE_ACCOUNT";
