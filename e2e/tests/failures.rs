@@ -436,7 +436,7 @@ async fn a_step_whose_message_never_got_out_after_its_commit_is_finished_by_the_
         .outcomes(
             "payment-created-sub",
             std::slice::from_ref(&uuid),
-            Duration::from_secs(120),
+            Duration::from_mins(2),
         )
         .await;
     assert_eq!(paid[&uuid].len(), 1, "{paid:?}");
@@ -498,7 +498,7 @@ async fn two_hundred_orders_for_a_hundred_units_never_oversell_and_each_ends_onc
     let by_uuid: HashMap<&String, (u32, bool)> = placed.iter().zip(orders.iter().copied()).collect();
 
     let mut ends: HashMap<String, Vec<Value>> = HashMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(3);
     while ends.len() < placed.len() && tokio::time::Instant::now() < deadline {
         for sub in ["payment-created-sub", "error-cli-sub"] {
             for m in stack.pull(sub, 1000, Duration::from_millis(300)).await {
@@ -535,7 +535,7 @@ async fn two_hundred_orders_for_a_hundred_units_never_oversell_and_each_ends_onc
     }
     // Every failure is compensated before the stock is final.
     let mut compensated = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
     while compensated < failures && tokio::time::Instant::now() < deadline {
         compensated += stack
             .pull("compensated-sub", 1000, Duration::from_millis(500))

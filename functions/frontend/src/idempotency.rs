@@ -29,7 +29,7 @@ pub const HEADER: &str = "idempotency-key";
 pub const MAX_KEY_CHARS: usize = 128;
 
 /// How long a key is honoured: far longer than any client keeps retrying one request.
-pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+pub const RETENTION: Duration = Duration::from_hours(24);
 
 /// A client's idempotency key, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

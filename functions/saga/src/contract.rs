@@ -339,7 +339,7 @@ pub struct PushPolicy {
 pub const PUSH_POLICY: PushPolicy = PushPolicy {
     ack_deadline: Duration::from_secs(30),
     min_backoff: Duration::from_secs(1),
-    max_backoff: Duration::from_secs(60),
+    max_backoff: Duration::from_mins(1),
     max_delivery_attempts: 5,
 };
 
@@ -347,7 +347,7 @@ pub const PUSH_POLICY: PushPolicy = PushPolicy {
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long Pub/Sub keeps messages of a subscription that nobody reads.
-pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const RETENTION: Duration = Duration::from_hours(7 * 24);
 
 /// Firestore collection ids.
 pub mod collections {
