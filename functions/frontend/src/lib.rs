@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
-use saga::contract::{Service, Topic, collections};
+use saga::contract::{Topic, collections};
 use saga::message::{FieldError, MAX_ORDER_BYTES, Order, SagaId, SagaMessage, StatusCode as SagaStatus};
 use saga::records;
 use saga::service::Clients;
@@ -240,11 +240,7 @@ async fn start_saga(
         },
     };
     tracing::Span::current().record("uuid", tracing::field::display(uuid));
-    let message = SagaMessage::new(uuid, order, extra).advance(
-        Service::Frontend,
-        SagaStatus::Received,
-        "Order received".to_owned(),
-    );
+    let message = SagaMessage::new(uuid, order, extra);
     clients
         .bus
         .publish(&Outgoing::new(Topic::Frontend, message.to_json()).traced(trace))

@@ -508,16 +508,16 @@ impl Order {
 }
 
 impl SagaMessage {
-    /// The message the frontend publishes for a new order.
+    /// The message the frontend publishes for a new order: received, by the frontend.
     pub fn new(uuid: SagaId, order: Order, extra: Map<String, Value>) -> Self {
         SagaMessage {
             uuid,
             order,
             price_per_unit: None,
             total_invoice: None,
-            status: None,
-            status_code: None,
-            step: None,
+            status: Some("Order received".to_owned()),
+            status_code: Some(StatusCode::Received),
+            step: Some(Service::Frontend),
             reason: None,
             extra,
         }
