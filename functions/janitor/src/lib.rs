@@ -26,7 +26,7 @@ use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
 use saga::contract::{Delivery, Purpose, Service, Subscription, Topic};
 use saga::handler::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
-use saga::ledger::{self, Decision, Found, Handled, Step, StepError};
+use saga::ledger::{self, Deadline, Decision, Found, Handled, Step, StepError};
 use saga::message::{Reason, SagaMessage, StatusCode};
 use saga::push::{MAX_PUSH_BYTES, Push};
 use saga::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
@@ -142,6 +142,7 @@ pub async fn compensate(
     msg: &SagaMessage,
     trace: &TraceContext,
 ) -> Result<Handled, StepError> {
+    let deadline = Deadline::for_delivery();
     let uuid = msg.uuid;
     let own_path = records::step(uuid, Service::Janitor);
     let mut paths = vec![own_path.clone()];
@@ -154,7 +155,8 @@ pub async fn compensate(
         let mut docs = clients.store.get_all(&paths).await?;
         if let Some(own) = docs.remove(0) {
             // No step consumes `compensated`: the record's own mark tells.
-            return ledger::resume(clients, &own_path, &[], Found::new(own, &[], Vec::new())).await;
+            let found = Found::new(own, &[], Vec::new());
+            return ledger::resume(clients, &own_path, &[], found, deadline).await;
         }
         let mut found = Vec::with_capacity(UNDO_ORDER.len());
         for (service, doc) in UNDO_ORDER.iter().zip(docs) {
@@ -180,7 +182,7 @@ pub async fn compensate(
         record.reason = msg.reason.map(|r| r.as_str().to_owned());
         let outgoing = Outgoing::new(Topic::Compensated, message.to_json()).traced(trace);
         if let Some(handled) =
-            ledger::commit_and_publish(clients, &own_path, record, outgoing, writes).await?
+            ledger::commit_and_publish(clients, &own_path, record, outgoing, writes, deadline).await?
         {
             tracing::info!(
                 released = plan.released,

@@ -30,8 +30,11 @@ use std::time::{Duration, Instant};
 
 /// How long the delivery that wrote an outbox message (or took it over) holds the sole right
 /// to publish it; a duplicate delivery takes over only after. The holder starts a publish
-/// only while [`PUBLISH_TIMEOUT`] and [`LEASE_MARGIN`] of it remain, so two publishes of
-/// one message never overlap, however slow the commit before it was.
+/// only while [`PUBLISH_TIMEOUT`] and [`LEASE_MARGIN`] of it remain, however slow the
+/// commit before it was, so a duplicate never publishes while the holder is still waiting
+/// for its publish. (The client library may still send a publish the holder stopped
+/// waiting for, late: after a publish timeout, a message can go out twice. Every consumer
+/// is idempotent; only the pull subscriptions would see the copy.)
 pub const PUBLISH_LEASE: Duration = Duration::from_secs(30);
 
 /// Slack at the end of a lease: for a publish the server accepts just after the client
@@ -39,16 +42,19 @@ pub const PUBLISH_LEASE: Duration = Duration::from_secs(30);
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// How long a duplicate delivery waits, reading again, while another delivery holds the
-/// lease, before it answers 5xx. Waiting here rather than answering at once keeps a holder
-/// that died from using up the message's few delivery attempts within one lease; it is
-/// short enough that the wait, a publish and the reads fit in [`HANDLER_TIMEOUT`].
-///
-/// [`HANDLER_TIMEOUT`]: crate::contract::HANDLER_TIMEOUT
+/// lease, before it answers 5xx. Each 5xx uses up one of the message's few delivery
+/// attempts; answering at once would let the duplicates of a holder that died use them all
+/// up within its one lease, and the message would be dead-lettered for no reason.
 pub const LEASE_WAIT: Duration = Duration::from_secs(5);
 
-/// How often a waiting duplicate reads again: the holder's publish, once done, shows as
-/// the consuming step's record or the `published` mark.
+/// How often a waiting duplicate reads again. The holder's publish shows as the
+/// `published` mark or, for a message a later step consumes, as that step's record once it
+/// ran (usually within a push or two); without either, the lease has to run out.
 const LEASE_POLL: Duration = Duration::from_millis(500);
+
+/// What a delivery allows for the work before and after a publish (reads, the lease
+/// commit), when it decides whether the publish still fits before its handler is cut off.
+const DEADLINE_SLACK: Duration = Duration::from_secs(2);
 
 /// Most read-decide-commit rounds one delivery tries before it gives up for now (and
 /// Pub/Sub redelivers it later).
@@ -155,7 +161,7 @@ struct Lease {
 /// A publish lease this delivery took, timed on the local monotonic clock; the stored
 /// `lease_until` is what other deliveries see.
 #[derive(Clone, Copy, Debug)]
-pub struct HeldLease {
+struct HeldLease {
     since: Instant,
 }
 
@@ -170,10 +176,38 @@ impl HeldLease {
         )
     }
 
-    /// Whether a publish started now ends, even at its timeout, before the lease runs out
-    /// with a margin to spare, so no duplicate can be publishing at the same time.
-    pub fn leaves_time_to_publish(self) -> bool {
+    /// Whether a publish started now stops waiting, even at its timeout, before the lease
+    /// runs out with a margin to spare.
+    fn leaves_time_to_publish(self) -> bool {
         lease_leaves_time_to_publish(self.since.elapsed())
+    }
+}
+
+/// When the handler serving this delivery is cut off: [`HANDLER_TIMEOUT`] after the
+/// delivery reached the engine, less what ran before (the request's body and token).
+///
+/// [`HANDLER_TIMEOUT`]: crate::contract::HANDLER_TIMEOUT
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// The deadline of a delivery whose handler starts now.
+    pub fn for_delivery() -> Self {
+        Deadline(Instant::now() + crate::contract::HANDLER_TIMEOUT.saturating_sub(DEADLINE_SLACK))
+    }
+
+    /// How much of the handler's time a publish started now may still take, after the
+    /// slack for what comes around it.
+    fn left_for_publish(self) -> Duration {
+        self.0
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(DEADLINE_SLACK)
+    }
+
+    /// Whether a publish started now gets its full timeout before the handler is cut off;
+    /// a publish that cannot would only be dropped half-way, wasting the attempt.
+    fn leaves_time_to_publish(self) -> bool {
+        self.left_for_publish() >= PUBLISH_TIMEOUT
     }
 }
 
@@ -207,6 +241,7 @@ pub async fn run(
     trace: &TraceContext,
 ) -> Result<Handled, StepError> {
     step.check(msg)?;
+    let deadline = Deadline::for_delivery();
     let service = step.service();
     let record_path = records::step(msg.uuid, service);
     let reads = step.reads(msg);
@@ -230,7 +265,7 @@ pub async fn run(
             let proofs = docs.split_off(1 + reads.len());
             if let Some(record) = docs.remove(0) {
                 let found = Found::new(record, &evidence, proofs);
-                return resume(clients, &record_path, &evidence, found).await;
+                return resume(clients, &record_path, &evidence, found, deadline).await;
             }
             docs
         };
@@ -241,7 +276,7 @@ pub async fn run(
         record.price_per_unit = decision.price_per_unit;
         let outgoing = Outgoing::new(decision.topic, decision.message.to_json()).traced(trace);
         if let Some(handled) =
-            commit_and_publish(clients, &record_path, record, outgoing, decision.writes).await?
+            commit_and_publish(clients, &record_path, record, outgoing, decision.writes, deadline).await?
         {
             return Ok(handled);
         }
@@ -256,14 +291,16 @@ pub fn contention() -> StepError {
 }
 
 /// Commits `record` (created at `path`, which must not exist yet) with `outgoing` as its
-/// outbox, together with `writes`; then publishes and marks it. `None` if a precondition
-/// failed and nothing was written: the caller reads again.
+/// outbox, together with `writes`; then publishes and marks it, if that fits before
+/// `deadline`. `None` if a precondition failed and nothing was written: the caller reads
+/// again.
 pub async fn commit_and_publish(
     clients: &Clients,
     path: &DocPath,
     mut record: StepRecord,
     outgoing: Outgoing,
     writes: WriteSet,
+    deadline: Deadline,
 ) -> Result<Option<Handled>, StepError> {
     let topic = Topic::from_name(&outgoing.topic)
         .ok_or_else(|| anyhow::anyhow!("unknown topic `{}`", outgoing.topic))?;
@@ -276,7 +313,7 @@ pub async fn commit_and_publish(
     match clients.store.commit(all).await {
         Ok(times) => {
             let written_at = times.first().copied().unwrap_or_default();
-            publish_and_mark(clients, path, &outgoing, written_at, lease).await?;
+            publish_and_mark(clients, path, &outgoing, written_at, lease, deadline).await?;
             Ok(Some(Handled::Published(topic)))
         }
         Err(CommitError::Conflict(_)) => Ok(None),
@@ -326,26 +363,30 @@ impl Found {
 
 /// Finishes a step whose record already exists: a duplicate or a redelivery. `evidence`
 /// are the paths [`Found`]'s proofs were read from, to read them again while another
-/// delivery holds the publish lease (for at most [`LEASE_WAIT`]).
+/// delivery holds the publish lease (for at most [`LEASE_WAIT`], and only while a publish
+/// would still fit before `deadline`).
 pub async fn resume(
     clients: &Clients,
     path: &DocPath,
     evidence: &[(Topic, DocPath)],
     mut found: Found,
+    deadline: Deadline,
 ) -> Result<Handled, StepError> {
     let waiting_since = Instant::now();
     loop {
-        let left = match try_resume(clients, path, &found).await? {
+        let look_again_in = match try_resume(clients, path, &found, deadline).await? {
             Resumed::Handled(handled) => return Ok(handled),
-            Resumed::LeaseHeld(left) => left,
+            Resumed::LookAgain(after) => after,
         };
-        let waited = waiting_since.elapsed();
-        let Some(patience) = LEASE_WAIT.checked_sub(waited).filter(|p| !p.is_zero()) else {
+        let patience = LEASE_WAIT
+            .saturating_sub(waiting_since.elapsed())
+            .min(deadline.left_for_publish().saturating_sub(PUBLISH_TIMEOUT));
+        if patience.is_zero() {
             // Pub/Sub retries this delivery shortly; by then the holder has published, or
             // its lease ran out and that delivery takes over.
             return Err(anyhow::anyhow!("another delivery of this message holds its publish lease").into());
-        };
-        tokio::time::sleep(left.min(LEASE_POLL).min(patience)).await;
+        }
+        tokio::time::sleep(look_again_in.min(LEASE_POLL).min(patience)).await;
         found = Found::read(clients, path, evidence).await?;
     }
 }
@@ -353,11 +394,17 @@ pub async fn resume(
 /// What one look at an existing record came to.
 enum Resumed {
     Handled(Handled),
-    /// Another delivery may be publishing the message: its lease has this much left.
-    LeaseHeld(Duration),
+    /// Another delivery holds the lease (for at most this long), or just took it over or
+    /// confirmed the message: read again.
+    LookAgain(Duration),
 }
 
-async fn try_resume(clients: &Clients, path: &DocPath, found: &Found) -> Result<Resumed, StepError> {
+async fn try_resume(
+    clients: &Clients,
+    path: &DocPath,
+    found: &Found,
+    deadline: Deadline,
+) -> Result<Resumed, StepError> {
     let record: StepRecord = found.record.decode()?;
     let Some(outgoing) = record.outbox.as_ref() else {
         return Ok(Resumed::Handled(Handled::Ignored(
@@ -387,7 +434,7 @@ async fn try_resume(clients: &Clients, path: &DocPath, found: &Found) -> Result<
         // Most likely the delivery that holds it is publishing right now; publishing here
         // too would duplicate the message.
         let left = Duration::try_from(until.0.duration_since(now.0)).unwrap_or_default();
-        return Ok(Resumed::LeaseHeld(left));
+        return Ok(Resumed::LookAgain(left));
     }
     // Take the lease, so that of several late duplicates only one publishes.
     let (lease, lease_until) = HeldLease::take();
@@ -402,13 +449,13 @@ async fn try_resume(clients: &Clients, path: &DocPath, found: &Found) -> Result<
     );
     let leased_at = match clients.store.commit(writes).await {
         Ok(times) => times.first().copied().unwrap_or_default(),
-        Err(CommitError::Conflict(_)) => {
-            return Err(anyhow::anyhow!("another delivery took over publishing this message").into());
-        }
+        // The record changed since it was read: another delivery took the lease over, marked
+        // the message published, or compensation closed the step. The next read tells.
+        Err(CommitError::Conflict(_)) => return Ok(Resumed::LookAgain(Duration::ZERO)),
         Err(CommitError::Unavailable(e)) => return Err(e.into()),
     };
     tracing::warn!(topic = %topic, "publishing a stored message that was never confirmed");
-    publish_and_mark(clients, path, outgoing, leased_at, lease).await?;
+    publish_and_mark(clients, path, outgoing, leased_at, lease, deadline).await?;
     Ok(Resumed::Handled(Handled::Republished(topic)))
 }
 
@@ -422,11 +469,12 @@ async fn publish_and_mark(
     outgoing: &Outgoing,
     written_at: Timestamp,
     lease: HeldLease,
+    deadline: Deadline,
 ) -> Result<(), StepError> {
-    if !lease.leaves_time_to_publish() {
+    if !lease.leaves_time_to_publish() || !deadline.leaves_time_to_publish() {
         release_lease(clients, path, written_at).await;
         return Err(anyhow::anyhow!(
-            "the write took so long that the publish lease could run out while publishing; \
+            "the write took so long that the publish might not finish in time; \
              a redelivery publishes instead"
         )
         .into());
@@ -504,16 +552,23 @@ mod tests {
     }
 
     #[test]
-    fn a_handler_that_committed_slowly_can_still_publish_within_its_timeout() {
-        // A delivery cut off by the handler timeout must not be able to publish after a
-        // duplicate took over: every publish it starts ends inside the lease.
+    fn a_handler_cut_off_at_its_timeout_had_stopped_waiting_for_its_publish_inside_the_lease() {
         assert!(HANDLER_TIMEOUT + LEASE_MARGIN <= PUBLISH_LEASE);
-        // Commit and group retries take up to 20 s; a slow first write still publishes.
-        assert!(lease_leaves_time_to_publish(Duration::from_secs(10)));
     }
 
     #[test]
-    fn a_waiting_duplicate_still_has_time_to_take_over_and_publish() {
-        assert!(LEASE_WAIT + PUBLISH_TIMEOUT + Duration::from_secs(2) < HANDLER_TIMEOUT);
+    fn a_fresh_delivery_has_time_to_wait_for_a_lease_and_still_publish() {
+        let deadline = Deadline::for_delivery();
+        assert!(deadline.leaves_time_to_publish());
+        assert!(
+            deadline.left_for_publish() > PUBLISH_TIMEOUT,
+            "some patience is left"
+        );
+    }
+
+    #[test]
+    fn a_delivery_near_its_handler_timeout_does_not_start_a_publish() {
+        let deadline = Deadline(Instant::now() + PUBLISH_TIMEOUT);
+        assert!(!deadline.leaves_time_to_publish());
     }
 }
