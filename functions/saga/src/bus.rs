@@ -1,6 +1,6 @@
 //! Publishing to the saga's topics.
 //!
-//! One Pub/Sub connection per process, one batching publisher per topic the service is
+//! One Pub/Sub connection per process, one publisher per topic the service is
 //! allowed to publish to ([`Service::publishes`]), all built once at start-up.
 
 use crate::config::PubSubTarget;
@@ -82,9 +82,11 @@ impl Bus {
             .map(|&topic| {
                 let publisher = base
                     .publisher(topic.path(&target.project))
-                    // A step waits for its publish before it answers, so batching delay is
-                    // pure latency; a millisecond still lets concurrent requests share a call.
-                    .set_delay_threshold(Duration::from_millis(1))
+                    // A step waits for its publish before it answers, and each delivery
+                    // publishes one message: waiting to batch it with others would only add
+                    // latency (a timer, even at zero, costs up to a millisecond of the
+                    // runtime's clock), so every message goes out at once, concurrently.
+                    .set_message_count_threshold(1)
                     .build();
                 (topic, publisher)
             })
