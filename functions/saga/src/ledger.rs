@@ -261,7 +261,9 @@ pub async fn run(
             optimistic = false;
             Vec::new()
         } else {
+            let started = Instant::now();
             let mut docs = clients.store.get_all(&paths).await?;
+            timed("read", started);
             let proofs = docs.split_off(1 + reads.len());
             if let Some(record) = docs.remove(0) {
                 let found = Found::new(record, &evidence, proofs);
@@ -310,7 +312,10 @@ pub async fn commit_and_publish(
     let mut all = WriteSet::new();
     all.create(path.clone(), &record);
     all.extend(writes);
-    match clients.store.commit(all).await {
+    let started = Instant::now();
+    let committed = clients.store.commit(all).await;
+    timed("commit", started);
+    match committed {
         Ok(times) => {
             let written_at = times.first().copied().unwrap_or_default();
             publish_and_mark(clients, path, &outgoing, written_at, lease, deadline).await?;
@@ -319,6 +324,17 @@ pub async fn commit_and_publish(
         Err(CommitError::Conflict(_)) => Ok(None),
         Err(CommitError::Unavailable(e)) => Err(e.into()),
     }
+}
+
+/// Where the time of a step goes, for `RUST_LOG=saga::timing=debug`: one event per
+/// Firestore read, commit, publish and `published` mark on a step's way, with its duration (the bench reads
+/// these to split a hop into its parts).
+fn timed(phase: &'static str, started: Instant) {
+    tracing::debug!(
+        target: "saga::timing",
+        phase,
+        ms = started.elapsed().as_secs_f64() * 1000.0
+    );
 }
 
 /// Pauses before another read-decide-commit round, longer each round, with jitter so that
@@ -479,7 +495,10 @@ async fn publish_and_mark(
         )
         .into());
     }
-    if let Err(e) = clients.bus.publish(outgoing).await {
+    let started = Instant::now();
+    let published = clients.bus.publish(outgoing).await;
+    timed("publish", started);
+    if let Err(e) = published {
         release_lease(clients, path, written_at).await;
         return Err(e.into());
     }
@@ -499,7 +518,10 @@ async fn publish_and_mark(
         Some(&["published", "published_at"]),
         Some(Precondition::Exists),
     );
-    if let Err(e) = clients.store.commit(writes).await {
+    let started = Instant::now();
+    let marked = clients.store.commit(writes).await;
+    timed("mark", started);
+    if let Err(e) = marked {
         // The message is out, which is what the ack promises. Left unmarked, the record
         // only makes a later duplicate delivery publish the same message once more.
         tracing::warn!(error = %e, "published, but could not mark the record published");

@@ -15,6 +15,7 @@ mod floor;
 mod load;
 mod observe;
 mod orders;
+mod phases;
 mod procfs;
 mod report;
 mod scenario;
@@ -96,6 +97,12 @@ struct Opts {
     /// ended by then is a violation. Longer than Pub/Sub's retry backoff (up to 60 s).
     #[arg(long, global = true, default_value_t = 150)]
     settle: u64,
+    /// `RUST_LOG` of the services. With `warn,saga::timing=debug` they also log how long
+    /// each Firestore read, commit, publish and mark of a step takes, and the latency run
+    /// reports those per service; logging costs the services some CPU, so capacity
+    /// figures are best taken without.
+    #[arg(long, global = true, default_value = "warn")]
+    service_log: String,
     /// Container images are looked up as PREFIX + service name (`docker image inspect`).
     #[arg(long, global = true, default_value = "")]
     image_prefix: String,
@@ -370,6 +377,7 @@ async fn run_stack(
         log_dir,
         &stack::seed_documents(PLENTY, opts.hot_stock),
         opts.startup_samples,
+        &opts.service_log,
     )
     .await?;
     // Let start-up allocations settle before calling memory idle.
@@ -483,8 +491,10 @@ async fn measured_runs(
             "latency: {} orders per second for {} s",
             opts.rate, opts.duration
         ));
+        let marks = phases::mark(stack)?;
         let target = stack_target(stack, &mut observer);
-        let run = latency_run("latency", opts, hosts, &stack.project, http, target, waits).await?;
+        let mut run = latency_run("latency", opts, hosts, &stack.project, http, target, waits).await?;
+        run.phases = phases::since(&marks)?;
         report.runs.push(run);
     }
 

@@ -365,6 +365,30 @@ fn render_explanations(report: &Report) -> String {
             percentiles(hops.stock_reserved_to_completed.as_ref()),
         );
     }
+    for r in report.runs.iter().filter(|r| !r.phases.is_empty()) {
+        let mut by_service: Vec<(&str, Vec<String>)> = Vec::new();
+        for p in &r.phases {
+            // Most calls take a millisecond or two: whole milliseconds would hide them.
+            let part = format!(
+                "{} {:.1} / {:.1} / {:.1}",
+                p.phase, p.times.p50_ms, p.times.p95_ms, p.times.p99_ms
+            );
+            match by_service.last_mut() {
+                Some((service, parts)) if *service == p.service => parts.push(part),
+                _ => by_service.push((&p.service, vec![part])),
+            }
+        }
+        let services: Vec<String> = by_service
+            .into_iter()
+            .map(|(service, parts)| format!("{service} {}", parts.join(", ")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}, the steps' calls p50 / p95 / p99 ms: {}",
+            r.name,
+            services.join("; ")
+        );
+    }
     out
 }
 

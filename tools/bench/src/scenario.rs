@@ -113,6 +113,10 @@ pub struct RunReport {
     /// Per-hop times (latency run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hops: Option<HopReport>,
+    /// How long the steps' calls took, per service (latency run, and only when the services
+    /// log `saga::timing`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<crate::phases::PhaseReport>,
     /// CPU used while the run went on (capacity and floor runs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<crate::procfs::CpuReport>,
@@ -264,6 +268,7 @@ pub async fn run(
         check: verdict,
         stock: stock_report,
         hops: None,
+        phases: Vec::new(),
         cpu,
         publish: None,
     };

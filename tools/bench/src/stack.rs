@@ -116,6 +116,8 @@ pub struct Stack {
     pub processes: Vec<Process>,
     /// Where the services' logs are.
     pub log_dir: PathBuf,
+    /// `RUST_LOG` of the services.
+    service_log: String,
     watchdog: Option<Child>,
 }
 
@@ -144,6 +146,7 @@ impl Stack {
         log_dir: &Path,
         docs: &[(DocPath, Value)],
         startup_samples: usize,
+        service_log: &str,
     ) -> anyhow::Result<Self> {
         let project = fresh_project("bench");
         let mut ports = BTreeMap::new();
@@ -170,6 +173,7 @@ impl Stack {
             store,
             processes: Vec::new(),
             log_dir: log_dir.to_path_buf(),
+            service_log: service_log.to_owned(),
             watchdog: None,
         };
         for service in Service::ALL {
@@ -199,7 +203,7 @@ impl Stack {
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(self.log_dir.join(format!("{service}.log")))
+                .open(self.log_path(service))
                 .context("opening the service log")?;
             let mut command = Command::new(&binary);
             command
@@ -208,7 +212,7 @@ impl Stack {
                 .env(env::PUBSUB_EMULATOR_HOST, &hosts.pubsub)
                 .env(env::FIRESTORE_EMULATOR_HOST, &hosts.firestore)
                 .env(env::LOG_FORMAT, "text")
-                .env(env::RUST_LOG, "warn")
+                .env(env::RUST_LOG, &self.service_log)
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(log.try_clone()?))
                 .stderr(Stdio::from(log))
@@ -230,10 +234,7 @@ impl Stack {
                 .with_context(|| format!("starting {}", binary.display()))?;
             let pid = child.id().context("the service exited at once")?;
             if let Err(e) = wait_healthy(&mut child, port).await {
-                bail!(
-                    "{service}: {e:#} (its log: {})",
-                    self.log_dir.join(format!("{service}.log")).display()
-                );
+                bail!("{service}: {e:#} (its log: {})", self.log_path(service).display());
             }
             startup.push(spawned.elapsed());
             if sample + 1 == samples {
@@ -251,6 +252,11 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         unreachable!("samples is at least 1")
+    }
+
+    /// The log file of `service`.
+    pub fn log_path(&self, service: Service) -> PathBuf {
+        self.log_dir.join(format!("{service}.log"))
     }
 
     /// `http://…/order` of the frontend.
