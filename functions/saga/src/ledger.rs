@@ -327,8 +327,8 @@ pub async fn commit_and_publish(
 }
 
 /// Where the time of a step goes, for `RUST_LOG=saga::timing=debug`: one event per
-/// Firestore read, commit, publish and `published` mark on a step's way, with its duration (the bench reads
-/// these to split a hop into its parts).
+/// Firestore read, commit, publish and `published` mark on a step's way, with its duration
+/// (the bench reads these to split a hop into its parts).
 fn timed(phase: &'static str, started: Instant) {
     tracing::debug!(
         target: "saga::timing",
