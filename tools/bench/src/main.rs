@@ -85,10 +85,12 @@ struct Opts {
     /// nothing was sold beyond it.
     #[arg(long, global = true, default_value_t = 2000)]
     hot_stock: i64,
-    /// Orders of the warm-up run before the measured runs, sent like the capacity run's:
-    /// the emulators' JVMs compile their hot paths only under load, and a first run
-    /// measured cold would mostly measure that. 0 for none.
-    #[arg(long, global = true, default_value_t = 300)]
+    /// The most orders the warm-up may send before the measured runs, in rounds of 1,000
+    /// sent like the capacity run's. The emulators' JVMs go on compiling their hot paths
+    /// for the first 10,000 sagas or so, with up to a third of their CPU, and a run measured
+    /// meanwhile measures their compilers: the warm-up ends early once the compiler
+    /// threads used under 5 % of the emulators' CPU in two rounds in a row. 0 for none.
+    #[arg(long, global = true, default_value_t = 20_000)]
     warmup: usize,
     /// Starts of each service to time (all but the last are stopped again at once).
     #[arg(long, global = true, default_value_t = 5)]
@@ -111,6 +113,15 @@ struct Opts {
 /// Stock of the two ordinary items: more than any run here can sell, so that only the
 /// hot-item run ever runs out.
 const PLENTY: i64 = 1_000_000;
+
+/// Orders per warm-up round.
+const WARMUP_ROUND: usize = 1000;
+/// A warm-up round is quiet when the emulators' JIT compilers used less than this share of
+/// their CPU, per cent.
+const JIT_QUIET_PCT: f64 = 5.0;
+/// Quiet rounds in a row that end the warm-up: one alone can fall in a lull between two
+/// bursts of compiling.
+const QUIET_ROUNDS: usize = 2;
 
 fn say(line: &str) {
     eprintln!("bench | {line}");
@@ -257,8 +268,18 @@ async fn bench(command: Command, opts: &Opts) -> anyhow::Result<Report> {
         passed: true,
     };
 
-    if matches!(command, Command::All | Command::Floor) {
-        run_floor(opts, &hosts, &http, waits, orders_n, concurrency, &mut report).await?;
+    if command == Command::Floor {
+        run_floor(
+            opts,
+            &hosts,
+            &http,
+            waits,
+            orders_n,
+            concurrency,
+            &mut report,
+            true,
+        )
+        .await?;
     }
     if let Some(bin_dir) = bin_dir {
         run_stack(
@@ -294,6 +315,9 @@ fn profile_of_exe() -> Option<String> {
     Some(exe.parent()?.file_name()?.to_string_lossy().into_owned())
 }
 
+/// The floor's runs. `warm`: warm the Pub/Sub emulator up on the floor first (when the
+/// floor runs alone; in `all` the stack's warm-up has done it).
+#[allow(clippy::too_many_arguments)]
 async fn run_floor(
     opts: &Opts,
     hosts: &EmulatorHosts,
@@ -302,10 +326,22 @@ async fn run_floor(
     orders_n: usize,
     concurrency: usize,
     report: &mut Report,
+    warm: bool,
 ) -> anyhow::Result<()> {
     say("floor: no-op handlers that only re-publish, in a project of their own");
     let floor = floor::Floor::start(&hosts.pubsub_endpoint()).await?;
     let mut observer = Observer::start(&hosts.pubsub_endpoint(), &floor.project).await?;
+    if warm {
+        let warm_up = WarmUp {
+            opts,
+            hosts,
+            http,
+            waits,
+            concurrency,
+        };
+        warm_up.run(&mut observer, &Under::Floor(&floor), report).await?;
+        floor.take_publishes();
+    }
     // One order at a time first: what a publish costs when nothing else is going on.
     say("floor: 50 orders, one at a time");
     let (mut idle, _) = scenario::run(
@@ -456,14 +492,17 @@ async fn measured_runs(
         return Ok(());
     }
 
-    if opts.warmup > 0 {
-        say(&format!(
-            "warm-up: {} orders from {concurrency} clients",
-            opts.warmup
-        ));
-        report
-            .runs
-            .push(closed("warm-up", orders::spread(opts.warmup), &mut observer).await?);
+    let warm_up = WarmUp {
+        opts,
+        hosts,
+        http,
+        waits,
+        concurrency,
+    };
+    warm_up.run(&mut observer, &Under::Stack(stack), report).await?;
+    if command == Command::All {
+        // After the warm-up, so that the floor, too, is measured on warm emulators.
+        run_floor(opts, hosts, http, waits, orders_n, concurrency, report, false).await?;
     }
     if command == Command::All {
         say("probing Firestore round trips on the idle emulator");
@@ -510,6 +549,82 @@ async fn measured_runs(
     }
     observer.stop().await;
     Ok(())
+}
+
+/// What a warm-up sends its orders to.
+enum Under<'s> {
+    Stack(&'s Stack),
+    Floor(&'s floor::Floor),
+}
+
+impl Under<'_> {
+    fn target<'o>(&'o self, observer: &'o mut Observer) -> Target<'o> {
+        match self {
+            Under::Stack(stack) => stack_target(stack, observer),
+            Under::Floor(floor) => floor_target(floor, observer),
+        }
+    }
+}
+
+/// The warm-up before the measured runs.
+struct WarmUp<'a> {
+    opts: &'a Opts,
+    hosts: &'a EmulatorHosts,
+    http: &'a reqwest::Client,
+    waits: Waits,
+    concurrency: usize,
+}
+
+impl WarmUp<'_> {
+    /// Sends rounds of [`WARMUP_ROUND`] orders to `target` until the emulators' JIT
+    /// compilers have been quiet for [`QUIET_ROUNDS`] rounds in a row, or `--warmup` orders
+    /// went out. Each round is checked like any run; a violation ends the warm-up (and
+    /// fails the report).
+    async fn run(
+        &self,
+        observer: &mut Observer,
+        under: &Under<'_>,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let mut sent = 0;
+        let mut quiet = 0;
+        let mut round = 0;
+        while sent < self.opts.warmup && quiet < QUIET_ROUNDS {
+            round += 1;
+            let n = WARMUP_ROUND.min(self.opts.warmup - sent);
+            let mut t = under.target(observer);
+            t.meter = Some(procfs::CpuMeter::start(emulator_and_bench_groups(self.hosts)));
+            let (run, _) = scenario::run(
+                &format!("warm-up {round}"),
+                self.http,
+                t,
+                orders::spread(n),
+                Load::Closed {
+                    concurrency: self.concurrency,
+                },
+                self.waits,
+            )
+            .await?;
+            sent += n;
+            let jit = run.cpu.as_ref().and_then(procfs::CpuReport::jit_pct);
+            say(&format!(
+                "warm-up {round}: {n} orders, {} sagas/s; JIT compiling took {} % of the emulators' CPU",
+                report::opt(run.sagas_per_s, |v| format!("{v:.1}")),
+                report::opt(jit, |v| format!("{v:.0}")),
+            ));
+            quiet = if jit.is_some_and(|p| p < JIT_QUIET_PCT) {
+                quiet + 1
+            } else {
+                0
+            };
+            let passed = run.passed;
+            report.runs.push(run);
+            if !passed {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The capacity run, measuring what each process (services, emulators, the bench itself)

@@ -1,11 +1,13 @@
 //! What the kernel accounts per process and for the machine, read from `/proc`: resident
-//! memory, CPU time, core count, memory size and load.
+//! memory, CPU time (with the share of a JVM's that went to its JIT compiler threads), core
+//! count, memory size and load.
 //!
 //! No libc: the workspace forbids unsafe code, so the clock-tick rate that CPU times are
 //! counted in comes from `getconf CLK_TCK` (and is assumed to be 100, the Linux default,
 //! when that fails; the report says which).
 
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -70,6 +72,33 @@ pub fn rss(pid: u32) -> Option<u64> {
 /// CPU time (user + system) of `pid` so far, in clock ticks; `None` once it is gone.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     parse_cpu_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether a thread's name (`/proc/<pid>/task/<tid>/comm`, cut at 15 bytes) is one of
+/// the JVM's JIT compiler threads (`C1 CompilerThread0`, `C2 CompilerThread1`, ...).
+pub fn is_jit_thread(comm: &str) -> bool {
+    comm.starts_with("C1 CompilerThre") || comm.starts_with("C2 CompilerThre")
+}
+
+/// CPU ticks so far of each JIT compiler thread of `pid`, by thread id. Empty for a process
+/// that is not a JVM, or is gone.
+pub fn jit_thread_ticks(pid: u32) -> HashMap<u32, u64> {
+    let task = Path::new("/proc").join(pid.to_string()).join("task");
+    let Ok(entries) = std::fs::read_dir(&task) else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            if !is_jit_thread(comm.trim_end()) {
+                return None;
+            }
+            let ticks = parse_cpu_ticks(&std::fs::read_to_string(e.path().join("stat")).ok()?)?;
+            Some((tid, ticks))
+        })
+        .collect()
 }
 
 /// Busy and total ticks of the whole machine so far.
@@ -142,9 +171,18 @@ pub fn pids_matching(needles: &[&str]) -> Vec<u32> {
 /// CPU used by named groups of processes over a stretch of time.
 #[derive(Debug)]
 pub struct CpuMeter {
-    groups: Vec<(String, Vec<u32>, u64)>,
+    groups: Vec<MeteredGroup>,
     machine: Option<(u64, u64)>,
     started: Instant,
+}
+
+#[derive(Debug)]
+struct MeteredGroup {
+    name: String,
+    pids: Vec<u32>,
+    ticks_before: u64,
+    /// Ticks of each JIT compiler thread at the start, by pid and thread id.
+    jit_before: HashMap<(u32, u32), u64>,
 }
 
 /// What a [`CpuMeter`] measured.
@@ -168,6 +206,11 @@ pub struct CpuGroup {
     pub cpu_s: f64,
     /// That per saga ended, milliseconds (equal to seconds per 1,000 sagas).
     pub ms_per_saga: Option<f64>,
+    /// Of `cpu_s`, what the JVM's JIT compiler threads used, seconds; `None` for processes
+    /// that have none (the services, the bench). The JVM ends idle compiler threads, and a
+    /// thread that ended during the measurement takes its time with it, so this may fall
+    /// short, never over.
+    pub jit_s: Option<f64>,
 }
 
 impl CpuReport {
@@ -175,6 +218,25 @@ impl CpuReport {
     pub fn group(&self, name: &str) -> Option<&CpuGroup> {
         self.groups.iter().find(|g| g.name == name)
     }
+
+    /// The share of the JVMs' CPU (the groups with JIT threads) that their JIT compilers
+    /// used, per cent; `None` when no group is a JVM or they used no CPU.
+    pub fn jit_pct(&self) -> Option<f64> {
+        let jvms = || self.groups.iter().filter(|g| g.jit_s.is_some());
+        let cpu: f64 = jvms().map(|g| g.cpu_s).sum();
+        let jit: f64 = jvms().filter_map(|g| g.jit_s).sum();
+        (cpu > 0.0).then(|| jit / cpu * 100.0)
+    }
+}
+
+fn jit_ticks_of(pids: &[u32]) -> HashMap<(u32, u32), u64> {
+    pids.iter()
+        .flat_map(|&pid| {
+            jit_thread_ticks(pid)
+                .into_iter()
+                .map(move |(tid, t)| ((pid, tid), t))
+        })
+        .collect()
 }
 
 fn ticks_of(pids: &[u32]) -> u64 {
@@ -187,9 +249,11 @@ impl CpuMeter {
         CpuMeter {
             groups: groups
                 .into_iter()
-                .map(|(name, pids)| {
-                    let before = ticks_of(&pids);
-                    (name, pids, before)
+                .map(|(name, pids)| MeteredGroup {
+                    ticks_before: ticks_of(&pids),
+                    jit_before: jit_ticks_of(&pids),
+                    name,
+                    pids,
                 })
                 .collect(),
             machine: machine_ticks(),
@@ -213,12 +277,23 @@ impl CpuMeter {
             groups: self
                 .groups
                 .into_iter()
-                .map(|(name, pids, before)| {
-                    let cpu_s = seconds(ticks_of(&pids).saturating_sub(before));
+                .map(|g| {
+                    let cpu_s = seconds(ticks_of(&g.pids).saturating_sub(g.ticks_before));
+                    let jit_now = jit_ticks_of(&g.pids);
+                    // A thread born during the measurement counts from zero.
+                    let jit_s = (!jit_now.is_empty() || !g.jit_before.is_empty()).then(|| {
+                        seconds(
+                            jit_now
+                                .iter()
+                                .map(|(k, t)| t.saturating_sub(g.jit_before.get(k).copied().unwrap_or(0)))
+                                .sum(),
+                        )
+                    });
                     CpuGroup {
-                        name,
+                        name: g.name,
                         cpu_s,
                         ms_per_saga: (sagas > 0).then(|| cpu_s * 1000.0 / crate::stats::as_f64(sagas)),
+                        jit_s,
                     }
                 })
                 .collect(),
@@ -254,6 +329,45 @@ mod tests {
     fn mem_total_is_read_in_bytes() {
         let meminfo = "MemTotal:       24684544 kB\nMemFree:        10000000 kB\n";
         assert_eq!(parse_mem_total(meminfo), Some(24_684_544 * 1024));
+    }
+
+    #[test]
+    fn hotspot_compiler_threads_are_told_from_the_others_by_their_cut_names() {
+        assert!(is_jit_thread("C2 CompilerThre"));
+        assert!(is_jit_thread("C1 CompilerThre"));
+        assert!(!is_jit_thread("grpc-default-ex"));
+        assert!(!is_jit_thread("GC Thread#0"));
+        assert!(!is_jit_thread("tokio-runtime-w"));
+    }
+
+    #[test]
+    fn the_jit_share_counts_only_the_jvms() {
+        let group = |name: &str, cpu_s: f64, jit_s: Option<f64>| CpuGroup {
+            name: name.to_owned(),
+            cpu_s,
+            ms_per_saga: None,
+            jit_s,
+        };
+        let report = CpuReport {
+            wall_s: 1.0,
+            machine_busy_pct: None,
+            groups: vec![
+                group("orders", 5.0, None),
+                group("Pub/Sub emulator", 3.0, Some(1.0)),
+                group("Firestore emulator", 5.0, Some(1.0)),
+            ],
+        };
+        assert_eq!(report.jit_pct(), Some(25.0));
+        let rust_only = CpuReport {
+            groups: vec![group("orders", 5.0, None)],
+            ..report
+        };
+        assert_eq!(rust_only.jit_pct(), None);
+    }
+
+    #[test]
+    fn a_process_without_compiler_threads_has_no_jit_ticks() {
+        assert!(jit_thread_ticks(std::process::id()).is_empty());
     }
 
     #[test]

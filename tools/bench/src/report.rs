@@ -103,7 +103,8 @@ fn mb(bytes: u64) -> String {
     format!("{:.1}", crate::stats::u64_as_f64(bytes) / (1024.0 * 1024.0))
 }
 
-fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+/// `f(v)`, or a dash for a figure that is missing.
+pub fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "–".to_owned(), f)
 }
 
@@ -227,7 +228,7 @@ fn render_runs(report: &Report) -> String {
         .map(str::to_owned)
         .to_vec(),
     ];
-    for r in &report.runs {
+    for r in report.runs.iter().filter(|r| !is_warm_up(r)) {
         let load = match r.load {
             crate::scenario::Load::Closed { concurrency: 1 } => "1 client".to_owned(),
             crate::scenario::Load::Closed { concurrency } => format!("{concurrency} clients"),
@@ -260,7 +261,41 @@ fn render_runs(report: &Report) -> String {
         ]);
     }
     out.push_str(&table(&rows));
+    out.push_str(&render_warm_up(report));
     out
+}
+
+/// Whether `run` is a round of the warm-up, which is summed up on one line rather than
+/// listed.
+fn is_warm_up(run: &RunReport) -> bool {
+    run.name.starts_with("warm-up")
+}
+
+/// The warm-up rounds on one line: how many, whether they passed, and the JIT share that
+/// decided when they stopped.
+fn render_warm_up(report: &Report) -> String {
+    let rounds: Vec<&RunReport> = report.runs.iter().filter(|r| is_warm_up(r)).collect();
+    if rounds.is_empty() {
+        return String::new();
+    }
+    let failed = rounds.iter().filter(|r| !r.passed).count();
+    let each = |f: &dyn Fn(&RunReport) -> String| rounds.iter().map(|r| f(r)).collect::<Vec<_>>().join(" ");
+    format!(
+        "\nwarm-up: {} rounds, {} orders, {}; sagas/s by round: {}; the emulators' JIT compilers' share \
+         of their CPU by round, %: {}\n",
+        rounds.len(),
+        rounds.iter().map(|r| r.orders).sum::<usize>(),
+        if failed == 0 {
+            "every one passed its check".to_owned()
+        } else {
+            format!("{failed} FAILED their check")
+        },
+        each(&|r| opt(r.sagas_per_s, |v| format!("{v:.0}"))),
+        each(&|r| opt(
+            r.cpu.as_ref().and_then(crate::procfs::CpuReport::jit_pct),
+            |v| format!("{v:.0}")
+        )),
+    )
 }
 
 /// The table of services (empty when no service ran).
@@ -313,17 +348,20 @@ fn render_services(report: &Report) -> String {
 /// The figures that explain the others: who used the CPU, round trips, hops.
 fn render_explanations(report: &Report) -> String {
     let mut out = String::new();
-    for r in &report.runs {
+    for r in report.runs.iter().filter(|r| !is_warm_up(r)) {
         let Some(cpu) = &r.cpu else { continue };
         let groups: Vec<String> = cpu
             .groups
             .iter()
             .map(|g| {
                 format!(
-                    "{} {:.1} s ({} ms/saga)",
+                    "{} {:.1} s ({} ms/saga{})",
                     g.name,
                     g.cpu_s,
-                    opt(g.ms_per_saga, |v| format!("{v:.1}"))
+                    opt(g.ms_per_saga, |v| format!("{v:.1}")),
+                    g.jit_s
+                        .map(|j| format!("; JIT compiling {j:.1} s"))
+                        .unwrap_or_default()
                 )
             })
             .collect();
