@@ -332,14 +332,9 @@ async fn run_floor(
     let floor = floor::Floor::start(&hosts.pubsub_endpoint()).await?;
     let mut observer = Observer::start(&hosts.pubsub_endpoint(), &floor.project).await?;
     if warm {
-        let warm_up = WarmUp {
-            opts,
-            hosts,
-            http,
-            waits,
-            concurrency,
-        };
-        warm_up.run(&mut observer, &Under::Floor(&floor), report).await?;
+        WarmUp::new(opts, hosts, http, waits, concurrency)
+            .run(&mut observer, &Under::Floor(&floor), report)
+            .await?;
         floor.take_publishes();
     }
     // One order at a time first: what a publish costs when nothing else is going on.
@@ -492,14 +487,9 @@ async fn measured_runs(
         return Ok(());
     }
 
-    let warm_up = WarmUp {
-        opts,
-        hosts,
-        http,
-        waits,
-        concurrency,
-    };
-    warm_up.run(&mut observer, &Under::Stack(stack), report).await?;
+    WarmUp::new(opts, hosts, http, waits, concurrency)
+        .run(&mut observer, &Under::Stack(stack), report)
+        .await?;
     if command == Command::All {
         // After the warm-up, so that the floor, too, is measured on warm emulators.
         run_floor(opts, hosts, http, waits, orders_n, concurrency, report, false).await?;
@@ -575,7 +565,23 @@ struct WarmUp<'a> {
     concurrency: usize,
 }
 
-impl WarmUp<'_> {
+impl<'a> WarmUp<'a> {
+    fn new(
+        opts: &'a Opts,
+        hosts: &'a EmulatorHosts,
+        http: &'a reqwest::Client,
+        waits: Waits,
+        concurrency: usize,
+    ) -> Self {
+        WarmUp {
+            opts,
+            hosts,
+            http,
+            waits,
+            concurrency,
+        }
+    }
+
     /// Sends rounds of [`WARMUP_ROUND`] orders to `target` until the emulators' JIT
     /// compilers have been quiet for [`QUIET_ROUNDS`] rounds in a row, or `--warmup` orders
     /// went out. Each round is checked like any run; a violation ends the warm-up (and
