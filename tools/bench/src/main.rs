@@ -87,7 +87,7 @@ struct Opts {
     hot_stock: i64,
     /// The most orders the warm-up may send before the measured runs, in rounds of 1,000
     /// sent like the capacity run's. The emulators' JVMs go on compiling their hot paths
-    /// for the first 10,000 sagas or so, with up to a third of their CPU, and a run measured
+    /// for the first 8,000 sagas or so, with up to a third of their CPU, and a run measured
     /// meanwhile measures their compilers: the warm-up ends early once the compiler
     /// threads used under 5 % of the emulators' CPU in two rounds in a row. 0 for none.
     #[arg(long, global = true, default_value_t = 20_000)]
@@ -493,8 +493,6 @@ async fn measured_runs(
     if command == Command::All {
         // After the warm-up, so that the floor, too, is measured on warm emulators.
         run_floor(opts, hosts, http, waits, orders_n, concurrency, report, false).await?;
-    }
-    if command == Command::All {
         say("probing Firestore round trips on the idle emulator");
         report.firestore_probe = Some(scenario::probe_firestore(&stack.store, 100).await?);
     }
@@ -582,7 +580,7 @@ impl<'a> WarmUp<'a> {
         }
     }
 
-    /// Sends rounds of [`WARMUP_ROUND`] orders to `target` until the emulators' JIT
+    /// Sends rounds of [`WARMUP_ROUND`] orders to `under` until the emulators' JIT
     /// compilers have been quiet for [`QUIET_ROUNDS`] rounds in a row, or `--warmup` orders
     /// went out. Each round is checked like any run; a violation ends the warm-up (and
     /// fails the report).
