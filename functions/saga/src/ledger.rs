@@ -261,9 +261,7 @@ pub async fn run(
             optimistic = false;
             Vec::new()
         } else {
-            let started = Instant::now();
-            let mut docs = clients.store.get_all(&paths).await?;
-            timed("read", started);
+            let mut docs = timed("read", clients.store.get_all(&paths)).await?;
             let proofs = docs.split_off(1 + reads.len());
             if let Some(record) = docs.remove(0) {
                 let found = Found::new(record, &evidence, proofs);
@@ -312,10 +310,7 @@ pub async fn commit_and_publish(
     let mut all = WriteSet::new();
     all.create(path.clone(), &record);
     all.extend(writes);
-    let started = Instant::now();
-    let committed = clients.store.commit(all).await;
-    timed("commit", started);
-    match committed {
+    match timed("commit", clients.store.commit(all)).await {
         Ok(times) => {
             let written_at = times.first().copied().unwrap_or_default();
             publish_and_mark(clients, path, &outgoing, written_at, lease, deadline).await?;
@@ -326,15 +321,18 @@ pub async fn commit_and_publish(
     }
 }
 
-/// Where the time of a step goes, for `RUST_LOG=saga::timing=debug`: one event per
-/// Firestore read, commit, publish and `published` mark on a step's way, with its duration
-/// (the bench reads these to split a hop into its parts).
-fn timed(phase: &'static str, started: Instant) {
+/// Awaits `call`, one Firestore read, commit, publish or `published` mark on a step's way,
+/// and logs how long it took, for `RUST_LOG=saga::timing=debug` (the bench reads these to
+/// split a hop into its parts).
+async fn timed<T>(phase: &'static str, call: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = call.await;
     tracing::debug!(
         target: "saga::timing",
         phase,
         ms = started.elapsed().as_secs_f64() * 1000.0
     );
+    out
 }
 
 /// Pauses before another read-decide-commit round, longer each round, with jitter so that
@@ -495,10 +493,7 @@ async fn publish_and_mark(
         )
         .into());
     }
-    let started = Instant::now();
-    let published = clients.bus.publish(outgoing).await;
-    timed("publish", started);
-    if let Err(e) = published {
+    if let Err(e) = timed("publish", clients.bus.publish(outgoing)).await {
         release_lease(clients, path, written_at).await;
         return Err(e.into());
     }
@@ -518,10 +513,7 @@ async fn publish_and_mark(
         Some(&["published", "published_at"]),
         Some(Precondition::Exists),
     );
-    let started = Instant::now();
-    let marked = clients.store.commit(writes).await;
-    timed("mark", started);
-    if let Err(e) = marked {
+    if let Err(e) = timed("mark", clients.store.commit(writes)).await {
         // The message is out, which is what the ack promises. Left unmarked, the record
         // only makes a later duplicate delivery publish the same message once more.
         tracing::warn!(error = %e, "published, but could not mark the record published");
