@@ -9,8 +9,11 @@ locals {
   # ones of saga::config::reads). Cloud Run sets PORT and K_SERVICE itself; LOG_FORMAT and
   # RUST_LOG keep their defaults (JSON logs at INFO on Cloud Run).
   base_env = { PROJECT_ID = var.project_id }
+  # PUSH_AUTH must match the service's invoker IAM setting: behind Cloud Run's check the
+  # workers take only the tokens it stripped; without it they verify signatures themselves.
   push_env = {
     for name, audience in local.push_audience : name => {
+      PUSH_AUTH            = var.invoker_iam_disabled ? "signature" : "cloud-run-iam"
       PUSH_AUDIENCE        = audience
       PUSH_SERVICE_ACCOUNT = google_service_account.push.email
     }
@@ -33,6 +36,8 @@ resource "google_cloud_run_v2_service" "service" {
   # public ingress; their run.invoker check then admits only the push account's tokens.
   ingress          = each.value.public ? "INGRESS_TRAFFIC_ALL" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
   custom_audiences = [for name, audience in local.push_audience : audience if name == each.key]
+  # The frontend is public through its allUsers grant; only the workers may opt out.
+  invoker_iam_disabled = each.value.takes_pushes ? var.invoker_iam_disabled : false
   # A sample: `terraform destroy` should be able to remove it.
   deletion_protection = false
 

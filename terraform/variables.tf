@@ -42,3 +42,9 @@ variable "concurrency" {
   type        = number
   default     = 80
 }
+
+variable "invoker_iam_disabled" {
+  description = "Turn off Cloud Run's invoker IAM check on the four push workers. Off (false) by default: Cloud Run then verifies each push token and the push account's run.invoker role, strips the token's signature, and the workers check its claims (PUSH_AUTH=cloud-run-iam). When true, nothing checks the token before the workers, which then verify its signature themselves (PUSH_AUTH=signature)."
+  type        = bool
+  default     = false
+}

@@ -1,110 +1,40 @@
-//! Push authentication on the real emulators: a worker configured with a push audience and
-//! service account takes only pushes that carry a valid Google-style OIDC token for them.
-//! The test plays Google: it generates a key pair, serves its JWKS on loopback and signs
-//! tokens; each bad token is refused and leaves no trace in Firestore.
+//! Push authentication as a deployment runs it, on the real emulators: a token minted as
+//! Pub/Sub mints it (by a local issuer whose keys the test serves as a JWKS), sent through
+//! a model of Cloud Run's front end (`gcp_models::cloud_run`), to the worker.
+//!
+//! Behind invoker IAM, Cloud Run verifies the token and strips its signature; the worker
+//! takes only such stripped tokens and checks their claims. With invoker IAM disabled, the
+//! worker verifies the signature itself. Every refused push leaves no trace in Firestore.
 
 // A failed unwrap in a test is a failed assertion.
 #![allow(clippy::unwrap_used)]
 
-use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::RsaKeyPair;
-use axum::Json;
-use axum::routing::get;
 use base64::Engine as _;
 use e2e::{TestStack, new_uuid, saga_message};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use saga::config::{Config, PushAuth};
+use gcp_models::cloud_run::{self, FrontEnd, SIGNATURE_REMOVED, X_SERVERLESS_AUTHORIZATION};
+use gcp_models::oidc::{Issuer, JwksServer, now};
+use jsonwebtoken::jwk::JwkSet;
+use saga::config::{Config, PushAuth, PushIdentity};
 use saga::contract::Service;
 use saga::service::Running;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-const AUDIENCE: &str = "https://orders-123456789.europe-west1.run.app";
+const AUDIENCE: &str = "//run.googleapis.com/projects/p/locations/europe-west1/services/orders";
 const PUSH_ACCOUNT: &str = "saga-push@my-project.iam.gserviceaccount.com";
-const KID: &str = "test-key-1";
+const OPERATOR: &str = "operator@my-project.iam.gserviceaccount.com";
 
-/// A signing key, as Google's would be.
-struct Key(EncodingKey);
-
-impl Key {
-    fn generate() -> Key {
-        let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
-        let der = pair.as_der().unwrap();
-        // jsonwebtoken's aws-lc backend takes a PKCS#8 key as PEM, not as raw DER.
-        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        );
-        Key(EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap())
-    }
-
-    fn jwk(&self) -> Jwk {
-        let mut jwk = Jwk::from_encoding_key(&self.0, Algorithm::RS256).unwrap();
-        jwk.common.key_id = Some(KID.to_owned());
-        jwk
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(KID.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.0).unwrap()
+fn identity() -> PushIdentity {
+    PushIdentity {
+        audience: AUDIENCE.to_owned(),
+        service_account: PUSH_ACCOUNT.to_owned(),
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// The claims of a real Pub/Sub push token.
-fn push_claims() -> Value {
-    json!({
-        "iss": "https://accounts.google.com",
-        "aud": AUDIENCE,
-        "email": PUSH_ACCOUNT,
-        "email_verified": true,
-        "iat": now(),
-        "exp": now() + 3600,
-        "sub": "113774264463038321964",
-    })
-}
-
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
-}
-
-fn without(mut claims: Value, key: &str) -> Value {
-    claims.as_object_mut().unwrap().remove(key);
-    claims
-}
-
-/// Serves `keys` as a JWKS on loopback and returns its URL.
-async fn serve_jwks(keys: Vec<Jwk>) -> String {
-    let set = serde_json::to_value(JwkSet { keys }).unwrap();
-    let app = axum::Router::new().route("/certs", get(move || async move { Json(set.clone()) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/certs", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
-#[tokio::test]
-async fn only_pushes_with_a_valid_token_of_the_push_account_are_processed() {
-    let stack = TestStack::start("push auth").await;
-    let google = Key::generate();
-    let impostor = Key::generate();
-    let jwks_url = serve_jwks(vec![google.jwk()]).await;
-
-    // An orders worker that verifies tokens, on the test's project and emulators.
+/// An orders worker with `push_auth`, on the test's project and emulators.
+async fn worker(stack: &TestStack, push_auth: PushAuth) -> Running {
     let emulators = e2e::shared_emulators();
     let mut config = Config::for_emulators(
         Service::Orders,
@@ -112,122 +42,371 @@ async fn only_pushes_with_a_valid_token_of_the_push_account_are_processed() {
         &emulators.pubsub,
         &emulators.firestore,
     );
-    config.push_auth = PushAuth::Verify {
-        audience: AUDIENCE.to_owned(),
-        service_account: PUSH_ACCOUNT.to_owned(),
-        jwks_url: Some(jwks_url),
-    };
-    let orders = Running::start(&config, devstack::router_of(Service::Orders))
+    config.push_auth = push_auth;
+    Running::start(&config, devstack::router_of(Service::Orders))
         .await
-        .unwrap();
-
-    let push = |authorization: Option<String>| {
-        let stack = &stack;
-        let url = format!("{}/push/frontend", orders.url());
-        async move {
-            let uuid = new_uuid();
-            let data = saga_message(&uuid, "widget", 1, "jack").to_string();
-            let body = saga::push::envelope(
-                "projects/p/subscriptions/frontend-sub",
-                "1",
-                data.as_bytes(),
-                &BTreeMap::new(),
-            );
-            let mut request = stack
-                .http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body);
-            if let Some(a) = authorization {
-                request = request.header("authorization", a);
-            }
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            (status, body, uuid)
-        }
-    };
-    let bearer = |token: String| Some(format!("Bearer {token}"));
-
-    let (status, body, uuid) = push(bearer(google.sign(&push_claims()))).await;
-    assert_eq!(status, 200, "a good token is accepted: {body}");
-    assert!(
-        stack.step(&uuid, Service::Orders).await.is_some(),
-        "and the step ran"
-    );
-
-    for (what, authorization, expected) in bad_tokens(&google, &impostor) {
-        let (status, body, uuid) = push(authorization).await;
-        assert_eq!(status, expected, "{what}: {body}");
-        assert!(body["error"].is_string(), "{what}: {body}");
-        assert!(
-            stack.step(&uuid, Service::Orders).await.is_none(),
-            "{what}: nothing was written"
-        );
-        assert!(
-            stack.doc(&format!("users/jack/orders/{uuid}")).await.is_none(),
-            "{what}: no order"
-        );
-    }
-    orders.stop().await.unwrap();
+        .unwrap()
 }
 
-/// Each way a push can be refused, with the status it must get.
-fn bad_tokens(google: &Key, impostor: &Key) -> Vec<(&'static str, Option<String>, u16)> {
-    let bearer = |token: String| Some(format!("Bearer {token}"));
-    let expired = with(
-        with(push_claims(), "exp", json!(now() - 3600)),
-        "iat",
-        json!(now() - 7200),
+/// Cloud Run's front end for `worker`, as Terraform sets the service up.
+async fn front_end(google: &Issuer, worker: &Running) -> FrontEnd {
+    FrontEnd::start(cloud_run::Settings {
+        upstream: worker.url(),
+        audiences: vec![AUDIENCE.to_owned()],
+        invokers: vec![PUSH_ACCOUNT.to_owned(), OPERATOR.to_owned()],
+        jwks: JwkSet {
+            keys: vec![google.jwk()],
+        },
+        request_timeout: saga::contract::PUSH_POLICY.ack_deadline,
+        max_concurrent_requests: 240,
+    })
+    .await
+    .unwrap()
+}
+
+/// The outcome of one push of a fresh saga's `frontend` message to `base`.
+struct Pushed {
+    status: u16,
+    body: String,
+    uuid: String,
+}
+
+async fn push(stack: &TestStack, base: &str, headers: &[(&str, String)]) -> Pushed {
+    let uuid = new_uuid();
+    let data = saga_message(&uuid, "widget", 1, "jack").to_string();
+    let body = saga::push::envelope(
+        &format!("projects/{}/subscriptions/frontend-sub", stack.project),
+        "1",
+        data.as_bytes(),
+        &BTreeMap::new(),
     );
-    let tampered = {
-        let token = google.sign(&push_claims());
-        let (rest, _) = token.rsplit_once('.').unwrap();
-        format!(
-            "{rest}.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 256])
+    let mut request = stack
+        .http
+        .post(format!("{base}/push/frontend"))
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    Pushed { status, body, uuid }
+}
+
+/// Request headers of a push.
+type Headers = Vec<(&'static str, String)>;
+
+/// A push that must be refused: what it tries, its headers, the status it must get.
+type Case = (&'static str, Headers, u16);
+
+/// Who must have refused a push: Cloud Run's front end answers its own HTML page, the worker
+/// its JSON.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refuser {
+    FrontEnd,
+    Worker,
+}
+
+/// Sends each of `cases` to `base` and asserts its status, who refused it, and that it left
+/// no trace.
+async fn assert_refused(stack: &TestStack, base: &str, cases: Vec<Case>, by: Refuser) {
+    for (what, headers, status) in cases {
+        let refused = push(stack, base, &headers).await;
+        assert_eq!(refused.status, status, "{what}: {}", refused.body);
+        let json: Value = serde_json::from_str(&refused.body).unwrap_or(Value::Null);
+        match by {
+            Refuser::FrontEnd => assert!(refused.body.starts_with("<html>"), "{what}: Cloud Run's page"),
+            Refuser::Worker => assert!(json["error"].is_string(), "{what}: the worker's JSON"),
+        }
+        assert_no_trace(stack, what, &refused.uuid).await;
+    }
+}
+
+fn bearer(token: &str) -> Headers {
+    vec![("authorization", format!("Bearer {token}"))]
+}
+
+/// `token` as Cloud Run forwards it once verified.
+fn stripped(token: &str) -> String {
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    format!("{signed}.{SIGNATURE_REMOVED}")
+}
+
+fn claims_with(google: &Issuer, key: &str, value: Value) -> Value {
+    let mut claims = google.push_claims(AUDIENCE, PUSH_ACCOUNT);
+    claims[key] = value;
+    claims
+}
+
+async fn assert_no_trace(stack: &TestStack, what: &str, uuid: &str) {
+    assert!(
+        stack.step(uuid, Service::Orders).await.is_none(),
+        "{what}: no step record"
+    );
+    assert!(
+        stack.doc(&format!("users/jack/orders/{uuid}")).await.is_none(),
+        "{what}: no order"
+    );
+}
+
+#[tokio::test]
+async fn behind_cloud_run_a_pubsub_token_completes_the_saga_and_every_bad_push_is_refused_at_the_right_link()
+{
+    let stack = TestStack::start("push auth chain").await;
+    let google = Issuer::generate();
+    let impostor = Issuer::generate();
+    let iam = worker(
+        &stack,
+        PushAuth::CloudRunIam {
+            expected: identity(),
+            k_service: Some("orders".to_owned()),
+        },
+    )
+    .await;
+    let front = front_end(&google, &iam).await;
+
+    // The good push: minted as Pub/Sub mints it, through the front end, to the step, and on
+    // through the rest of the saga.
+    let good = push(
+        &stack,
+        &front.url(),
+        &bearer(&google.push_token(AUDIENCE, PUSH_ACCOUNT)),
+    )
+    .await;
+    assert_eq!(
+        good.status, 200,
+        "a Pub/Sub push through Cloud Run: {}",
+        good.body
+    );
+    let paid = stack
+        .outcomes(
+            "payment-created-sub",
+            std::slice::from_ref(&good.uuid),
+            Duration::from_secs(30),
         )
-    };
-    vec![
-        ("missing header", None, 401),
-        ("not a bearer token", Some("Basic dXNlcjpwYXNz".to_owned()), 401),
-        ("malformed token", bearer("not-a-jwt".to_owned()), 401),
+        .await;
+    assert_eq!(paid.get(&good.uuid).map(Vec::len), Some(1), "the saga completed");
+
+    // Refused by Cloud Run's front end: its own HTML page, and the worker never sees them.
+    let forwarded = front.counters().forwarded.load(Ordering::Relaxed);
+    let at_the_front_end = refused_by_cloud_run(&google, &impostor);
+    assert_refused(&stack, &front.url(), at_the_front_end, Refuser::FrontEnd).await;
+    assert_eq!(
+        front.counters().forwarded.load(Ordering::Relaxed),
+        forwarded,
+        "nothing refused reached the worker"
+    );
+
+    // Refused by the worker: what did not come through Cloud Run's check, and stripped
+    // tokens whose claims are wrong. Its answers are JSON.
+    let at_the_worker = refused_by_the_worker(&google);
+    assert_refused(&stack, &iam.url(), at_the_worker, Refuser::Worker).await;
+
+    // An invoker other than the push account passes Cloud Run's check with its own token in
+    // X-Serverless-Authorization, beside a forged stripped push-account token in
+    // Authorization. Cloud Run checks and strips only the former; so must the worker read.
+    let forged = stripped(&impostor.push_token(AUDIENCE, PUSH_ACCOUNT));
+    let smuggled = push(
+        &stack,
+        &front.url(),
+        &[
+            ("authorization", format!("Bearer {forged}")),
+            (
+                X_SERVERLESS_AUTHORIZATION,
+                format!("Bearer {}", google.push_token(AUDIENCE, OPERATOR)),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        smuggled.status, 403,
+        "a forged token beside another invoker's: {}",
+        smuggled.body
+    );
+    assert_no_trace(&stack, "smuggled", &smuggled.uuid).await;
+    iam.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stripped_token_outside_cloud_run_and_a_signature_check_behind_it_are_both_refused() {
+    let stack = TestStack::start("push auth modes").await;
+    let google = Issuer::generate();
+    let good = google.push_token(AUDIENCE, PUSH_ACCOUNT);
+
+    // K_SERVICE unset: nothing proves Cloud Run verified the token, whatever the mode says.
+    let not_cloud_run = worker(
+        &stack,
+        PushAuth::CloudRunIam {
+            expected: identity(),
+            k_service: None,
+        },
+    )
+    .await;
+    let refused = push(&stack, &not_cloud_run.url(), &bearer(&stripped(&good))).await;
+    assert_eq!(
+        refused.status, 401,
+        "a stripped token without K_SERVICE: {}",
+        refused.body
+    );
+    assert_no_trace(&stack, "without K_SERVICE", &refused.uuid).await;
+    not_cloud_run.stop().await.unwrap();
+
+    // The deployment before PUSH_AUTH existed: a worker checking signatures behind Cloud Run
+    // refuses every push, good ones included, because Cloud Run stripped the signature.
+    let jwks = JwksServer::start(vec![google.jwk()]).await.unwrap();
+    let signature = worker(
+        &stack,
+        PushAuth::Signature {
+            expected: identity(),
+            jwks_url: Some(jwks.url.clone()),
+        },
+    )
+    .await;
+    let front = front_end(&google, &signature).await;
+    let refused = push(&stack, &front.url(), &bearer(&good)).await;
+    assert_eq!(
+        refused.status, 401,
+        "a signature check behind invoker IAM: {}",
+        refused.body
+    );
+    assert_no_trace(&stack, "signature mode behind Cloud Run", &refused.uuid).await;
+    drop(front);
+
+    // With invoker IAM disabled (nothing in front), the worker's own signature check admits
+    // the good token, and refuses what Cloud Run would have.
+    let accepted = push(&stack, &signature.url(), &bearer(&good)).await;
+    assert_eq!(
+        accepted.status, 200,
+        "invoker IAM disabled, good token: {}",
+        accepted.body
+    );
+    assert!(
+        stack.step(&accepted.uuid, Service::Orders).await.is_some(),
+        "the step ran"
+    );
+    let impostor = Issuer::generate();
+    let bad: Vec<Case> = vec![
+        ("no token", vec![], 401),
         (
-            "wrong audience",
-            bearer(google.sign(&with(push_claims(), "aud", json!("https://other.run.app")))),
+            "not a bearer token",
+            vec![("authorization", "Basic dXNlcjpwYXNz".to_owned())],
+            401,
+        ),
+        ("malformed", bearer("not-a-jwt"), 401),
+        ("stripped", bearer(&stripped(&good)), 401),
+        (
+            "another key",
+            bearer(&impostor.push_token(AUDIENCE, PUSH_ACCOUNT)),
             401,
         ),
         (
-            "wrong issuer",
-            bearer(google.sign(&with(push_claims(), "iss", json!("https://evil.example.com")))),
+            "wrong audience",
+            bearer(&google.push_token("https://other.run.app", PUSH_ACCOUNT)),
             401,
         ),
         (
             "no issuer",
-            bearer(google.sign(&without(push_claims(), "iss"))),
+            bearer(&google.sign(&{
+                let mut c = google.push_claims(AUDIENCE, PUSH_ACCOUNT);
+                c.as_object_mut().unwrap().remove("iss");
+                c
+            })),
             401,
         ),
-        ("expired", bearer(google.sign(&expired)), 401),
         (
-            "signed by another key",
-            bearer(impostor.sign(&push_claims())),
+            "expired",
+            bearer(&google.sign(&claims_with(&google, "exp", json!(now() - 3600)))),
             401,
         ),
-        ("bad signature", bearer(tampered), 401),
         (
-            "wrong email",
-            bearer(google.sign(&with(push_claims(), "email", json!("someone@else.com")))),
+            "wrong account",
+            bearer(&google.push_token(AUDIENCE, "someone@else.com")),
             403,
         ),
         (
             "unverified email",
-            bearer(google.sign(&with(push_claims(), "email_verified", json!(false)))),
+            bearer(&google.sign(&claims_with(&google, "email_verified", json!(false)))),
+            403,
+        ),
+    ];
+    assert_refused(&stack, &signature.url(), bad, Refuser::Worker).await;
+    signature.stop().await.unwrap();
+}
+
+/// Pushes Cloud Run's front end refuses before the worker sees them, with its statuses.
+fn refused_by_cloud_run(google: &Issuer, impostor: &Issuer) -> Vec<Case> {
+    let tampered = {
+        let token = google.push_token(AUDIENCE, PUSH_ACCOUNT);
+        let (signed, _) = token.rsplit_once('.').unwrap();
+        format!(
+            "{signed}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 256])
+        )
+    };
+    vec![
+        ("no token", vec![], 403),
+        (
+            "wrong audience",
+            bearer(&google.push_token("https://other.run.app", PUSH_ACCOUNT)),
+            401,
+        ),
+        (
+            "wrong account",
+            bearer(&google.push_token(AUDIENCE, "someone@else.com")),
             403,
         ),
         (
-            "no email_verified claim",
-            bearer(google.sign(&without(push_claims(), "email_verified"))),
+            "expired",
+            bearer(&google.sign(&claims_with(google, "exp", json!(now() - 3600)))),
+            401,
+        ),
+        ("bad signature", bearer(&tampered), 401),
+        (
+            "signed by another key",
+            bearer(&impostor.push_token(AUDIENCE, PUSH_ACCOUNT)),
+            401,
+        ),
+        (
+            "another issuer",
+            bearer(&google.sign(&claims_with(google, "iss", json!("https://issuer.example.com")))),
+            401,
+        ),
+    ]
+}
+
+/// Pushes the worker refuses behind invoker IAM: what did not come through Cloud Run's
+/// check, and stripped tokens whose claims are wrong.
+fn refused_by_the_worker(google: &Issuer) -> Vec<Case> {
+    let signed = google.push_token(AUDIENCE, PUSH_ACCOUNT);
+    let strip = |claims: &Value| bearer(&stripped(&google.sign(claims)));
+    vec![
+        ("a signed token sent straight to the worker", bearer(&signed), 401),
+        (
+            "stripped, wrong audience",
+            strip(&claims_with(google, "aud", json!("https://other.run.app"))),
+            401,
+        ),
+        (
+            "stripped, another issuer",
+            strip(&claims_with(google, "iss", json!("https://issuer.example.com"))),
+            401,
+        ),
+        (
+            "stripped, expired",
+            strip(&claims_with(google, "exp", json!(now() - 3600))),
+            401,
+        ),
+        (
+            "stripped, wrong account",
+            strip(&claims_with(google, "email", json!("someone@else.com"))),
             403,
         ),
+        (
+            "stripped, unverified email",
+            strip(&claims_with(google, "email_verified", json!(false))),
+            403,
+        ),
+        ("no token", vec![], 401),
     ]
 }

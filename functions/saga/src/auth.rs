@@ -1,25 +1,49 @@
 //! Push authentication: only Pub/Sub may drive the workers.
 //!
 //! Pub/Sub signs each push with a Google OIDC token (`Authorization: Bearer ...`) issued to
-//! the subscription's push service account, for the audience the subscription names. A
-//! worker configured with that audience and service account checks, before doing any work:
-//! the signature against Google's published keys, the issuer, the audience, the expiry, and
-//! that the token belongs to the push service account with a verified email.
+//! the subscription's push service account, for the audience the subscription names. What
+//! reaches the worker depends on how it is deployed ([`PushAuth`]):
 //!
-//! The signature, audience, issuer and expiry checks are google-cloud-auth's ID-token
-//! verifier. Around it, this module adds what that verifier leaves out or gets wrong in
-//! version 1.19: it accepts tokens without `iss` or `aud`, and IAP's issuer; its email
-//! check panics when a claim is missing (so the email is checked here); its key cache fails
-//! concurrent calls instead of waiting (so calls are serialised); and its key download has
-//! no timeout (so one is added).
+//! - **Behind Cloud Run's invoker IAM** (`cloud-run-iam`, as `terraform/` deploys it), Cloud
+//!   Run's front end verifies the token's signature, audience and expiry and the caller's
+//!   `run.invoker` role, then replaces the signature with `SIGNATURE_REMOVED_BY_GOOGLE`
+//!   before the request reaches the container (Cloud Run "Troubleshooting", section
+//!   "signature-removed"). No signature check can pass on such a token, so the worker accepts
+//!   only the stripped form and checks every claim itself: issuer, audience, expiry, and the
+//!   push account's verified email. A token that still carries a signature did not come
+//!   through Cloud Run's check and is refused, as is any stripped token outside Cloud Run
+//!   (`K_SERVICE` unset). When a request carries `X-Serverless-Authorization`, Cloud Run
+//!   checks and strips that header instead and passes `Authorization` through untouched; the
+//!   worker then reads the token Cloud Run checked, never the other one.
+//! - **Invoker IAM disabled** (`signature`): nothing checked the token before the worker,
+//!   which verifies the signature against Google's published keys, then every claim.
+//!
+//! Either way the claims are checked by [`check_claims`], a pure function. The signature
+//! check is google-cloud-auth's ID-token verifier, around which this module adds what that
+//! verifier leaves out or gets wrong in version 1.19: it accepts tokens without `iss` or
+//! `aud`, and IAP's issuer; its email check panics when a claim is missing (so the email is
+//! checked here); its key cache fails concurrent calls instead of waiting (so calls are
+//! serialised); and its key download has no timeout (so one is added).
 
-use crate::config::PushAuth;
+use crate::config::{PushAuth, PushIdentity};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use google_cloud_auth::credentials::idtoken::verifier::{Builder, Map, Value, Verifier};
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Longest a verification may take, key download included.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What Cloud Run's front end puts in place of a token's signature once it has verified it.
+pub const SIGNATURE_REMOVED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
+
+/// The header Cloud Run checks instead of `Authorization` when a request carries it.
+pub const X_SERVERLESS_AUTHORIZATION: &str = "x-serverless-authorization";
+
+/// How far past its `exp` a stripped token is still taken: Cloud Run checked the expiry when
+/// the request arrived, moments before, on a clock that may differ slightly from this one.
+pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(30);
 
 /// The issuers of Google's OIDC tokens.
 const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
@@ -28,7 +52,8 @@ const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.goog
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No usable bearer token, or one that is not a valid Google token for this audience
-    /// (malformed, bad signature, expired, wrong audience or issuer): 401.
+    /// (malformed, bad signature, expired, wrong audience or issuer, a signed token where
+    /// Cloud Run should have stripped it): 401.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
     /// A valid token, but not the push service account's: 403.
@@ -39,17 +64,31 @@ pub enum AuthError {
     Unavailable(String),
 }
 
-/// Verifies push tokens for one audience and service account.
+fn unauthenticated(why: impl Into<String>) -> AuthError {
+    AuthError::Unauthenticated(why.into())
+}
+
+/// Checks push tokens as the worker's [`PushAuth`] mode says.
 pub struct PushVerifier {
-    verifier: Verifier,
-    service_account: String,
-    gate: tokio::sync::Mutex<()>,
+    expected: PushIdentity,
+    check: Check,
+}
+
+enum Check {
+    /// Cloud Run verified the signature; `on_cloud_run` is whether `K_SERVICE` is set.
+    Stripped { on_cloud_run: bool },
+    /// The worker verifies the signature, one call at a time (see the module doc).
+    Signed {
+        verifier: Box<Verifier>,
+        gate: tokio::sync::Mutex<()>,
+    },
 }
 
 impl fmt::Debug for PushVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PushVerifier")
-            .field("service_account", &self.service_account)
+            .field("mode", &self.mode())
+            .field("expected", &self.expected)
             .finish_non_exhaustive()
     }
 }
@@ -59,58 +98,132 @@ impl PushVerifier {
     pub fn from_config(auth: &PushAuth) -> Option<Self> {
         match auth {
             PushAuth::Off => None,
-            PushAuth::Verify {
-                audience,
-                service_account,
-                jwks_url,
-            } => {
-                let mut builder = Builder::new([audience.clone()]);
+            PushAuth::CloudRunIam { expected, k_service } => Some(PushVerifier {
+                expected: expected.clone(),
+                check: Check::Stripped {
+                    on_cloud_run: k_service.is_some(),
+                },
+            }),
+            PushAuth::Signature { expected, jwks_url } => {
+                let mut builder = Builder::new([expected.audience.clone()]);
                 if let Some(url) = jwks_url {
                     builder = builder.with_jwks_url(url.clone());
                 }
                 Some(PushVerifier {
-                    verifier: builder.build(),
-                    service_account: service_account.clone(),
-                    gate: tokio::sync::Mutex::new(()),
+                    expected: expected.clone(),
+                    check: Check::Signed {
+                        verifier: Box::new(builder.build()),
+                        gate: tokio::sync::Mutex::new(()),
+                    },
                 })
             }
         }
     }
 
-    /// Checks the value of an `Authorization` header.
-    pub async fn verify(&self, authorization: Option<&str>) -> Result<(), AuthError> {
-        let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| AuthError::Unauthenticated("no bearer token".to_owned()))?;
-        let claims = {
-            let _one_at_a_time = self.gate.lock().await;
-            tokio::time::timeout(VERIFY_TIMEOUT, self.verifier.verify(token))
-                .await
-                .map_err(|_| AuthError::Unavailable("verification timed out".to_owned()))?
-                .map_err(|e| {
-                    if e.is_load_cert() {
-                        AuthError::Unavailable(e.to_string())
-                    } else {
-                        AuthError::Unauthenticated(e.to_string())
-                    }
-                })?
+    /// The mode, as `PUSH_AUTH` names it.
+    pub fn mode(&self) -> &'static str {
+        match self.check {
+            Check::Stripped { .. } => "cloud-run-iam",
+            Check::Signed { .. } => "signature",
+        }
+    }
+
+    /// Checks the token of a push request, given its headers.
+    pub async fn verify(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+        let claims = match &self.check {
+            Check::Stripped { on_cloud_run } => {
+                // The header Cloud Run checked: X-Serverless-Authorization when present.
+                let header = headers
+                    .get(X_SERVERLESS_AUTHORIZATION)
+                    .or_else(|| headers.get(AUTHORIZATION));
+                stripped_claims(bearer(header)?, *on_cloud_run)?
+            }
+            Check::Signed { verifier, gate } => {
+                let token = bearer(headers.get(AUTHORIZATION))?;
+                let _one_at_a_time = gate.lock().await;
+                tokio::time::timeout(VERIFY_TIMEOUT, verifier.verify(token))
+                    .await
+                    .map_err(|_| AuthError::Unavailable("verification timed out".to_owned()))?
+                    .map_err(|e| {
+                        if e.is_load_cert() && key_fetch_is_transient(&e) {
+                            AuthError::Unavailable(e.to_string())
+                        } else {
+                            unauthenticated(e.to_string())
+                        }
+                    })?
+            }
         };
-        check_claims(&claims, &self.service_account)
+        check_claims(&claims, &self.expected, SystemTime::now())
     }
 }
 
-/// The checks google-cloud-auth's verifier does not make (see the module doc).
-fn check_claims(claims: &Map<String, Value>, service_account: &str) -> Result<(), AuthError> {
-    let iss = claims.get("iss").and_then(Value::as_str);
-    if !iss.is_some_and(|iss| GOOGLE_ISSUERS.contains(&iss)) {
-        return Err(AuthError::Unauthenticated(format!(
-            "issuer {iss:?} is not Google's"
+/// Whether a failure to find the token's key may pass: a key download that failed (503, and
+/// Pub/Sub retries), rather than a key id that Google does not publish, which google-cloud-auth
+/// also reports as a key-loading failure but which no retry mends (401).
+fn key_fetch_is_transient(e: &google_cloud_auth::credentials::idtoken::verifier::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|source| source.downcast_ref::<google_cloud_auth::errors::CredentialsError>())
+        .is_none_or(google_cloud_auth::errors::CredentialsError::is_transient)
+}
+
+/// The token of an `Authorization`-style header value.
+fn bearer(header: Option<&axum::http::HeaderValue>) -> Result<&str, AuthError> {
+    header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthenticated("no bearer token"))
+}
+
+/// The claims of a token whose signature Cloud Run replaced, read without a signature check
+/// (there is none left to make): only in the stripped form, and only on Cloud Run.
+fn stripped_claims(token: &str, on_cloud_run: bool) -> Result<Map<String, Value>, AuthError> {
+    let signature = token.rsplit('.').next().unwrap_or_default();
+    if token.split('.').count() != 3 || signature != SIGNATURE_REMOVED {
+        return Err(unauthenticated(format!(
+            "the token is not in the form Cloud Run forwards once it has verified it (its signature \
+             replaced by {SIGNATURE_REMOVED}): it did not come through Cloud Run's invoker check"
         )));
     }
-    if claims.get("aud").is_none() {
-        return Err(AuthError::Unauthenticated("no audience".to_owned()));
+    if !on_cloud_run {
+        return Err(unauthenticated(
+            "a token without a signature outside Cloud Run (K_SERVICE is unset): nothing verified it",
+        ));
+    }
+    jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
+        .map(|data| data.claims)
+        .map_err(|e| unauthenticated(format!("the token cannot be read: {e}")))
+}
+
+/// Every check of a push token's claims, whoever verified its signature: the issuer is
+/// Google's, the audience is the worker's, it has not expired, and it belongs to the push
+/// account, whose email is verified. `now` is the time to check the expiry against.
+pub fn check_claims(
+    claims: &Map<String, Value>,
+    expected: &PushIdentity,
+    now: SystemTime,
+) -> Result<(), AuthError> {
+    let iss = claims.get("iss").and_then(Value::as_str);
+    if !iss.is_some_and(|iss| GOOGLE_ISSUERS.contains(&iss)) {
+        return Err(unauthenticated(format!("issuer {iss:?} is not Google's")));
+    }
+    let audience_matches = match claims.get("aud") {
+        Some(Value::String(aud)) => *aud == expected.audience,
+        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(&expected.audience)),
+        _ => false,
+    };
+    if !audience_matches {
+        return Err(unauthenticated(format!(
+            "the audience {:?} is not this worker's",
+            claims.get("aud")
+        )));
+    }
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    match claims.get("exp").and_then(Value::as_u64) {
+        Some(exp) if exp.saturating_add(EXPIRY_LEEWAY.as_secs()) > now => {}
+        Some(_) => return Err(unauthenticated("the token has expired")),
+        None => return Err(unauthenticated("the token has no expiry")),
     }
     if claims.get("email_verified").and_then(Value::as_bool) != Some(true) {
         return Err(AuthError::Forbidden(
@@ -118,7 +231,7 @@ fn check_claims(claims: &Map<String, Value>, service_account: &str) -> Result<()
         ));
     }
     match claims.get("email").and_then(Value::as_str) {
-        Some(email) if email == service_account => Ok(()),
+        Some(email) if email == expected.service_account => Ok(()),
         other => Err(AuthError::Forbidden(format!(
             "the token belongs to {other:?}, not the push service account"
         ))),
@@ -128,53 +241,156 @@ fn check_claims(claims: &Map<String, Value>, service_account: &str) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use serde_json::json;
 
-    fn claims(v: &Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    const NOW: u64 = 1_800_000_000;
+
+    fn expected() -> PushIdentity {
+        PushIdentity {
+            audience: "a".into(),
+            service_account: "push@p".into(),
+        }
+    }
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(NOW)
+    }
+
+    fn good() -> Value {
+        json!({"iss": "https://accounts.google.com", "aud": "a", "email": "push@p",
+               "email_verified": true, "exp": NOW + 3600, "iat": NOW})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut c = good();
+        c[key] = value;
+        c
+    }
+
+    fn without(key: &str) -> Value {
+        let mut c = good();
+        c.as_object_mut().unwrap().remove(key);
+        c
+    }
+
+    fn check(c: &Value) -> Result<(), AuthError> {
+        check_claims(c.as_object().unwrap(), &expected(), now())
     }
 
     #[test]
     fn claims_of_the_push_service_account_pass() {
-        let ok = json!({"iss": "https://accounts.google.com", "aud": "a", "email": "push@p", "email_verified": true});
-        assert_eq!(check_claims(&claims(&ok), "push@p"), Ok(()));
+        assert_eq!(check(&good()), Ok(()));
+        assert_eq!(check(&with("iss", json!("accounts.google.com"))), Ok(()));
+        assert_eq!(check(&with("aud", json!(["x", "a"]))), Ok(()));
+        assert_eq!(check(&with("exp", json!(NOW - 10))), Ok(()), "within the leeway");
     }
 
     #[test]
     fn missing_or_wrong_claims_are_refused_without_panicking() {
         let cases = [
-            (
-                json!({"aud": "a", "email": "push@p", "email_verified": true}),
-                "iss",
-            ),
-            (
-                json!({"iss": "https://cloud.google.com/iap", "aud": "a", "email": "push@p", "email_verified": true}),
-                "iss",
-            ),
-            (
-                json!({"iss": "accounts.google.com", "email": "push@p", "email_verified": true}),
-                "aud",
-            ),
-            (
-                json!({"iss": "accounts.google.com", "aud": "a", "email": "push@p"}),
-                "verified",
-            ),
-            (
-                json!({"iss": "accounts.google.com", "aud": "a", "email": "push@p", "email_verified": "true"}),
-                "verified",
-            ),
-            (
-                json!({"iss": "accounts.google.com", "aud": "a", "email_verified": true}),
-                "push service account",
-            ),
-            (
-                json!({"iss": "accounts.google.com", "aud": "a", "email": "other@p", "email_verified": true}),
-                "push service account",
-            ),
+            (without("iss"), "iss"),
+            (with("iss", json!("https://cloud.google.com/iap")), "iss"),
+            (without("aud"), "audience"),
+            (with("aud", json!("b")), "audience"),
+            (with("aud", json!(["b"])), "audience"),
+            (with("exp", json!(NOW - 3600)), "expired"),
+            (with("exp", json!("soon")), "expiry"),
+            (without("exp"), "expiry"),
+            (without("email_verified"), "verified"),
+            (with("email_verified", json!("true")), "verified"),
+            (with("email_verified", json!(false)), "verified"),
+            (without("email"), "push service account"),
+            (with("email", json!("other@p")), "push service account"),
         ];
         for (c, what) in cases {
-            let err = check_claims(&claims(&c), "push@p").unwrap_err();
+            let err = check(&c).unwrap_err();
             assert!(err.to_string().contains(what), "{c}: {err}");
         }
+    }
+
+    #[test]
+    fn a_wrong_account_is_forbidden_and_a_bad_token_unauthenticated() {
+        assert!(matches!(
+            check(&with("email", json!("o@p"))),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            check(&with("aud", json!("b"))),
+            Err(AuthError::Unauthenticated(_))
+        ));
+    }
+
+    fn part(v: &Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    fn token(claims: &Value, signature: &str) -> String {
+        format!(
+            "{}.{}.{signature}",
+            part(&json!({"alg": "RS256", "kid": "k"})),
+            part(claims)
+        )
+    }
+
+    #[test]
+    fn only_a_stripped_token_on_cloud_run_is_read() {
+        let stripped = token(&good(), SIGNATURE_REMOVED);
+        let claims = stripped_claims(&stripped, true).unwrap();
+        assert_eq!(claims.get("email"), Some(&json!("push@p")));
+
+        let refused = [
+            (token(&good(), "c2lnbmF0dXJl"), true, "did not come through"),
+            (token(&good(), ""), true, "did not come through"),
+            (format!("{stripped}.x"), true, "did not come through"),
+            (SIGNATURE_REMOVED.to_owned(), true, "did not come through"),
+            (stripped.clone(), false, "K_SERVICE"),
+            (format!("!!.!!.{SIGNATURE_REMOVED}"), true, "cannot be read"),
+        ];
+        for (t, on_cloud_run, what) in refused {
+            let err = stripped_claims(&t, on_cloud_run).unwrap_err();
+            assert!(err.to_string().contains(what), "{t}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn behind_invoker_iam_the_header_cloud_run_checked_is_the_one_read() {
+        let verifier = PushVerifier::from_config(&PushAuth::CloudRunIam {
+            expected: expected(),
+            k_service: Some("orders".into()),
+        })
+        .unwrap();
+        let fresh = |email: &str| {
+            let mut c = good();
+            c["email"] = json!(email);
+            c["exp"] = json!(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 600);
+            format!("Bearer {}", token(&c, SIGNATURE_REMOVED))
+        };
+        let headers = |pairs: &[(&'static str, String)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        assert_eq!(
+            verifier
+                .verify(&headers(&[("authorization", fresh("push@p"))]))
+                .await,
+            Ok(())
+        );
+        // A forged stripped Authorization beside a token Cloud Run checked for someone else.
+        let forged = headers(&[
+            ("authorization", fresh("push@p")),
+            (X_SERVERLESS_AUTHORIZATION, fresh("operator@p")),
+        ]);
+        assert!(matches!(
+            verifier.verify(&forged).await,
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            verifier.verify(&HeaderMap::new()).await,
+            Err(AuthError::Unauthenticated(_))
+        ));
     }
 }

@@ -27,8 +27,9 @@ pub mod env {
     pub const PUSH_AUDIENCE: &str = "PUSH_AUDIENCE";
     /// The service account Pub/Sub signs push tokens as.
     pub const PUSH_SERVICE_ACCOUNT: &str = "PUSH_SERVICE_ACCOUNT";
-    /// `true` to run a push worker on Cloud Run without verifying push tokens.
-    pub const PUSH_AUTH_DISABLED: &str = "PUSH_AUTH_DISABLED";
+    /// How a push worker checks push tokens: `cloud-run-iam`, `signature` or `off` (see
+    /// [`PushAuth`](super::PushAuth)). Required on Cloud Run, where Terraform sets it.
+    pub const PUSH_AUTH: &str = "PUSH_AUTH";
 }
 
 /// Who gives an environment variable its value in a Cloud Run deployment.
@@ -70,29 +71,61 @@ pub fn reads(service: Service) -> Vec<EnvVar> {
     ];
     if service.takes_pushes() {
         vars.extend([
+            var(env::PUSH_AUTH, Deployment),
             var(env::PUSH_AUDIENCE, Deployment),
             var(env::PUSH_SERVICE_ACCOUNT, Deployment),
-            var(env::PUSH_AUTH_DISABLED, Override),
         ]);
     }
     vars
 }
 
-/// How a push worker checks that a push really comes from Pub/Sub.
+/// Who a push token must name: the audience the subscription mints it for and the account
+/// it is issued to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushIdentity {
+    /// The expected `aud` claim.
+    pub audience: String,
+    /// The expected `email` claim (with `email_verified`).
+    pub service_account: String,
+}
+
+/// How a push worker checks that a push really comes from Pub/Sub: the value of
+/// [`env::PUSH_AUTH`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushAuth {
-    /// Every push must carry a Google-signed OIDC token for `audience`, issued to
-    /// `service_account` (with a verified email).
-    Verify {
-        /// The expected `aud` claim.
-        audience: String,
-        /// The expected `email` claim.
-        service_account: String,
+    /// `cloud-run-iam`, the deployment of `terraform/`: Cloud Run's front end has verified
+    /// the token's signature and the caller's `run.invoker` role, and replaced the signature
+    /// with `SIGNATURE_REMOVED_BY_GOOGLE`. The worker accepts only such stripped tokens and
+    /// checks every claim; a token that still carries a signature did not come through that
+    /// check.
+    CloudRunIam {
+        /// The claims every token must carry.
+        expected: PushIdentity,
+        /// `K_SERVICE`, which Cloud Run sets: without it this is not Cloud Run, and no
+        /// stripped token is accepted, whatever the configuration says.
+        k_service: Option<String>,
+    },
+    /// `signature`, for a service with invoker IAM disabled (or run outside Cloud Run): the
+    /// worker verifies the signature itself, against Google's keys, and every claim.
+    Signature {
+        /// The claims every token must carry.
+        expected: PushIdentity,
         /// Where to fetch the signing keys; `None` for Google's (tests serve their own).
         jwks_url: Option<String>,
     },
-    /// No check: for the emulators, which send no token, or an explicit opt-out.
+    /// `off`: no check, for the emulators, which send no token.
     Off,
+}
+
+impl PushAuth {
+    /// The mode's name, as [`env::PUSH_AUTH`] spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PushAuth::CloudRunIam { .. } => "cloud-run-iam",
+            PushAuth::Signature { .. } => "signature",
+            PushAuth::Off => "off",
+        }
+    }
 }
 
 /// The default port, as in the original.
@@ -117,21 +150,33 @@ pub enum ConfigError {
         env::GOOGLE_CLOUD_PROJECT
     )]
     MissingProject,
-    /// Only one of the two push verification settings is set.
+    /// Only one of the two push identity settings is set.
     #[error(
-        "set both {} and {} to verify push tokens, or neither",
+        "set both {} and {} to check push tokens, or neither",
         env::PUSH_AUDIENCE,
         env::PUSH_SERVICE_ACCOUNT
     )]
     PartialPushAuth,
-    /// On Cloud Run without push verification settings and without the explicit opt-out.
+    /// On Cloud Run, a push worker must be told how it is deployed.
     #[error(
-        "on Cloud Run a push worker must verify push tokens: set {} and {}, or {}=true to run without (not recommended)",
+        "on Cloud Run a push worker must know how push tokens reach it: set {}=cloud-run-iam (behind \
+         Cloud Run's invoker IAM, as terraform/ deploys it) or {}=signature (invoker IAM disabled), \
+         with {} and {}; or {}=off to take pushes unchecked (not recommended)",
+        env::PUSH_AUTH,
+        env::PUSH_AUTH,
         env::PUSH_AUDIENCE,
         env::PUSH_SERVICE_ACCOUNT,
-        env::PUSH_AUTH_DISABLED
+        env::PUSH_AUTH
     )]
     PushAuthRequired,
+    /// Push settings that contradict each other.
+    #[error("{name} contradicts {}: {problem}", env::PUSH_AUTH)]
+    PushAuthConflict {
+        /// The variable at odds with `PUSH_AUTH`.
+        name: &'static str,
+        /// Why.
+        problem: &'static str,
+    },
     /// A variable has a value that cannot be used.
     #[error("{name}={value:?} is not valid: {problem}")]
     Invalid {
@@ -286,27 +331,52 @@ impl Config {
 }
 
 fn push_auth(get: &impl Fn(&'static str) -> Option<String>) -> Result<PushAuth, ConfigError> {
-    let on_cloud_run = get(env::K_SERVICE).is_some();
-    let disabled = match get(env::PUSH_AUTH_DISABLED).as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                name: env::PUSH_AUTH_DISABLED,
-                value: other.to_owned(),
-                problem: "expected `true` or `false`",
-            });
-        }
-    };
-    match (get(env::PUSH_AUDIENCE), get(env::PUSH_SERVICE_ACCOUNT)) {
-        (Some(audience), Some(service_account)) if !disabled => Ok(PushAuth::Verify {
+    let k_service = get(env::K_SERVICE);
+    let expected = match (get(env::PUSH_AUDIENCE), get(env::PUSH_SERVICE_ACCOUNT)) {
+        (Some(audience), Some(service_account)) => Some(PushIdentity {
             audience,
             service_account,
+        }),
+        (None, None) => None,
+        _ => return Err(ConfigError::PartialPushAuth),
+    };
+    let mode = get(env::PUSH_AUTH);
+    match (mode.as_deref(), expected) {
+        // Off Cloud Run, the settings given decide: the local stack sets none.
+        (None, None) if k_service.is_none() => Ok(PushAuth::Off),
+        (None, Some(expected)) if k_service.is_none() => Ok(PushAuth::Signature {
+            expected,
             jwks_url: None,
         }),
-        (Some(_), None) | (None, Some(_)) if !disabled => Err(ConfigError::PartialPushAuth),
-        _ if on_cloud_run && !disabled => Err(ConfigError::PushAuthRequired),
-        _ => Ok(PushAuth::Off),
+        // On Cloud Run, guessing wrong would either refuse every push or accept forged
+        // stripped tokens: the deployment must say which it is.
+        (None, _) => Err(ConfigError::PushAuthRequired),
+        (Some("cloud-run-iam"), Some(expected)) => match k_service {
+            Some(_) => Ok(PushAuth::CloudRunIam { expected, k_service }),
+            None => Err(ConfigError::PushAuthConflict {
+                name: env::K_SERVICE,
+                problem: "cloud-run-iam trusts Cloud Run's signature check, but K_SERVICE is unset: this \
+                          is not Cloud Run",
+            }),
+        },
+        (Some("signature"), Some(expected)) => Ok(PushAuth::Signature {
+            expected,
+            jwks_url: None,
+        }),
+        (Some("cloud-run-iam" | "signature"), None) => Err(ConfigError::PushAuthConflict {
+            name: env::PUSH_AUDIENCE,
+            problem: "checking push tokens needs PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT",
+        }),
+        (Some("off"), None) => Ok(PushAuth::Off),
+        (Some("off"), Some(_)) => Err(ConfigError::PushAuthConflict {
+            name: env::PUSH_AUDIENCE,
+            problem: "off checks no token, so an audience and account to check would be ignored",
+        }),
+        (Some(other), _) => Err(ConfigError::Invalid {
+            name: env::PUSH_AUTH,
+            value: other.to_owned(),
+            problem: "expected `cloud-run-iam`, `signature` or `off`",
+        }),
     }
 }
 
@@ -344,44 +414,115 @@ mod tests {
             ("GOOGLE_CLOUD_PROJECT", "g"),
             ("K_SERVICE", "orders"),
             ("PORT", "9000"),
-            ("PUSH_AUTH_DISABLED", "true"),
+            ("PUSH_AUTH", "off"),
         ])
         .unwrap();
         assert_eq!((c.project(), c.port, c.log_format), ("g", 9000, LogFormat::Json));
         assert_eq!(c.pubsub.emulator_endpoint, None);
     }
 
+    /// A table row: what it tries, the variables set, and the mode or the words of the refusal.
+    type Case = (
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        Result<PushAuth, &'static str>,
+    );
+
+    /// What each combination of push settings gives: a mode, or the variable the refusal
+    /// names.
     #[test]
-    fn push_workers_verify_tokens_when_configured_and_refuse_cloud_run_without() {
-        let c = config(&[
-            ("PROJECT_ID", "p"),
-            ("PUSH_AUDIENCE", "https://orders.run.app"),
-            ("PUSH_SERVICE_ACCOUNT", "push@p.iam.gserviceaccount.com"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.push_auth,
-            PushAuth::Verify {
-                audience: "https://orders.run.app".into(),
-                service_account: "push@p.iam.gserviceaccount.com".into(),
-                jwks_url: None,
+    fn push_settings_choose_one_mode_or_refuse_naming_the_variable() {
+        const AUD: (&str, &str) = (
+            "PUSH_AUDIENCE",
+            "//run.googleapis.com/projects/p/locations/r/services/orders",
+        );
+        const ACCOUNT: (&str, &str) = ("PUSH_SERVICE_ACCOUNT", "push@p.iam.gserviceaccount.com");
+        const CLOUD_RUN: (&str, &str) = ("K_SERVICE", "orders");
+        let expected = PushIdentity {
+            audience: AUD.1.into(),
+            service_account: ACCOUNT.1.into(),
+        };
+        let iam = PushAuth::CloudRunIam {
+            expected: expected.clone(),
+            k_service: Some("orders".into()),
+        };
+        let signature = PushAuth::Signature {
+            expected: expected.clone(),
+            jwks_url: None,
+        };
+        let mode = |m: &'static str| ("PUSH_AUTH", m);
+        let cases: Vec<Case> = vec![
+            ("local stack: nothing set", vec![], Ok(PushAuth::Off)),
+            (
+                "off Cloud Run, identity given",
+                vec![AUD, ACCOUNT],
+                Ok(signature.clone()),
+            ),
+            ("half an identity", vec![AUD], Err("PUSH_SERVICE_ACCOUNT")),
+            (
+                "Cloud Run must be told the mode",
+                vec![CLOUD_RUN, AUD, ACCOUNT],
+                Err("PUSH_AUTH=cloud-run-iam"),
+            ),
+            (
+                "Cloud Run with nothing",
+                vec![CLOUD_RUN],
+                Err("PUSH_AUTH=cloud-run-iam"),
+            ),
+            (
+                "behind invoker IAM",
+                vec![CLOUD_RUN, AUD, ACCOUNT, mode("cloud-run-iam")],
+                Ok(iam),
+            ),
+            (
+                "invoker IAM disabled",
+                vec![CLOUD_RUN, AUD, ACCOUNT, mode("signature")],
+                Ok(signature.clone()),
+            ),
+            (
+                "signature off Cloud Run",
+                vec![AUD, ACCOUNT, mode("signature")],
+                Ok(signature),
+            ),
+            (
+                "IAM mode outside Cloud Run",
+                vec![AUD, ACCOUNT, mode("cloud-run-iam")],
+                Err("K_SERVICE"),
+            ),
+            (
+                "IAM mode without identity",
+                vec![CLOUD_RUN, mode("cloud-run-iam")],
+                Err("PUSH_AUDIENCE"),
+            ),
+            (
+                "signature without identity",
+                vec![mode("signature")],
+                Err("PUSH_AUDIENCE"),
+            ),
+            (
+                "explicit off on Cloud Run",
+                vec![CLOUD_RUN, mode("off")],
+                Ok(PushAuth::Off),
+            ),
+            (
+                "off with an identity to check",
+                vec![AUD, ACCOUNT, mode("off")],
+                Err("PUSH_AUDIENCE"),
+            ),
+            (
+                "unknown mode",
+                vec![CLOUD_RUN, AUD, ACCOUNT, mode("iam")],
+                Err("PUSH_AUTH=\"iam\""),
+            ),
+        ];
+        for (what, mut vars, want) in cases {
+            vars.push(("PROJECT_ID", "p"));
+            match (config(&vars), want) {
+                (Ok(c), Ok(mode)) => assert_eq!(c.push_auth, mode, "{what}"),
+                (Err(e), Err(names)) => assert!(e.to_string().contains(names), "{what}: {e}"),
+                (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
             }
-        );
-        assert_eq!(config(&[("PROJECT_ID", "p")]).unwrap().push_auth, PushAuth::Off);
-        assert_eq!(
-            config(&[("PROJECT_ID", "p"), ("K_SERVICE", "orders")]).unwrap_err(),
-            ConfigError::PushAuthRequired
-        );
-        let opted_out = config(&[
-            ("PROJECT_ID", "p"),
-            ("K_SERVICE", "orders"),
-            ("PUSH_AUTH_DISABLED", "true"),
-        ]);
-        assert_eq!(opted_out.unwrap().push_auth, PushAuth::Off);
-        assert_eq!(
-            config(&[("PROJECT_ID", "p"), ("PUSH_AUDIENCE", "a")]).unwrap_err(),
-            ConfigError::PartialPushAuth
-        );
+        }
     }
 
     #[test]
@@ -398,7 +539,7 @@ mod tests {
                 .iter()
                 .all(|v| !v.name.starts_with("PUSH_"))
         );
-        assert!(reads(Service::Orders).iter().any(|v| v.name == "PUSH_AUDIENCE"));
+        assert!(reads(Service::Orders).iter().any(|v| v.name == "PUSH_AUTH"));
     }
 
     #[test]

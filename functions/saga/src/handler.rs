@@ -20,7 +20,6 @@ use crate::service::Clients;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
@@ -95,11 +94,10 @@ where
             let handler = handler.clone();
             async move {
                 // The token first: nobody else gets us to read a large body.
-                if let Some(verifier) = &clients.push_verifier {
-                    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-                    if let Err(e) = verifier.verify(authorization).await {
-                        return refused(&e);
-                    }
+                if let Some(verifier) = &clients.push_verifier
+                    && let Err(e) = verifier.verify(&headers).await
+                {
+                    return refused(&e, verifier.mode());
                 }
                 match axum::body::to_bytes(body, MAX_PUSH_BYTES).await {
                     Ok(body) => handle(clients, body, handler, poison).await,
@@ -254,14 +252,16 @@ async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail:
     }
 }
 
-/// The answer to a push that failed authentication; nothing else was done for it.
-fn refused(e: &AuthError) -> Response {
+/// The answer to a push that failed authentication; nothing else was done for it. The log
+/// line says it was the worker that refused, in which mode: Cloud Run's own refusals never
+/// reach the container.
+fn refused(e: &AuthError, mode: &'static str) -> Response {
     let (status, code) = match e {
         AuthError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
         AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
-    tracing::warn!(error = %e, "push refused");
+    tracing::warn!(error = %e, push_auth = mode, "push refused by the worker's token check");
     let message = match e {
         AuthError::Unavailable(_) => "cannot verify push tokens right now; retry",
         _ => "this endpoint only takes pushes from Pub/Sub",

@@ -3,7 +3,7 @@
 
 use crate::auth::PushVerifier;
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{Config, PushAuth};
 use crate::contract::Service;
 use crate::faults::Faults;
 use crate::server;
@@ -39,11 +39,27 @@ impl Clients {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let faults = Faults::default();
         let push_verifier = PushVerifier::from_config(&config.push_auth).map(Arc::new);
-        if config.service.takes_pushes() && push_verifier.is_none() {
-            tracing::warn!(
+        match (&config.push_auth, config.service.takes_pushes()) {
+            (_, false) => {}
+            (PushAuth::Off, true) => tracing::warn!(
+                push_auth = "off",
                 "push token verification is OFF: any caller can drive this service. Fine for the local \
-                 emulators, which send no tokens; on Cloud Run set PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT"
-            );
+                 emulators, which send no tokens; on Cloud Run set PUSH_AUTH, PUSH_AUDIENCE and \
+                 PUSH_SERVICE_ACCOUNT"
+            ),
+            (PushAuth::CloudRunIam { expected, .. }, true) => tracing::info!(
+                push_auth = "cloud-run-iam",
+                audience = %expected.audience,
+                service_account = %expected.service_account,
+                "push tokens: Cloud Run checks their signature and run.invoker; this worker takes only \
+                 tokens Cloud Run stripped, and checks their claims"
+            ),
+            (PushAuth::Signature { expected, .. }, true) => tracing::info!(
+                push_auth = "signature",
+                audience = %expected.audience,
+                service_account = %expected.service_account,
+                "push tokens: this worker verifies their signature against Google's keys, and their claims"
+            ),
         }
         Ok(Clients {
             push_verifier,

@@ -224,7 +224,7 @@ impl Stack {
                 env::GOOGLE_CLOUD_PROJECT,
                 env::PUSH_AUDIENCE,
                 env::PUSH_SERVICE_ACCOUNT,
-                env::PUSH_AUTH_DISABLED,
+                env::PUSH_AUTH,
             ] {
                 command.env_remove(var);
             }

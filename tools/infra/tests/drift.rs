@@ -15,14 +15,17 @@ const PROJECT: &str = "drift-test";
 const IMAGE_TAG: &str = "drift-tag";
 
 fn terraform() -> Terraform {
-    Terraform::load(
-        &terraform_dir(),
-        &[
-            ("project_id", Value::from(PROJECT)),
-            ("image_tag", Value::from(IMAGE_TAG)),
-        ],
-    )
-    .expect("terraform/*.tf cannot be read")
+    terraform_with(&[])
+}
+
+/// The configuration with the test's project and tag, and `vars` besides.
+fn terraform_with(vars: &[(&str, Value)]) -> Terraform {
+    let mut all = vec![
+        ("project_id", Value::from(PROJECT)),
+        ("image_tag", Value::from(IMAGE_TAG)),
+    ];
+    all.extend(vars.iter().cloned());
+    Terraform::load(&terraform_dir(), &all).expect("terraform/*.tf cannot be read")
 }
 
 fn seconds(d: Duration) -> String {
@@ -463,6 +466,61 @@ fn every_service_runs_its_own_image_and_is_probed_on_the_health_path() -> Result
         }
         let max = run.get("template.0.scaling.0.max_instance_count")?;
         assert!(max.is_number(), "{name}: scaling must be capped");
+    }
+    Ok(())
+}
+
+#[test]
+fn each_worker_checks_push_tokens_as_its_invoker_iam_setting_requires() -> Result<()> {
+    // Unset, the variable keeps invoker IAM on: the deployment of the README.
+    for (vars, iam_disabled, mode) in [
+        (vec![], false, "cloud-run-iam"),
+        (
+            vec![("invoker_iam_disabled", Value::from(false))],
+            false,
+            "cloud-run-iam",
+        ),
+        (
+            vec![("invoker_iam_disabled", Value::from(true))],
+            true,
+            "signature",
+        ),
+    ] {
+        let tf = terraform_with(&vars);
+        for (name, run) in cloud_run(&tf)? {
+            let service = Service::from_name(&name).context("a contract service")?;
+            let env = env_of(&run)?;
+            let disabled = run.get("invoker_iam_disabled")?.as_bool();
+            if service.takes_pushes() {
+                assert_eq!(disabled, Some(iam_disabled), "{name}: invoker_iam_disabled");
+                assert_eq!(
+                    env.get(config::env::PUSH_AUTH).map(String::as_str),
+                    Some(mode),
+                    "{name}: PUSH_AUTH with invoker_iam_disabled = {iam_disabled}"
+                );
+                // The mode the worker would start in from exactly this environment, on
+                // Cloud Run, is the one Terraform meant, and expects the subscription's token.
+                let mut on_cloud_run = env.clone();
+                on_cloud_run.insert(config::env::K_SERVICE.to_owned(), name.clone());
+                let parsed = config::Config::from_lookup(service, |k| on_cloud_run.get(k).cloned())
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                assert_eq!(
+                    parsed.push_auth.name(),
+                    mode,
+                    "{name}: the mode the worker starts in"
+                );
+            } else {
+                assert_eq!(
+                    disabled,
+                    Some(false),
+                    "{name}: the public frontend keeps invoker IAM"
+                );
+                assert!(
+                    !env.contains_key(config::env::PUSH_AUTH),
+                    "{name}: takes no pushes"
+                );
+            }
+        }
     }
     Ok(())
 }
