@@ -133,6 +133,9 @@ fn spawn_service(
     colour: &str,
 ) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding the devstack binary")?;
+    // LOG_FORMAT=json shows the lines Cloud Logging would get, one JSON object per line and
+    // unprefixed (each names its service), ready for `jq`; text is the default here.
+    let log_format = std::env::var(env::LOG_FORMAT).unwrap_or_else(|_| "text".to_owned());
     let mut child = Command::new(exe)
         .arg("serve")
         .arg(service.name())
@@ -140,14 +143,16 @@ fn spawn_service(
         .env(env::PROJECT_ID, project)
         .env(env::PUBSUB_EMULATOR_HOST, &emulators.pubsub)
         .env(env::FIRESTORE_EMULATOR_HOST, &emulators.firestore)
-        .env(env::LOG_FORMAT, "text")
+        .env(env::LOG_FORMAT, &log_format)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {service}"))?;
-    let prefix = if std::io::stderr().is_terminal() {
+    let prefix = if log_format == "json" {
+        String::new()
+    } else if std::io::stderr().is_terminal() {
         format!("{colour}{:<9}|{RESET} ", service.name())
     } else {
         format!("{:<9} | ", service.name())
