@@ -201,6 +201,34 @@ impl TestStack {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// GETs `path` from the frontend and returns the status and the JSON answer.
+    ///
+    /// # Panics
+    /// If the request cannot be sent.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url(Service::Frontend)))
+            .send()
+            .await
+            .expect("the frontend answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `GET /orders/{uuid}` until the saga has finished, and returns its view.
+    ///
+    /// # Panics
+    /// If it has not finished within `timeout`.
+    pub async fn finished(&self, uuid: &str, timeout: Duration) -> Value {
+        eventually(timeout, || async {
+            let (status, body) = self.get(&format!("/orders/{uuid}")).await;
+            (status == 200 && body["finished"] == true).then_some(body)
+        })
+        .await
+        .unwrap_or_else(|| panic!("saga {uuid} never showed a terminal state"))
+    }
+
     /// Places a valid order and returns its uuid.
     ///
     /// # Panics

@@ -802,40 +802,57 @@ async fn a_message_too_large_for_a_push_request_is_acked_and_dead_lettered_with_
 #[tokio::test]
 async fn a_producers_own_total_invoice_price_and_status_never_override_the_sagas() {
     let stack = TestStack::start("colliding fields").await;
-    let mut claims = Vec::new();
-    for topic in [Topic::Frontend, Topic::OrderCreated] {
-        let uuid = new_uuid();
-        let mut message = saga_message(&uuid, "widget", 3, "jack");
-        let forged = json!({
-            "total_invoice": 1, "price_per_unit": 1, "status": "paid",
-            "status_code": "completed", "step": "payments", "reason": "payment_declined",
-        });
+    let forged = json!({
+        "total_invoice": 1, "price_per_unit": 1, "status": "paid",
+        "status_code": "completed", "step": "payments", "reason": "payment_declined",
+    });
+    let with_forged = |uuid: &str| {
+        let mut message = saga_message(uuid, "widget", 3, "jack");
         message
             .as_object_mut()
             .unwrap()
             .extend(forged.as_object().unwrap().clone());
-        stack.publish(topic, message.to_string().as_bytes(), &[]).await;
-        claims.push((topic, uuid));
-    }
-    let uuids: Vec<String> = claims.iter().map(|(_, u)| u.clone()).collect();
-    let paid = stack.outcomes("payment-created-sub", &uuids, WAIT).await;
-    for (topic, uuid) in &claims {
-        let paid = &paid.get(uuid).unwrap_or_else(|| panic!("via {topic}: paid"))[0];
-        assert_eq!(
-            paid["total_invoice"], 30,
-            "via {topic}: payments' own total: {paid}"
-        );
-        assert_eq!(
-            paid["price_per_unit"], 10,
-            "via {topic}: inventory's price: {paid}"
-        );
-        assert_eq!(paid["status_code"], "completed", "{paid}");
-        assert_eq!(paid["step"], "payments", "{paid}");
-        assert_eq!(paid["status"], "Payment processed: total invoice 30", "{paid}");
-        assert!(paid.get("reason").is_none(), "via {topic}: {paid}");
-        let payment = stack.doc(&format!("payments/{uuid}")).await.unwrap();
-        assert_eq!(payment["total_invoice"], 30, "via {topic}");
-    }
+        message
+    };
+    // A saga started by another producer: every step rewrites what it sets.
+    let uuid = new_uuid();
+    stack
+        .publish(Topic::Frontend, with_forged(&uuid).to_string().as_bytes(), &[])
+        .await;
+    let paid = stack
+        .outcomes("payment-created-sub", std::slice::from_ref(&uuid), WAIT)
+        .await;
+    let paid = &paid.get(&uuid).expect("paid")[0];
+    assert_eq!(paid["total_invoice"], 30, "payments' own total: {paid}");
+    assert_eq!(paid["price_per_unit"], 10, "inventory's price: {paid}");
+    assert_eq!(paid["status_code"], "completed", "{paid}");
+    assert_eq!(paid["step"], "payments", "{paid}");
+    assert_eq!(paid["status"], "Payment processed: total invoice 30", "{paid}");
+    assert!(paid.get("reason").is_none(), "{paid}");
+    let payment = stack.doc(&format!("payments/{uuid}")).await.unwrap();
+    assert_eq!(payment["total_invoice"], 30);
+
+    // The same on a later topic, with no earlier step behind it: not the saga's message, so
+    // it takes no stock and pays nothing.
+    let stray = new_uuid();
+    let widgets = stack.stock("widget").await;
+    stack
+        .publish(
+            Topic::OrderCreated,
+            with_forged(&stray).to_string().as_bytes(),
+            &[],
+        )
+        .await;
+    let letters = dead_letters(&stack, 1).await;
+    assert_eq!(letters.len(), 1, "{:?}", describe(&letters));
+    let attribute = |name: &str| letters[0].attributes.get(name).map(String::as_str);
+    assert_eq!(
+        (attribute(REASON), attribute("saga_dead_letter_service")),
+        (Some("unmatched_record"), Some("inventory")),
+        "dead-lettered by inventory as not matching the saga's records"
+    );
+    assert!(stack.step(&stray, Service::Inventory).await.is_none());
+    assert_eq!(stack.stock("widget").await, widgets, "no stock taken");
     nothing_published(&stack, &[]).await;
     a_valid_order_still_completes(&stack).await;
 }

@@ -11,27 +11,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn get(stack: &TestStack, path: &str) -> (u16, Value) {
-    let response = stack
-        .http
-        .get(format!("{}{path}", stack.url(Service::Frontend)))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls `GET /orders/{uuid}` until the saga has finished.
-async fn finished(stack: &TestStack, uuid: &str) -> Value {
-    eventually(WAIT, || async {
-        let (status, body) = get(stack, &format!("/orders/{uuid}")).await;
-        (status == 200 && body["finished"] == true).then_some(body)
-    })
-    .await
-    .unwrap_or_else(|| panic!("saga {uuid} did not finish"))
-}
-
 fn stages(view: &Value) -> Vec<&str> {
     view["timeline"]
         .as_array()
@@ -51,7 +30,7 @@ async fn a_successful_order_is_followed_to_completed_with_each_step_once() {
     let uuid = accepted["uuid"].as_str().unwrap();
     assert_eq!(accepted["status_url"], format!("/orders/{uuid}"));
 
-    let view = finished(&stack, uuid).await;
+    let view = stack.finished(uuid, WAIT).await;
     assert_eq!(view["status"], "completed");
     assert_eq!(view["total_invoice"], 30);
     assert_eq!(
@@ -88,7 +67,7 @@ async fn failed_orders_show_the_step_the_reason_and_the_compensation() {
         .place(&json!({"item":"widget","quantity":25,"user":"jimbo"}))
         .await;
 
-    let view = finished(&stack, &declined).await;
+    let view = stack.finished(&declined, WAIT).await;
     assert_eq!(view["status"], "compensated");
     assert_eq!(view["failed_step"], "payments");
     assert_eq!(view["reason"], "payment_declined");
@@ -107,7 +86,7 @@ async fn failed_orders_show_the_step_the_reason_and_the_compensation() {
         ]
     );
 
-    let view = finished(&stack, &unknown).await;
+    let view = stack.finished(&unknown, WAIT).await;
     assert_eq!(
         (view["status"].as_str(), view["failed_step"].as_str()),
         (Some("compensated"), Some("orders"))
@@ -132,7 +111,7 @@ async fn failed_orders_show_the_step_the_reason_and_the_compensation() {
         .to_owned();
     stack.publish(Topic::Error, error.as_bytes(), &[]).await;
     let late = eventually(WAIT, || async {
-        let (_, view) = get(&stack, &format!("/orders/{unknown}")).await;
+        let (_, view) = stack.get(&format!("/orders/{unknown}")).await;
         stages(&view).contains(&"order_created").then_some(view)
     })
     .await
@@ -144,9 +123,9 @@ async fn failed_orders_show_the_step_the_reason_and_the_compensation() {
 #[tokio::test]
 async fn unknown_and_malformed_uuids_are_told_apart_and_recent_orders_are_listed() {
     let stack = TestStack::start("status lookups").await;
-    let (code, body) = get(&stack, &format!("/orders/{}", new_uuid())).await;
+    let (code, body) = stack.get(&format!("/orders/{}", new_uuid())).await;
     assert_eq!((code, body["error"].as_str()), (404, Some("not_found")), "{body}");
-    let (code, body) = get(&stack, "/orders/not-a-uuid").await;
+    let (code, body) = stack.get("/orders/not-a-uuid").await;
     assert_eq!(
         (code, body["error"].as_str(), body["field"].as_str()),
         (400, Some("invalid_uuid"), Some("uuid"))
@@ -158,9 +137,9 @@ async fn unknown_and_malformed_uuids_are_told_apart_and_recent_orders_are_listed
     let second = stack
         .place(&json!({"item":"wotsit","quantity":1,"user":"jill"}))
         .await;
-    finished(&stack, &first).await;
-    finished(&stack, &second).await;
-    let (code, list) = get(&stack, "/orders?limit=10").await;
+    stack.finished(&first, WAIT).await;
+    stack.finished(&second, WAIT).await;
+    let (code, list) = stack.get("/orders?limit=10").await;
     assert_eq!(code, 200);
     let uuids: Vec<&str> = list
         .as_array()
@@ -169,7 +148,7 @@ async fn unknown_and_malformed_uuids_are_told_apart_and_recent_orders_are_listed
         .map(|v| v["uuid"].as_str().unwrap())
         .collect();
     assert_eq!(uuids, [second.as_str(), first.as_str()], "newest first");
-    let (code, body) = get(&stack, "/orders?limit=lots").await;
+    let (code, body) = stack.get("/orders?limit=lots").await;
     assert_eq!(code, 400, "{body}");
     assert!(body["error"].is_string(), "{body}");
 }

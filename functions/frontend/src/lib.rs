@@ -63,7 +63,9 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(e) => {
                 let status = match e {
                     FieldError::NotJson(_) => StatusCode::BAD_REQUEST,
-                    FieldError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    FieldError::TooLarge(_) | FieldError::WouldGrowTooLarge { .. } => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 (status, e.code(), e.field().map(str::to_owned))
@@ -224,6 +226,9 @@ async fn start_saga(
     }
     let key = idempotency::Key::from_headers(headers)?;
     let (order, extra) = Order::parse_request(body)?;
+    // Checked before a key is claimed or anything published; the uuid's length is fixed, so
+    // the size check holds for the saga's real one.
+    let message = SagaMessage::start(SagaId::new(), order, extra)?;
     let uuid = match &key {
         None => SagaId::new(),
         Some(key) => match idempotency::claim(&clients.store, key, &idempotency::request_hash(body)).await? {
@@ -240,7 +245,7 @@ async fn start_saga(
         },
     };
     tracing::Span::current().record("uuid", tracing::field::display(uuid));
-    let message = SagaMessage::new(uuid, order, extra);
+    let message = SagaMessage { uuid, ..message };
     clients
         .bus
         .publish(&Outgoing::new(Topic::Frontend, message.to_json()).traced(trace))

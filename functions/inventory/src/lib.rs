@@ -10,8 +10,8 @@ use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
 use saga::handler::step_route;
-use saga::ledger::{Decision, Step, StepError};
-use saga::message::{Money, Reason, SagaMessage, StatusCode};
+use saga::ledger::{Decision, Step, StepError, earlier_step};
+use saga::message::{Money, Reason, SagaMessage};
 use saga::push::MAX_PUSH_BYTES;
 use saga::records::{self, DocStatus, ReservationDoc, StepState, inventory_fields};
 use saga::service::Clients;
@@ -27,13 +27,13 @@ struct StockLevel {
     quantity: i64,
 }
 
-fn reject(msg: &SagaMessage, reason: Reason, status: String) -> Decision {
+fn reject(msg: &SagaMessage, reason: Reason) -> Decision {
     Decision {
         state: StepState::Rejected,
         reason: Some(reason),
         price_per_unit: None,
         topic: Topic::Error,
-        message: msg.fail(Service::Inventory, reason, status),
+        message: msg.fail(Service::Inventory, reason),
         writes: WriteSet::new(),
     }
 }
@@ -43,19 +43,24 @@ impl Step for Inventory {
         Service::Inventory
     }
 
+    /// The item, and the orders step's record: stock is reserved only for an order that
+    /// orders recorded (a message on `order-created` is not trusted on its own).
     fn reads(&self, msg: &SagaMessage) -> Vec<DocPath> {
-        vec![records::item(&msg.order.item)]
+        vec![
+            records::item(&msg.order.item),
+            records::step(msg.uuid, Service::Orders),
+        ]
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
+        let [stock, ordered] = docs else {
+            return Err(anyhow::anyhow!("inventory reads two documents, got {}", docs.len()).into());
+        };
+        earlier_step(ordered.as_ref(), Service::Orders, msg)?;
         let item = &msg.order.item;
         let wanted = msg.order.quantity;
-        let Some(Some(stock)) = docs.first() else {
-            return Ok(reject(
-                msg,
-                Reason::UnknownItem,
-                format!("Order failed: item '{item}' does not exist"),
-            ));
+        let Some(stock) = stock else {
+            return Ok(reject(msg, Reason::UnknownItem));
         };
         let level = stock.integer(inventory_fields::QUANTITY);
         let price = stock
@@ -63,18 +68,10 @@ impl Step for Inventory {
             .and_then(|p| u64::try_from(p).ok())
             .and_then(Money::new);
         let (Some(level), Some(price)) = (level, price) else {
-            return Ok(reject(
-                msg,
-                Reason::InvalidInventoryRecord,
-                format!("Order failed: item '{item}' has no valid quantity and price_per_unit"),
-            ));
+            return Ok(reject(msg, Reason::InvalidInventoryRecord));
         };
         if level < i64::from(wanted) {
-            return Ok(reject(
-                msg,
-                Reason::InsufficientStock,
-                format!("Order failed: not enough '{item}' in stock for {wanted}"),
-            ));
+            return Ok(reject(msg, Reason::InsufficientStock));
         }
 
         let mut writes = WriteSet::new();
@@ -98,18 +95,12 @@ impl Step for Inventory {
                 created: FirestoreTimestamp::now(),
             },
         );
-        let mut message = msg.advance(
-            Service::Inventory,
-            StatusCode::StockReserved,
-            format!("Stock reserved: {wanted} '{item}' at {price} each"),
-        );
-        message.price_per_unit = Some(price);
         Ok(Decision {
             state: StepState::Done,
             reason: None,
             price_per_unit: Some(price.get()),
             topic: Topic::InventoryUpdated,
-            message,
+            message: msg.stock_reserved(price),
             writes,
         })
     }
@@ -121,4 +112,111 @@ pub fn router(clients: Clients) -> Router {
         .route(push_path(Topic::OrderCreated), step_route(Inventory))
         .with_state(clients);
     saga::server::standard(routes, MAX_PUSH_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::unnecessary_wraps)]
+
+    use super::*;
+    use saga::message::{Order, Quantity, SagaId};
+    use saga::records::StepRecord;
+    use saga::store::Precondition;
+    use serde_json::json;
+
+    fn message(quantity: u32) -> SagaMessage {
+        let obj = json!({
+            "item": "widget", "quantity": quantity, "user": "jack", "uuid": SagaId::new().to_string()
+        });
+        SagaMessage::parse(obj.to_string().as_bytes()).unwrap()
+    }
+
+    fn item(msg: &SagaMessage, fields: &serde_json::Value) -> Option<Snapshot> {
+        Some(Snapshot::of(&records::item(&msg.order.item), fields, 7).unwrap())
+    }
+
+    fn ordered(msg: &SagaMessage, state: StepState, order: &Order) -> Option<Snapshot> {
+        let record = StepRecord::new(Service::Orders, msg.uuid, order, state);
+        Some(Snapshot::of(&records::step(msg.uuid, Service::Orders), &record, 1).unwrap())
+    }
+
+    fn decide(msg: &SagaMessage, stock: Option<Snapshot>) -> Result<Decision, StepError> {
+        Inventory.decide(msg, &[stock, ordered(msg, StepState::Done, &msg.order)])
+    }
+
+    #[test]
+    fn stock_is_reserved_to_the_last_unit_and_the_level_is_guarded_by_its_read() {
+        let msg = message(5);
+        let d = decide(&msg, item(&msg, &json!({"quantity": 5, "price_per_unit": 3}))).unwrap();
+        assert_eq!((d.state, d.topic), (StepState::Done, Topic::InventoryUpdated));
+        assert_eq!(d.message.price_per_unit, Money::new(3));
+        assert_eq!(d.price_per_unit, Some(3));
+        let writes = d.writes.documents();
+        let stamp = Snapshot::of(&records::item(&msg.order.item), &json!({}), 7)
+            .unwrap()
+            .update_time();
+        assert_eq!(
+            writes[0],
+            ("inventory/widget", Some(Precondition::Unchanged(stamp)))
+        );
+        assert_eq!(writes[1].1, Some(Precondition::Absent), "the reservation, once");
+    }
+
+    #[test]
+    fn each_reason_to_refuse_an_order_is_told_apart() {
+        let msg = message(5);
+        let cases = [
+            ("unknown item", None, Reason::UnknownItem),
+            (
+                "one unit short",
+                item(&msg, &json!({"quantity": 4, "price_per_unit": 3})),
+                Reason::InsufficientStock,
+            ),
+            (
+                "no price",
+                item(&msg, &json!({"quantity": 9})),
+                Reason::InvalidInventoryRecord,
+            ),
+            (
+                "a negative price",
+                item(&msg, &json!({"quantity": 9, "price_per_unit": -1})),
+                Reason::InvalidInventoryRecord,
+            ),
+            (
+                "a text quantity",
+                item(&msg, &json!({"quantity": "9", "price_per_unit": 3})),
+                Reason::InvalidInventoryRecord,
+            ),
+        ];
+        for (what, stock, reason) in cases {
+            let d = decide(&msg, stock).unwrap();
+            assert_eq!(
+                (d.state, d.topic, d.reason),
+                (StepState::Rejected, Topic::Error, Some(reason)),
+                "{what}"
+            );
+            assert!(d.writes.is_empty(), "{what}: nothing reserved");
+            assert_eq!(d.message.reason, Some(reason), "{what}");
+        }
+    }
+
+    #[test]
+    fn stock_is_reserved_only_for_an_order_the_orders_step_recorded() {
+        let msg = message(5);
+        let stock = item(&msg, &json!({"quantity": 9, "price_per_unit": 3}));
+        let mut other = msg.order.clone();
+        other.quantity = Quantity::new(6).unwrap();
+        let cases = [
+            ("no orders record", None),
+            ("a refused order", ordered(&msg, StepState::Rejected, &msg.order)),
+            ("a tombstone", ordered(&msg, StepState::Tombstone, &msg.order)),
+            ("another quantity", ordered(&msg, StepState::Done, &other)),
+        ];
+        for (what, record) in cases {
+            match Inventory.decide(&msg, &[stock.clone(), record]) {
+                Err(StepError::Poison { code, .. }) => assert_eq!(code, saga::ledger::UNMATCHED, "{what}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
 }

@@ -11,23 +11,28 @@
 //! - `status-*-sub`: every step's messages, to keep each saga's status view
 //!   (`sagas/{uuid}`, see [`saga::status`]) up to date. The janitor hosts the view because it
 //!   is internal and push-only; the frontend only reads it.
-//! - `dead-letter-janitor-sub`: Pub/Sub gave up on a message. If it was a forward message,
-//!   the janitor fails that step on its behalf (the same record and `error` message the step
-//!   would have written), and the error then flows back here to be compensated; if the step
-//!   had already committed its record but its message never got out, the janitor publishes
-//!   that stored message instead (through the same engine, under the same lease), since the
-//!   step's work is done and undoing it would waste it. If it was an
-//!   `error` message, the janitor compensates it directly; if it was a status update, the
-//!   janitor records it. Poison messages that a service already dead-lettered are left for
-//!   people to read on `dead-letter-sub`.
+//! - `dead-letter-janitor-sub`: a saga message was dead-lettered, by Pub/Sub (it gave up
+//!   after the step kept failing) or by a step that could never read it (poison: too large,
+//!   malformed). Either way the saga must still end, so no stock is held for ever. If it was
+//!   a forward message, the janitor fails that step on its behalf (`retries_exhausted`, or
+//!   `undeliverable` for poison: the same record and `error` message the step would have
+//!   written, without the passed-through fields if they would not fit), and the error then
+//!   flows back here to be compensated; if the step had already committed its record but its
+//!   message never got out, the janitor publishes that stored message instead (through the
+//!   same engine, under the same lease), since the step's work is done and undoing it would
+//!   waste it. If it was an `error` message, the janitor compensates it directly; if it was a
+//!   status update, the janitor records it. A message whose order cannot be read stands for
+//!   its `uuid`'s saga with the order its records hold. Left on `dead-letter-sub` for people:
+//!   messages with no readable `uuid` (or no saga behind it), and messages that do not match
+//!   their saga's records (`unmatched_record`: a forgery must not end a saga that is fine).
 
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
 use saga::contract::{Delivery, Purpose, Service, Subscription, Topic};
 use saga::handler::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
-use saga::ledger::{self, Deadline, Decision, Found, Handled, Step, StepError};
-use saga::message::{Reason, SagaMessage, StatusCode};
+use saga::ledger::{self, Deadline, Decision, Found, Handled, Step, StepError, UNMATCHED};
+use saga::message::{Reason, SagaMessage};
 use saga::push::{MAX_PUSH_BYTES, Push};
 use saga::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
 use saga::service::Clients;
@@ -122,20 +127,6 @@ pub fn plan(
     Ok(plan)
 }
 
-fn summary(plan: &Plan) -> String {
-    let stock = if plan.released > 0 {
-        format!("{} units back in stock", plan.released)
-    } else {
-        "no stock was held".to_owned()
-    };
-    let order = if plan.cancelled {
-        "order cancelled"
-    } else {
-        "no order to cancel"
-    };
-    format!("Compensated: {stock}, {order}")
-}
-
 /// Compensates the saga of the failure message `msg`.
 pub async fn compensate(
     clients: &Clients,
@@ -175,9 +166,7 @@ pub async fn compensate(
                 return Ok(Handled::Ignored(why));
             }
         };
-        let mut message = msg.advance(Service::Janitor, StatusCode::Compensated, summary(&plan));
-        // The compensated message still says why the saga failed.
-        message.reason = msg.reason;
+        let message = msg.compensated(plan.released, plan.cancelled).fitted();
         let mut record = StepRecord::new(Service::Janitor, uuid, &msg.order, StepState::Done);
         record.reason = msg.reason.map(|r| r.as_str().to_owned());
         let outgoing = Outgoing::new(Topic::Compensated, message.to_json()).traced(trace);
@@ -196,10 +185,12 @@ pub async fn compensate(
     Err(ledger::contention())
 }
 
-/// Fails a forward step on its behalf, after Pub/Sub gave up delivering its message.
+/// Fails a forward step on its behalf: Pub/Sub gave up delivering its message
+/// ([`Reason::RetriesExhausted`]), or the step could never read it
+/// ([`Reason::Undeliverable`]).
 struct GiveUp {
     service: Service,
-    attempts: Option<String>,
+    reason: Reason,
 }
 
 impl Step for GiveUp {
@@ -212,21 +203,13 @@ impl Step for GiveUp {
     }
 
     fn decide(&self, msg: &SagaMessage, _docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
-        let reason = Reason::RetriesExhausted;
-        let attempts = self.attempts.as_deref().unwrap_or("several");
         Ok(Decision {
             state: StepState::Failed,
-            reason: Some(reason),
+            reason: Some(self.reason),
             price_per_unit: msg.price_per_unit.map(saga::message::Money::get),
             topic: Topic::Error,
-            message: msg.fail(
-                self.service,
-                reason,
-                format!(
-                    "Order failed: {} gave up after {attempts} delivery attempts",
-                    self.service
-                ),
-            ),
+            // The message the step could not take may be too large to pass on whole.
+            message: msg.fail(self.service, self.reason).fitted(),
             writes: WriteSet::new(),
         })
     }
@@ -234,43 +217,46 @@ impl Step for GiveUp {
 
 /// Handles a message that Pub/Sub (or a service) moved to the dead-letter topic.
 pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, StepError> {
-    if let Some(reason) = push.attributes.get(dead_letter_attributes::REASON) {
-        tracing::debug!(reason, "poison message; it stays on dead-letter-sub");
+    let poison = push.attributes.get(dead_letter_attributes::REASON);
+    if poison.is_some_and(|code| code == UNMATCHED) {
+        tracing::warn!("a message that does not match its saga's records; kept on dead-letter-sub");
         return Ok(Handled::Ignored(
-            "a poison message; kept on dead-letter-sub for people to read",
+            "not the saga's message (it does not match its records); kept on dead-letter-sub",
         ));
     }
-    let source = push
-        .attributes
-        .get(SOURCE_SUBSCRIPTION_ATTRIBUTE)
-        .and_then(|name| Subscription::find(name));
+    // A service's copy names the subscription it arrived on; Pub/Sub's own names the one
+    // that gave up.
+    let source_name = match poison {
+        Some(_) => push.attributes.get(dead_letter_attributes::SUBSCRIPTION),
+        None => push.attributes.get(SOURCE_SUBSCRIPTION_ATTRIBUTE),
+    };
     let Some(Subscription {
         topic,
         delivery: Delivery::Push { service, purpose, .. },
         ..
-    }) = source
+    }) = source_name.and_then(|name| Subscription::find(name))
     else {
-        tracing::error!(source = ?push.attributes.get(SOURCE_SUBSCRIPTION_ATTRIBUTE), "dead letter from an unknown subscription");
+        tracing::error!(source = ?source_name, "dead letter from an unknown subscription; kept on dead-letter-sub");
         return Ok(Handled::Ignored(
             "not from a saga subscription; kept on dead-letter-sub",
         ));
     };
-    let msg = match parse_message(push) {
-        Ok(msg) => msg,
-        Err(e) => {
-            tracing::error!(error = %e, "dead letter is not a saga message; kept on dead-letter-sub");
-            return Ok(Handled::Ignored("not a saga message; kept on dead-letter-sub"));
-        }
+    let Some(msg) = saga_of_dead_letter(clients, push, poison.is_some()).await? else {
+        return Ok(Handled::Ignored(
+            "no saga can be read from it; kept on dead-letter-sub",
+        ));
     };
-    tracing::error!(step = %service, ?purpose, "Pub/Sub gave up delivering a saga message");
+    let reason = if poison.is_some() {
+        Reason::Undeliverable
+    } else {
+        Reason::RetriesExhausted
+    };
+    tracing::error!(step = %service, ?purpose, reason = reason.as_str(), "a saga message was dead-lettered; ending its saga");
     match purpose {
         Purpose::Step => {
             let give_up = GiveUp {
                 service: *service,
-                attempts: push
-                    .attributes
-                    .get("CloudPubSubDeadLetterSourceDeliveryCount")
-                    .cloned(),
+                reason,
             };
             ledger::run(&give_up, clients, &msg, &push.trace).await
         }
@@ -280,6 +266,59 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
         Purpose::DeadLetters => Ok(Handled::Ignored(
             "a dead letter that could not be processed; kept on dead-letter-sub",
         )),
+    }
+}
+
+/// The saga message of a dead letter, read whatever its size (it may have been refused for
+/// its size alone). For a poison message, and for one whose order cannot be read, the saga's
+/// step records decide: with none, no step ever ran for that `uuid` and nothing is held, so
+/// there is no saga to end (and a stray message must not invent one); otherwise a message
+/// whose order cannot be read stands for its saga with the order the records hold. `None`
+/// means the dead letter stays on `dead-letter-sub` for people.
+async fn saga_of_dead_letter(
+    clients: &Clients,
+    push: &Push,
+    poison: bool,
+) -> Result<Option<SagaMessage>, StepError> {
+    let parsed = SagaMessage::parse_any_size(&push.data);
+    let uuid = match &parsed {
+        Ok(msg) => Some(msg.uuid),
+        Err(e) => {
+            tracing::warn!(
+                code = e.code(),
+                field = e.field(),
+                "the dead letter is not a whole saga message"
+            );
+            SagaMessage::uuid_of(&push.data)
+        }
+    };
+    let Some(uuid) = uuid else {
+        tracing::error!("a dead letter without a readable uuid; kept on dead-letter-sub");
+        return Ok(None);
+    };
+    tracing::Span::current().record("uuid", tracing::field::display(uuid));
+    if let Ok(msg) = &parsed
+        && !poison
+    {
+        return Ok(Some(msg.clone()));
+    }
+    let paths: Vec<_> = UNDO_ORDER.iter().map(|s| records::step(uuid, *s)).collect();
+    let recorded = clients
+        .store
+        .get_all(&paths)
+        .await?
+        .into_iter()
+        .flatten()
+        .find_map(|doc| doc.decode::<StepRecord>().ok()?.order());
+    match (parsed, recorded) {
+        (_, None) => {
+            tracing::error!(
+                "a dead letter of a saga with no step record: nothing is held; kept on dead-letter-sub"
+            );
+            Ok(None)
+        }
+        (Ok(msg), Some(_)) => Ok(Some(msg)),
+        (Err(_), Some(order)) => Ok(Some(SagaMessage::new(uuid, order, serde_json::Map::new()))),
     }
 }
 

@@ -9,7 +9,7 @@ use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
 use saga::handler::step_route;
 use saga::ledger::{Decision, Step, StepError};
-use saga::message::{Reason, SagaMessage, StatusCode};
+use saga::message::{Reason, SagaMessage};
 use saga::push::MAX_PUSH_BYTES;
 use saga::records::{self, DocStatus, StepState, UserOrderDoc};
 use saga::service::Clients;
@@ -37,11 +37,7 @@ impl Step for Orders {
                 reason: Some(reason),
                 price_per_unit: None,
                 topic: Topic::Error,
-                message: msg.fail(
-                    Service::Orders,
-                    reason,
-                    format!("Order failed: user '{user}' does not exist"),
-                ),
+                message: msg.fail(Service::Orders, reason),
                 writes: WriteSet::new(),
             });
         }
@@ -61,11 +57,7 @@ impl Step for Orders {
             reason: None,
             price_per_unit: None,
             topic: Topic::OrderCreated,
-            message: msg.advance(
-                Service::Orders,
-                StatusCode::OrderCreated,
-                format!("Order created for user '{user}'"),
-            ),
+            message: msg.order_created(),
             writes,
         })
     }
@@ -77,4 +69,46 @@ pub fn router(clients: Clients) -> Router {
         .route(push_path(Topic::Frontend), step_route(Orders))
         .with_state(clients);
     saga::server::standard(routes, MAX_PUSH_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use saga::message::SagaId;
+    use saga::store::Precondition;
+    use serde_json::json;
+
+    fn message() -> SagaMessage {
+        let obj = json!({"item": "widget", "quantity": 2, "user": "jack", "uuid": SagaId::new().to_string()});
+        SagaMessage::parse(obj.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_existing_user_gets_the_order_recorded_once() {
+        let msg = message();
+        let user = Snapshot::of(&records::user(&msg.order.user), &json!({"name": "Jack"}), 1).unwrap();
+        let d = Orders.decide(&msg, &[Some(user)]).unwrap();
+        assert_eq!(
+            (d.state, d.topic, d.reason),
+            (StepState::Done, Topic::OrderCreated, None)
+        );
+        let order = format!("users/jack/orders/{}", msg.uuid);
+        assert_eq!(
+            d.writes.documents(),
+            vec![(order.as_str(), Some(Precondition::Absent))]
+        );
+        assert_eq!(d.message.status.as_deref(), Some("Order created for user 'jack'"));
+    }
+
+    #[test]
+    fn an_unknown_user_fails_the_saga_without_writing() {
+        let d = Orders.decide(&message(), &[None]).unwrap();
+        assert_eq!(
+            (d.state, d.topic, d.reason),
+            (StepState::Rejected, Topic::Error, Some(Reason::UnknownUser))
+        );
+        assert!(d.writes.is_empty());
+    }
 }

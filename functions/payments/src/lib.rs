@@ -1,7 +1,10 @@
 //! Payments, the saga's last forward step: charges for the order.
 //!
 //! Creates `payments/{uuid}` with `total_invoice = price_per_unit × quantity` (overflow
-//! checked) and publishes `payment-created`, the saga's success. A message carrying the key
+//! checked) and publishes `payment-created`, the saga's success. The price is the one
+//! inventory recorded when it reserved the stock, read from its step record in the same round
+//! trip as payments' own; whatever price a message carries is ignored, and a message that
+//! does not match a completed reservation of the same order is poison, never a payment. A message carrying the key
 //! `payment-error` (any value) is declined, as in the original, and the failure goes to
 //! `error`.
 
@@ -9,8 +12,8 @@ use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
 use saga::handler::step_route;
-use saga::ledger::{Decision, Step, StepError};
-use saga::message::{FieldError, Reason, SagaMessage, StatusCode};
+use saga::ledger::{Decision, Step, StepError, UNMATCHED, earlier_step};
+use saga::message::{Money, Reason, SagaMessage};
 use saga::push::MAX_PUSH_BYTES;
 use saga::records::{self, DocStatus, PaymentDoc, StepState};
 use saga::service::Clients;
@@ -20,13 +23,13 @@ use saga::store::{DocPath, Snapshot, WriteSet};
 #[derive(Clone, Copy, Debug)]
 pub struct Payments;
 
-fn reject(msg: &SagaMessage, reason: Reason, status: String) -> Decision {
+fn reject(msg: &SagaMessage, price: Money, reason: Reason) -> Decision {
     Decision {
         state: StepState::Rejected,
         reason: Some(reason),
-        price_per_unit: msg.price_per_unit.map(saga::message::Money::get),
+        price_per_unit: Some(price.get()),
         topic: Topic::Error,
-        message: msg.fail(Service::Payments, reason, status),
+        message: msg.fail(Service::Payments, reason),
         writes: WriteSet::new(),
     }
 }
@@ -36,31 +39,24 @@ impl Step for Payments {
         Service::Payments
     }
 
-    fn check(&self, msg: &SagaMessage) -> Result<(), FieldError> {
-        msg.price_per_unit
-            .map(|_| ())
-            .ok_or(FieldError::Missing("price_per_unit"))
+    /// Inventory's record of the reservation: the price comes from it, never from the
+    /// message, and a message that does not match it is not the saga's (see
+    /// [`earlier_step`]) and pays nothing.
+    fn reads(&self, msg: &SagaMessage) -> Vec<DocPath> {
+        vec![records::step(msg.uuid, Service::Inventory)]
     }
 
-    fn reads(&self, _msg: &SagaMessage) -> Vec<DocPath> {
-        Vec::new()
-    }
-
-    fn decide(&self, msg: &SagaMessage, _docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
-        let price = msg.price_per_unit.ok_or(FieldError::Missing("price_per_unit"))?;
+    fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
+        let reserved = earlier_step(docs.first().and_then(Option::as_ref), Service::Inventory, msg)?;
+        let price = reserved.price().ok_or_else(|| StepError::Poison {
+            code: UNMATCHED,
+            detail: format!("inventory's record of saga {} holds no price", msg.uuid),
+        })?;
         if msg.wants_payment_error() {
-            return Ok(reject(
-                msg,
-                Reason::PaymentDeclined,
-                "Order failed: payment declined".to_owned(),
-            ));
+            return Ok(reject(msg, price, Reason::PaymentDeclined));
         }
         let Some(total) = price.times(msg.order.quantity) else {
-            return Ok(reject(
-                msg,
-                Reason::InvoiceOverflow,
-                "Order failed: the invoice total is too large".to_owned(),
-            ));
+            return Ok(reject(msg, price, Reason::InvoiceOverflow));
         };
         let mut writes = WriteSet::new();
         writes.create(
@@ -76,18 +72,12 @@ impl Step for Payments {
                 created: FirestoreTimestamp::now(),
             },
         );
-        let mut message = msg.advance(
-            Service::Payments,
-            StatusCode::Completed,
-            format!("Payment processed: total invoice {total}"),
-        );
-        message.total_invoice = Some(total);
         Ok(Decision {
             state: StepState::Done,
             reason: None,
             price_per_unit: Some(price.get()),
             topic: Topic::PaymentCreated,
-            message,
+            message: msg.paid(price, total),
             writes,
         })
     }
@@ -103,13 +93,17 @@ pub fn router(clients: Clients) -> Router {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::unnecessary_wraps)]
+
     use super::*;
-    use saga::message::{Money, SagaId};
+    use saga::message::{Order, SagaId};
+    use saga::records::StepRecord;
+    use serde_json::json;
 
     fn message(extra: &serde_json::Value) -> SagaMessage {
-        let mut obj = serde_json::json!({
+        let mut obj = json!({
             "item": "widget", "quantity": 3, "user": "jack",
-            "uuid": SagaId::new().to_string(), "price_per_unit": 10
+            "uuid": SagaId::new().to_string(), "price_per_unit": 1
         });
         obj.as_object_mut()
             .unwrap()
@@ -117,26 +111,69 @@ mod tests {
         SagaMessage::parse(obj.to_string().as_bytes()).unwrap()
     }
 
+    /// Inventory's record for `msg`'s saga, in `state`, of `order`, at `price`.
+    fn reservation(
+        msg: &SagaMessage,
+        state: StepState,
+        order: &Order,
+        price: Option<u64>,
+    ) -> Option<Snapshot> {
+        let mut record = StepRecord::new(Service::Inventory, msg.uuid, order, state);
+        record.price_per_unit = price;
+        Some(Snapshot::of(&records::step(msg.uuid, Service::Inventory), &record, 1).unwrap())
+    }
+
     #[test]
-    fn the_invoice_is_computed_here_whatever_the_message_claims() {
-        let d = Payments
-            .decide(&message(&serde_json::json!({"total_invoice": 1})), &[])
-            .unwrap();
+    fn the_price_is_the_reservations_and_the_invoice_is_computed_here() {
+        let msg = message(&json!({"total_invoice": 1}));
+        let docs = [reservation(&msg, StepState::Done, &msg.order, Some(10))];
+        let d = Payments.decide(&msg, &docs).unwrap();
         assert_eq!((d.state, d.topic), (StepState::Done, Topic::PaymentCreated));
+        assert_eq!(d.message.price_per_unit, Money::new(10), "not the message's 1");
         assert_eq!(d.message.total_invoice, Money::new(30));
-        assert!(!d.writes.is_empty());
+        assert_eq!(d.price_per_unit, Some(10));
+        assert_eq!(d.writes.documents().len(), 1, "the payment");
+    }
+
+    #[test]
+    fn a_message_that_does_not_match_a_completed_reservation_of_its_order_pays_nothing() {
+        let msg = message(&json!({}));
+        let mut other = msg.order.clone();
+        other.quantity = saga::message::Quantity::new(4).unwrap();
+        let cases = [
+            ("no reservation", None),
+            (
+                "a compensated one",
+                reservation(&msg, StepState::Compensated, &msg.order, Some(10)),
+            ),
+            (
+                "a tombstone",
+                reservation(&msg, StepState::Tombstone, &msg.order, None),
+            ),
+            (
+                "a refused one",
+                reservation(&msg, StepState::Rejected, &msg.order, None),
+            ),
+            (
+                "another quantity",
+                reservation(&msg, StepState::Done, &other, Some(10)),
+            ),
+            ("no price", reservation(&msg, StepState::Done, &msg.order, None)),
+        ];
+        for (what, doc) in cases {
+            match Payments.decide(&msg, &[doc]) {
+                Err(StepError::Poison { code, .. }) => assert_eq!(code, UNMATCHED, "{what}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
     }
 
     #[test]
     fn a_payment_error_key_with_any_value_declines_without_a_payment() {
-        for value in [
-            serde_json::json!(null),
-            serde_json::json!("null"),
-            serde_json::json!(false),
-        ] {
-            let d = Payments
-                .decide(&message(&serde_json::json!({"payment-error": value})), &[])
-                .unwrap();
+        for value in [json!(null), json!("null"), json!(false)] {
+            let msg = message(&json!({"payment-error": value}));
+            let docs = [reservation(&msg, StepState::Done, &msg.order, Some(10))];
+            let d = Payments.decide(&msg, &docs).unwrap();
             assert_eq!(
                 (d.state, d.topic, d.reason),
                 (StepState::Rejected, Topic::Error, Some(Reason::PaymentDeclined))
@@ -147,16 +184,13 @@ mod tests {
 
     #[test]
     fn an_invoice_that_does_not_fit_fails_the_saga_instead_of_wrapping() {
-        let mut m = message(&serde_json::json!({}));
-        m.price_per_unit = Money::new(Money::MAX);
-        let d = Payments.decide(&m, &[]).unwrap();
-        assert_eq!(d.reason, Some(Reason::InvoiceOverflow));
-    }
-
-    #[test]
-    fn a_message_without_a_price_is_poison() {
-        let mut m = message(&serde_json::json!({}));
-        m.price_per_unit = None;
-        assert_eq!(Payments.check(&m), Err(FieldError::Missing("price_per_unit")));
+        let msg = message(&json!({}));
+        let docs = [reservation(&msg, StepState::Done, &msg.order, Some(Money::MAX))];
+        let d = Payments.decide(&msg, &docs).unwrap();
+        assert_eq!(
+            (d.state, d.reason),
+            (StepState::Rejected, Some(Reason::InvoiceOverflow))
+        );
+        assert!(d.writes.is_empty());
     }
 }

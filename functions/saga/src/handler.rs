@@ -159,7 +159,11 @@ where
             return refuse(raw, e.code(), e.to_string()).await;
         }
     };
-    if let Err(e) = push.check_size() {
+    // The dead-letter reader takes letters of any size: a letter may have been refused for
+    // its size alone, and its saga must still end.
+    if poison != Poison::Keep
+        && let Err(e) = push.check_size()
+    {
         // The whole message, attributes and all, goes to the dead-letter topic.
         return refuse(push, e.code(), e.to_string()).await;
     }

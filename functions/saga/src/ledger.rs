@@ -113,6 +113,40 @@ impl From<FieldError> for StepError {
     }
 }
 
+/// The poison code of a message that does not match the saga's own records: not the saga's
+/// message (a forgery, or a stray from another producer). The janitor never compensates a
+/// saga for such a message: it would let anyone who can publish end a saga that is fine.
+pub const UNMATCHED: &str = "unmatched_record";
+
+/// The record of the step before, as a step needs it to trust what it acts on: it must exist,
+/// be done (not failed, compensated or a tombstone), and be about the same order as `msg`.
+/// `doc` is that record as read in the step's round trip. Anything else means the message is
+/// not this saga's: poison ([`UNMATCHED`]).
+pub fn earlier_step(
+    doc: Option<&Snapshot>,
+    step: Service,
+    msg: &SagaMessage,
+) -> Result<StepRecord, StepError> {
+    let unmatched = |why: &str| StepError::Poison {
+        code: UNMATCHED,
+        detail: format!(
+            "the message does not match the {step} step of saga {}: {why}",
+            msg.uuid
+        ),
+    };
+    let record: StepRecord = doc
+        .ok_or_else(|| unmatched("that step never ran"))?
+        .decode()
+        .map_err(|_| unmatched("its record is unreadable"))?;
+    if record.state != StepState::Done {
+        return Err(unmatched(&format!("that step is {:?}, not done", record.state)));
+    }
+    if record.order().as_ref() != Some(&msg.order) {
+        return Err(unmatched("it was about another order"));
+    }
+    Ok(record)
+}
+
 /// A step's decision for one message.
 #[derive(Debug)]
 pub struct Decision {

@@ -61,13 +61,27 @@ pub enum FieldError {
     /// The client sent a field that the saga sets itself.
     #[error("field `{0}` is set by the saga and must not be sent")]
     Reserved(String),
+    /// The order fits [`MAX_ORDER_BYTES`], but the saga's messages would grow past
+    /// [`MAX_MESSAGE_BYTES`] on the way (numbers are re-written in full, and every step adds
+    /// its status), and a later step could not read them.
+    #[error(
+        "the order's saga messages would grow to {would_be} bytes on the way, over the {limit}-byte \
+         limit of a saga message: send fewer or shorter extra fields (numbers such as 1e15 are \
+         re-written in full, as 1000000000000000.0)"
+    )]
+    WouldGrowTooLarge {
+        /// The size of the largest message the saga could carry.
+        would_be: usize,
+        /// [`MAX_MESSAGE_BYTES`].
+        limit: usize,
+    },
 }
 
 impl FieldError {
     /// The field at fault, if one is.
     pub fn field(&self) -> Option<&str> {
         match self {
-            FieldError::NotJson(_) | FieldError::TooLarge(_) => None,
+            FieldError::NotJson(_) | FieldError::TooLarge(_) | FieldError::WouldGrowTooLarge { .. } => None,
             FieldError::Missing(f)
             | FieldError::WrongType { field: f, .. }
             | FieldError::Invalid { field: f, .. } => Some(f),
@@ -79,7 +93,7 @@ impl FieldError {
     pub fn code(&self) -> &'static str {
         match self {
             FieldError::NotJson(_) => "malformed_json",
-            FieldError::TooLarge(_) => "too_large",
+            FieldError::TooLarge(_) | FieldError::WouldGrowTooLarge { .. } => "too_large",
             FieldError::Missing(_) => "missing_field",
             FieldError::WrongType { .. } => "wrong_type",
             FieldError::Invalid { .. } => "invalid_value",
@@ -344,6 +358,9 @@ pub enum Reason {
     InvoiceOverflow,
     /// A step kept failing until Pub/Sub gave up on the message.
     RetriesExhausted,
+    /// A step could never read its message (too large, or malformed), and it was
+    /// dead-lettered: the janitor failed the step on its behalf.
+    Undeliverable,
 }
 
 impl Reason {
@@ -357,6 +374,42 @@ impl Reason {
             Reason::PaymentDeclined => "payment_declined",
             Reason::InvoiceOverflow => "invoice_overflow",
             Reason::RetriesExhausted => "retries_exhausted",
+            Reason::Undeliverable => "undeliverable",
+        }
+    }
+
+    /// Every reason.
+    pub const ALL: [Reason; 8] = [
+        Reason::UnknownUser,
+        Reason::UnknownItem,
+        Reason::InsufficientStock,
+        Reason::InvalidInventoryRecord,
+        Reason::PaymentDeclined,
+        Reason::InvoiceOverflow,
+        Reason::RetriesExhausted,
+        Reason::Undeliverable,
+    ];
+
+    /// The human-readable `status` of the `error` message when `step` fails `order` for this
+    /// reason. Derived here, never written at a call site, so that the longest text a saga
+    /// can carry is known (see [`SagaMessage::largest_successor_len`]).
+    pub fn text(self, order: &Order, step: Service) -> String {
+        let Order { user, item, quantity } = order;
+        match self {
+            Reason::UnknownUser => format!("Order failed: user '{user}' does not exist"),
+            Reason::UnknownItem => format!("Order failed: item '{item}' does not exist"),
+            Reason::InsufficientStock => {
+                format!("Order failed: not enough '{item}' in stock for {quantity}")
+            }
+            Reason::InvalidInventoryRecord => {
+                format!("Order failed: item '{item}' has no valid quantity and price_per_unit")
+            }
+            Reason::PaymentDeclined => "Order failed: payment declined".to_owned(),
+            Reason::InvoiceOverflow => "Order failed: the invoice total is too large".to_owned(),
+            Reason::RetriesExhausted => {
+                format!("Order failed: {step} gave up after repeated delivery attempts")
+            }
+            Reason::Undeliverable => format!("Order failed: the message for {step} could not be delivered"),
         }
     }
 }
@@ -523,9 +576,59 @@ impl SagaMessage {
         }
     }
 
+    /// The message that starts a saga for a client's order, if every message of that saga
+    /// will fit [`MAX_MESSAGE_BYTES`] (see [`SagaMessage::largest_successor_len`]). The
+    /// frontend accepts exactly the orders this accepts.
+    pub fn start(uuid: SagaId, order: Order, extra: Map<String, Value>) -> Result<Self, FieldError> {
+        let message = SagaMessage::new(uuid, order, extra);
+        let would_be = message.largest_successor_len();
+        if would_be > MAX_MESSAGE_BYTES {
+            return Err(FieldError::WouldGrowTooLarge {
+                would_be,
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        Ok(message)
+    }
+
     /// Parses a message as published by a saga step or by any other producer.
     pub fn parse(bytes: &[u8]) -> Result<Self, FieldError> {
-        let mut obj = parse_object(bytes, MAX_MESSAGE_BYTES)?;
+        Self::parse_within(bytes, MAX_MESSAGE_BYTES)
+    }
+
+    /// Parses a message whatever its size (the caller bounds it): for dead letters, which may
+    /// have been refused for their size alone, and whose saga must still end.
+    pub fn parse_any_size(bytes: &[u8]) -> Result<Self, FieldError> {
+        Self::parse_within(bytes, usize::MAX)
+    }
+
+    /// The saga id of a message that may be unreadable otherwise.
+    pub fn uuid_of(bytes: &[u8]) -> Option<SagaId> {
+        let obj = parse_object(bytes, usize::MAX).ok()?;
+        obj.get("uuid").and_then(Value::as_str).and_then(SagaId::parse)
+    }
+
+    /// This message, without its passed-through fields if it would not fit
+    /// [`MAX_MESSAGE_BYTES`] with them: for the janitor's messages about a saga whose own
+    /// message could not be delivered, so that the saga's end can be.
+    #[must_use]
+    pub fn fitted(self) -> SagaMessage {
+        if self.to_json().len() <= MAX_MESSAGE_BYTES {
+            return self;
+        }
+        tracing::warn!(
+            uuid = %self.uuid,
+            fields = self.extra.len(),
+            "the message is too large with its passed-through fields; sending it without them"
+        );
+        SagaMessage {
+            extra: Map::new(),
+            ..self
+        }
+    }
+
+    fn parse_within(bytes: &[u8], limit: usize) -> Result<Self, FieldError> {
+        let mut obj = parse_object(bytes, limit)?;
         let uuid_text = take_str(&mut obj, "uuid")?;
         let uuid = SagaId::parse(&uuid_text).ok_or(FieldError::Invalid {
             field: "uuid",
@@ -565,8 +668,7 @@ impl SagaMessage {
     }
 
     /// The next message of the saga: this one, stamped by `step` with a status.
-    #[must_use]
-    pub fn advance(&self, step: Service, code: StatusCode, status: String) -> SagaMessage {
+    fn advance(&self, step: Service, code: StatusCode, status: String) -> SagaMessage {
         SagaMessage {
             step: Some(step),
             status_code: Some(code),
@@ -576,13 +678,101 @@ impl SagaMessage {
         }
     }
 
-    /// The `error` message for this saga failing at `step`.
+    /// The message orders publishes once the order is recorded.
     #[must_use]
-    pub fn fail(&self, step: Service, reason: Reason, status: String) -> SagaMessage {
+    pub fn order_created(&self) -> SagaMessage {
+        let text = format!("Order created for user '{}'", self.order.user);
+        self.advance(Service::Orders, StatusCode::OrderCreated, text)
+    }
+
+    /// The message inventory publishes once stock is reserved at `price` a unit.
+    #[must_use]
+    pub fn stock_reserved(&self, price: Money) -> SagaMessage {
+        let Order { item, quantity, .. } = &self.order;
+        let text = format!("Stock reserved: {quantity} '{item}' at {price} each");
+        SagaMessage {
+            price_per_unit: Some(price),
+            ..self.advance(Service::Inventory, StatusCode::StockReserved, text)
+        }
+    }
+
+    /// The message payments publishes once `price × quantity = total` is paid.
+    #[must_use]
+    pub fn paid(&self, price: Money, total: Money) -> SagaMessage {
+        let text = format!("Payment processed: total invoice {total}");
+        SagaMessage {
+            price_per_unit: Some(price),
+            total_invoice: Some(total),
+            ..self.advance(Service::Payments, StatusCode::Completed, text)
+        }
+    }
+
+    /// The `error` message for this saga failing at `step`, with the text of `reason`.
+    #[must_use]
+    pub fn fail(&self, step: Service, reason: Reason) -> SagaMessage {
         SagaMessage {
             reason: Some(reason),
-            ..self.advance(step, StatusCode::Failed, status)
+            ..self.advance(step, StatusCode::Failed, reason.text(&self.order, step))
         }
+    }
+
+    /// The janitor's `compensated` message for this failure: `released` units went back to
+    /// stock, and the user's order was `cancelled` if it existed. It still says why the saga
+    /// failed.
+    #[must_use]
+    pub fn compensated(&self, released: u32, cancelled: bool) -> SagaMessage {
+        let stock = if released > 0 {
+            format!("{released} units back in stock")
+        } else {
+            "no stock was held".to_owned()
+        };
+        let order = if cancelled {
+            "order cancelled"
+        } else {
+            "no order to cancel"
+        };
+        SagaMessage {
+            reason: self.reason,
+            ..self.advance(
+                Service::Janitor,
+                StatusCode::Compensated,
+                format!("Compensated: {stock}, {order}"),
+            )
+        }
+    }
+
+    /// The largest JSON text, in bytes, of any message a later step can publish for the saga
+    /// this message starts: the largest price and invoice, every failure of every step with
+    /// every reason, and their compensation. Every step builds its messages with the
+    /// builders above, so this is derived from the code rather than guessed: the frontend
+    /// refuses an order whose saga could outgrow [`MAX_MESSAGE_BYTES`] on the way.
+    ///
+    /// The passed-through fields serialise the same in every message, so the growth is
+    /// measured on a copy without them and added to this message's own length.
+    pub fn largest_successor_len(&self) -> usize {
+        let bare = SagaMessage {
+            extra: Map::new(),
+            ..self.clone()
+        };
+        let max = Money::new(Money::MAX).expect("Money::MAX is a valid amount");
+        let created = bare.order_created();
+        // A price is set from the reservation on, so every later message carries one.
+        let reserved = created.stock_reserved(max);
+        let mut successors = vec![created.clone(), reserved.clone(), reserved.paid(max, max)];
+        for step in [Service::Orders, Service::Inventory, Service::Payments] {
+            for reason in Reason::ALL {
+                let failed = reserved.fail(step, reason);
+                successors.push(failed.compensated(self.order.quantity.get(), true));
+                successors.push(failed);
+            }
+        }
+        let bare_len = bare.to_json().len();
+        let growth = successors
+            .iter()
+            .map(|m| m.to_json().len().saturating_sub(bare_len))
+            .max()
+            .unwrap_or_default();
+        self.to_json().len() + growth
     }
 
     /// The JSON object, in the original's flat format.
@@ -731,12 +921,12 @@ mod tests {
         .unwrap();
         assert_eq!(m.uuid, id);
         assert!(m.wants_payment_error());
-        let next = m.advance(Service::Orders, StatusCode::OrderCreated, "order created".into());
+        let next = m.order_created();
         let again = SagaMessage::parse(&next.to_bytes()).unwrap();
         assert_eq!(again.extra, m.extra);
         assert_eq!(again.step, Some(Service::Orders));
         assert_eq!(again.status_code, Some(StatusCode::OrderCreated));
-        assert_eq!(again.status.as_deref(), Some("order created"));
+        assert_eq!(again.status.as_deref(), Some("Order created for user 'jack'"));
     }
 
     #[test]

@@ -215,7 +215,7 @@ impl StatusEvent {
 mod tests {
     use super::*;
     use crate::contract::Service;
-    use crate::message::{Money, Order, Quantity, Reason, SagaId, StatusCode, UserName};
+    use crate::message::{Money, Order, Quantity, Reason, SagaId, UserName};
 
     fn msg() -> SagaMessage {
         SagaMessage::new(
@@ -231,22 +231,13 @@ mod tests {
 
     fn event(stage: Stage, at: i64, m: &SagaMessage) -> StatusEvent {
         let message = match stage {
-            Stage::Failed => m.fail(
-                Service::Inventory,
-                Reason::InsufficientStock,
-                "Order failed: short".into(),
-            ),
-            Stage::Compensated => {
-                let mut c = m.advance(Service::Janitor, StatusCode::Compensated, "Compensated".into());
-                c.reason = Some(Reason::InsufficientStock);
-                c
-            }
-            Stage::Completed => {
-                let mut c = m.advance(Service::Payments, StatusCode::Completed, "Paid".into());
-                c.total_invoice = Money::new(50);
-                c
-            }
-            other => m.advance(Service::Orders, StatusCode::OrderCreated, format!("{other:?}")),
+            Stage::Failed => m.fail(Service::Inventory, Reason::InsufficientStock),
+            Stage::Compensated => m
+                .fail(Service::Inventory, Reason::InsufficientStock)
+                .compensated(0, true),
+            Stage::Completed => m.paid(Money::new(10).unwrap(), Money::new(50).unwrap()),
+            Stage::StockReserved => m.stock_reserved(Money::new(10).unwrap()),
+            _ => m.order_created(),
         };
         StatusEvent::new(stage, at, &message)
     }
@@ -300,7 +291,11 @@ mod tests {
             assert_eq!(doc.status(), Compensated, "{order:?}");
             assert_eq!(doc.reason.as_deref(), Some("insufficient_stock"), "{order:?}");
             assert_eq!(doc.failed_step.as_deref(), Some("inventory"), "{order:?}");
-            assert_eq!(doc.status_text(), Some("Order failed: short"), "{order:?}");
+            assert_eq!(
+                doc.status_text(),
+                Some("Order failed: not enough 'widget' in stock for 5"),
+                "{order:?}"
+            );
         }
     }
 
@@ -358,7 +353,10 @@ mod tests {
     fn a_stray_failure_does_not_undo_a_paid_saga() {
         use Stage::*;
         assert_eq!(apply(&[Received, Completed, Failed]).status(), Completed);
-        assert_eq!(apply(&[Received, Completed, Failed]).status_text(), Some("Paid"));
+        assert_eq!(
+            apply(&[Received, Completed, Failed]).status_text(),
+            Some("Payment processed: total invoice 50")
+        );
     }
 
     #[test]

@@ -65,6 +65,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A document at `path` holding `fields`, as a read would return it, last changed at
+    /// `update_time` (seconds): so that the pure decisions, which take snapshots, can be
+    /// tested without Firestore.
+    pub fn of<T: Serialize>(path: &DocPath, fields: &T, update_time: i64) -> anyhow::Result<Self> {
+        let mut doc = FirestoreDb::serialize_to_doc(path.as_str(), fields)
+            .with_context(|| format!("serialising a document for {path}"))?;
+        doc.update_time = Some(Timestamp {
+            seconds: update_time,
+            nanos: 0,
+        });
+        Ok(Snapshot { doc })
+    }
+
     /// When the document last changed.
     pub fn update_time(&self) -> Timestamp {
         self.doc.update_time.unwrap_or_default()
@@ -157,6 +170,15 @@ impl WriteSet {
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
+    }
+
+    /// The documents written, in order, each with the precondition that guards it: what a
+    /// decision's tests look at.
+    pub fn documents(&self) -> Vec<(&str, Option<Precondition>)> {
+        self.writes
+            .iter()
+            .map(|w| (w.path.as_str(), w.precondition))
+            .collect()
     }
 
     /// Creates `path` with `obj`; fails the commit if it exists.

@@ -13,7 +13,7 @@ use proptest::sample::Index;
 use saga::contract::Service;
 use saga::message::{
     FieldError, MAX_MESSAGE_BYTES, MAX_NAME_CHARS, MAX_ORDER_BYTES, MAX_QUANTITY, Money, Order,
-    RESERVED_FIELDS, Reason, SagaId, SagaMessage, StatusCode,
+    RESERVED_FIELDS, Reason, SagaId, SagaMessage,
 };
 use saga::push::{EnvelopeError, envelope, parse_envelope};
 use serde_json::{Map, Value, json};
@@ -355,42 +355,20 @@ fn check_order(order: &Order) -> Result<(), TestCaseError> {
 }
 
 /// The messages the saga of `first` goes through, each as its step would publish it, with
-/// the longest texts and largest numbers a step can add.
+/// the largest numbers a step can add, and every failure with its compensation.
 fn saga_of(first: &SagaMessage) -> Vec<SagaMessage> {
-    let order = &first.order;
-    let created = first.advance(
-        Service::Orders,
-        StatusCode::OrderCreated,
-        format!("Order created for user '{}'", order.user),
-    );
     let max = Money::new(Money::MAX).expect("MAX is a valid amount");
-    let mut reserved = created.advance(
-        Service::Inventory,
-        StatusCode::StockReserved,
-        format!(
-            "Stock reserved: {} '{}' at {max} each",
-            order.quantity, order.item
-        ),
-    );
-    reserved.price_per_unit = Some(max);
-    let mut paid = reserved.advance(
-        Service::Payments,
-        StatusCode::Completed,
-        format!("Payment processed: total invoice {max}"),
-    );
-    paid.total_invoice = Some(max);
-    let failed = reserved.fail(
-        Service::Payments,
-        Reason::InvoiceOverflow,
-        "Order failed: the invoice total is too large".to_owned(),
-    );
-    let mut compensated = failed.advance(
-        Service::Janitor,
-        StatusCode::Compensated,
-        "Compensated: 1000000 units back in stock, order cancelled".to_owned(),
-    );
-    compensated.reason = failed.reason;
-    vec![first.clone(), created, reserved, paid, failed, compensated]
+    let created = first.order_created();
+    let reserved = created.stock_reserved(max);
+    let mut all = vec![first.clone(), created, reserved.clone(), reserved.paid(max, max)];
+    for step in [Service::Orders, Service::Inventory, Service::Payments] {
+        for reason in Reason::ALL {
+            let failed = reserved.fail(step, reason);
+            all.push(failed.compensated(first.order.quantity.get(), true));
+            all.push(failed);
+        }
+    }
+    all
 }
 
 /// An order's JSON text, printed like [`Input`].
@@ -404,12 +382,15 @@ impl fmt::Debug for Request {
 }
 
 /// Orders as a client sends them: usually valid, sometimes padded up to the frontend's
-/// size limit, which is where the frontend and the workers disagree if they ever do.
+/// size limit, or with numbers whose text grows when the frontend writes the message (`1e15`
+/// becomes `1000000000000000.0`): where the frontend and the workers disagree if they ever do.
 fn request_text() -> impl Strategy<Value = Request> {
     let pad = prop_oneof![
-        3 => Just(0usize),
-        1 => 1..200usize,
-        2 => (MAX_ORDER_BYTES - 600)..=MAX_ORDER_BYTES,
+        3 => Just(Pad::None),
+        1 => (1..200usize).prop_map(Pad::Text),
+        2 => ((MAX_ORDER_BYTES - 600)..=MAX_ORDER_BYTES).prop_map(Pad::Text),
+        // Around the body size at which the re-written numbers reach the message limit.
+        2 => (GROWING_BOUNDARY - 2_000..GROWING_BOUNDARY + 2_000).prop_map(Pad::Numbers),
     ];
     (saga_object_text(), pad).prop_map(|(text, pad)| {
         let mut obj: Map<String, Value> = match serde_json::from_str(&text) {
@@ -420,17 +401,46 @@ fn request_text() -> impl Strategy<Value = Request> {
         for reserved in RESERVED_FIELDS {
             obj.remove(reserved);
         }
-        let mut text = json_text(&Value::Object(obj));
-        if pad > 0 {
-            // Pad the object to `pad` bytes in all (if it is not longer already).
-            let filler = pad.saturating_sub(text.len() + r#","pad":"""#.len());
-            text.pop();
-            text.push_str(r#","pad":""#);
-            text.push_str(&"x".repeat(filler));
-            text.push_str(r#""}"#);
-        }
-        Request(text)
+        Request(pad.apply(json_text(&Value::Object(obj))))
     })
+}
+
+/// Roughly the body size of an order padded with `1e15`s whose message reaches
+/// `MAX_MESSAGE_BYTES`: each 5-byte `1e15,` becomes 19 bytes.
+const GROWING_BOUNDARY: usize = MAX_MESSAGE_BYTES * 5 / 19;
+
+/// How a generated order is padded, to `n` bytes in all if it is not longer already.
+#[derive(Clone, Debug)]
+enum Pad {
+    None,
+    /// A string field.
+    Text(usize),
+    /// An array of numbers that grow when written again.
+    Numbers(usize),
+}
+
+impl Pad {
+    fn apply(self, mut text: String) -> String {
+        match self {
+            Pad::None => text,
+            Pad::Text(n) => {
+                let filler = n.saturating_sub(text.len() + r#","pad":"""#.len());
+                text.pop();
+                text.push_str(r#","pad":""#);
+                text.push_str(&"x".repeat(filler));
+                text.push_str(r#""}"#);
+                text
+            }
+            Pad::Numbers(n) => {
+                let count = n.saturating_sub(text.len() + r#","pad":[]"#.len()) / "1e15,".len();
+                text.pop();
+                text.push_str(r#","pad":["#);
+                text.push_str(&vec!["1e15"; count.max(1)].join(","));
+                text.push_str("]}");
+                text
+            }
+        }
+    }
 }
 
 proptest! {
@@ -476,32 +486,6 @@ proptest! {
     }
 
     #[test]
-    fn every_message_of_the_saga_of_an_accepted_order_is_readable_by_the_next_step(
-        request in request_text()
-    ) {
-        if let Ok((order, extra)) = Order::parse_request(request.0.as_bytes()) {
-            let first = SagaMessage::new(SagaId::new(), order, extra);
-            for msg in saga_of(&first) {
-                let bytes = msg.to_bytes();
-                // The message itself is too long to print usefully; its size says it all.
-                let problem = match SagaMessage::parse(&bytes) {
-                    Ok(read) if read == msg => continue,
-                    Ok(_) => "it reads back as a different message".to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                prop_assert!(
-                    false,
-                    "a {}-byte order became a {}-byte {:?} message that the next step cannot read: {}",
-                    request.0.len(),
-                    bytes.len(),
-                    msg.status_code,
-                    problem
-                );
-            }
-        }
-    }
-
-    #[test]
     fn any_bytes_given_as_a_push_envelope_are_parsed_or_refused_never_a_panic(
         input in prop_oneof![
             4 => mutated(envelope_text()),
@@ -529,6 +513,44 @@ proptest! {
         prop_assert_eq!(push.message_id, message_id);
         prop_assert_eq!(push.subscription, subscription);
         prop_assert_eq!(push.delivery_attempt, None);
+    }
+}
+
+proptest! {
+    // Each case writes some sixty messages of up to 72 KiB: fewer cases keep it to seconds.
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_message_of_the_saga_of_an_order_the_frontend_accepts_fits_and_is_readable_by_the_next_step(
+        request in request_text()
+    ) {
+        let accepted = Order::parse_request(request.0.as_bytes())
+            .and_then(|(order, extra)| SagaMessage::start(SagaId::new(), order, extra));
+        if let Ok(first) = accepted {
+            for msg in saga_of(&first) {
+                let bytes = msg.to_bytes();
+                prop_assert!(
+                    bytes.len() <= first.largest_successor_len(),
+                    "a {}-byte {:?} message, over the bound the frontend checked",
+                    bytes.len(),
+                    msg.status_code
+                );
+                // The message itself is too long to print usefully; its size says it all.
+                let problem = match SagaMessage::parse(&bytes) {
+                    Ok(read) if read == msg => continue,
+                    Ok(_) => "it reads back as a different message".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                prop_assert!(
+                    false,
+                    "a {}-byte order became a {}-byte {:?} message that the next step cannot read: {}",
+                    request.0.len(),
+                    bytes.len(),
+                    msg.status_code,
+                    problem
+                );
+            }
+        }
     }
 }
 
@@ -615,4 +637,39 @@ fn the_largest_order_the_frontend_accepts_is_readable_by_every_step() {
         Order::parse_request(over.as_bytes()).map(|_| ()),
         Err(FieldError::TooLarge(MAX_ORDER_BYTES))
     );
+}
+
+/// An order padded with `count` numbers that grow when the frontend writes them again.
+fn growing_order(count: usize) -> String {
+    format!(
+        r#"{{"item":"widget","quantity":1000000,"user":"jack","n":[{}]}}"#,
+        vec!["1e15"; count].join(",")
+    )
+}
+
+#[test]
+fn an_order_whose_numbers_grow_past_the_message_limit_is_refused_and_one_just_under_is_accepted() {
+    let start = |count: usize| {
+        let body = growing_order(count);
+        let (order, extra) = Order::parse_request(body.as_bytes()).expect("a valid order");
+        SagaMessage::start(SagaId::new(), order, extra)
+    };
+    // The most numbers accepted: the body is far under MAX_ORDER_BYTES, yet the message
+    // would not be.
+    let (mut low, mut high) = (0, MAX_ORDER_BYTES / 5);
+    while low + 1 < high {
+        let mid = usize::midpoint(low, high);
+        if start(mid).is_ok() { low = mid } else { high = mid }
+    }
+    let first = start(low).expect("accepted");
+    assert!(growing_order(low).len() < MAX_ORDER_BYTES / 3);
+    let largest = saga_of(&first).iter().map(|m| m.to_json().len()).max().unwrap();
+    assert!(
+        largest <= MAX_MESSAGE_BYTES && largest + 19 > MAX_MESSAGE_BYTES,
+        "{largest}"
+    );
+    assert!(matches!(
+        start(low + 1),
+        Err(FieldError::WouldGrowTooLarge { would_be, limit: MAX_MESSAGE_BYTES }) if would_be > MAX_MESSAGE_BYTES
+    ));
 }
