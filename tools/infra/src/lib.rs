@@ -12,6 +12,8 @@
 //! Only the Terraform functions in [`FUNCTIONS`] are available; an expression that calls
 //! another one fails to evaluate, naming it, rather than being silently skipped.
 
+pub mod schema;
+
 use anyhow::{Context as _, Result, anyhow, bail};
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::{Block, Body, Expression, Map, Structure, Value};
