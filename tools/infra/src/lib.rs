@@ -12,6 +12,8 @@
 //! Only the Terraform functions in [`FUNCTIONS`] are available; an expression that calls
 //! another one fails to evaluate, naming it, rather than being silently skipped.
 
+pub mod schema;
+
 use anyhow::{Context as _, Result, anyhow, bail};
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::{Block, Body, Expression, Map, Structure, Value};
@@ -124,24 +126,11 @@ impl Terraform {
     /// Reads every `*.tf` file in `dir`. `vars` gives values to variables, which those
     /// without a default need.
     pub fn load(dir: &Path, vars: &[(&str, Value)]) -> Result<Self> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .map(|entry| entry.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        files.retain(|p| p.extension().is_some_and(|e| e == "tf"));
-        files.sort();
-        if files.is_empty() {
-            bail!("no *.tf files in {}", dir.display());
-        }
-
         let mut declared_vars = Map::new();
         let mut locals = Vec::new();
         let mut resources = Vec::new();
         let mut data = Vec::new();
-        for file in &files {
-            let text =
-                std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            let body = hcl::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
+        for (file, body) in parse_dir(dir)? {
             for block in body.into_blocks() {
                 let labels: Vec<String> = block.labels.iter().map(|l| l.as_str().to_owned()).collect();
                 match (block.identifier.as_str(), labels.as_slice()) {
@@ -443,6 +432,29 @@ impl Terraform {
             .collect::<Result<_>>()?;
         Ok((label, bodies))
     }
+}
+
+/// Every `*.tf` file in `dir`, parsed, in file name order: the files Terraform reads as one
+/// module.
+pub fn parse_dir(dir: &Path) -> Result<Vec<(PathBuf, Body)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "tf"));
+    files.sort();
+    if files.is_empty() {
+        bail!("no *.tf files in {}", dir.display());
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let body = hcl::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
+            Ok((file, body))
+        })
+        .collect()
 }
 
 fn variable_value(name: &str, body: &Body, given: &[(&str, Value)]) -> Result<Value> {
