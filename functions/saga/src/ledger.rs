@@ -183,24 +183,30 @@ impl HeldLease {
     }
 }
 
-/// When the handler serving this delivery is cut off: [`HANDLER_TIMEOUT`] after the
-/// delivery reached the engine, less what ran before (the request's body and token).
+/// When the handler serving this delivery is cut off: [`HANDLER_TIMEOUT`] after its request
+/// arrived, less a slack. It starts at arrival, as the server's timeout does, so that what
+/// runs before the engine (the token check, which may queue, and reading the body) counts.
 ///
 /// [`HANDLER_TIMEOUT`]: crate::contract::HANDLER_TIMEOUT
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deadline(Instant);
 
 impl Deadline {
-    /// The deadline of a delivery whose handler starts now.
-    pub fn for_delivery() -> Self {
-        Deadline(Instant::now() + crate::contract::HANDLER_TIMEOUT.saturating_sub(DEADLINE_SLACK))
+    /// The deadline of a delivery whose request arrived at `arrived`.
+    pub fn arrived_at(arrived: Instant) -> Self {
+        Deadline(arrived + crate::contract::HANDLER_TIMEOUT.saturating_sub(DEADLINE_SLACK))
     }
 
     /// How much of the handler's time a publish started now may still take, after the
     /// slack for what comes around it.
     fn left_for_publish(self) -> Duration {
+        self.left_for_publish_at(Instant::now())
+    }
+
+    /// [`Deadline::left_for_publish`] for a publish started at `now`.
+    fn left_for_publish_at(self, now: Instant) -> Duration {
         self.0
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(now)
             .saturating_sub(DEADLINE_SLACK)
     }
 
@@ -233,15 +239,16 @@ fn evidence_paths(uuid: crate::message::SagaId, service: Service) -> Vec<(Topic,
 }
 
 /// Runs `step` for `msg`: the whole engine described at the top of this module.
-/// `trace` is the span of this delivery; the outgoing message carries it on.
+/// `trace` is the span of this delivery; the outgoing message carries it on. `deadline` is
+/// when the handler of this delivery is cut off.
 pub async fn run(
     step: &dyn Step,
     clients: &Clients,
     msg: &SagaMessage,
     trace: &TraceContext,
+    deadline: Deadline,
 ) -> Result<Handled, StepError> {
     step.check(msg)?;
-    let deadline = Deadline::for_delivery();
     let service = step.service();
     let record_path = records::step(msg.uuid, service);
     let reads = step.reads(msg);
@@ -572,7 +579,7 @@ mod tests {
 
     #[test]
     fn a_fresh_delivery_has_time_to_wait_for_a_lease_and_still_publish() {
-        let deadline = Deadline::for_delivery();
+        let deadline = Deadline::arrived_at(Instant::now());
         assert!(deadline.leaves_time_to_publish());
         assert!(
             deadline.left_for_publish() > PUBLISH_TIMEOUT,
@@ -584,5 +591,35 @@ mod tests {
     fn a_delivery_near_its_handler_timeout_does_not_start_a_publish() {
         let deadline = Deadline(Instant::now() + PUBLISH_TIMEOUT);
         assert!(!deadline.leaves_time_to_publish());
+    }
+
+    #[test]
+    fn a_deadline_taken_at_arrival_has_less_left_by_the_time_spent_since() {
+        let arrived = Instant::now();
+        let deadline = Deadline::arrived_at(arrived);
+        let fresh = deadline.left_for_publish_at(arrived);
+        assert_eq!(fresh, HANDLER_TIMEOUT.saturating_sub(DEADLINE_SLACK * 2));
+        let waited = Duration::from_secs(3);
+        assert_eq!(
+            deadline.left_for_publish_at(arrived + waited),
+            fresh.saturating_sub(waited)
+        );
+        assert!(fresh > waited);
+        assert_eq!(
+            deadline.left_for_publish_at(arrived + HANDLER_TIMEOUT),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_delivery_that_queued_at_the_token_check_may_have_no_time_left_to_publish() {
+        let arrived = Instant::now();
+        let deadline = Deadline::arrived_at(arrived);
+        // Had the deadline started when the engine did, after the wait, it would still
+        // have seemed to leave the publish its full timeout.
+        let queued = HANDLER_TIMEOUT.saturating_sub(PUBLISH_TIMEOUT);
+        let engine_starts = arrived + queued;
+        assert!(Deadline::arrived_at(engine_starts).left_for_publish_at(engine_starts) >= PUBLISH_TIMEOUT);
+        assert!(deadline.left_for_publish_at(engine_starts) < PUBLISH_TIMEOUT);
     }
 }
