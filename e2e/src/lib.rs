@@ -370,6 +370,10 @@ where
     }
 }
 
+/// Stands for anything secret in a request or message: no answer, log line or dead-letter
+/// attribute may quote it, since none may quote a body.
+pub const SECRET: &str = "hunter2-s3cr3t-token";
+
 /// A request the frontend must refuse, and how it must say so.
 pub struct Refused {
     /// What the case tries, for the failure message.
@@ -429,5 +433,9 @@ impl Refused {
         if let Some(words) = self.mentions {
             assert!(message.contains(words), "{what}: {answer}");
         }
+        assert!(
+            !answer.to_string().contains(SECRET),
+            "{what}: quotes the body: {answer}"
+        );
     }
 }

@@ -259,7 +259,8 @@ pub async fn dead_lettered(clients: &Clients, push: &Push, deadline: Deadline) -
     let msg = match parse_message(push) {
         Ok(msg) => msg,
         Err(e) => {
-            tracing::error!(error = %e, "dead letter is not a saga message; kept on dead-letter-sub");
+            // `e` says what is wrong without quoting the message (see `PoisonDetail`).
+            tracing::error!(error = %e, bytes = push.data.len(), "dead letter is not a saga message; kept on dead-letter-sub");
             return Ok(Handled::Ignored("not a saga message; kept on dead-letter-sub"));
         }
     };
@@ -295,7 +296,7 @@ pub async fn record_status(clients: &Clients, push: &Push, topic: Topic) -> Resu
     let msg = match parse_message(push) {
         Ok(msg) => msg,
         Err(e) => {
-            tracing::warn!(error = %e, "not a saga message; no status to record");
+            tracing::warn!(error = %e, bytes = push.data.len(), "not a saga message; no status to record");
             return Ok(Handled::Ignored("not a saga message; its step dead-letters it"));
         }
     };

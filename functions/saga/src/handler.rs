@@ -14,7 +14,7 @@
 use crate::auth::AuthError;
 use crate::bus::Outgoing;
 use crate::contract::Topic;
-use crate::ledger::{self, Deadline, Handled, Step, StepError};
+use crate::ledger::{self, Deadline, Handled, PoisonDetail, Step, StepError};
 use crate::push::{MAX_PUSH_BYTES, Push, read_envelope};
 use crate::service::Clients;
 use axum::Json;
@@ -135,16 +135,17 @@ where
         tracing::warn!("injected push failure (test hook)");
         return unavailable();
     }
-    let refuse = |push: Push, code: &'static str, detail: String| {
+    // `detail` never quotes the message (see `PoisonDetail`); the lines give its size.
+    let refuse = |push: Push, code: &'static str, detail: PoisonDetail| {
         let clients = clients.clone();
         async move {
             match poison {
                 Poison::DeadLetter => dead_letter(&clients, &push, code, &detail).await,
                 Poison::Keep => {
-                    tracing::error!(reason = code, detail, message_id = %push.message_id, "an unreadable dead letter; it stays on dead-letter-sub");
+                    tracing::error!(reason = code, %detail, bytes = push.data.len(), message_id = %push.message_id, "an unreadable dead letter; it stays on dead-letter-sub");
                     (
                         StatusCode::OK,
-                        Json(json!({ "result": "ignored", "reason": code, "detail": detail })),
+                        Json(json!({ "result": "ignored", "reason": code, "detail": detail.as_str() })),
                     )
                         .into_response()
                 }
@@ -152,7 +153,7 @@ where
                     tracing::debug!(reason = code, message_id = %push.message_id, "not a saga message; its step dead-letters it");
                     (
                         StatusCode::OK,
-                        Json(json!({ "result": "ignored", "reason": code, "detail": detail })),
+                        Json(json!({ "result": "ignored", "reason": code, "detail": detail.as_str() })),
                     )
                         .into_response()
                 }
@@ -166,12 +167,12 @@ where
                 data: body.to_vec(),
                 ..Push::default()
             };
-            return refuse(raw, e.code(), e.to_string()).await;
+            return refuse(raw, e.code(), PoisonDetail::from(&e)).await;
         }
     };
     if let Err(e) = push.check_size() {
         // The whole message, attributes and all, goes to the dead-letter topic.
-        return refuse(push, e.code(), e.to_string()).await;
+        return refuse(push, e.code(), PoisonDetail::from(&e)).await;
     }
     let span = tracing::info_span!(
         "push",
@@ -214,7 +215,7 @@ where
 }
 
 /// Copies a message that can never be processed to the dead-letter topic, then acks it.
-async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail: &str) -> Response {
+async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail: &PoisonDetail) -> Response {
     use dead_letter_attributes as attr;
     let (data, encoding) = match String::from_utf8(push.data.clone()) {
         Ok(text) => (text, None),
@@ -229,7 +230,10 @@ async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail:
         attributes: push.attributes.clone(),
     }
     .with_attribute(attr::REASON, code)
-    .with_attribute(attr::DETAIL, detail.chars().take(1024).collect::<String>())
+    .with_attribute(
+        attr::DETAIL,
+        detail.as_str().chars().take(1024).collect::<String>(),
+    )
     .with_attribute(attr::SERVICE, clients.service.name())
     .with_attribute(attr::SUBSCRIPTION, push.subscription.clone())
     .with_attribute(attr::MESSAGE_ID, push.message_id.clone());
@@ -240,14 +244,15 @@ async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail:
         Ok(id) => {
             tracing::error!(
                 reason = code,
-                detail,
+                %detail,
+                bytes = push.data.len(),
                 message_id = %push.message_id,
                 dead_letter_id = %id,
                 "poison message moved to the dead-letter topic"
             );
             (
                 StatusCode::OK,
-                Json(json!({ "result": "dead_lettered", "reason": code, "detail": detail })),
+                Json(json!({ "result": "dead_lettered", "reason": code, "detail": detail.as_str() })),
             )
                 .into_response()
         }

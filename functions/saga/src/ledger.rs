@@ -18,6 +18,7 @@
 use crate::bus::{Outgoing, PUBLISH_TIMEOUT};
 use crate::contract::{Service, Topic, consumer_step};
 use crate::message::{FieldError, Reason, SagaMessage};
+use crate::push::EnvelopeError;
 use crate::records::{self, StepRecord, StepState};
 use crate::service::Clients;
 use crate::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
@@ -26,6 +27,7 @@ use firestore::FirestoreTimestamp;
 use firestore::gcloud_sdk::prost_types::Timestamp;
 use rand::Rng as _;
 use serde::Serialize;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 /// How long the delivery that wrote an outbox message (or took it over) holds the sole right
@@ -88,6 +90,39 @@ impl Handled {
     }
 }
 
+/// What is wrong with a poison message, in words that never quote it: made only from the
+/// parsers' errors, whose descriptions leave the input out (see [`JsonProblem`]), so that
+/// it may be logged and put in dead-letter attributes.
+///
+/// [`JsonProblem`]: crate::message::JsonProblem
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoisonDetail(String);
+
+impl PoisonDetail {
+    /// The words.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PoisonDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&FieldError> for PoisonDetail {
+    fn from(e: &FieldError) -> Self {
+        PoisonDetail(e.to_string())
+    }
+}
+
+impl From<&EnvelopeError> for PoisonDetail {
+    fn from(e: &EnvelopeError) -> Self {
+        PoisonDetail(e.to_string())
+    }
+}
+
 /// Why a delivery was not handled.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -97,7 +132,7 @@ pub enum StepError {
         /// Machine-readable reason.
         code: &'static str,
         /// What is wrong, naming the field.
-        detail: String,
+        detail: PoisonDetail,
     },
     /// Something failed that may work later: answer 5xx so that Pub/Sub retries.
     #[error(transparent)]
@@ -108,7 +143,7 @@ impl From<FieldError> for StepError {
     fn from(e: FieldError) -> Self {
         StepError::Poison {
             code: e.code(),
-            detail: e.to_string(),
+            detail: PoisonDetail::from(&e),
         }
     }
 }
