@@ -313,11 +313,10 @@ impl Config {
         };
         let order_list = match get(env::ORDER_LIST).as_deref() {
             _ if service != Service::Frontend => OrderList::Off,
-            Some("on") => OrderList::On,
             Some("off") => OrderList::Off,
             // A deployment on the internet does not show everyone's orders unless told to.
             None if get(env::K_SERVICE).is_some() => OrderList::Off,
-            None => OrderList::On,
+            Some("on") | None => OrderList::On,
             Some(other) => {
                 return Err(ConfigError::Invalid {
                     name: env::ORDER_LIST,
