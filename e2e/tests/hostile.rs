@@ -665,10 +665,10 @@ async fn hostile_messages_from_other_producers_are_dead_lettered_once_with_a_rea
     a_valid_order_still_completes(&stack).await;
 }
 
-#[tokio::test]
-async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_published() {
-    let stack = TestStack::start("hostile pushes").await;
-    stack.tap(Topic::OrderCreated, "order-created-tap").await;
+/// Push bodies a worker can never process: what each tries, the body, and the reason its
+/// dead letter must give.
+#[allow(clippy::too_many_lines, reason = "a table of cases")]
+fn hostile_pushes() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
     let sub = "projects/p/subscriptions/frontend-sub";
     let envelope = |extra: &str| {
@@ -678,7 +678,7 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
         )
         .into_bytes()
     };
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+    vec![
         (
             "deeply nested envelope",
             nested(DEEP).into_bytes(),
@@ -733,7 +733,14 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
             format!(r#"{{"message":{{"data":"{}"}}}}"#, b64(nested(DEEP).as_bytes())).into_bytes(),
             "malformed_json",
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_published() {
+    let stack = TestStack::start("hostile pushes").await;
+    stack.tap(Topic::OrderCreated, "order-created-tap").await;
+    let cases = hostile_pushes();
     let mut want: BTreeMap<&str, usize> = BTreeMap::new();
     for (what, body, reason) in &cases {
         let (status, answer) = stack
