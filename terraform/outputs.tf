@@ -1,5 +1,5 @@
 output "frontend_url" {
-  description = "Public URL of the frontend: its page at /, POST /order, GET /orders, GET /orders/{uuid}."
+  description = "Public URL of the frontend: its page at /, POST /order, GET /orders/{uuid}, and GET /orders if order_list_enabled."
   value       = google_cloud_run_v2_service.service["frontend"].uri
 }
 
@@ -14,9 +14,10 @@ output "try_it" {
     curl -X POST ${google_cloud_run_v2_service.service["frontend"].uri}/order -H 'Content-Type: application/json' -d '{"item":"wotsit","quantity":500000,"user":"jill"}'
     # orders failure (unknown user) -> nothing to compensate
     curl -X POST ${google_cloud_run_v2_service.service["frontend"].uri}/order -H 'Content-Type: application/json' -d '{"item":"widget","quantity":25,"user":"jimbo"}'
-    # the latest sagas' status, then one saga's (UUID from the POST's answer)
-    curl '${google_cloud_run_v2_service.service["frontend"].uri}/orders?limit=20'
+    # one saga's status (UUID from the POST's answer)
     curl ${google_cloud_run_v2_service.service["frontend"].uri}/orders/UUID
+    # the latest sagas of everyone: only with order_list_enabled = true (else 404)
+    curl '${google_cloud_run_v2_service.service["frontend"].uri}/orders?limit=20'
     # or place orders and watch them in a browser: ${google_cloud_run_v2_service.service["frontend"].uri}/
   EOT
 }

@@ -18,8 +18,10 @@ locals {
       PUSH_SERVICE_ACCOUNT = google_service_account.push.email
     }
   }
+  # GET /orders lists every user's orders to anyone: only when asked for.
+  frontend_env = { ORDER_LIST = var.order_list_enabled ? "on" : "off" }
   service_env = {
-    frontend  = local.base_env
+    frontend  = merge(local.base_env, local.frontend_env)
     orders    = merge(local.base_env, local.push_env["orders"])
     inventory = merge(local.base_env, local.push_env["inventory"])
     payments  = merge(local.base_env, local.push_env["payments"])

@@ -48,3 +48,9 @@ variable "invoker_iam_disabled" {
   type        = bool
   default     = false
 }
+
+variable "order_list_enabled" {
+  description = "Let anyone list the latest orders of every user with GET /orders on the frontend (ORDER_LIST=on). Off (false) by default: that list shows everyone's names, items and totals, and the uuids that otherwise keep GET /orders/{uuid} unguessable. With it off, GET /orders answers 404 and the page follows only the orders placed from the browser and the uuids pasted into it."
+  type        = bool
+  default     = false
+}

@@ -103,11 +103,20 @@ impl TestStack {
     /// # Panics
     /// If anything fails to start.
     pub async fn start_with(name: &str, policy: &PushPolicy) -> Self {
+        Self::start_configured(name, policy, |_| {}).await
+    }
+
+    /// Starts a saga with `policy` on every push subscription, each service configured as
+    /// the emulators need and then changed by `configure`.
+    ///
+    /// # Panics
+    /// If anything fails to start.
+    pub async fn start_configured(name: &str, policy: &PushPolicy, configure: impl Fn(&mut Config)) -> Self {
         init_logging();
         let emulators = tokio::task::spawn_blocking(shared_emulators)
             .await
             .expect("emulator start-up does not panic twice");
-        Self::try_start(name, policy, emulators)
+        Self::try_start(name, policy, emulators, &configure)
             .await
             .unwrap_or_else(|e| panic!("starting the test stack: {e:#}"))
     }
@@ -116,11 +125,14 @@ impl TestStack {
         name: &str,
         policy: &PushPolicy,
         emulators: &'static Emulators,
+        configure: &dyn Fn(&mut Config),
     ) -> anyhow::Result<Self> {
         let project = project_id(name);
         let mut services = BTreeMap::new();
         for service in Service::ALL {
-            let config = Config::for_emulators(service, &project, &emulators.pubsub, &emulators.firestore);
+            let mut config =
+                Config::for_emulators(service, &project, &emulators.pubsub, &emulators.firestore);
+            configure(&mut config);
             let running = Running::start(&config, devstack::router_of(service)).await?;
             services.insert(service, running);
         }
@@ -398,6 +410,10 @@ where
     }
 }
 
+/// Stands for anything secret in a request or message: no answer, log line or dead-letter
+/// attribute may quote it, since none may quote a body.
+pub const SECRET: &str = "hunter2-s3cr3t-token";
+
 /// A request the frontend must refuse, and how it must say so.
 pub struct Refused {
     /// What the case tries, for the failure message.
@@ -457,5 +473,9 @@ impl Refused {
         if let Some(words) = self.mentions {
             assert!(message.contains(words), "{what}: {answer}");
         }
+        assert!(
+            !answer.to_string().contains(SECRET),
+            "{what}: quotes the body: {answer}"
+        );
     }
 }

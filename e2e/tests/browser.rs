@@ -1,7 +1,8 @@
 //! The frontend's page in a real browser: headless Chromium, driven by chromedriver, against
 //! the whole saga on the emulators. Orders placed through the form are followed live to
-//! their outcome, a refused order is explained by keyboard alone, and the page loads nothing
-//! from elsewhere and breaks none of its own security policy.
+//! their outcome, also where the server lists nobody's orders (then with pasted uuids, and
+//! across a reload), a refused order is explained by keyboard alone, and the page loads
+//! nothing from elsewhere and breaks none of its own security policy.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; without them the tests fail and say so.
 //! `UPDATE_SCREENSHOT=1` also saves the finished page to `docs/screenshot.png`.
@@ -16,6 +17,8 @@ use fantoccini::key::Key;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::{Method, Url};
+use saga::config::OrderList;
+use saga::contract::PUSH_POLICY;
 use saga::contract::Service;
 use serde_json::{Value, json};
 use std::os::unix::process::CommandExt as _;
@@ -191,13 +194,22 @@ impl WebDriverCompatibleCommand for ConsoleLog {
     }
 }
 
-/// The console entries at warning level or above.
-async fn console_problems(browser: &Client) -> Vec<Value> {
+/// The console entries at warning level or above, but for the 404s of `base`'s `/orders`:
+/// Chromium logs every 4xx a script fetches, and there the page reads 404 as an answer (an
+/// order not visible yet, the list turned off).
+async fn console_problems(browser: &Client, base: &str) -> Vec<Value> {
     let log = browser.issue_cmd(ConsoleLog).await.unwrap();
+    let expected = |e: &Value| {
+        let message = e["message"].as_str().unwrap_or_default();
+        e["source"] == "network"
+            && message.starts_with(&format!("{base}/orders"))
+            && message.contains("status of 404")
+    };
     log.as_array()
         .unwrap()
         .iter()
         .filter(|e| matches!(e["level"].as_str(), Some("SEVERE" | "WARNING")))
+        .filter(|e| !expected(e))
         .cloned()
         .collect()
 }
@@ -365,9 +377,9 @@ async fn orders_placed_on_the_page_are_followed_live_to_their_outcome_and_its_re
     browser.close().await.unwrap();
 }
 
-/// The cards are listed newest first, and status changes are announced to screen readers.
-async fn assert_newest_first_and_announced(browser: &Client, uuids: &[String]) {
-    let listed: Vec<String> = browser
+/// The uuids of the cards, in the order shown.
+async fn listed(browser: &Client) -> Vec<String> {
+    browser
         .execute(
             "return [...document.querySelectorAll('#orders > li')].map(li => li.dataset.uuid)",
             vec![],
@@ -378,8 +390,12 @@ async fn assert_newest_first_and_announced(browser: &Client, uuids: &[String]) {
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(listed, uuids, "newest first");
+        .collect()
+}
+
+/// The cards are listed newest first, and status changes are announced to screen readers.
+async fn assert_newest_first_and_announced(browser: &Client, uuids: &[String]) {
+    assert_eq!(listed(browser).await, uuids, "newest first");
 
     let announcer = browser.find(Locator::Id("announcer")).await.unwrap();
     assert_eq!(
@@ -431,7 +447,7 @@ async fn assert_only_own_assets(browser: &Client, base: &str) {
     }
     assert_eq!(page["inline"], 0, "nothing inline");
     assert_eq!(page["styled"], "8px", "the style sheet applies");
-    let problems = console_problems(browser).await;
+    let problems = console_problems(browser, base).await;
     assert!(problems.is_empty(), "the console reports problems: {problems:#?}");
 }
 
@@ -443,6 +459,104 @@ fn save_screenshot(png: &[u8]) {
         std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
         std::fs::write(&docs, png).unwrap();
     }
+}
+
+#[tokio::test]
+async fn with_the_list_turned_off_the_page_follows_the_orders_placed_from_it_and_pasted_uuids_across_a_reload()
+ {
+    let driver = Driver::start().await;
+    let stack = TestStack::start_configured("browser list off", &PUSH_POLICY, |config| {
+        config.order_list = OrderList::Off;
+    })
+    .await;
+    // Orders placed elsewhere: one whose uuid is pasted into the page, one never shown.
+    let pasted = stack
+        .place(&json!({"item": "widget", "quantity": 2, "user": "jill"}))
+        .await;
+    let unseen = stack
+        .place(&json!({"item": "widget", "quantity": 4, "user": "jack"}))
+        .await;
+    let browser = driver.browser(DESKTOP).await;
+    let base = stack.url(Service::Frontend);
+    browser.goto(&format!("{base}/")).await.unwrap();
+    let note = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#list-off:not([hidden])"))
+        .await
+        .unwrap_or_else(|e| panic!("the page does not say the list is off: {e}"));
+    assert_shows(&note.text().await.unwrap(), &["does not list everyone"]);
+
+    let mine = place(&browser, &PAID).await;
+    let paid = card(&browser, &mine, "completed").await;
+    assert_shows(
+        &paid.text().await.unwrap(),
+        &["3 × widget for jack", "invoice total 30"],
+    );
+
+    // Something that is no uuid is refused, and says so.
+    fill(&browser, "follow-uuid", "order 42").await;
+    browser
+        .find(Locator::Id("follow"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refusal = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#follow-status.error"))
+        .await
+        .unwrap();
+    assert_shows(&refusal.text().await.unwrap(), &["Not an order uuid"]);
+    let input = browser.find(Locator::Id("follow-uuid")).await.unwrap();
+    assert_eq!(input.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+
+    // The status URL that POST /order answers with does as well as the bare uuid.
+    fill(
+        &browser,
+        "follow-uuid",
+        &format!("/orders/{}", pasted.to_uppercase()),
+    )
+    .await;
+    browser
+        .find(Locator::Id("follow"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let followed = card(&browser, &pasted, "completed").await;
+    assert_shows(&followed.text().await.unwrap(), &["2 × widget for jill"]);
+    assert_eq!(
+        listed(&browser).await,
+        [pasted.clone(), mine.clone()],
+        "newest first"
+    );
+
+    // The browser remembers what it follows; the server still lists nothing.
+    browser.refresh().await.unwrap();
+    card(&browser, &mine, "completed").await;
+    card(&browser, &pasted, "completed").await;
+    assert_eq!(listed(&browser).await, [pasted.clone(), mine.clone()]);
+    assert!(!listed(&browser).await.contains(&unseen));
+    assert_only_own_assets(&browser, &base).await;
+
+    // Stop following one: it goes, and stays gone after a reload.
+    let forget = format!("#orders li[data-uuid=\"{pasted}\"] button.forget");
+    browser
+        .find(Locator::Css(&forget))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(listed(&browser).await, std::slice::from_ref(&mine));
+    browser.refresh().await.unwrap();
+    card(&browser, &mine, "completed").await;
+    assert_eq!(listed(&browser).await, [mine]);
+    browser.close().await.unwrap();
 }
 
 #[tokio::test]

@@ -27,6 +27,10 @@ const DETAIL: &str = "saga_dead_letter_detail";
 const SERVICE: &str = "saga_dead_letter_service";
 const ENCODING: &str = "saga_dead_letter_encoding";
 
+/// Stands for anything secret in a message: no answer, log line or dead-letter attribute
+/// may quote it, since none may quote a message.
+const SECRET: &str = e2e::SECRET;
+
 /// Deeper than `serde_json`'s recursion limit (128) by far, and still well under 64 KiB.
 const DEEP: usize = 10_000;
 
@@ -187,6 +191,16 @@ fn hostile_orders() -> Vec<Refused> {
             ..refused(
                 "duplicate key",
                 &br#"{"item":"widget","quantity":1,"user":"jack","quantity":900}"#[..],
+                400,
+                "malformed_json",
+                None,
+            )
+        },
+        Refused {
+            mentions: Some("JSON object"),
+            ..refused(
+                "a string quoting a secret",
+                format!("\"{SECRET}\""),
                 400,
                 "malformed_json",
                 None,
@@ -463,6 +477,22 @@ fn poison_messages() -> Vec<Poison> {
             Some("duplicate key `quantity`"),
         ),
         poison(
+            "a string quoting a secret",
+            Topic::Frontend,
+            format!("\"{SECRET}\""),
+            "orders",
+            "malformed_json",
+            Some("JSON object"),
+        ),
+        poison(
+            "a secret key given twice",
+            Topic::Frontend,
+            format!(r#"{{"{SECRET}":1,"{SECRET}":2}}"#),
+            "orders",
+            "malformed_json",
+            Some("duplicate key"),
+        ),
+        poison(
             "1e3",
             Topic::Frontend,
             message_with("quantity", "1e3"),
@@ -604,6 +634,10 @@ async fn hostile_messages_from_other_producers_are_dead_lettered_once_with_a_rea
         if let Some(words) = case.detail {
             assert!(detail.contains(words), "{name}: {detail}");
         }
+        assert!(
+            !detail.contains(SECRET),
+            "{name}: the detail quotes the message: {detail}"
+        );
         // The payload is kept, base64-encoded only when it is not UTF-8.
         if letter.attributes.get(ENCODING).map(String::as_str) == Some("base64") {
             let raw = base64::engine::general_purpose::STANDARD
@@ -631,10 +665,10 @@ async fn hostile_messages_from_other_producers_are_dead_lettered_once_with_a_rea
     a_valid_order_still_completes(&stack).await;
 }
 
-#[tokio::test]
-async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_published() {
-    let stack = TestStack::start("hostile pushes").await;
-    stack.tap(Topic::OrderCreated, "order-created-tap").await;
+/// Push bodies a worker can never process: what each tries, the body, and the reason its
+/// dead letter must give.
+#[allow(clippy::too_many_lines, reason = "a table of cases")]
+fn hostile_pushes() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
     let sub = "projects/p/subscriptions/frontend-sub";
     let envelope = |extra: &str| {
@@ -644,7 +678,7 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
         )
         .into_bytes()
     };
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+    vec![
         (
             "deeply nested envelope",
             nested(DEEP).into_bytes(),
@@ -685,6 +719,11 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
             "bad_envelope",
         ),
         (
+            "attributes that are a string quoting a secret",
+            format!(r#"{{"message":{{"data":"","attributes":"{SECRET}"}}}}"#).into_bytes(),
+            "bad_envelope",
+        ),
+        (
             "data that is not UTF-8",
             format!(r#"{{"message":{{"data":"{}"}}}}"#, b64(b"\xff\xfe{")).into_bytes(),
             "malformed_json",
@@ -694,7 +733,14 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
             format!(r#"{{"message":{{"data":"{}"}}}}"#, b64(nested(DEEP).as_bytes())).into_bytes(),
             "malformed_json",
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_published() {
+    let stack = TestStack::start("hostile pushes").await;
+    stack.tap(Topic::OrderCreated, "order-created-tap").await;
+    let cases = hostile_pushes();
     let mut want: BTreeMap<&str, usize> = BTreeMap::new();
     for (what, body, reason) in &cases {
         let (status, answer) = stack
@@ -709,7 +755,9 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
         assert_eq!(answer["result"], "dead_lettered", "{what}: {answer}");
         assert_eq!(answer["reason"], *reason, "{what}: {answer}");
         assert!(
-            answer["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            answer["detail"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty() && !d.contains(SECRET)),
             "{what}: {answer}"
         );
         *want.entry(reason).or_default() += 1;
@@ -720,6 +768,11 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
     for letter in &letters {
         *got.entry(letter.attributes.get(REASON).map_or("(none)", String::as_str))
             .or_default() += 1;
+        assert!(
+            !letter.attributes.get(DETAIL).is_some_and(|d| d.contains(SECRET)),
+            "the detail quotes the push: {:?}",
+            letter.attributes
+        );
         assert_eq!(
             letter.attributes.get(SERVICE).map(String::as_str),
             Some("orders"),

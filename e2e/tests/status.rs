@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use e2e::{TestStack, eventually, new_uuid, saga_message};
-use saga::contract::{Service, Topic};
+use saga::config::OrderList;
+use saga::contract::{PUSH_POLICY, Service, Topic};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -151,4 +152,29 @@ async fn unknown_and_malformed_uuids_are_told_apart_and_recent_orders_are_listed
     let (code, body) = stack.get("/orders?limit=lots").await;
     assert_eq!(code, 400, "{body}");
     assert!(body["error"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn with_the_list_turned_off_get_orders_answers_404_saying_so_and_each_order_is_followed_by_its_uuid() {
+    let stack = TestStack::start_configured("status list off", &PUSH_POLICY, |config| {
+        config.order_list = OrderList::Off;
+    })
+    .await;
+    let uuid = stack
+        .place(&json!({"item":"widget","quantity":1,"user":"jack"}))
+        .await;
+    let view = stack.finished(&uuid, WAIT).await;
+    assert_eq!(view["status"], "completed");
+
+    for path in ["/orders", "/orders?limit=10"] {
+        let (code, body) = stack.get(path).await;
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (404, Some("order_list_disabled")),
+            "{path}: {body}"
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("GET /orders/{uuid}"), "{message}");
+        assert!(!body.to_string().contains(&uuid), "{path} shows no order: {body}");
+    }
 }

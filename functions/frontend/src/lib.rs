@@ -5,7 +5,8 @@
 //! uuid. Every other field the client sent travels with the saga unchanged.
 //!
 //! `GET /orders/{uuid}` tells where a saga stands (from the status view the janitor keeps),
-//! and `GET /orders` lists the latest sagas.
+//! and `GET /orders` lists the latest sagas of everyone, where `ORDER_LIST` allows it (not
+//! by default on Cloud Run: the uuid is what keeps one person's order from the others).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use firestore::FirestoreTimestamp;
 use saga::bus::Outgoing;
+use saga::config::OrderList;
 use saga::contract::{Topic, collections};
 use saga::message::{FieldError, MAX_ORDER_BYTES, Order, SagaId, SagaMessage, StatusCode as SagaStatus};
 use saga::records;
@@ -52,6 +54,12 @@ pub enum ApiError {
     /// No saga has that id (yet: a saga becomes visible a moment after it is placed).
     #[error("no saga with uuid {0}")]
     NotFound(SagaId),
+    /// `GET /orders` is turned off on this deployment.
+    #[error(
+        "the list of everyone's orders is turned off here (ORDER_LIST=off); follow one order at \
+         GET /orders/{{uuid}}, with the uuid that POST /order answered"
+    )]
+    ListDisabled,
     /// A dependency failed; the client may retry.
     #[error("temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -83,6 +91,7 @@ impl IntoResponse for ApiError {
                 Some("Idempotency-Key".to_owned()),
             ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::ListDisabled => (StatusCode::NOT_FOUND, "order_list_disabled", None),
             ApiError::Unavailable(e) => {
                 tracing::error!(error = format!("{e:#}"), "could not start a saga");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
@@ -293,11 +302,14 @@ pub struct RecentQuery {
     pub limit: Option<u32>,
 }
 
-/// `GET /orders`: the most recent sagas, newest first.
+/// `GET /orders`: the most recent sagas, newest first; 404 where the list is turned off.
 pub async fn recent_orders(
     State(clients): State<Clients>,
     Query(query): Query<RecentQuery>,
 ) -> Result<Json<Vec<OrderStatus>>, ApiError> {
+    if clients.order_list == OrderList::Off {
+        return Err(ApiError::ListDisabled);
+    }
     let limit = query.limit.unwrap_or(20).clamp(1, 100);
     let snapshots = clients
         .store
@@ -321,4 +333,25 @@ pub fn router(clients: Clients) -> Router {
         .merge(page::routes())
         .with_state(clients);
     saga::server::standard(routes, MAX_ORDER_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    // A failed unwrap in a test is a failed assertion.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_list_turned_off_answers_404_saying_so_and_how_to_follow_one_order() {
+        let response = ApiError::ListDisabled.into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "order_list_disabled");
+        let message = body["message"].as_str().unwrap();
+        for words in ["turned off", "ORDER_LIST", "GET /orders/{uuid}", "POST /order"] {
+            assert!(message.contains(words), "{words:?} in {message}");
+        }
+    }
 }

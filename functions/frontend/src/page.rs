@@ -1,5 +1,7 @@
-//! The browser page at `/`: a form that places orders and a list of recent sagas that
-//! follows them live (by polling `GET /orders`).
+//! The browser page at `/`: a form that places orders and a list that follows them live:
+//! the orders placed from this browser and any uuid pasted in (kept in its
+//! `localStorage`), each by polling `GET /orders/{uuid}`, and everyone's latest orders
+//! (`GET /orders`) where the server lists them.
 //!
 //! The page is compiled into the binary (`assets/`), so the service reads no file at run
 //! time, and it is served with a Content-Security-Policy that lets it load nothing but its

@@ -127,13 +127,13 @@ pub fn plan(
     Ok(plan)
 }
 
-/// Compensates the saga of the failure message `msg`.
+/// Compensates the saga of the failure message `msg`, before `deadline`.
 pub async fn compensate(
     clients: &Clients,
     msg: &SagaMessage,
     trace: &TraceContext,
+    deadline: Deadline,
 ) -> Result<Handled, StepError> {
-    let deadline = Deadline::for_delivery();
     let uuid = msg.uuid;
     let own_path = records::step(uuid, Service::Janitor);
     let mut paths = vec![own_path.clone()];
@@ -215,8 +215,9 @@ impl Step for GiveUp {
     }
 }
 
-/// Handles a message that Pub/Sub (or a service) moved to the dead-letter topic.
-pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, StepError> {
+/// Handles a message that Pub/Sub (or a service) moved to the dead-letter topic, before
+/// `deadline`.
+pub async fn dead_lettered(clients: &Clients, push: &Push, deadline: Deadline) -> Result<Handled, StepError> {
     let poison = push.attributes.get(dead_letter_attributes::REASON);
     if poison.is_some_and(|code| code == UNMATCHED) {
         tracing::warn!("a message that does not match its saga's records; kept on dead-letter-sub");
@@ -258,9 +259,9 @@ pub async fn dead_lettered(clients: &Clients, push: &Push) -> Result<Handled, St
                 service: *service,
                 reason,
             };
-            ledger::run(&give_up, clients, &msg, &push.trace).await
+            ledger::run(&give_up, clients, &msg, &push.trace, deadline).await
         }
-        Purpose::Compensation => compensate(clients, &msg, &push.trace).await,
+        Purpose::Compensation => compensate(clients, &msg, &push.trace, deadline).await,
         // The view must not miss a stage: record it from here (the write is idempotent).
         Purpose::Status => record_status(clients, push, *topic).await,
         Purpose::DeadLetters => Ok(Handled::Ignored(
@@ -333,7 +334,7 @@ pub async fn record_status(clients: &Clients, push: &Push, topic: Topic) -> Resu
     let msg = match parse_message(push) {
         Ok(msg) => msg,
         Err(e) => {
-            tracing::warn!(error = %e, "not a saga message; no status to record");
+            tracing::warn!(error = %e, bytes = push.data.len(), "not a saga message; no status to record");
             return Ok(Handled::Ignored("not a saga message; its step dead-letters it"));
         }
     };
@@ -362,15 +363,15 @@ pub fn router(clients: Clients) -> Router {
         };
         let topic = subscription.topic;
         let route = match purpose {
-            Purpose::Status => push_route_with(Poison::Skip, move |clients, push| async move {
+            Purpose::Status => push_route_with(Poison::Skip, move |clients, push, _| async move {
                 record_status(&clients, &push, topic).await
             }),
-            Purpose::Compensation => push_route(|clients, push| async move {
+            Purpose::Compensation => push_route(|clients, push, deadline| async move {
                 let msg = parse_message(&push)?;
-                compensate(&clients, &msg, &push.trace).await
+                compensate(&clients, &msg, &push.trace, deadline).await
             }),
-            Purpose::DeadLetters => push_route_with(Poison::Keep, |clients, push| async move {
-                dead_lettered(&clients, &push).await
+            Purpose::DeadLetters => push_route_with(Poison::Keep, |clients, push, deadline| async move {
+                dead_lettered(&clients, &push, deadline).await
             }),
             Purpose::Step => continue,
         };

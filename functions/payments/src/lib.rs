@@ -12,7 +12,7 @@ use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
 use saga::handler::step_route;
-use saga::ledger::{Decision, Step, StepError, UNMATCHED, earlier_step};
+use saga::ledger::{Decision, Step, StepError, earlier_step};
 use saga::message::{Money, Reason, SagaMessage};
 use saga::push::MAX_PUSH_BYTES;
 use saga::records::{self, DocStatus, PaymentDoc, StepState};
@@ -48,10 +48,9 @@ impl Step for Payments {
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
         let reserved = earlier_step(docs.first().and_then(Option::as_ref), Service::Inventory, msg)?;
-        let price = reserved.price().ok_or_else(|| StepError::Poison {
-            code: UNMATCHED,
-            detail: format!("inventory's record of saga {} holds no price", msg.uuid),
-        })?;
+        let price = reserved
+            .price()
+            .ok_or_else(|| StepError::unmatched(Service::Inventory, msg.uuid, "its record holds no price"))?;
         if msg.wants_payment_error() {
             return Ok(reject(msg, price, Reason::PaymentDeclined));
         }
@@ -162,7 +161,7 @@ mod tests {
         ];
         for (what, doc) in cases {
             match Payments.decide(&msg, &[doc]) {
-                Err(StepError::Poison { code, .. }) => assert_eq!(code, UNMATCHED, "{what}"),
+                Err(StepError::Poison { code, .. }) => assert_eq!(code, saga::ledger::UNMATCHED, "{what}"),
                 other => panic!("{what}: {other:?}"),
             }
         }

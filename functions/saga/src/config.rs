@@ -30,6 +30,10 @@ pub mod env {
     /// How a push worker checks push tokens: `cloud-run-iam`, `signature` or `off` (see
     /// [`PushAuth`](super::PushAuth)). Required on Cloud Run, where Terraform sets it.
     pub const PUSH_AUTH: &str = "PUSH_AUTH";
+    /// The frontend only: `on` or `off`, whether `GET /orders` lists every user's latest
+    /// sagas (see [`OrderList`](super::OrderList)). Off by default on Cloud Run, where
+    /// Terraform sets it; on elsewhere.
+    pub const ORDER_LIST: &str = "ORDER_LIST";
 }
 
 /// Who gives an environment variable its value in a Cloud Run deployment.
@@ -75,6 +79,9 @@ pub fn reads(service: Service) -> Vec<EnvVar> {
             var(env::PUSH_AUDIENCE, Deployment),
             var(env::PUSH_SERVICE_ACCOUNT, Deployment),
         ]);
+    }
+    if service == Service::Frontend {
+        vars.push(var(env::ORDER_LIST, Deployment));
     }
     vars
 }
@@ -126,6 +133,18 @@ impl PushAuth {
             PushAuth::Off => "off",
         }
     }
+}
+
+/// Whether the frontend's `GET /orders` lists the latest sagas of every user: the value of
+/// [`env::ORDER_LIST`]. That list shows anyone the names, items and totals of everyone's
+/// orders, and their uuids, which otherwise only the one who placed an order knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderList {
+    /// `on`: anyone may list them (the local stack's default).
+    On,
+    /// `off`: `GET /orders` answers 404; each order is followed by its uuid (the default on
+    /// Cloud Run).
+    Off,
 }
 
 /// The default port, as in the original.
@@ -222,6 +241,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Push token verification (only push workers use it).
     pub push_auth: PushAuth,
+    /// Whether `GET /orders` lists everyone's sagas (only the frontend uses it).
+    pub order_list: OrderList,
 }
 
 impl fmt::Debug for Config {
@@ -234,6 +255,7 @@ impl fmt::Debug for Config {
             .field("firestore_emulator", &self.firestore.emulator_host)
             .field("log_format", &self.log_format)
             .field("push_auth", &self.push_auth)
+            .field("order_list", &self.order_list)
             .finish()
     }
 }
@@ -289,10 +311,25 @@ impl Config {
         } else {
             PushAuth::Off
         };
+        let order_list = match get(env::ORDER_LIST).as_deref() {
+            _ if service != Service::Frontend => OrderList::Off,
+            Some("off") => OrderList::Off,
+            // A deployment on the internet does not show everyone's orders unless told to.
+            None if get(env::K_SERVICE).is_some() => OrderList::Off,
+            Some("on") | None => OrderList::On,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: env::ORDER_LIST,
+                    value: other.to_owned(),
+                    problem: "expected `on` or `off`",
+                });
+            }
+        };
         Ok(Config {
             service,
             port,
             push_auth,
+            order_list,
             pubsub: PubSubTarget {
                 project: project.clone(),
                 emulator_endpoint: get(env::PUBSUB_EMULATOR_HOST).map(|h| format!("http://{h}")),
@@ -321,6 +358,7 @@ impl Config {
             },
             log_format: LogFormat::Text,
             push_auth: PushAuth::Off,
+            order_list: OrderList::On,
         }
     }
 
@@ -540,6 +578,44 @@ mod tests {
                 .all(|v| !v.name.starts_with("PUSH_"))
         );
         assert!(reads(Service::Orders).iter().any(|v| v.name == "PUSH_AUTH"));
+    }
+
+    #[test]
+    fn the_order_list_is_off_on_cloud_run_unless_turned_on_and_on_elsewhere() {
+        for (what, vars, want) in [
+            ("local stack", vec![], Ok(OrderList::On)),
+            ("Cloud Run", vec![("K_SERVICE", "frontend")], Ok(OrderList::Off)),
+            (
+                "Cloud Run, turned on",
+                vec![("K_SERVICE", "frontend"), ("ORDER_LIST", "on")],
+                Ok(OrderList::On),
+            ),
+            (
+                "turned off locally",
+                vec![("ORDER_LIST", "off")],
+                Ok(OrderList::Off),
+            ),
+            ("a typo", vec![("ORDER_LIST", "yes")], Err("ORDER_LIST=\"yes\"")),
+        ] {
+            let got = Config::from_lookup(Service::Frontend, |k| match k {
+                "PROJECT_ID" => Some("p".into()),
+                _ => vars
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| (*v).to_owned()),
+            });
+            match (got, want) {
+                (Ok(c), Ok(list)) => assert_eq!(c.order_list, list, "{what}"),
+                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{what}: {e}"),
+                (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert!(
+            reads(Service::Frontend)
+                .iter()
+                .any(|v| v.name == env::ORDER_LIST && v.provider == Provider::Deployment)
+        );
+        assert!(!reads(Service::Orders).iter().any(|v| v.name == env::ORDER_LIST));
     }
 
     #[test]

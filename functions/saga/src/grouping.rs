@@ -12,6 +12,12 @@
 //! grouped with it. Those are then committed one by one, each under its own preconditions,
 //! which is exactly what each asked for. Requests that write the same document never share
 //! a commit: the later one waits for the next.
+//!
+//! The queues are bounded: when one is full, a request is answered at once with a
+//! transient error (a push handler turns it into 503, and Pub/Sub retries later) instead
+//! of waiting behind work it could not outlast. A request whose caller has gone (cut off by
+//! the handler timeout, or its connection closed) is dropped before it is sent: nothing
+//! of it was written, so nothing is half-done. A commit already sent is never dropped.
 
 use crate::store::{CALL_TIMEOUT, CommitError};
 use anyhow::Context as _;
@@ -21,6 +27,7 @@ use firestore::gcloud_sdk::prost_types::Timestamp;
 use firestore::gcloud_sdk::tonic::Code;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Calls of each kind in flight at once, per process.
@@ -29,6 +36,15 @@ const SLOTS: usize = 2;
 const MAX_JOBS: usize = 64;
 /// Most writes in one commit (Firestore takes 500).
 const MAX_WRITES: usize = 450;
+/// Most requests of each kind waiting for a call. Every slot takes up to [`MAX_JOBS`] at a
+/// time, so this keeps a few calls' worth ready for when a slot frees; a request that
+/// would wait behind more could not expect an answer before its handler is cut off.
+const QUEUE_BOUND: usize = 4 * MAX_JOBS * SLOTS;
+/// Most commits held back for a later group (they write a document of the group before).
+/// While that many are held the queue is read no further, so it fills up and refuses too:
+/// without this, commits to one busy document would move from the queue to the held list
+/// as fast as they came.
+const MAX_HELD: usize = QUEUE_BOUND;
 
 /// What a commit gives back: each write's new update time, in order.
 pub(crate) type CommitResult = Result<Vec<Timestamp>, CommitError>;
@@ -62,49 +78,156 @@ struct ReadJob {
     reply: oneshot::Sender<Result<Found, String>>,
 }
 
+/// A request waiting in a queue.
+trait Job {
+    /// Whether its caller has stopped waiting for the answer.
+    fn abandoned(&self) -> bool;
+}
+
+impl Job for CommitJob {
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+impl Job for ReadJob {
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// The answer to a request that found its queue full: nothing was sent, so it is safe to
+/// retry.
+fn busy(kind: &str) -> anyhow::Error {
+    anyhow::anyhow!("too many Firestore {kind} are waiting in this instance; try again later")
+}
+
+fn shut_down() -> anyhow::Error {
+    anyhow::anyhow!("the Firestore client has shut down")
+}
+
 /// The queues of one Firestore client.
 #[derive(Debug, Clone)]
 pub(crate) struct Grouper {
-    commits: mpsc::UnboundedSender<CommitJob>,
-    reads: mpsc::UnboundedSender<ReadJob>,
+    commits: mpsc::Sender<CommitJob>,
+    reads: mpsc::Sender<ReadJob>,
 }
 
 impl Grouper {
     /// Starts the tasks that send the calls of `db`; they end when the last clone of the
     /// returned value is dropped.
     pub(crate) fn spawn(db: &FirestoreDb) -> Grouper {
-        let (commits, commit_rx) = mpsc::unbounded_channel();
-        let (reads, read_rx) = mpsc::unbounded_channel();
+        let (grouper, commit_rx, read_rx) = Grouper::queues(QUEUE_BOUND);
         tokio::spawn(commit_loop(db.clone(), commit_rx));
         tokio::spawn(read_loop(db.clone(), read_rx));
-        Grouper { commits, reads }
+        grouper
+    }
+
+    /// The queues, each holding up to `bound` requests, and their receiving ends.
+    fn queues(bound: usize) -> (Grouper, mpsc::Receiver<CommitJob>, mpsc::Receiver<ReadJob>) {
+        let (commits, commit_rx) = mpsc::channel(bound);
+        let (reads, read_rx) = mpsc::channel(bound);
+        (Grouper { commits, reads }, commit_rx, read_rx)
     }
 
     /// Commits `writes` atomically (possibly in one call with other requests' writes).
     pub(crate) async fn commit(&self, writes: Vec<fs::Write>) -> CommitResult {
         let (reply, answer) = oneshot::channel();
         self.commits
-            .send(CommitJob { writes, reply })
-            .map_err(|_| CommitError::Unavailable(anyhow::anyhow!("the Firestore client has shut down")))?;
-        answer
-            .await
-            .map_err(|_| CommitError::Unavailable(anyhow::anyhow!("the Firestore client has shut down")))?
+            .try_send(CommitJob { writes, reply })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => CommitError::Unavailable(busy("commits")),
+                TrySendError::Closed(_) => CommitError::Unavailable(shut_down()),
+            })?;
+        answer.await.map_err(|_| CommitError::Unavailable(shut_down()))?
     }
 
     /// Reads the documents named `names` (full names).
     pub(crate) async fn read(&self, names: Vec<String>) -> anyhow::Result<Found> {
         let (reply, answer) = oneshot::channel();
         self.reads
-            .send(ReadJob { names, reply })
-            .map_err(|_| anyhow::anyhow!("the Firestore client has shut down"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the Firestore client has shut down"))?
-            .map_err(anyhow::Error::msg)
+            .try_send(ReadJob { names, reply })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => busy("reads"),
+                TrySendError::Closed(_) => shut_down(),
+            })?;
+        answer.await.map_err(|_| shut_down())?.map_err(anyhow::Error::msg)
     }
 }
 
-async fn commit_loop(db: FirestoreDb, mut queue: mpsc::UnboundedReceiver<CommitJob>) {
+/// The next job still wanted, from `held` first, else from `queue` (waiting for one);
+/// `None` once the queue is closed and empty. Abandoned jobs on the way are dropped.
+async fn next_wanted<J: Job>(held: &mut VecDeque<J>, queue: &mut mpsc::Receiver<J>) -> Option<J> {
+    loop {
+        let job = match held.pop_front() {
+            Some(job) => job,
+            None => queue.recv().await?,
+        };
+        if !job.abandoned() {
+            return Some(job);
+        }
+        tracing::debug!("dropping a Firestore request whose caller has gone, unsent");
+    }
+}
+
+/// The group of commits that goes out with `first`: jobs from `held`, then from `queued`,
+/// in order, up to [`MAX_JOBS`] jobs and [`MAX_WRITES`] writes, no two writing the same
+/// document. Jobs that do not fit are left in `held`, in order, for the next group, and
+/// `queued` is not asked for more once [`MAX_HELD`] are; abandoned jobs are dropped.
+fn gather_commits(
+    first: CommitJob,
+    held: &mut VecDeque<CommitJob>,
+    mut queued: impl FnMut() -> Option<CommitJob>,
+) -> Vec<CommitJob> {
+    let mut docs: HashSet<String> = first.docs().map(str::to_owned).collect();
+    let mut writes = first.writes.len();
+    let mut group = vec![first];
+    let mut wait = VecDeque::new();
+    while group.len() < MAX_JOBS {
+        // `held` empties into `wait` before the queue is read.
+        let next = match held.pop_front() {
+            Some(job) => job,
+            None if wait.len() < MAX_HELD => match queued() {
+                Some(job) => job,
+                None => break,
+            },
+            None => break,
+        };
+        if next.abandoned() {
+            tracing::debug!("dropping a Firestore commit whose caller has gone, unsent");
+            continue;
+        }
+        if writes + next.writes.len() > MAX_WRITES || next.docs().any(|d| docs.contains(d)) {
+            wait.push_back(next);
+            continue;
+        }
+        docs.extend(next.docs().map(str::to_owned));
+        writes += next.writes.len();
+        group.push(next);
+    }
+    wait.extend(held.drain(..));
+    *held = wait;
+    group
+}
+
+/// The group of reads that goes out with `first`: up to [`MAX_JOBS`] jobs from `queued`,
+/// dropping abandoned ones.
+fn gather_reads(first: ReadJob, mut queued: impl FnMut() -> Option<ReadJob>) -> Vec<ReadJob> {
+    let mut group = vec![first];
+    while group.len() < MAX_JOBS {
+        let Some(job) = queued() else {
+            break;
+        };
+        if job.abandoned() {
+            tracing::debug!("dropping a Firestore read whose caller has gone, unsent");
+        } else {
+            group.push(job);
+        }
+    }
+    group
+}
+
+async fn commit_loop(db: FirestoreDb, mut queue: mpsc::Receiver<CommitJob>) {
     let slots = Arc::new(Semaphore::new(SLOTS));
     // Jobs that could not join the last group (they write a document already in it).
     let mut held: VecDeque<CommitJob> = VecDeque::new();
@@ -112,35 +235,10 @@ async fn commit_loop(db: FirestoreDb, mut queue: mpsc::UnboundedReceiver<CommitJ
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let first = match held.pop_front() {
-            Some(job) => job,
-            None => match queue.recv().await {
-                Some(job) => job,
-                None => return,
-            },
+        let Some(first) = next_wanted(&mut held, &mut queue).await else {
+            return;
         };
-        let mut docs: HashSet<String> = first.docs().map(str::to_owned).collect();
-        let mut writes = first.writes.len();
-        let mut group = vec![first];
-        let mut wait = VecDeque::new();
-        while group.len() < MAX_JOBS {
-            let next = match held.pop_front() {
-                Some(job) => job,
-                None => match queue.try_recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
-                },
-            };
-            if writes + next.writes.len() > MAX_WRITES || next.docs().any(|d| docs.contains(d)) {
-                wait.push_back(next);
-                continue;
-            }
-            docs.extend(next.docs().map(str::to_owned));
-            writes += next.writes.len();
-            group.push(next);
-        }
-        wait.extend(held.drain(..));
-        held = wait;
+        let group = gather_commits(first, &mut held, || queue.try_recv().ok());
         let db = db.clone();
         tokio::spawn(async move {
             commit_group(&db, group).await;
@@ -166,7 +264,10 @@ async fn commit_group(db: &FirestoreDb, mut group: Vec<CommitJob>) {
             }
         }
         Err(CommitError::Conflict(_)) => {
-            futures::future::join_all(group.into_iter().map(|job| async move {
+            // Nothing of the group was written, so a job whose caller has gone since can
+            // still be dropped whole.
+            let wanted = group.into_iter().filter(|job| !job.abandoned());
+            futures::future::join_all(wanted.map(|job| async move {
                 let result = commit_once(db, job.writes).await;
                 let _ = job.reply.send(result);
             }))
@@ -212,22 +313,18 @@ async fn commit_once(db: &FirestoreDb, writes: Vec<fs::Write>) -> CommitResult {
     }
 }
 
-async fn read_loop(db: FirestoreDb, mut queue: mpsc::UnboundedReceiver<ReadJob>) {
+async fn read_loop(db: FirestoreDb, mut queue: mpsc::Receiver<ReadJob>) {
     let slots = Arc::new(Semaphore::new(SLOTS));
+    // Reads never wait for a later group; this stays empty.
+    let mut held = VecDeque::new();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = queue.recv().await else {
+        let Some(first) = next_wanted(&mut held, &mut queue).await else {
             return;
         };
-        let mut group = vec![first];
-        while group.len() < MAX_JOBS {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
+        let group = gather_reads(first, || queue.try_recv().ok());
         let db = db.clone();
         tokio::spawn(async move {
             let names: Vec<String> = group
@@ -280,4 +377,158 @@ async fn read_once(db: &FirestoreDb, names: Vec<String>) -> anyhow::Result<Found
         .await
         .context("reading from Firestore timed out")?
         .with_context(|| format!("reading {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A commit job writing one document per name in `docs`, and the receiver its caller
+    /// waits on (dropping it is the caller giving up).
+    fn commit_job(docs: &[&str]) -> (CommitJob, oneshot::Receiver<CommitResult>) {
+        let (reply, answer) = oneshot::channel();
+        let writes = docs
+            .iter()
+            .map(|d| fs::Write {
+                operation: Some(fs::write::Operation::Delete((*d).to_owned())),
+                ..Default::default()
+            })
+            .collect();
+        (CommitJob { writes, reply }, answer)
+    }
+
+    fn many(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    fn docs_of<'a>(jobs: impl IntoIterator<Item = &'a CommitJob>) -> Vec<Vec<&'a str>> {
+        jobs.into_iter().map(|j| j.docs().collect()).collect()
+    }
+
+    #[test]
+    fn a_commit_whose_caller_has_gone_is_dropped_before_it_is_sent() {
+        let (first, _first) = commit_job(&["a"]);
+        let (gone, gone_answer) = commit_job(&["b"]);
+        drop(gone_answer);
+        let (kept, _kept) = commit_job(&["c"]);
+        let mut queue = VecDeque::from([gone, kept]);
+        let mut held = VecDeque::new();
+        let group = gather_commits(first, &mut held, || queue.pop_front());
+        assert_eq!(docs_of(&group), [["a"], ["c"]]);
+        assert!(held.is_empty() && queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn commits_to_one_document_wait_for_the_next_group_in_order_unless_their_caller_leaves() {
+        let (first, _first) = commit_job(&["x"]);
+        let (same, same_answer) = commit_job(&["x", "y"]);
+        let (later_same, _later) = commit_job(&["x"]);
+        let (other, _other) = commit_job(&["z"]);
+        let mut queue = VecDeque::from([same, later_same, other]);
+        let mut held = VecDeque::new();
+        let group = gather_commits(first, &mut held, || queue.pop_front());
+        assert_eq!(docs_of(&group), [vec!["x"], vec!["z"]]);
+        assert_eq!(docs_of(&held), [vec!["x", "y"], vec!["x"]]);
+
+        // The first held job's caller gives up while it waits: the next group starts with
+        // the one after it, and the abandoned one is never sent.
+        drop(same_answer);
+        let (_sender, mut empty) = mpsc::channel::<CommitJob>(1);
+        let next = next_wanted(&mut held, &mut empty).await.expect("a held job");
+        let group = gather_commits(next, &mut held, || None);
+        assert_eq!(docs_of(&group), [["x"]]);
+        assert!(held.is_empty());
+    }
+
+    #[test]
+    fn a_group_takes_at_most_max_jobs_and_max_writes_and_leaves_the_rest() {
+        let (first, _first) = commit_job(&["first"]);
+        let jobs: Vec<_> = many("d", MAX_JOBS + 5)
+            .iter()
+            .map(|d| commit_job(&[d.as_str()]))
+            .collect();
+        let (jobs, _answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let mut queue = VecDeque::from(jobs);
+        let group = gather_commits(first, &mut VecDeque::new(), || queue.pop_front());
+        assert_eq!(group.len(), MAX_JOBS);
+        assert_eq!(queue.len(), 6, "what did not fit stays queued");
+
+        let big = MAX_WRITES / 2 - 1;
+        let (first, _first) = commit_job(&many("a", big).iter().map(String::as_str).collect::<Vec<_>>());
+        let (second, _second) = commit_job(&many("b", big).iter().map(String::as_str).collect::<Vec<_>>());
+        let (too_many, _too_many) =
+            commit_job(&many("c", big).iter().map(String::as_str).collect::<Vec<_>>());
+        let (small, _small) = commit_job(&["s"]);
+        let mut queue = VecDeque::from([second, too_many, small]);
+        let mut held = VecDeque::new();
+        let group = gather_commits(first, &mut held, || queue.pop_front());
+        let writes: usize = group.iter().map(|j| j.writes.len()).sum();
+        assert_eq!((group.len(), writes), (3, 2 * big + 1));
+        assert!(writes <= MAX_WRITES);
+        assert_eq!(held.len(), 1, "the job that would pass MAX_WRITES waits");
+    }
+
+    #[test]
+    fn commits_held_back_for_one_busy_document_stop_the_queue_being_read_at_max_held() {
+        let (first, _first) = commit_job(&["hot"]);
+        let (jobs, _answers): (Vec<_>, Vec<_>) = (0..MAX_HELD + 10).map(|_| commit_job(&["hot"])).unzip();
+        let mut queue = VecDeque::from(jobs);
+        let mut held = VecDeque::new();
+        let group = gather_commits(first, &mut held, || queue.pop_front());
+        assert_eq!(group.len(), 1);
+        assert_eq!((held.len(), queue.len()), (MAX_HELD, 10));
+    }
+
+    #[test]
+    fn a_read_whose_caller_has_gone_is_dropped_before_it_is_sent() {
+        let job = |name: &str| {
+            let (reply, answer) = oneshot::channel();
+            (
+                ReadJob {
+                    names: vec![name.to_owned()],
+                    reply,
+                },
+                answer,
+            )
+        };
+        let (first, _first) = job("a");
+        let (gone, gone_answer) = job("b");
+        drop(gone_answer);
+        let (kept, _kept) = job("c");
+        let mut queue = VecDeque::from([gone, kept]);
+        let group = gather_reads(first, || queue.pop_front());
+        let names: Vec<&str> = group.iter().map(|j| j.names[0].as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finds_its_queue_full_is_refused_at_once_with_a_transient_error() {
+        // Nobody reads these queues: the first request of each kind fills them.
+        let (grouper, _commits, _reads) = Grouper::queues(1);
+        let (waiting, _waiting) = commit_job(&["a"]);
+        assert!(grouper.commits.try_send(waiting).is_ok());
+        let (reply, _read_waiting) = oneshot::channel();
+        let read = ReadJob {
+            names: vec!["a".to_owned()],
+            reply,
+        };
+        assert!(grouper.reads.try_send(read).is_ok());
+
+        let at_once = Duration::from_secs(1);
+        let commit = tokio::time::timeout(at_once, grouper.commit(Vec::new()))
+            .await
+            .expect("answered without waiting");
+        assert!(
+            matches!(&commit, Err(CommitError::Unavailable(e)) if e.to_string().contains("too many")),
+            "{commit:?}"
+        );
+        let read = tokio::time::timeout(at_once, grouper.read(vec!["b".to_owned()]))
+            .await
+            .expect("answered without waiting");
+        assert!(
+            read.as_ref().is_err_and(|e| e.to_string().contains("too many")),
+            "{read:?}"
+        );
+    }
 }

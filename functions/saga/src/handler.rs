@@ -14,7 +14,7 @@
 use crate::auth::AuthError;
 use crate::bus::Outgoing;
 use crate::contract::Topic;
-use crate::ledger::{self, Handled, Step, StepError};
+use crate::ledger::{self, Deadline, Handled, PoisonDetail, Step, StepError};
 use crate::push::{MAX_PUSH_BYTES, Push, read_envelope};
 use crate::service::Clients;
 use axum::Json;
@@ -26,6 +26,7 @@ use axum::routing::{MethodRouter, post};
 use base64::Engine as _;
 use serde_json::json;
 use std::future::Future;
+use std::time::Instant;
 use tracing::Instrument as _;
 
 /// Attributes put on a message copied to the dead-letter topic by a service.
@@ -57,11 +58,12 @@ pub enum Poison {
     Skip,
 }
 
-/// A push endpoint whose handler gets the decoded message; everything around it (token,
-/// envelope, poison routing, status codes, logging) is this module's.
+/// A push endpoint whose handler gets the decoded message and the deadline of its delivery
+/// (which started when the request arrived); everything around it (token, envelope, poison
+/// routing, status codes, logging) is this module's.
 pub fn push_route<F, Fut>(handler: F) -> MethodRouter<Clients>
 where
-    F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Clients, Push, Deadline) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
 {
     route(Poison::DeadLetter, handler)
@@ -69,16 +71,16 @@ where
 
 /// The push endpoint of a forward step: parse the saga message, run the step engine.
 pub fn step_route<S: Step + Copy + 'static>(step: S) -> MethodRouter<Clients> {
-    push_route(move |clients, push| async move {
+    push_route(move |clients, push, deadline| async move {
         let msg = parse_message(&push)?;
-        ledger::run(&step, &clients, &msg, &push.trace).await
+        ledger::run(&step, &clients, &msg, &push.trace, deadline).await
     })
 }
 
 /// [`push_route`] with another way of handling poison.
 pub fn push_route_with<F, Fut>(poison: Poison, handler: F) -> MethodRouter<Clients>
 where
-    F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Clients, Push, Deadline) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
 {
     route(poison, handler)
@@ -86,11 +88,13 @@ where
 
 fn route<F, Fut>(poison: Poison, handler: F) -> MethodRouter<Clients>
 where
-    F: Fn(Clients, Push) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Clients, Push, Deadline) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Handled, StepError>> + Send + 'static,
 {
     post(
         move |State(clients): State<Clients>, headers: HeaderMap, body: Body| {
+            // Before anything that may wait: the server's timeout is already running.
+            let deadline = Deadline::arrived_at(Instant::now());
             let handler = handler.clone();
             async move {
                 // The token first: nobody else gets us to read a large body.
@@ -100,7 +104,7 @@ where
                     return refused(&e, verifier.mode());
                 }
                 match axum::body::to_bytes(body, MAX_PUSH_BYTES).await {
-                    Ok(body) => handle(clients, body, handler, poison).await,
+                    Ok(body) => handle(clients, body, handler, poison, deadline).await,
                     // Larger than any push Pub/Sub makes, or the connection broke.
                     Err(e) => {
                         tracing::warn!(error = %e, "could not read the push body");
@@ -116,25 +120,32 @@ where
     )
 }
 
-async fn handle<F, Fut>(clients: Clients, body: Bytes, step: F, poison: Poison) -> Response
+async fn handle<F, Fut>(
+    clients: Clients,
+    body: Bytes,
+    step: F,
+    poison: Poison,
+    deadline: Deadline,
+) -> Response
 where
-    F: Fn(Clients, Push) -> Fut,
+    F: Fn(Clients, Push, Deadline) -> Fut,
     Fut: Future<Output = Result<Handled, StepError>>,
 {
     if clients.faults.take_push_failure() {
         tracing::warn!("injected push failure (test hook)");
         return unavailable();
     }
-    let refuse = |push: Push, code: &'static str, detail: String| {
+    // `detail` never quotes the message (see `PoisonDetail`); the lines give its size.
+    let refuse = |push: Push, code: &'static str, detail: PoisonDetail| {
         let clients = clients.clone();
         async move {
             match poison {
                 Poison::DeadLetter => dead_letter(&clients, &push, code, &detail).await,
                 Poison::Keep => {
-                    tracing::error!(reason = code, detail, message_id = %push.message_id, "an unreadable dead letter; it stays on dead-letter-sub");
+                    tracing::error!(reason = code, %detail, bytes = push.data.len(), message_id = %push.message_id, "an unreadable dead letter; it stays on dead-letter-sub");
                     (
                         StatusCode::OK,
-                        Json(json!({ "result": "ignored", "reason": code, "detail": detail })),
+                        Json(json!({ "result": "ignored", "reason": code, "detail": detail.as_str() })),
                     )
                         .into_response()
                 }
@@ -142,7 +153,7 @@ where
                     tracing::debug!(reason = code, message_id = %push.message_id, "not a saga message; its step dead-letters it");
                     (
                         StatusCode::OK,
-                        Json(json!({ "result": "ignored", "reason": code, "detail": detail })),
+                        Json(json!({ "result": "ignored", "reason": code, "detail": detail.as_str() })),
                     )
                         .into_response()
                 }
@@ -156,7 +167,7 @@ where
                 data: body.to_vec(),
                 ..Push::default()
             };
-            return refuse(raw, e.code(), e.to_string()).await;
+            return refuse(raw, e.code(), PoisonDetail::from(&e)).await;
         }
     };
     // The dead-letter reader takes letters of any size: a letter may have been refused for
@@ -165,7 +176,7 @@ where
         && let Err(e) = push.check_size()
     {
         // The whole message, attributes and all, goes to the dead-letter topic.
-        return refuse(push, e.code(), e.to_string()).await;
+        return refuse(push, e.code(), PoisonDetail::from(&e)).await;
     }
     let span = tracing::info_span!(
         "push",
@@ -177,7 +188,7 @@ where
         span_id = %push.trace.span_id(),
     );
     async {
-        match step(clients.clone(), push.clone()).await {
+        match step(clients.clone(), push.clone(), deadline).await {
             Ok(handled) => {
                 match &handled {
                     Handled::Published(Topic::Error) | Handled::Republished(Topic::Error) => {
@@ -208,7 +219,7 @@ where
 }
 
 /// Copies a message that can never be processed to the dead-letter topic, then acks it.
-async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail: &str) -> Response {
+async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail: &PoisonDetail) -> Response {
     use dead_letter_attributes as attr;
     let (data, encoding) = match String::from_utf8(push.data.clone()) {
         Ok(text) => (text, None),
@@ -223,7 +234,10 @@ async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail:
         attributes: push.attributes.clone(),
     }
     .with_attribute(attr::REASON, code)
-    .with_attribute(attr::DETAIL, detail.chars().take(1024).collect::<String>())
+    .with_attribute(
+        attr::DETAIL,
+        detail.as_str().chars().take(1024).collect::<String>(),
+    )
     .with_attribute(attr::SERVICE, clients.service.name())
     .with_attribute(attr::SUBSCRIPTION, push.subscription.clone())
     .with_attribute(attr::MESSAGE_ID, push.message_id.clone());
@@ -234,14 +248,15 @@ async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail:
         Ok(id) => {
             tracing::error!(
                 reason = code,
-                detail,
+                %detail,
+                bytes = push.data.len(),
                 message_id = %push.message_id,
                 dead_letter_id = %id,
                 "poison message moved to the dead-letter topic"
             );
             (
                 StatusCode::OK,
-                Json(json!({ "result": "dead_lettered", "reason": code, "detail": detail })),
+                Json(json!({ "result": "dead_lettered", "reason": code, "detail": detail.as_str() })),
             )
                 .into_response()
         }

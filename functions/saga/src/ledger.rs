@@ -18,6 +18,7 @@
 use crate::bus::{Outgoing, PUBLISH_TIMEOUT};
 use crate::contract::{Service, Topic, consumer_step};
 use crate::message::{FieldError, Reason, SagaMessage};
+use crate::push::EnvelopeError;
 use crate::records::{self, StepRecord, StepState};
 use crate::service::Clients;
 use crate::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
@@ -26,6 +27,7 @@ use firestore::FirestoreTimestamp;
 use firestore::gcloud_sdk::prost_types::Timestamp;
 use rand::Rng as _;
 use serde::Serialize;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 /// How long the delivery that wrote an outbox message (or took it over) holds the sole right
@@ -88,6 +90,52 @@ impl Handled {
     }
 }
 
+/// What is wrong with a poison message, in words that never quote it: made only from the
+/// parsers' errors, whose descriptions leave the input out (see [`JsonProblem`]), so that
+/// it may be logged and put in dead-letter attributes.
+///
+/// [`JsonProblem`]: crate::message::JsonProblem
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoisonDetail(String);
+
+impl PoisonDetail {
+    /// The words.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PoisonDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StepError {
+    /// A message that does not match the record of `step` of saga `uuid`, for the reason
+    /// given ([`UNMATCHED`]). The words name the step and the saga, never the message.
+    pub fn unmatched(step: Service, uuid: crate::message::SagaId, why: &str) -> Self {
+        StepError::Poison {
+            code: UNMATCHED,
+            detail: PoisonDetail(format!(
+                "the message does not match the {step} step of saga {uuid}: {why}"
+            )),
+        }
+    }
+}
+
+impl From<&FieldError> for PoisonDetail {
+    fn from(e: &FieldError) -> Self {
+        PoisonDetail(e.to_string())
+    }
+}
+
+impl From<&EnvelopeError> for PoisonDetail {
+    fn from(e: &EnvelopeError) -> Self {
+        PoisonDetail(e.to_string())
+    }
+}
+
 /// Why a delivery was not handled.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -97,7 +145,7 @@ pub enum StepError {
         /// Machine-readable reason.
         code: &'static str,
         /// What is wrong, naming the field.
-        detail: String,
+        detail: PoisonDetail,
     },
     /// Something failed that may work later: answer 5xx so that Pub/Sub retries.
     #[error(transparent)]
@@ -108,7 +156,7 @@ impl From<FieldError> for StepError {
     fn from(e: FieldError) -> Self {
         StepError::Poison {
             code: e.code(),
-            detail: e.to_string(),
+            detail: PoisonDetail::from(&e),
         }
     }
 }
@@ -127,13 +175,7 @@ pub fn earlier_step(
     step: Service,
     msg: &SagaMessage,
 ) -> Result<StepRecord, StepError> {
-    let unmatched = |why: &str| StepError::Poison {
-        code: UNMATCHED,
-        detail: format!(
-            "the message does not match the {step} step of saga {}: {why}",
-            msg.uuid
-        ),
-    };
+    let unmatched = |why: &str| StepError::unmatched(step, msg.uuid, why);
     let record: StepRecord = doc
         .ok_or_else(|| unmatched("that step never ran"))?
         .decode()
@@ -217,24 +259,30 @@ impl HeldLease {
     }
 }
 
-/// When the handler serving this delivery is cut off: [`HANDLER_TIMEOUT`] after the
-/// delivery reached the engine, less what ran before (the request's body and token).
+/// When the handler serving this delivery is cut off: [`HANDLER_TIMEOUT`] after its request
+/// arrived, less a slack. It starts at arrival, as the server's timeout does, so that what
+/// runs before the engine (the token check, which may queue, and reading the body) counts.
 ///
 /// [`HANDLER_TIMEOUT`]: crate::contract::HANDLER_TIMEOUT
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deadline(Instant);
 
 impl Deadline {
-    /// The deadline of a delivery whose handler starts now.
-    pub fn for_delivery() -> Self {
-        Deadline(Instant::now() + crate::contract::HANDLER_TIMEOUT.saturating_sub(DEADLINE_SLACK))
+    /// The deadline of a delivery whose request arrived at `arrived`.
+    pub fn arrived_at(arrived: Instant) -> Self {
+        Deadline(arrived + crate::contract::HANDLER_TIMEOUT.saturating_sub(DEADLINE_SLACK))
     }
 
     /// How much of the handler's time a publish started now may still take, after the
     /// slack for what comes around it.
     fn left_for_publish(self) -> Duration {
+        self.left_for_publish_at(Instant::now())
+    }
+
+    /// [`Deadline::left_for_publish`] for a publish started at `now`.
+    fn left_for_publish_at(self, now: Instant) -> Duration {
         self.0
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(now)
             .saturating_sub(DEADLINE_SLACK)
     }
 
@@ -267,15 +315,16 @@ fn evidence_paths(uuid: crate::message::SagaId, service: Service) -> Vec<(Topic,
 }
 
 /// Runs `step` for `msg`: the whole engine described at the top of this module.
-/// `trace` is the span of this delivery; the outgoing message carries it on.
+/// `trace` is the span of this delivery; the outgoing message carries it on. `deadline` is
+/// when the handler of this delivery is cut off.
 pub async fn run(
     step: &dyn Step,
     clients: &Clients,
     msg: &SagaMessage,
     trace: &TraceContext,
+    deadline: Deadline,
 ) -> Result<Handled, StepError> {
     step.check(msg)?;
-    let deadline = Deadline::for_delivery();
     let service = step.service();
     let record_path = records::step(msg.uuid, service);
     let reads = step.reads(msg);
@@ -606,7 +655,7 @@ mod tests {
 
     #[test]
     fn a_fresh_delivery_has_time_to_wait_for_a_lease_and_still_publish() {
-        let deadline = Deadline::for_delivery();
+        let deadline = Deadline::arrived_at(Instant::now());
         assert!(deadline.leaves_time_to_publish());
         assert!(
             deadline.left_for_publish() > PUBLISH_TIMEOUT,
@@ -618,5 +667,35 @@ mod tests {
     fn a_delivery_near_its_handler_timeout_does_not_start_a_publish() {
         let deadline = Deadline(Instant::now() + PUBLISH_TIMEOUT);
         assert!(!deadline.leaves_time_to_publish());
+    }
+
+    #[test]
+    fn a_deadline_taken_at_arrival_has_less_left_by_the_time_spent_since() {
+        let arrived = Instant::now();
+        let deadline = Deadline::arrived_at(arrived);
+        let fresh = deadline.left_for_publish_at(arrived);
+        assert_eq!(fresh, HANDLER_TIMEOUT.saturating_sub(DEADLINE_SLACK * 2));
+        let waited = Duration::from_secs(3);
+        assert_eq!(
+            deadline.left_for_publish_at(arrived + waited),
+            fresh.saturating_sub(waited)
+        );
+        assert!(fresh > waited);
+        assert_eq!(
+            deadline.left_for_publish_at(arrived + HANDLER_TIMEOUT),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_delivery_that_queued_at_the_token_check_may_have_no_time_left_to_publish() {
+        let arrived = Instant::now();
+        let deadline = Deadline::arrived_at(arrived);
+        // Had the deadline started when the engine did, after the wait, it would still
+        // have seemed to leave the publish its full timeout.
+        let queued = HANDLER_TIMEOUT.saturating_sub(PUBLISH_TIMEOUT);
+        let engine_starts = arrived + queued;
+        assert!(Deadline::arrived_at(engine_starts).left_for_publish_at(engine_starts) >= PUBLISH_TIMEOUT);
+        assert!(deadline.left_for_publish_at(engine_starts) < PUBLISH_TIMEOUT);
     }
 }

@@ -29,13 +29,83 @@ pub const MAX_NAME_CHARS: usize = 128;
 /// Largest quantity one order may ask for.
 pub const MAX_QUANTITY: u32 = 1_000_000;
 
+/// Longest [`JsonProblem`], in characters.
+const MAX_PROBLEM_CHARS: usize = 200;
+
+/// How the object parser words a repeated key (see [`UniqueKeys`]); [`JsonProblem`] keeps
+/// errors that start so, since the parser never quotes the input in them.
+const DUPLICATE_KEY: &str = "duplicate key";
+
+/// What is wrong with bytes that should have been JSON, said without quoting any of them,
+/// so that it may be logged, answered and put in dead-letter attributes whatever the input
+/// was: `serde_json`'s own words for a syntax error (fixed texts), or, for content of the
+/// wrong kind (whose `serde_json` error may quote the input), only the kind and what was
+/// expected; then the line and column. At most [`MAX_PROBLEM_CHARS`] characters besides
+/// the position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonProblem(String);
+
+impl JsonProblem {
+    /// The input-free description of `e`.
+    pub fn of(e: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let text = e.to_string();
+        let position = format!(" at line {} column {}", e.line(), e.column());
+        let words = text.strip_suffix(position.as_str()).unwrap_or(&text);
+        let what = match e.classify() {
+            Category::Syntax | Category::Eof => words.to_owned(),
+            Category::Data => wrong_content(words),
+            Category::Io => "the input could not be read".to_owned(),
+        };
+        let mut out: String = what.chars().take(MAX_PROBLEM_CHARS).collect();
+        if e.line() > 0 {
+            out.push_str(&position);
+        }
+        JsonProblem(out)
+    }
+}
+
+impl fmt::Display for JsonProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An input-free version of serde's words for content of the wrong kind. Serde puts input
+/// only inside quotes or backticks, after a fixed word for its kind (such as `string "…"`);
+/// field names in `missing field` and `duplicate field` are the type's own.
+fn wrong_content(words: &str) -> String {
+    let own = [DUPLICATE_KEY, "missing field `", "duplicate field `"];
+    if own.iter().any(|prefix| words.starts_with(prefix)) {
+        return words.to_owned();
+    }
+    for kind in ["invalid type", "invalid value", "invalid length"] {
+        let Some(rest) = words.strip_prefix(kind) else {
+            continue;
+        };
+        // The last one: the input, which comes before it, may hold the same words.
+        let Some((found, expected)) = rest.rsplit_once(", expected ") else {
+            break;
+        };
+        let found = found.trim_start_matches([':', ' ']);
+        let found = found.split(['`', '"']).next().unwrap_or_default().trim();
+        return if !found.is_empty() && found.chars().all(|c| c.is_ascii_alphabetic() || c == ' ') {
+            format!("{kind}: {found}, expected {expected}")
+        } else {
+            format!("{kind}, expected {expected}")
+        };
+    }
+    "content of a kind that cannot be read here".to_owned()
+}
+
 /// A field of a message that could not be accepted, and why. Its `Display` names the field,
-/// so it can be shown to the client as is.
+/// so it can be shown to the client as is, and never quotes the input (see
+/// [`JsonProblem`]), so it can be logged too.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
     /// The bytes are not one JSON object.
     #[error("body is not a JSON object: {0}")]
-    NotJson(String),
+    NotJson(JsonProblem),
     /// The object is larger than the limit given.
     #[error("body is larger than {0} bytes")]
     TooLarge(usize),
@@ -439,6 +509,21 @@ pub const RESERVED_FIELDS: [&str; 7] = [
 /// The key that asks payments to fail, as in the original (any value).
 pub const PAYMENT_ERROR_FIELD: &str = "payment-error";
 
+/// Every field the saga reads or sets: the only keys an error may name.
+const KNOWN_FIELDS: [&str; 11] = [
+    "item",
+    "quantity",
+    "user",
+    "uuid",
+    "price_per_unit",
+    "total_invoice",
+    "status",
+    "status_code",
+    "step",
+    "reason",
+    PAYMENT_ERROR_FIELD,
+];
+
 /// A saga message, parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SagaMessage {
@@ -478,7 +563,15 @@ impl<'de> Deserialize<'de> for UniqueKeys {
                 let mut out = Map::new();
                 while let Some((k, v)) = map.next_entry::<String, Value>()? {
                     if out.contains_key(&k) {
-                        return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
+                        // Named only if it is one of the saga's fields: any other key is
+                        // input, which errors must not quote.
+                        return Err(match KNOWN_FIELDS.iter().find(|f| **f == k) {
+                            Some(field) => de::Error::custom(format_args!("{DUPLICATE_KEY} `{field}`")),
+                            None => de::Error::custom(format_args!(
+                                "{DUPLICATE_KEY} ({} bytes long, not a field of the saga)",
+                                k.len()
+                            )),
+                        });
                     }
                     out.insert(k, v);
                 }
@@ -496,7 +589,7 @@ pub fn parse_object(bytes: &[u8], limit: usize) -> Result<Map<String, Value>, Fi
     }
     serde_json::from_slice::<UniqueKeys>(bytes)
         .map(|o| o.0)
-        .map_err(|e| FieldError::NotJson(e.to_string()))
+        .map_err(|e| FieldError::NotJson(JsonProblem::of(&e)))
 }
 
 fn take_str(obj: &mut Map<String, Value>, field: &'static str) -> Result<String, FieldError> {
@@ -961,5 +1054,58 @@ mod tests {
         assert_eq!(Money::new(10).unwrap().times(q), Money::new(10_000_000));
         assert_eq!(Money::new(Money::MAX).unwrap().times(q), None);
         assert_eq!(Money::new(Money::MAX + 1), None);
+    }
+
+    /// A string no error about a message may contain: it stands for anything secret in one.
+    const SECRET: &str = "hunter2-s3cr3t-token";
+
+    #[test]
+    fn a_parse_error_never_quotes_the_message_even_where_serde_json_would() {
+        let uuid = SagaId::new();
+        let long = SECRET.repeat(3000);
+        let cases = [
+            format!("\"{SECRET}\""),
+            format!("[\"{SECRET}\"]"),
+            format!("{{\"{SECRET}\":1,\"{SECRET}\":2}}"),
+            format!("{{\"item\":\"{SECRET}\" x}}"),
+            format!("{{\"item\":\"w\"}} {SECRET}"),
+            format!("{{\"item\":\"{SECRET}\u{1}\"}}"),
+            format!("{{\"item\":\"w\",\"quantity\":\"{SECRET}\",\"user\":\"jack\",\"uuid\":\"{uuid}\"}}"),
+            format!("{{\"item\":\"w\",\"quantity\":1,\"user\":\"jack\",\"uuid\":\"{SECRET}\"}}"),
+            format!("{{\"item\":\"{SECRET}/x\",\"quantity\":1,\"user\":\"jack\",\"uuid\":\"{uuid}\"}}"),
+            format!("\"{long}\""),
+            format!("{{\"{long}\":1,\"{long}\":2}}"),
+        ];
+        for body in &cases {
+            let e = SagaMessage::parse(body.as_bytes()).unwrap_err();
+            let said = crate::ledger::PoisonDetail::from(&e).to_string();
+            assert!(!said.contains(SECRET), "{said}");
+            assert!(!said.contains("s3cr3t"), "{said}");
+            assert!(said.len() < 300, "{} characters: {said}", said.len());
+            assert!(!said.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_parse_error_still_says_what_and_where() {
+        let said = |body: &str| Order::parse_request(body.as_bytes()).unwrap_err().to_string();
+        assert_eq!(
+            said(&format!("\"{SECRET}\"")),
+            "body is not a JSON object: invalid type: string, expected a JSON object at line 1 column 22"
+        );
+        assert_eq!(
+            said("{\"item\": x}"),
+            "body is not a JSON object: expected value at line 1 column 10"
+        );
+        assert!(said(r#"{"quantity":1,"quantity":2}"#).contains("duplicate key `quantity`"));
+        let other = said(&format!(r#"{{"{SECRET}":1,"{SECRET}":2}}"#));
+        assert!(other.contains("duplicate key (20 bytes long"), "{other}");
+    }
+
+    #[test]
+    fn every_field_the_saga_sets_may_be_named_in_an_error() {
+        for field in RESERVED_FIELDS {
+            assert!(KNOWN_FIELDS.contains(&field), "{field}");
+        }
     }
 }

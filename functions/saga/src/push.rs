@@ -9,7 +9,7 @@
 //! Pub/Sub (and its emulator) sends the message fields both in camelCase and in
 //! `snake_case`; either is accepted.
 
-use crate::message::MAX_MESSAGE_BYTES;
+use crate::message::{JsonProblem, MAX_MESSAGE_BYTES};
 use crate::trace::{TRACEPARENT, TraceContext};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -41,13 +41,14 @@ pub struct Push {
     pub trace: TraceContext,
 }
 
-/// Why an envelope could not be read.
+/// Why an envelope could not be read. Its `Display` never quotes the envelope, so it may
+/// be logged and put in dead-letter attributes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
     /// Not the JSON of a push envelope.
     #[error("not a Pub/Sub push envelope: {0}")]
-    Malformed(String),
-    /// `message.data` is not base64.
+    Malformed(JsonProblem),
+    /// `message.data` is not base64: where, but not which byte.
     #[error("message data is not base64: {0}")]
     BadBase64(String),
     /// `message.data` decodes to more than [`MAX_MESSAGE_BYTES`].
@@ -104,12 +105,13 @@ pub fn parse_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
 /// Reads a push request body whatever the size of its data (the HTTP body limit bounds
 /// it), so that an oversized message can still be dead-lettered whole, with its attributes.
 pub fn read_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(JsonProblem::of(&e)))?;
     let msg = env.message;
     let encoded = msg.data.unwrap_or_default();
     let data = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .map_err(|e| EnvelopeError::BadBase64(e.to_string()))?;
+        .map_err(|e| EnvelopeError::BadBase64(base64_problem(&e)))?;
     let attributes = msg.attributes.unwrap_or_default();
     let trace = attributes
         .get(TRACEPARENT)
@@ -124,6 +126,20 @@ pub fn read_envelope(body: &[u8]) -> Result<Push, EnvelopeError> {
         subscription: env.subscription,
         delivery_attempt: env.delivery_attempt,
     })
+}
+
+/// What is wrong with base64 text, without the byte at fault (base64's own `Display`
+/// quotes it).
+fn base64_problem(e: &base64::DecodeError) -> String {
+    use base64::DecodeError;
+    match e {
+        DecodeError::InvalidByte(offset, _) => format!("a character that is not base64 at offset {offset}"),
+        DecodeError::InvalidLength(length) => format!("{length} symbols is not a length base64 can have"),
+        DecodeError::InvalidLastSymbol(offset, _) => {
+            format!("the last symbol, at offset {offset}, is not canonical")
+        }
+        DecodeError::InvalidPadding => "the padding is wrong".to_owned(),
+    }
 }
 
 impl Push {
@@ -215,5 +231,30 @@ mod tests {
         assert_eq!(push.data, b"hello");
         assert_eq!(push.attributes, attrs);
         assert_eq!(push.message_id, "7");
+    }
+
+    #[test]
+    fn an_envelope_error_never_quotes_the_envelope() {
+        const SECRET: &str = "hunter2-s3cr3t-token";
+        let cases = [
+            format!(r#"{{"message":{{"data":"{SECRET}!"}}}}"#),
+            format!(r#"{{"message":{{"data":"","attributes":"{SECRET}"}}}}"#),
+            format!(r#"{{"message":{{"data":"","messageId":["{SECRET}"]}}}}"#),
+            format!(r#"{{"message":{{"data":""}},"deliveryAttempt":"{SECRET}"}}"#),
+            format!(r#"{{"message":"{SECRET}"}}"#),
+            format!(r#""{SECRET}""#),
+            format!(r#"{{"message":{{"data":""}}}} {SECRET}"#),
+        ];
+        for body in &cases {
+            let e = parse_envelope(body.as_bytes()).unwrap_err();
+            let said = crate::ledger::PoisonDetail::from(&e).to_string();
+            assert!(!said.contains("s3cr3t"), "{said}");
+            assert!(said.len() < 300, "{said}");
+        }
+        let e = parse_envelope(br#"{"message":{"data":"","messageId":7}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not a Pub/Sub push envelope: invalid type: integer, expected a string at line 1 column 35"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::auth::PushVerifier;
 use crate::bus::Bus;
-use crate::config::{Config, PushAuth};
+use crate::config::{Config, OrderList, PushAuth};
 use crate::contract::Service;
 use crate::faults::Faults;
 use crate::server;
@@ -32,6 +32,8 @@ pub struct Clients {
     pub faults: Faults,
     /// Checks that pushes come from Pub/Sub; `None` when verification is off.
     pub push_verifier: Option<Arc<PushVerifier>>,
+    /// Whether the frontend lists everyone's sagas at `GET /orders`.
+    pub order_list: OrderList,
 }
 
 impl Clients {
@@ -63,6 +65,7 @@ impl Clients {
         }
         Ok(Clients {
             push_verifier,
+            order_list: config.order_list,
             service: config.service,
             project: config.project().to_owned(),
             store: Store::connect(&config.firestore).await?,

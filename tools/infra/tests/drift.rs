@@ -524,3 +524,39 @@ fn each_worker_checks_push_tokens_as_its_invoker_iam_setting_requires() -> Resul
     }
     Ok(())
 }
+
+#[test]
+fn the_frontend_lists_everyones_orders_only_when_order_list_enabled_says_so() -> Result<()> {
+    // Unset, the variable keeps the list off: it shows anyone everyone's orders.
+    for (vars, value, list) in [
+        (vec![], "off", config::OrderList::Off),
+        (
+            vec![("order_list_enabled", Value::from(false))],
+            "off",
+            config::OrderList::Off,
+        ),
+        (
+            vec![("order_list_enabled", Value::from(true))],
+            "on",
+            config::OrderList::On,
+        ),
+    ] {
+        let tf = terraform_with(&vars);
+        for (name, run) in cloud_run(&tf)? {
+            let env = env_of(&run)?;
+            let set = env.get(config::env::ORDER_LIST).map(String::as_str);
+            if name != Service::Frontend.name() {
+                assert_eq!(set, None, "{name} lists no orders");
+                continue;
+            }
+            assert_eq!(set, Some(value), "{name}: ORDER_LIST with {vars:?}");
+            // What the frontend makes of exactly this environment, on Cloud Run.
+            let mut on_cloud_run = env.clone();
+            on_cloud_run.insert(config::env::K_SERVICE.to_owned(), name.clone());
+            let parsed = config::Config::from_lookup(Service::Frontend, |k| on_cloud_run.get(k).cloned())
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            assert_eq!(parsed.order_list, list, "{name}: with {vars:?}");
+        }
+    }
+    Ok(())
+}
