@@ -18,14 +18,39 @@ fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
     e.status().is_some_and(|s| s.code == Code::AlreadyExists)
 }
 
+/// Who delivers the messages of the contract's push subscriptions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pusher {
+    /// The emulator's own push, to the endpoint of each subscription.
+    Emulator,
+    /// Something that pulls them and pushes as Google Cloud would
+    /// (`gcp_models::pubsub_push`): the subscriptions are created without an endpoint, with
+    /// the same retry and dead-letter policies, so that the emulator still decides what is
+    /// redelivered and dead-lettered.
+    Pulled,
+}
+
 /// Creates every topic and subscription of [`saga::contract`] in `project` on the emulator
-/// at `endpoint`. Push subscriptions point at `push_base(service)` plus their path. Safe to
-/// run again: what exists is kept, and push endpoints are updated.
+/// at `endpoint`, pushed by the emulator: [`provision_for`] with [`Pusher::Emulator`].
 pub async fn provision(
     endpoint: &str,
     project: &str,
     push_base: impl Fn(Service) -> String,
     policy: &PushPolicy,
+) -> anyhow::Result<()> {
+    provision_for(endpoint, project, push_base, policy, Pusher::Emulator).await
+}
+
+/// Creates every topic and subscription of [`saga::contract`] in `project` on the emulator
+/// at `endpoint`. Push subscriptions point at `push_base(service)` plus their path, unless
+/// `pusher` is [`Pusher::Pulled`]. Safe to run again: what exists is kept, and push
+/// endpoints are updated.
+pub async fn provision_for(
+    endpoint: &str,
+    project: &str,
+    push_base: impl Fn(Service) -> String,
+    policy: &PushPolicy,
+    pusher: Pusher,
 ) -> anyhow::Result<()> {
     let topics = TopicAdmin::builder()
         .with_endpoint(endpoint)
@@ -63,7 +88,13 @@ pub async fn provision(
                 dead_letter,
                 ..
             } => {
-                let config = PushConfig::new().set_push_endpoint(format!("{}{path}", push_base(service)));
+                let config = match pusher {
+                    Pusher::Emulator => {
+                        PushConfig::new().set_push_endpoint(format!("{}{path}", push_base(service)))
+                    }
+                    // An empty push config makes it a pull subscription.
+                    Pusher::Pulled => PushConfig::new(),
+                };
                 create = create
                     .set_push_config(config.clone())
                     .set_ack_deadline_seconds(i32::try_from(policy.ack_deadline.as_secs()).unwrap_or(600))

@@ -6,9 +6,10 @@
 //! emulators therefore says nothing about push authentication. These models fill the gap:
 //!
 //! ```text
-//!   oidc::Issuer ──mints a token as Pub/Sub does──▶ cloud_run::FrontEnd ──stripped──▶ worker
-//!   (Google's keys, served as a JWKS)                (verifies, checks invokers,
-//!                                                     strips the signature, limits)
+//!   emulator ──pull──▶ pubsub_push::Deliverer ──POST + token──▶ cloud_run::FrontEnd ──▶ worker
+//!   (retry and        (many in flight, duplicates,  minted by   (verifies, checks invokers,
+//!    dead-letter       delays, deliveryAttempt)    oidc::Issuer  strips the signature, limits)
+//!    policies)
 //! ```
 //!
 //! - [`oidc`]: a local stand-in for Google's OIDC issuer: a key pair, its JWKS on loopback,
@@ -16,8 +17,12 @@
 //! - [`cloud_run`]: a reverse proxy that does what Cloud Run's front end does for a private
 //!   service: token verification, the `run.invoker` check, signature stripping, the request
 //!   timeout and the concurrency limit.
+//! - [`pubsub_push`]: push delivery as Google's Pub/Sub does it, for subscriptions on the
+//!   emulator: many requests in flight, a token per push, `deliveryAttempt`, duplicates
+//!   (also after a 2xx), delays and lost answers, seeded so a run can be replayed.
 //!
 //! Each module's docs name the Google documentation pages it follows, and what it leaves out.
 
 pub mod cloud_run;
 pub mod oidc;
+pub mod pubsub_push;
