@@ -11,12 +11,12 @@ use devstack::pubsub::{Puller, Received};
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
 use google_cloud_pubsub::client::{BasePublisher, SubscriptionAdmin};
 use google_cloud_pubsub::model::Message;
-use saga::config::Config;
 use saga::contract::{PUSH_POLICY, PushPolicy, Service, Topic};
+use saga::domain::SagaId;
 use saga::faults::Faults;
-use saga::message::SagaId;
-use saga::service::Running;
-use saga::store::{DocPath, Store, WriteSet};
+use saga::gcp::store::{DocPath, Store, WriteSet};
+use saga::runtime::config::Config;
+use saga::runtime::service::Running;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -144,7 +144,7 @@ impl TestStack {
             policy,
         )
         .await?;
-        let store = Store::connect(&saga::config::FirestoreTarget {
+        let store = Store::connect(&saga::gcp::store::FirestoreTarget {
             project: project.clone(),
             emulator_host: Some(emulators.firestore.clone()),
         })

@@ -14,8 +14,9 @@
 
 use e2e::{TestStack, eventually, new_uuid, saga_message};
 use saga::contract::{Service, Topic};
-use saga::handler::dead_letter_attributes::REASON;
-use saga::message::{MAX_MESSAGE_BYTES, Money, Order, SagaId, SagaMessage};
+use saga::domain::{Money, Order, SagaId};
+use saga::runtime::push_route::dead_letter_attributes::REASON;
+use saga::wire::message::{MAX_MESSAGE_BYTES, SagaMessage};
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -12,8 +12,8 @@
 use base64::Engine as _;
 use e2e::{Refused, TestStack, new_uuid, refused, saga_message};
 use saga::contract::{Service, Topic, push_path};
-use saga::message::{MAX_MESSAGE_BYTES, MAX_ORDER_BYTES};
-use saga::push::MAX_PUSH_BYTES;
+use saga::wire::envelope::MAX_PUSH_BYTES;
+use saga::wire::message::{MAX_MESSAGE_BYTES, MAX_ORDER_BYTES};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 const QUIET: Duration = Duration::from_secs(3);
 
-/// The dead-letter attributes a service adds (see `saga::handler::dead_letter_attributes`).
+/// The dead-letter attributes a service adds (see `saga::runtime::push_route::dead_letter_attributes`).
 const REASON: &str = "saga_dead_letter_reason";
 const DETAIL: &str = "saga_dead_letter_detail";
 const SERVICE: &str = "saga_dead_letter_service";

@@ -14,13 +14,15 @@ use orders::Orders;
 use payments::Payments;
 use proptest::prelude::*;
 use saga::contract::Service;
-use saga::ledger::{Decision, Step};
-use saga::message::{MAX_MESSAGE_BYTES, Money, Order, Reason, SagaId, SagaMessage};
-use saga::records::{self, StepRecord, StepState};
-use saga::store::Snapshot;
+use saga::domain::{Money, Order, Reason, SagaId};
+use saga::engine::records;
+use saga::engine::records::{StepRecord, StepState};
+use saga::engine::{Decision, Step};
+use saga::gcp::store::Snapshot;
+use saga::wire::message::{MAX_MESSAGE_BYTES, SagaMessage};
 use serde_json::{Value, json};
 
-fn snapshot(path: &saga::store::DocPath, fields: &impl serde::Serialize) -> Option<Snapshot> {
+fn snapshot(path: &saga::gcp::store::DocPath, fields: &impl serde::Serialize) -> Option<Snapshot> {
     Some(Snapshot::of(path, fields, 1).unwrap())
 }
 

@@ -14,9 +14,10 @@ use e2e::{TestStack, new_uuid, saga_message};
 use gcp_models::cloud_run::{self, FrontEnd, SIGNATURE_REMOVED, X_SERVERLESS_AUTHORIZATION};
 use gcp_models::oidc::{Issuer, JwksServer, now};
 use jsonwebtoken::jwk::JwkSet;
-use saga::config::{Config, PushAuth, PushIdentity};
 use saga::contract::Service;
-use saga::service::Running;
+use saga::gcp::auth::{PushAuth, PushIdentity};
+use saga::runtime::config::Config;
+use saga::runtime::service::Running;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -74,7 +75,7 @@ struct Pushed {
 async fn push(stack: &TestStack, base: &str, headers: &[(&str, String)]) -> Pushed {
     let uuid = new_uuid();
     let data = saga_message(&uuid, "widget", 1, "jack").to_string();
-    let body = saga::push::envelope(
+    let body = saga::wire::envelope::envelope(
         &format!("projects/{}/subscriptions/frontend-sub", stack.project),
         "1",
         data.as_bytes(),

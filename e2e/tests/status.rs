@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use e2e::{TestStack, eventually, new_uuid, saga_message};
-use saga::config::OrderList;
 use saga::contract::{PUSH_POLICY, Service, Topic};
+use saga::runtime::config::OrderList;
 use serde_json::{Value, json};
 use std::time::Duration;
 

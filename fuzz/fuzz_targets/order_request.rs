@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use saga::message::{MAX_NAME_CHARS, MAX_QUANTITY, Order, RESERVED_FIELDS};
+use saga::domain::{MAX_NAME_CHARS, MAX_QUANTITY, Order};
+use saga::wire::message::RESERVED_FIELDS;
 
 fuzz_target!(|data: &[u8]| {
     match Order::parse_request(data) {

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use saga::message::MAX_MESSAGE_BYTES;
-use saga::push::parse_envelope;
+use saga::wire::message::MAX_MESSAGE_BYTES;
+use saga::wire::envelope::parse_envelope;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(push) = parse_envelope(data) {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use saga::message::SagaMessage;
+use saga::wire::message::SagaMessage;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(msg) = SagaMessage::parse(data) {

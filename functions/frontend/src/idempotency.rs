@@ -14,9 +14,9 @@ use aws_lc_rs::digest::{SHA256, digest};
 use axum::http::HeaderMap;
 use firestore::FirestoreTimestamp;
 use saga::contract::collections;
-use saga::ledger::{MAX_ROUNDS, backoff};
-use saga::message::SagaId;
-use saga::store::{CommitError, DocPath, Precondition, Store, WriteSet};
+use saga::domain::SagaId;
+use saga::engine::retry::until_committed;
+use saga::gcp::store::{CommitError, DocPath, Precondition, Store, WriteSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -136,51 +136,50 @@ pub enum Claim {
 /// Claims `key` for a request whose [`request_hash`] is `hash`.
 pub async fn claim(store: &Store, key: &Key, hash: &str) -> Result<Claim, ApiError> {
     let path = key.path();
-    for round in 0..MAX_ROUNDS {
-        if round > 0 {
-            backoff(round).await;
-        }
-        let current = store.get(&path).await.map_err(ApiError::Unavailable)?;
-        let now = FirestoreTimestamp::now();
-        let precondition = match &current {
-            None => Precondition::Absent,
-            Some(snapshot) => {
-                let doc: KeyDoc = snapshot.decode().map_err(ApiError::Unavailable)?;
-                if doc.expires_at > now {
-                    if doc.request_hash != hash {
-                        return Err(ApiError::KeyReused);
+    until_committed(|_| {
+        let path = &path;
+        async move {
+            let current = store.get(path).await.map_err(ApiError::Unavailable)?;
+            let now = FirestoreTimestamp::now();
+            let precondition = match &current {
+                None => Precondition::Absent,
+                Some(snapshot) => {
+                    let doc: KeyDoc = snapshot.decode().map_err(ApiError::Unavailable)?;
+                    if doc.expires_at > now {
+                        if doc.request_hash != hash {
+                            return Err(ApiError::KeyReused);
+                        }
+                        let uuid = SagaId::parse(&doc.uuid).ok_or_else(|| {
+                            ApiError::Unavailable(anyhow::anyhow!("key {path} holds no uuid"))
+                        })?;
+                        return Ok(Some(Claim::Retry {
+                            uuid,
+                            published: doc.published,
+                        }));
                     }
-                    let uuid = SagaId::parse(&doc.uuid)
-                        .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("key {path} holds no uuid")))?;
-                    return Ok(Claim::Retry {
-                        uuid,
-                        published: doc.published,
-                    });
+                    // Expired but not yet removed by the TTL policy: the key is free again.
+                    Precondition::Unchanged(snapshot.update_time())
                 }
-                // Expired but not yet removed by the TTL policy: the key is free again.
-                Precondition::Unchanged(snapshot.update_time())
+            };
+            let uuid = SagaId::new();
+            let expires = firestore::jiff::SignedDuration::try_from(RETENTION).unwrap_or_default();
+            let doc = KeyDoc {
+                request_hash: hash.to_owned(),
+                uuid: uuid.to_string(),
+                published: false,
+                created: now,
+                expires_at: FirestoreTimestamp(now.0.checked_add(expires).unwrap_or(now.0)),
+            };
+            let mut writes = WriteSet::new();
+            writes.update(path.clone(), &doc, None, Some(precondition));
+            match store.commit(writes).await {
+                Ok(_) => Ok(Some(Claim::New(uuid))),
+                Err(CommitError::Conflict(_)) => Ok(None),
+                Err(CommitError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
             }
-        };
-        let uuid = SagaId::new();
-        let expires = firestore::jiff::SignedDuration::try_from(RETENTION).unwrap_or_default();
-        let doc = KeyDoc {
-            request_hash: hash.to_owned(),
-            uuid: uuid.to_string(),
-            published: false,
-            created: now,
-            expires_at: FirestoreTimestamp(now.0.checked_add(expires).unwrap_or(now.0)),
-        };
-        let mut writes = WriteSet::new();
-        writes.update(path.clone(), &doc, None, Some(precondition));
-        match store.commit(writes).await {
-            Ok(_) => return Ok(Claim::New(uuid)),
-            Err(CommitError::Conflict(_)) => {}
-            Err(CommitError::Unavailable(e)) => return Err(ApiError::Unavailable(e)),
         }
-    }
-    Err(ApiError::Unavailable(anyhow::anyhow!(
-        "idempotency key {path} kept changing"
-    )))
+    })
+    .await
 }
 
 #[derive(Serialize)]

@@ -13,16 +13,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use firestore::FirestoreTimestamp;
-use saga::bus::Outgoing;
-use saga::config::OrderList;
 use saga::contract::{Topic, collections};
-use saga::message::{FieldError, MAX_ORDER_BYTES, Order, SagaId, SagaMessage, StatusCode as SagaStatus};
-use saga::records;
-use saga::service::Clients;
-use saga::status::{Stage, StatusDoc};
-use saga::trace::{CLOUD_TRACE_CONTEXT, TRACEPARENT, TraceContext};
+use saga::domain::{FieldError, Order, SagaId, Stage};
+use saga::engine::records;
+use saga::engine::status::StatusDoc;
+use saga::gcp::Clients;
+use saga::gcp::bus::Outgoing;
+use saga::runtime::config::{Config, OrderList};
+use saga::wire::message::{MAX_ORDER_BYTES, SagaMessage};
+use saga::wire::trace::{CLOUD_TRACE_CONTEXT, TRACEPARENT, TraceContext};
 use serde::Serialize;
 use serde_json::json;
 use tracing::Instrument as _;
@@ -63,6 +64,12 @@ pub enum ApiError {
     /// A dependency failed; the client may retry.
     #[error("temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
+}
+
+impl From<saga::engine::retry::Contention> for ApiError {
+    fn from(e: saga::engine::retry::Contention) -> Self {
+        ApiError::Unavailable(e.into())
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -272,7 +279,7 @@ fn accepted(uuid: SagaId, trace: &TraceContext) -> (StatusCode, Json<Accepted>) 
         StatusCode::ACCEPTED,
         Json(Accepted {
             uuid: uuid.to_string(),
-            status: SagaStatus::Received.as_str(),
+            status: Stage::Received.as_str(),
             status_url: format!("/orders/{uuid}"),
             trace_id: trace.trace_id(),
         }),
@@ -305,9 +312,10 @@ pub struct RecentQuery {
 /// `GET /orders`: the most recent sagas, newest first; 404 where the list is turned off.
 pub async fn recent_orders(
     State(clients): State<Clients>,
+    Extension(list): Extension<OrderList>,
     Query(query): Query<RecentQuery>,
 ) -> Result<Json<Vec<OrderStatus>>, ApiError> {
-    if clients.order_list == OrderList::Off {
+    if list == OrderList::Off {
         return Err(ApiError::ListDisabled);
     }
     let limit = query.limit.unwrap_or(20).clamp(1, 100);
@@ -325,14 +333,15 @@ pub async fn recent_orders(
 }
 
 /// The frontend's routes.
-pub fn router(clients: Clients) -> Router {
+pub fn router(clients: Clients, config: &Config) -> Router {
     let routes = Router::new()
         .route(ORDER_PATH, post(place_order))
         .route("/orders", get(recent_orders))
         .route("/orders/{uuid}", get(order_status))
         .merge(page::routes())
+        .layer(Extension(config.order_list))
         .with_state(clients);
-    saga::server::standard(routes, MAX_ORDER_BYTES)
+    saga::runtime::server::standard(routes, MAX_ORDER_BYTES)
 }
 
 #[cfg(test)]

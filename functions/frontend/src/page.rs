@@ -12,7 +12,7 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use saga::service::Clients;
+use saga::gcp::Clients;
 
 /// What the page may load and where it may send anything: its own assets and origin only.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \

@@ -9,13 +9,16 @@
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
-use saga::handler::step_route;
-use saga::ledger::{Decision, Step, StepError, earlier_step};
-use saga::message::{Money, Reason, SagaMessage};
-use saga::push::MAX_PUSH_BYTES;
-use saga::records::{self, DocStatus, ReservationDoc, StepState, inventory_fields};
-use saga::service::Clients;
-use saga::store::{DocPath, Precondition, Snapshot, WriteSet};
+use saga::domain::{Money, Reason};
+use saga::engine::records;
+use saga::engine::records::{DocStatus, ReservationDoc, inventory_fields};
+use saga::engine::{Decision, Step, StepError, earlier_step};
+use saga::gcp::Clients;
+use saga::gcp::store::{DocPath, Precondition, Snapshot, WriteSet};
+use saga::runtime::config::Config;
+use saga::runtime::push_route::step_route;
+use saga::wire::envelope::MAX_PUSH_BYTES;
+use saga::wire::message::SagaMessage;
 use serde::Serialize;
 
 /// The inventory step.
@@ -25,17 +28,6 @@ pub struct Inventory;
 #[derive(Serialize)]
 struct StockLevel {
     quantity: i64,
-}
-
-fn reject(msg: &SagaMessage, reason: Reason) -> Decision {
-    Decision {
-        state: StepState::Rejected,
-        reason: Some(reason),
-        price_per_unit: None,
-        topic: Topic::Error,
-        message: msg.fail(Service::Inventory, reason),
-        writes: WriteSet::new(),
-    }
 }
 
 impl Step for Inventory {
@@ -60,7 +52,7 @@ impl Step for Inventory {
         let item = &msg.order.item;
         let wanted = msg.order.quantity;
         let Some(stock) = stock else {
-            return Ok(reject(msg, Reason::UnknownItem));
+            return Ok(Decision::rejected(Service::Inventory, msg, Reason::UnknownItem));
         };
         let level = stock.integer(inventory_fields::QUANTITY);
         let price = stock
@@ -68,10 +60,18 @@ impl Step for Inventory {
             .and_then(|p| u64::try_from(p).ok())
             .and_then(Money::new);
         let (Some(level), Some(price)) = (level, price) else {
-            return Ok(reject(msg, Reason::InvalidInventoryRecord));
+            return Ok(Decision::rejected(
+                Service::Inventory,
+                msg,
+                Reason::InvalidInventoryRecord,
+            ));
         };
         if level < i64::from(wanted) {
-            return Ok(reject(msg, Reason::InsufficientStock));
+            return Ok(Decision::rejected(
+                Service::Inventory,
+                msg,
+                Reason::InsufficientStock,
+            ));
         }
 
         let mut writes = WriteSet::new();
@@ -95,23 +95,20 @@ impl Step for Inventory {
                 created: FirestoreTimestamp::now(),
             },
         );
-        Ok(Decision {
-            state: StepState::Done,
-            reason: None,
-            price_per_unit: Some(price.get()),
-            topic: Topic::InventoryUpdated,
-            message: msg.stock_reserved(price),
+        Ok(Decision::done(
+            Topic::InventoryUpdated,
+            msg.stock_reserved(price),
             writes,
-        })
+        ))
     }
 }
 
 /// The inventory service's routes.
-pub fn router(clients: Clients) -> Router {
+pub fn router(clients: Clients, _config: &Config) -> Router {
     let routes = Router::new()
         .route(push_path(Topic::OrderCreated), step_route(Inventory))
         .with_state(clients);
-    saga::server::standard(routes, MAX_PUSH_BYTES)
+    saga::runtime::server::standard(routes, MAX_PUSH_BYTES)
 }
 
 #[cfg(test)]
@@ -119,9 +116,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::unnecessary_wraps)]
 
     use super::*;
-    use saga::message::{Order, Quantity, SagaId};
-    use saga::records::StepRecord;
-    use saga::store::Precondition;
+    use saga::domain::{Order, Quantity, SagaId};
+    use saga::engine::records::StepRecord;
+    use saga::engine::records::StepState;
+    use saga::gcp::store::Precondition;
     use serde_json::json;
 
     fn message(quantity: u32) -> SagaMessage {
@@ -150,7 +148,7 @@ mod tests {
         let d = decide(&msg, item(&msg, &json!({"quantity": 5, "price_per_unit": 3}))).unwrap();
         assert_eq!((d.state, d.topic), (StepState::Done, Topic::InventoryUpdated));
         assert_eq!(d.message.price_per_unit, Money::new(3));
-        assert_eq!(d.price_per_unit, Some(3));
+        assert_eq!(d.message.price_per_unit, Money::new(3));
         let writes = d.writes.documents();
         let stamp = Snapshot::of(&records::item(&msg.order.item), &json!({}), 7)
             .unwrap()
@@ -191,7 +189,7 @@ mod tests {
         for (what, stock, reason) in cases {
             let d = decide(&msg, stock).unwrap();
             assert_eq!(
-                (d.state, d.topic, d.reason),
+                (d.state, d.topic, d.message.reason),
                 (StepState::Rejected, Topic::Error, Some(reason)),
                 "{what}"
             );
@@ -214,7 +212,7 @@ mod tests {
         ];
         for (what, record) in cases {
             match Inventory.decide(&msg, &[stock.clone(), record]) {
-                Err(StepError::Poison { code, .. }) => assert_eq!(code, saga::ledger::UNMATCHED, "{what}"),
+                Err(StepError::Poison { code, .. }) => assert_eq!(code, saga::engine::UNMATCHED, "{what}"),
                 other => panic!("{what}: {other:?}"),
             }
         }

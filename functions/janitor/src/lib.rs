@@ -28,17 +28,21 @@
 
 use axum::Router;
 use firestore::FirestoreTimestamp;
-use saga::bus::Outgoing;
 use saga::contract::{Delivery, Purpose, Service, Subscription, Topic};
-use saga::handler::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
-use saga::ledger::{self, Deadline, Decision, Found, Handled, Step, StepError, UNMATCHED};
-use saga::message::{Reason, SagaMessage};
-use saga::push::{MAX_PUSH_BYTES, Push};
-use saga::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
-use saga::service::Clients;
-use saga::status::{Stage, StatusEvent};
-use saga::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
-use saga::trace::TraceContext;
+use saga::domain::Reason;
+use saga::domain::Stage;
+use saga::engine::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
+use saga::engine::retry::until_committed;
+use saga::engine::status::StatusEvent;
+use saga::engine::{self, Deadline, Decision, Found, Handled, Step, StepError, UNMATCHED};
+use saga::gcp::Clients;
+use saga::gcp::bus::Outgoing;
+use saga::gcp::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
+use saga::runtime::config::Config;
+use saga::runtime::push_route::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
+use saga::wire::envelope::{MAX_PUSH_BYTES, Push};
+use saga::wire::message::SagaMessage;
+use saga::wire::trace::TraceContext;
 
 /// The attribute Pub/Sub puts on a dead-lettered message: the subscription that gave up.
 pub const SOURCE_SUBSCRIPTION_ATTRIBUTE: &str = "CloudPubSubDeadLetterSourceSubscription";
@@ -62,7 +66,7 @@ pub struct Plan {
 pub fn plan(
     records: &[(Service, Option<(StepRecord, Snapshot)>)],
     writes: &mut WriteSet,
-    uuid: saga::message::SagaId,
+    uuid: saga::domain::SagaId,
     fallback: &SagaMessage,
 ) -> Result<Plan, &'static str> {
     let mut plan = Plan::default();
@@ -139,50 +143,51 @@ pub async fn compensate(
     let mut paths = vec![own_path.clone()];
     paths.extend(UNDO_ORDER.iter().map(|s| records::step(uuid, *s)));
 
-    for round in 0..ledger::MAX_ROUNDS {
-        if round > 0 {
-            ledger::backoff(round).await;
-        }
-        let mut docs = clients.store.get_all(&paths).await?;
-        if let Some(own) = docs.remove(0) {
-            // No step consumes `compensated`: the record's own mark tells.
-            let found = Found::new(own, &[], Vec::new());
-            return ledger::resume(clients, &own_path, &[], found, deadline).await;
-        }
-        let mut found = Vec::with_capacity(UNDO_ORDER.len());
-        for (service, doc) in UNDO_ORDER.iter().zip(docs) {
-            let record = match doc {
-                Some(snapshot) => Some((snapshot.decode::<StepRecord>()?, snapshot)),
-                None => None,
-            };
-            found.push((*service, record));
-        }
-
-        let mut writes = WriteSet::new();
-        let plan = match plan(&found, &mut writes, uuid, msg) {
-            Ok(plan) => plan,
-            Err(why) => {
-                tracing::warn!(why, "not compensating");
-                return Ok(Handled::Ignored(why));
+    until_committed(|_| {
+        let (paths, own_path) = (&paths, &own_path);
+        async move {
+            let mut docs = clients.store.get_all(paths).await?;
+            if let Some(own) = docs.remove(0) {
+                // No step consumes `compensated`: the record's own mark tells.
+                let found = Found::new(own, &[], Vec::new());
+                return engine::resume(clients, own_path, &[], found, deadline)
+                    .await
+                    .map(Some);
             }
-        };
-        let message = msg.compensated(plan.released, plan.cancelled).fitted();
-        let mut record = StepRecord::new(Service::Janitor, uuid, &msg.order, StepState::Done);
-        record.reason = msg.reason.map(|r| r.as_str().to_owned());
-        let outgoing = Outgoing::new(Topic::Compensated, message.to_json()).traced(trace);
-        if let Some(handled) =
-            ledger::commit_and_publish(clients, &own_path, record, outgoing, writes, deadline).await?
-        {
-            tracing::info!(
-                released = plan.released,
-                cancelled = plan.cancelled,
-                tombstoned = ?plan.tombstoned,
-                "saga compensated"
-            );
-            return Ok(handled);
+            let mut found = Vec::with_capacity(UNDO_ORDER.len());
+            for (service, doc) in UNDO_ORDER.iter().zip(docs) {
+                let record = match doc {
+                    Some(snapshot) => Some((snapshot.decode::<StepRecord>()?, snapshot)),
+                    None => None,
+                };
+                found.push((*service, record));
+            }
+            let mut writes = WriteSet::new();
+            let plan = match plan(&found, &mut writes, uuid, msg) {
+                Ok(plan) => plan,
+                Err(why) => {
+                    tracing::warn!(why, "not compensating");
+                    return Ok(Some(Handled::Ignored(why)));
+                }
+            };
+            let message = msg.compensated(plan.released, plan.cancelled).fitted();
+            let mut record = StepRecord::new(Service::Janitor, uuid, &msg.order, StepState::Done);
+            record.reason = msg.reason.map(|r| r.as_str().to_owned());
+            let outgoing = Outgoing::new(Topic::Compensated, message.to_json()).traced(trace);
+            let handled =
+                engine::commit_and_publish(clients, own_path, record, outgoing, writes, deadline).await?;
+            if handled.is_some() {
+                tracing::info!(
+                    released = plan.released,
+                    cancelled = plan.cancelled,
+                    tombstoned = ?plan.tombstoned,
+                    "saga compensated"
+                );
+            }
+            Ok(handled)
         }
-    }
-    Err(ledger::contention())
+    })
+    .await
 }
 
 /// Fails a forward step on its behalf: Pub/Sub gave up delivering its message
@@ -203,15 +208,7 @@ impl Step for GiveUp {
     }
 
     fn decide(&self, msg: &SagaMessage, _docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
-        Ok(Decision {
-            state: StepState::Failed,
-            reason: Some(self.reason),
-            price_per_unit: msg.price_per_unit.map(saga::message::Money::get),
-            topic: Topic::Error,
-            // The message the step could not take may be too large to pass on whole.
-            message: msg.fail(self.service, self.reason).fitted(),
-            writes: WriteSet::new(),
-        })
+        Ok(Decision::failed(self.service, msg, self.reason))
     }
 }
 
@@ -259,7 +256,7 @@ pub async fn dead_lettered(clients: &Clients, push: &Push, deadline: Deadline) -
                 service: *service,
                 reason,
             };
-            ledger::run(&give_up, clients, &msg, &push.trace, deadline).await
+            engine::run(&give_up, clients, &msg, &push.trace, deadline).await
         }
         Purpose::Compensation => compensate(clients, &msg, &push.trace, deadline).await,
         // The view must not miss a stage: record it from here (the write is idempotent).
@@ -355,7 +352,7 @@ pub async fn record_status(clients: &Clients, push: &Push, topic: Topic) -> Resu
 }
 
 /// The janitor's routes: one per push subscription the contract gives it.
-pub fn router(clients: Clients) -> Router {
+pub fn router(clients: Clients, _config: &Config) -> Router {
     let mut routes = Router::new();
     for subscription in Service::Janitor.push_subscriptions() {
         let Delivery::Push { purpose, path, .. } = subscription.delivery else {
@@ -378,5 +375,5 @@ pub fn router(clients: Clients) -> Router {
         routes = routes.route(path, route);
     }
     let routes = routes.with_state(clients);
-    saga::server::standard(routes, MAX_PUSH_BYTES)
+    saga::runtime::server::standard(routes, MAX_PUSH_BYTES)
 }

@@ -7,13 +7,16 @@
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
-use saga::handler::step_route;
-use saga::ledger::{Decision, Step, StepError};
-use saga::message::{Reason, SagaMessage};
-use saga::push::MAX_PUSH_BYTES;
-use saga::records::{self, DocStatus, StepState, UserOrderDoc};
-use saga::service::Clients;
-use saga::store::{DocPath, Snapshot, WriteSet};
+use saga::domain::Reason;
+use saga::engine::records;
+use saga::engine::records::{DocStatus, UserOrderDoc};
+use saga::engine::{Decision, Step, StepError};
+use saga::gcp::Clients;
+use saga::gcp::store::{DocPath, Snapshot, WriteSet};
+use saga::runtime::config::Config;
+use saga::runtime::push_route::step_route;
+use saga::wire::envelope::MAX_PUSH_BYTES;
+use saga::wire::message::SagaMessage;
 
 /// The orders step.
 #[derive(Clone, Copy, Debug)]
@@ -31,15 +34,7 @@ impl Step for Orders {
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
         let user = &msg.order.user;
         if docs.first().is_none_or(Option::is_none) {
-            let reason = Reason::UnknownUser;
-            return Ok(Decision {
-                state: StepState::Rejected,
-                reason: Some(reason),
-                price_per_unit: None,
-                topic: Topic::Error,
-                message: msg.fail(Service::Orders, reason),
-                writes: WriteSet::new(),
-            });
+            return Ok(Decision::rejected(Service::Orders, msg, Reason::UnknownUser));
         }
         let mut writes = WriteSet::new();
         writes.create(
@@ -52,23 +47,16 @@ impl Step for Orders {
                 created: FirestoreTimestamp::now(),
             },
         );
-        Ok(Decision {
-            state: StepState::Done,
-            reason: None,
-            price_per_unit: None,
-            topic: Topic::OrderCreated,
-            message: msg.order_created(),
-            writes,
-        })
+        Ok(Decision::done(Topic::OrderCreated, msg.order_created(), writes))
     }
 }
 
 /// The orders service's routes.
-pub fn router(clients: Clients) -> Router {
+pub fn router(clients: Clients, _config: &Config) -> Router {
     let routes = Router::new()
         .route(push_path(Topic::Frontend), step_route(Orders))
         .with_state(clients);
-    saga::server::standard(routes, MAX_PUSH_BYTES)
+    saga::runtime::server::standard(routes, MAX_PUSH_BYTES)
 }
 
 #[cfg(test)]
@@ -76,8 +64,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use saga::message::SagaId;
-    use saga::store::Precondition;
+    use saga::domain::SagaId;
+    use saga::engine::records::StepState;
+    use saga::gcp::store::Precondition;
     use serde_json::json;
 
     fn message() -> SagaMessage {
@@ -91,7 +80,7 @@ mod tests {
         let user = Snapshot::of(&records::user(&msg.order.user), &json!({"name": "Jack"}), 1).unwrap();
         let d = Orders.decide(&msg, &[Some(user)]).unwrap();
         assert_eq!(
-            (d.state, d.topic, d.reason),
+            (d.state, d.topic, d.message.reason),
             (StepState::Done, Topic::OrderCreated, None)
         );
         let order = format!("users/jack/orders/{}", msg.uuid);
@@ -106,7 +95,7 @@ mod tests {
     fn an_unknown_user_fails_the_saga_without_writing() {
         let d = Orders.decide(&message(), &[None]).unwrap();
         assert_eq!(
-            (d.state, d.topic, d.reason),
+            (d.state, d.topic, d.message.reason),
             (StepState::Rejected, Topic::Error, Some(Reason::UnknownUser))
         );
         assert!(d.writes.is_empty());

@@ -11,28 +11,20 @@
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
-use saga::handler::step_route;
-use saga::ledger::{Decision, Step, StepError, earlier_step};
-use saga::message::{Money, Reason, SagaMessage};
-use saga::push::MAX_PUSH_BYTES;
-use saga::records::{self, DocStatus, PaymentDoc, StepState};
-use saga::service::Clients;
-use saga::store::{DocPath, Snapshot, WriteSet};
+use saga::domain::Reason;
+use saga::engine::records;
+use saga::engine::records::{DocStatus, PaymentDoc};
+use saga::engine::{Decision, Step, StepError, earlier_step};
+use saga::gcp::Clients;
+use saga::gcp::store::{DocPath, Snapshot, WriteSet};
+use saga::runtime::config::Config;
+use saga::runtime::push_route::step_route;
+use saga::wire::envelope::MAX_PUSH_BYTES;
+use saga::wire::message::SagaMessage;
 
 /// The payments step.
 #[derive(Clone, Copy, Debug)]
 pub struct Payments;
-
-fn reject(msg: &SagaMessage, price: Money, reason: Reason) -> Decision {
-    Decision {
-        state: StepState::Rejected,
-        reason: Some(reason),
-        price_per_unit: Some(price.get()),
-        topic: Topic::Error,
-        message: msg.fail(Service::Payments, reason),
-        writes: WriteSet::new(),
-    }
-}
 
 impl Step for Payments {
     fn service(&self) -> Service {
@@ -51,11 +43,24 @@ impl Step for Payments {
         let price = reserved
             .price()
             .ok_or_else(|| StepError::unmatched(Service::Inventory, msg.uuid, "its record holds no price"))?;
+        // Whatever price the message claims, the saga goes on with the reservation's.
+        let msg = &SagaMessage {
+            price_per_unit: Some(price),
+            ..msg.clone()
+        };
         if msg.wants_payment_error() {
-            return Ok(reject(msg, price, Reason::PaymentDeclined));
+            return Ok(Decision::rejected(
+                Service::Payments,
+                msg,
+                Reason::PaymentDeclined,
+            ));
         }
         let Some(total) = price.times(msg.order.quantity) else {
-            return Ok(reject(msg, price, Reason::InvoiceOverflow));
+            return Ok(Decision::rejected(
+                Service::Payments,
+                msg,
+                Reason::InvoiceOverflow,
+            ));
         };
         let mut writes = WriteSet::new();
         writes.create(
@@ -71,23 +76,20 @@ impl Step for Payments {
                 created: FirestoreTimestamp::now(),
             },
         );
-        Ok(Decision {
-            state: StepState::Done,
-            reason: None,
-            price_per_unit: Some(price.get()),
-            topic: Topic::PaymentCreated,
-            message: msg.paid(price, total),
+        Ok(Decision::done(
+            Topic::PaymentCreated,
+            msg.paid(price, total),
             writes,
-        })
+        ))
     }
 }
 
 /// The payments service's routes.
-pub fn router(clients: Clients) -> Router {
+pub fn router(clients: Clients, _config: &Config) -> Router {
     let routes = Router::new()
         .route(push_path(Topic::InventoryUpdated), step_route(Payments))
         .with_state(clients);
-    saga::server::standard(routes, MAX_PUSH_BYTES)
+    saga::runtime::server::standard(routes, MAX_PUSH_BYTES)
 }
 
 #[cfg(test)]
@@ -95,8 +97,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::unnecessary_wraps)]
 
     use super::*;
-    use saga::message::{Order, SagaId};
-    use saga::records::StepRecord;
+    use saga::domain::Money;
+    use saga::domain::{Order, SagaId};
+    use saga::engine::records::StepRecord;
+    use saga::engine::records::StepState;
     use serde_json::json;
 
     fn message(extra: &serde_json::Value) -> SagaMessage {
@@ -130,7 +134,7 @@ mod tests {
         assert_eq!((d.state, d.topic), (StepState::Done, Topic::PaymentCreated));
         assert_eq!(d.message.price_per_unit, Money::new(10), "not the message's 1");
         assert_eq!(d.message.total_invoice, Money::new(30));
-        assert_eq!(d.price_per_unit, Some(10));
+        assert_eq!(d.message.price_per_unit, Money::new(10));
         assert_eq!(d.writes.documents().len(), 1, "the payment");
     }
 
@@ -138,7 +142,7 @@ mod tests {
     fn a_message_that_does_not_match_a_completed_reservation_of_its_order_pays_nothing() {
         let msg = message(&json!({}));
         let mut other = msg.order.clone();
-        other.quantity = saga::message::Quantity::new(4).unwrap();
+        other.quantity = saga::domain::Quantity::new(4).unwrap();
         let cases = [
             ("no reservation", None),
             (
@@ -161,7 +165,7 @@ mod tests {
         ];
         for (what, doc) in cases {
             match Payments.decide(&msg, &[doc]) {
-                Err(StepError::Poison { code, .. }) => assert_eq!(code, saga::ledger::UNMATCHED, "{what}"),
+                Err(StepError::Poison { code, .. }) => assert_eq!(code, saga::engine::UNMATCHED, "{what}"),
                 other => panic!("{what}: {other:?}"),
             }
         }
@@ -174,7 +178,7 @@ mod tests {
             let docs = [reservation(&msg, StepState::Done, &msg.order, Some(10))];
             let d = Payments.decide(&msg, &docs).unwrap();
             assert_eq!(
-                (d.state, d.topic, d.reason),
+                (d.state, d.topic, d.message.reason),
                 (StepState::Rejected, Topic::Error, Some(Reason::PaymentDeclined))
             );
             assert!(d.writes.is_empty(), "no payment document");
@@ -187,7 +191,7 @@ mod tests {
         let docs = [reservation(&msg, StepState::Done, &msg.order, Some(Money::MAX))];
         let d = Payments.decide(&msg, &docs).unwrap();
         assert_eq!(
-            (d.state, d.reason),
+            (d.state, d.message.reason),
             (StepState::Rejected, Some(Reason::InvoiceOverflow))
         );
         assert!(d.writes.is_empty());

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    saga::service::main(saga::contract::Service::Payments, payments::router).await
+    saga::runtime::service::main(saga::contract::Service::Payments, payments::router).await
 }

@@ -57,7 +57,7 @@ impl Service {
             Service::Inventory => &[Topic::InventoryUpdated, Topic::Error, Topic::DeadLetter],
             Service::Payments => &[Topic::PaymentCreated, Topic::Error, Topic::DeadLetter],
             // The forward topics too: when Pub/Sub gives up on a step whose record holds an
-            // unpublished message, the janitor publishes it (see `ledger::resume`).
+            // unpublished message, the janitor publishes it (see `engine::resume`).
             Service::Janitor => &[
                 Topic::OrderCreated,
                 Topic::InventoryUpdated,
@@ -151,6 +151,20 @@ impl Topic {
     /// The topic's full resource name in `project`.
     pub fn path(self, project: &str) -> String {
         format!("projects/{project}/topics/{}", self.name())
+    }
+}
+
+/// A topic is stored (in a step's outbox) by its id.
+impl serde::Serialize for Topic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Topic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Topic::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown topic `{name}`")))
     }
 }
 

@@ -11,11 +11,9 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 use saga::contract::Service;
-use saga::message::{
-    FieldError, MAX_MESSAGE_BYTES, MAX_NAME_CHARS, MAX_ORDER_BYTES, MAX_QUANTITY, Money, Order,
-    RESERVED_FIELDS, Reason, SagaId, SagaMessage,
-};
-use saga::push::{EnvelopeError, envelope, parse_envelope};
+use saga::domain::{FieldError, MAX_NAME_CHARS, MAX_QUANTITY, Money, Order, Reason, SagaId};
+use saga::wire::envelope::{EnvelopeError, envelope, parse_envelope};
+use saga::wire::message::{MAX_MESSAGE_BYTES, MAX_ORDER_BYTES, RESERVED_FIELDS, SagaMessage};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -18,7 +18,7 @@
 //! counts for nothing.
 
 use crate::orders::{Expect, OrderSpec};
-use saga::message::Reason;
+use saga::domain::Reason;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};

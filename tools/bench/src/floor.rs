@@ -7,7 +7,7 @@
 //! `inventory-updated` re-publish their data unchanged to the next topic and answer 200
 //! once Pub/Sub accepted it; every other push (status view, errors, dead letters) is
 //! answered 200 at once. Each hop publishes with its own connection and the services'
-//! own publisher settings (`saga::bus::Bus`), as the real services do.
+//! own publisher settings (`saga::gcp::bus::Bus`), as the real services do.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -15,10 +15,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
-use saga::bus::{Bus, Outgoing};
-use saga::config::PubSubTarget;
 use saga::contract::{PUSH_POLICY, Service, Topic, push_path};
-use saga::faults::Faults;
+use saga::gcp::bus::PubSubTarget;
+use saga::gcp::bus::{Bus, Outgoing};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,7 +71,7 @@ impl Floor {
             (Service::Inventory, Topic::InventoryUpdated),
             (Service::Payments, Topic::PaymentCreated),
         ] {
-            buses.push((topic, Bus::connect(&target, service, Faults::default()).await?));
+            buses.push((topic, Bus::connect(&target, service).await?));
         }
         let publishes = Arc::new(Mutex::new(Vec::new()));
         let hops = Hops {
@@ -163,7 +162,7 @@ async fn order(State(hops): State<Hops>, body: Bytes) -> axum::response::Respons
 /// Re-publishes a pushed message's data to `next`.
 async fn hop(State(hops): State<Hops>, body: Bytes, next: Topic) -> StatusCode {
     // A push that cannot be read would be just as unreadable when redelivered.
-    let Ok(push) = saga::push::parse_envelope(&body) else {
+    let Ok(push) = saga::wire::envelope::parse_envelope(&body) else {
         return StatusCode::OK;
     };
     let Ok(data) = String::from_utf8(push.data) else {

@@ -132,7 +132,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = tokio::select! {
         result = bench(cli.command, &cli.options) => result,
-        () = saga::server::shutdown_signal() => {
+        () = saga::runtime::server::shutdown_signal() => {
             say("interrupted: stopping everything this run started");
             return ExitCode::from(130);
         }

@@ -53,7 +53,7 @@ impl OrderSpec {
         let mut body = json!({ "item": self.item, "quantity": self.quantity, "user": self.user });
         if self.expect == Expect::Declined {
             // Any value declines, as in the original; its examples send the string "null".
-            body[saga::message::PAYMENT_ERROR_FIELD] = json!("null");
+            body[saga::wire::message::PAYMENT_ERROR_FIELD] = json!("null");
         }
         body
     }
@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(count(Expect::Valid), 40);
         let declined = orders.iter().find(|o| o.expect == Expect::Declined);
         assert_eq!(
-            declined.map(|o| o.body()[saga::message::PAYMENT_ERROR_FIELD].clone()),
+            declined.map(|o| o.body()[saga::wire::message::PAYMENT_ERROR_FIELD].clone()),
             Some(json!("null"))
         );
         assert!(

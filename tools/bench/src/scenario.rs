@@ -9,7 +9,7 @@ use crate::observe::Observer;
 use crate::orders::OrderSpec;
 use crate::stats::{self, Summary};
 use saga::contract::{Topic, collections};
-use saga::store::{DocPath, Store, WriteSet};
+use saga::gcp::store::{DocPath, Store, WriteSet};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};

@@ -7,9 +7,10 @@
 
 use crate::procfs;
 use anyhow::{Context as _, bail};
-use saga::config::{FirestoreTarget, env};
 use saga::contract::{PUSH_POLICY, Service, collections};
-use saga::store::{DocPath, Store};
+use saga::gcp::store::FirestoreTarget;
+use saga::gcp::store::{DocPath, Store};
+use saga::runtime::config::env;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,7 +86,7 @@ pub async fn stock(store: &Store, item: &str) -> anyhow::Result<i64> {
     store
         .get(&DocPath::new([collections::INVENTORY, item]))
         .await?
-        .and_then(|s| s.integer(saga::records::inventory_fields::QUANTITY))
+        .and_then(|s| s.integer(saga::engine::records::inventory_fields::QUANTITY))
         .with_context(|| format!("inventory/{item} has no quantity"))
 }
 
@@ -302,7 +303,7 @@ async fn healthy(port: u16) -> bool {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-            saga::server::HEALTH_PATH
+            saga::runtime::server::HEALTH_PATH
         );
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut head = [0u8; 12];

@@ -55,10 +55,10 @@ impl Emulators {
     /// The emulators named by `PUBSUB_EMULATOR_HOST` and `FIRESTORE_EMULATOR_HOST` if both
     /// are set and answer, else new ones started as `options` says.
     pub fn reuse_or_start(options: &Options) -> anyhow::Result<Self> {
-        let pubsub = std::env::var(saga::config::env::PUBSUB_EMULATOR_HOST)
+        let pubsub = std::env::var(saga::runtime::config::env::PUBSUB_EMULATOR_HOST)
             .ok()
             .filter(|h| !h.is_empty());
-        let firestore = std::env::var(saga::config::env::FIRESTORE_EMULATOR_HOST)
+        let firestore = std::env::var(saga::runtime::config::env::FIRESTORE_EMULATOR_HOST)
             .ok()
             .filter(|h| !h.is_empty());
         match (pubsub, firestore) {

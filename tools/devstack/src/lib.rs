@@ -10,7 +10,7 @@ pub mod seed;
 use saga::contract::Service;
 
 /// Each service's router, by service.
-pub fn router_of(service: Service) -> saga::service::RouterFn {
+pub fn router_of(service: Service) -> saga::runtime::service::RouterFn {
     match service {
         Service::Frontend => frontend::router,
         Service::Orders => orders::router,

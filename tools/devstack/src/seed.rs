@@ -1,7 +1,7 @@
 //! The original's seed data, written without clobbering documents that already exist.
 
 use saga::contract::collections;
-use saga::store::{CommitError, DocPath, Store, WriteSet};
+use saga::gcp::store::{CommitError, DocPath, Store, WriteSet};
 use serde_json::{Value, json};
 
 /// The documents the original's data-initialisation script wrote.

@@ -3,9 +3,10 @@
 use anyhow::Context as _;
 use devstack::emulators::{self, Emulators};
 use devstack::{pubsub, router_of, seed};
-use saga::config::{FirestoreTarget, env};
 use saga::contract::{PUSH_POLICY, Service};
-use saga::store::Store;
+use saga::gcp::store::FirestoreTarget;
+use saga::gcp::store::Store;
+use saga::runtime::config::env;
 use std::io::IsTerminal as _;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -95,7 +96,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     print_banner(&args.project, &emulators);
 
     let outcome = tokio::select! {
-        () = saga::server::shutdown_signal() => Ok(()),
+        () = saga::runtime::server::shutdown_signal() => Ok(()),
         (exited, i, _) = futures::future::select_all(children.iter_mut().map(|c| Box::pin(c.wait()))) => {
             Err(anyhow::anyhow!("{} exited unexpectedly ({:?})", Service::ALL[i], exited))
         }
@@ -199,7 +200,7 @@ fn health_ok(host: &str) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
-        saga::server::HEALTH_PATH
+        saga::runtime::server::HEALTH_PATH
     );
     let mut response = String::new();
     s.write_all(request.as_bytes()).is_ok()
@@ -291,9 +292,9 @@ pub async fn serve(service: Service) -> ExitCode {
     };
     let shutdown = async move {
         tokio::select! {
-            () = saga::server::shutdown_signal() => {},
+            () = saga::runtime::server::shutdown_signal() => {},
             () = parent_gone => {},
         }
     };
-    saga::service::main_until(service, router_of(service), shutdown).await
+    saga::runtime::service::main_until(service, router_of(service), shutdown).await
 }

@@ -6,9 +6,10 @@
 
 use devstack::emulators::{Emulators, Options};
 use devstack::pubsub::Puller;
-use saga::config::{FirestoreTarget, env};
 use saga::contract::{PUSH_POLICY, Service};
-use saga::store::Store;
+use saga::gcp::store::FirestoreTarget;
+use saga::gcp::store::Store;
+use saga::runtime::config::env;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -246,7 +247,7 @@ async fn sigterm_during_an_in_flight_push_answers_503_and_exits_0() {
 
     let uuid = uuid::Uuid::new_v4().to_string();
     let message = json!({"item":"widget","quantity":1,"user":"jack","uuid": uuid}).to_string();
-    let body = saga::push::envelope(
+    let body = saga::wire::envelope::envelope(
         "projects/p/subscriptions/frontend-sub",
         "m1",
         message.as_bytes(),

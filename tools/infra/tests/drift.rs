@@ -6,8 +6,9 @@
 use anyhow::{Context as _, Result, ensure};
 use hcl::Value;
 use infra::{Instance, Terraform, address, reference, terraform_dir};
-use saga::config::{self, Provider};
 use saga::contract::{Delivery, HANDLER_TIMEOUT, PUSH_POLICY, RETENTION, SUBSCRIPTIONS, Service, Topic};
+use saga::runtime::config;
+use saga::runtime::config::Provider;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -298,7 +299,7 @@ fn every_service_is_given_exactly_the_env_vars_it_reads_from_its_deployment() ->
         assert!(
             missing.is_empty() && unread.is_empty(),
             "{service}: Terraform does not set {missing:?}, which the service reads; and sets {unread:?}, \
-             which it does not read from a deployment (see saga::config::reads)"
+             which it does not read from a deployment (see saga::runtime::config::reads)"
         );
 
         assert_eq!(
@@ -455,7 +456,7 @@ fn every_service_runs_its_own_image_and_is_probed_on_the_health_path() -> Result
             let get = format!("template.0.containers.0.{probe}.0.http_get.0");
             assert_eq!(
                 run.str(&format!("{get}.path"))?,
-                saga::server::HEALTH_PATH,
+                saga::runtime::server::HEALTH_PATH,
                 "{name}: {probe}"
             );
             assert_eq!(

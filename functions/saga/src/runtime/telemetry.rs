@@ -9,10 +9,10 @@
 //! feature, which pins opentelemetry 0.22 and tracing-opentelemetry 0.23, while the Google
 //! client libraries already bring 0.33 and 0.34: two copies of the same stack, and a tracer
 //! pipeline to run, only to print two ids. The saga already carries its trace context (see
-//! [`crate::trace`]), so the ids are taken from span fields instead.
+//! [`crate::wire::trace`]), so the ids are taken from span fields instead.
 
-use crate::config::{LogFormat, env};
 use crate::contract::Service;
+use crate::runtime::config::{LogFormat, env};
 use serde_json::{Map, Value};
 use std::io::{self, Write};
 use tracing::Subscriber;

@@ -1,18 +1,21 @@
-//! The saga message: the JSON object that travels from topic to topic, and the domain values
-//! inside it, each parsed into its own type at the edge.
+//! The saga message: the JSON object that travels from topic to topic.
 //!
 //! The format is the original's public interface: a flat object with `item`, `quantity`,
 //! `user`, `uuid`, whatever the step adds (`price_per_unit`, `total_invoice`, the
 //! human-readable `status`), and every field the client sent that the saga does not know,
 //! passed through unchanged. The bookkeeping fields added here (`status_code`, `step`,
-//! `reason`) are optional on input, so messages from other producers still parse.
+//! `reason`) are optional on input, so messages from other producers still parse. Each step
+//! writes its message with the builders of [`SagaMessage`], which derive every text, so the
+//! largest message a saga can carry is known ([`SagaMessage::largest_successor_len`]).
 
 use crate::contract::Service;
+use crate::domain::{
+    DUPLICATE_KEY, FieldError, ItemName, JsonProblem, Money, Order, Quantity, Reason, SagaId, Stage, UserName,
+};
+use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
-use uuid::Uuid;
 
 /// Most bytes an order (the body of `POST /order`) may have.
 pub const MAX_ORDER_BYTES: usize = 64 * 1024;
@@ -22,478 +25,6 @@ pub const MAX_ORDER_BYTES: usize = 64 * 1024;
 /// must be larger than [`MAX_ORDER_BYTES`], or an order the frontend accepted could be
 /// refused by the next step.
 pub const MAX_MESSAGE_BYTES: usize = MAX_ORDER_BYTES + 8 * 1024;
-
-/// Longest user or item name, in characters.
-pub const MAX_NAME_CHARS: usize = 128;
-
-/// Largest quantity one order may ask for.
-pub const MAX_QUANTITY: u32 = 1_000_000;
-
-/// Longest [`JsonProblem`], in characters.
-const MAX_PROBLEM_CHARS: usize = 200;
-
-/// How the object parser words a repeated key (see [`UniqueKeys`]); [`JsonProblem`] keeps
-/// errors that start so, since the parser never quotes the input in them.
-const DUPLICATE_KEY: &str = "duplicate key";
-
-/// What is wrong with bytes that should have been JSON, said without quoting any of them,
-/// so that it may be logged, answered and put in dead-letter attributes whatever the input
-/// was: `serde_json`'s own words for a syntax error (fixed texts), or, for content of the
-/// wrong kind (whose `serde_json` error may quote the input), only the kind and what was
-/// expected; then the line and column. At most [`MAX_PROBLEM_CHARS`] characters besides
-/// the position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonProblem(String);
-
-impl JsonProblem {
-    /// The input-free description of `e`.
-    pub fn of(e: &serde_json::Error) -> Self {
-        use serde_json::error::Category;
-        let text = e.to_string();
-        let position = format!(" at line {} column {}", e.line(), e.column());
-        let words = text.strip_suffix(position.as_str()).unwrap_or(&text);
-        let what = match e.classify() {
-            Category::Syntax | Category::Eof => words.to_owned(),
-            Category::Data => wrong_content(words),
-            Category::Io => "the input could not be read".to_owned(),
-        };
-        let mut out: String = what.chars().take(MAX_PROBLEM_CHARS).collect();
-        if e.line() > 0 {
-            out.push_str(&position);
-        }
-        JsonProblem(out)
-    }
-}
-
-impl fmt::Display for JsonProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An input-free version of serde's words for content of the wrong kind. Serde puts input
-/// only inside quotes or backticks, after a fixed word for its kind (such as `string "…"`);
-/// field names in `missing field` and `duplicate field` are the type's own.
-fn wrong_content(words: &str) -> String {
-    let own = [DUPLICATE_KEY, "missing field `", "duplicate field `"];
-    if own.iter().any(|prefix| words.starts_with(prefix)) {
-        return words.to_owned();
-    }
-    for kind in ["invalid type", "invalid value", "invalid length"] {
-        let Some(rest) = words.strip_prefix(kind) else {
-            continue;
-        };
-        // The last one: the input, which comes before it, may hold the same words.
-        let Some((found, expected)) = rest.rsplit_once(", expected ") else {
-            break;
-        };
-        let found = found.trim_start_matches([':', ' ']);
-        let found = found.split(['`', '"']).next().unwrap_or_default().trim();
-        return if !found.is_empty() && found.chars().all(|c| c.is_ascii_alphabetic() || c == ' ') {
-            format!("{kind}: {found}, expected {expected}")
-        } else {
-            format!("{kind}, expected {expected}")
-        };
-    }
-    "content of a kind that cannot be read here".to_owned()
-}
-
-/// A field of a message that could not be accepted, and why. Its `Display` names the field,
-/// so it can be shown to the client as is, and never quotes the input (see
-/// [`JsonProblem`]), so it can be logged too.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FieldError {
-    /// The bytes are not one JSON object.
-    #[error("body is not a JSON object: {0}")]
-    NotJson(JsonProblem),
-    /// The object is larger than the limit given.
-    #[error("body is larger than {0} bytes")]
-    TooLarge(usize),
-    /// A required field is absent (or null).
-    #[error("field `{0}` is required")]
-    Missing(&'static str),
-    /// A field has the wrong JSON type.
-    #[error("field `{field}` must be {expected}")]
-    WrongType {
-        /// The field.
-        field: &'static str,
-        /// What it must be.
-        expected: &'static str,
-    },
-    /// A field has the right type but an unacceptable value.
-    #[error("field `{field}` {problem}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// The client sent a field that the saga sets itself.
-    #[error("field `{0}` is set by the saga and must not be sent")]
-    Reserved(String),
-    /// The order fits [`MAX_ORDER_BYTES`], but the saga's messages would grow past
-    /// [`MAX_MESSAGE_BYTES`] on the way (numbers are re-written in full, and every step adds
-    /// its status), and a later step could not read them.
-    #[error(
-        "the order's saga messages would grow to {would_be} bytes on the way, over the {limit}-byte \
-         limit of a saga message: send fewer or shorter extra fields (numbers such as 1e15 are \
-         re-written in full, as 1000000000000000.0)"
-    )]
-    WouldGrowTooLarge {
-        /// The size of the largest message the saga could carry.
-        would_be: usize,
-        /// [`MAX_MESSAGE_BYTES`].
-        limit: usize,
-    },
-}
-
-impl FieldError {
-    /// The field at fault, if one is.
-    pub fn field(&self) -> Option<&str> {
-        match self {
-            FieldError::NotJson(_) | FieldError::TooLarge(_) | FieldError::WouldGrowTooLarge { .. } => None,
-            FieldError::Missing(f)
-            | FieldError::WrongType { field: f, .. }
-            | FieldError::Invalid { field: f, .. } => Some(f),
-            FieldError::Reserved(f) => Some(f),
-        }
-    }
-
-    /// A short machine-readable code for the problem.
-    pub fn code(&self) -> &'static str {
-        match self {
-            FieldError::NotJson(_) => "malformed_json",
-            FieldError::TooLarge(_) | FieldError::WouldGrowTooLarge { .. } => "too_large",
-            FieldError::Missing(_) => "missing_field",
-            FieldError::WrongType { .. } => "wrong_type",
-            FieldError::Invalid { .. } => "invalid_value",
-            FieldError::Reserved(_) => "reserved_field",
-        }
-    }
-}
-
-/// The id of one saga: a UUID, carried as the `uuid` field and used as document id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SagaId(Uuid);
-
-impl SagaId {
-    /// A fresh random id.
-    pub fn new() -> Self {
-        SagaId(Uuid::new_v4())
-    }
-
-    /// Parses the text form (any case, hyphenated or not).
-    pub fn parse(s: &str) -> Option<Self> {
-        Uuid::try_parse(s).ok().map(SagaId)
-    }
-}
-
-impl Default for SagaId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for SagaId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-/// Checks a name that becomes a Firestore document id: non-empty, at most
-/// [`MAX_NAME_CHARS`] characters, and nothing that Firestore gives a meaning in a path.
-fn check_name(field: &'static str, s: &str) -> Result<(), FieldError> {
-    let invalid = |problem: &str| FieldError::Invalid {
-        field,
-        problem: problem.to_owned(),
-    };
-    if s.trim().is_empty() {
-        return Err(invalid("must not be empty"));
-    }
-    if s.chars().count() > MAX_NAME_CHARS {
-        return Err(invalid(&format!("must be at most {MAX_NAME_CHARS} characters")));
-    }
-    if s.chars().any(|c| c == '/' || c.is_control()) {
-        return Err(invalid("must not contain `/` or control characters"));
-    }
-    if s == "." || s == ".." || (s.starts_with("__") && s.ends_with("__")) {
-        return Err(invalid("is a name Firestore reserves"));
-    }
-    Ok(())
-}
-
-macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $field:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Parses and checks a name.
-            pub fn parse(s: &str) -> Result<Self, FieldError> {
-                check_name($field, s)?;
-                Ok(Self(s.to_owned()))
-            }
-
-            /// The name.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(de::Error::custom)
-            }
-        }
-    };
-}
-
-name_type!(
-    /// A user name: the id of a `users/{user}` document.
-    UserName,
-    "user"
-);
-name_type!(
-    /// An item name: the id of an `inventory/{item}` document.
-    ItemName,
-    "item"
-);
-
-/// How many units an order asks for: from 1 to [`MAX_QUANTITY`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
-pub struct Quantity(u32);
-
-impl Quantity {
-    /// Checks the range.
-    pub fn new(n: u64) -> Result<Self, FieldError> {
-        match u32::try_from(n) {
-            Ok(n) if (1..=MAX_QUANTITY).contains(&n) => Ok(Quantity(n)),
-            _ => Err(FieldError::Invalid {
-                field: "quantity",
-                problem: format!("must be an integer from 1 to {MAX_QUANTITY}"),
-            }),
-        }
-    }
-
-    /// The count.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl TryFrom<u64> for Quantity {
-    type Error = FieldError;
-    fn try_from(n: u64) -> Result<Self, FieldError> {
-        Quantity::new(n)
-    }
-}
-
-impl From<Quantity> for u64 {
-    fn from(q: Quantity) -> u64 {
-        u64::from(q.0)
-    }
-}
-
-impl From<Quantity> for i64 {
-    fn from(q: Quantity) -> i64 {
-        i64::from(q.0)
-    }
-}
-
-impl fmt::Display for Quantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// An amount of money in the store's currency unit, as the original counts it: a
-/// non-negative integer that fits a Firestore integer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
-pub struct Money(u64);
-
-impl Money {
-    /// The largest amount a Firestore integer holds.
-    pub const MAX: u64 = i64::MAX as u64;
-
-    /// Checks that `n` fits a Firestore integer.
-    pub fn new(n: u64) -> Option<Self> {
-        (n <= Self::MAX).then_some(Money(n))
-    }
-
-    /// The amount.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    /// `self × quantity`, or `None` if that does not fit.
-    pub fn times(self, quantity: Quantity) -> Option<Money> {
-        self.0.checked_mul(u64::from(quantity)).and_then(Money::new)
-    }
-}
-
-impl TryFrom<u64> for Money {
-    type Error = String;
-    fn try_from(n: u64) -> Result<Self, String> {
-        Money::new(n).ok_or_else(|| format!("{n} is larger than {}", Money::MAX))
-    }
-}
-
-impl From<Money> for u64 {
-    fn from(m: Money) -> u64 {
-        m.0
-    }
-}
-
-impl fmt::Display for Money {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Where a saga stands, in machine-readable form: the `status_code` field of messages, and
-/// the stages of the status view. Ordered as a successful saga passes them (failure
-/// branches off).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusCode {
-    /// The frontend accepted the order.
-    Received,
-    /// The order is recorded for its user.
-    OrderCreated,
-    /// Stock is reserved.
-    StockReserved,
-    /// The order is paid: the saga succeeded.
-    Completed,
-    /// A step failed; compensation follows.
-    Failed,
-    /// Every earlier step was undone.
-    Compensated,
-}
-
-impl StatusCode {
-    /// The stage a message on `topic` reports.
-    pub fn of_topic(topic: crate::contract::Topic) -> Option<StatusCode> {
-        use crate::contract::Topic;
-        match topic {
-            Topic::Frontend => Some(StatusCode::Received),
-            Topic::OrderCreated => Some(StatusCode::OrderCreated),
-            Topic::InventoryUpdated => Some(StatusCode::StockReserved),
-            Topic::PaymentCreated => Some(StatusCode::Completed),
-            Topic::Error => Some(StatusCode::Failed),
-            Topic::Compensated => Some(StatusCode::Compensated),
-            Topic::DeadLetter => None,
-        }
-    }
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatusCode::Received => "received",
-            StatusCode::OrderCreated => "order_created",
-            StatusCode::StockReserved => "stock_reserved",
-            StatusCode::Completed => "completed",
-            StatusCode::Failed => "failed",
-            StatusCode::Compensated => "compensated",
-        }
-    }
-}
-
-/// Why a saga failed, in machine-readable form: the `reason` field of an `error` message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// `users/{user}` does not exist.
-    UnknownUser,
-    /// `inventory/{item}` does not exist.
-    UnknownItem,
-    /// `inventory/{item}` holds fewer units than ordered.
-    InsufficientStock,
-    /// `inventory/{item}` has no usable `quantity` or `price_per_unit`.
-    InvalidInventoryRecord,
-    /// The order asked for a payment error (the `payment-error` field).
-    PaymentDeclined,
-    /// `price_per_unit × quantity` does not fit.
-    InvoiceOverflow,
-    /// A step kept failing until Pub/Sub gave up on the message.
-    RetriesExhausted,
-    /// A step could never read its message (too large, or malformed), and it was
-    /// dead-lettered: the janitor failed the step on its behalf.
-    Undeliverable,
-}
-
-impl Reason {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::UnknownUser => "unknown_user",
-            Reason::UnknownItem => "unknown_item",
-            Reason::InsufficientStock => "insufficient_stock",
-            Reason::InvalidInventoryRecord => "invalid_inventory_record",
-            Reason::PaymentDeclined => "payment_declined",
-            Reason::InvoiceOverflow => "invoice_overflow",
-            Reason::RetriesExhausted => "retries_exhausted",
-            Reason::Undeliverable => "undeliverable",
-        }
-    }
-
-    /// Every reason.
-    pub const ALL: [Reason; 8] = [
-        Reason::UnknownUser,
-        Reason::UnknownItem,
-        Reason::InsufficientStock,
-        Reason::InvalidInventoryRecord,
-        Reason::PaymentDeclined,
-        Reason::InvoiceOverflow,
-        Reason::RetriesExhausted,
-        Reason::Undeliverable,
-    ];
-
-    /// The human-readable `status` of the `error` message when `step` fails `order` for this
-    /// reason. Derived here, never written at a call site, so that the longest text a saga
-    /// can carry is known (see [`SagaMessage::largest_successor_len`]).
-    pub fn text(self, order: &Order, step: Service) -> String {
-        let Order { user, item, quantity } = order;
-        match self {
-            Reason::UnknownUser => format!("Order failed: user '{user}' does not exist"),
-            Reason::UnknownItem => format!("Order failed: item '{item}' does not exist"),
-            Reason::InsufficientStock => {
-                format!("Order failed: not enough '{item}' in stock for {quantity}")
-            }
-            Reason::InvalidInventoryRecord => {
-                format!("Order failed: item '{item}' has no valid quantity and price_per_unit")
-            }
-            Reason::PaymentDeclined => "Order failed: payment declined".to_owned(),
-            Reason::InvoiceOverflow => "Order failed: the invoice total is too large".to_owned(),
-            Reason::RetriesExhausted => {
-                format!("Order failed: {step} gave up after repeated delivery attempts")
-            }
-            Reason::Undeliverable => format!("Order failed: the message for {step} could not be delivered"),
-        }
-    }
-}
-
-/// What the client ordered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Order {
-    /// Who orders.
-    pub user: UserName,
-    /// What.
-    pub item: ItemName,
-    /// How many.
-    pub quantity: Quantity,
-}
 
 /// The fields that the saga itself sets; a client may not send them.
 pub const RESERVED_FIELDS: [&str; 7] = [
@@ -538,7 +69,7 @@ pub struct SagaMessage {
     /// Human-readable status text.
     pub status: Option<String>,
     /// Machine-readable status.
-    pub status_code: Option<StatusCode>,
+    pub status_code: Option<Stage>,
     /// The step that produced the message.
     pub step: Option<Service>,
     /// Why the saga failed, on `error` messages.
@@ -662,7 +193,7 @@ impl SagaMessage {
             price_per_unit: None,
             total_invoice: None,
             status: Some("Order received".to_owned()),
-            status_code: Some(StatusCode::Received),
+            status_code: Some(Stage::Received),
             step: Some(Service::Frontend),
             reason: None,
             extra,
@@ -761,7 +292,7 @@ impl SagaMessage {
     }
 
     /// The next message of the saga: this one, stamped by `step` with a status.
-    fn advance(&self, step: Service, code: StatusCode, status: String) -> SagaMessage {
+    fn advance(&self, step: Service, code: Stage, status: String) -> SagaMessage {
         SagaMessage {
             step: Some(step),
             status_code: Some(code),
@@ -775,7 +306,7 @@ impl SagaMessage {
     #[must_use]
     pub fn order_created(&self) -> SagaMessage {
         let text = format!("Order created for user '{}'", self.order.user);
-        self.advance(Service::Orders, StatusCode::OrderCreated, text)
+        self.advance(Service::Orders, Stage::OrderCreated, text)
     }
 
     /// The message inventory publishes once stock is reserved at `price` a unit.
@@ -785,7 +316,7 @@ impl SagaMessage {
         let text = format!("Stock reserved: {quantity} '{item}' at {price} each");
         SagaMessage {
             price_per_unit: Some(price),
-            ..self.advance(Service::Inventory, StatusCode::StockReserved, text)
+            ..self.advance(Service::Inventory, Stage::StockReserved, text)
         }
     }
 
@@ -796,7 +327,7 @@ impl SagaMessage {
         SagaMessage {
             price_per_unit: Some(price),
             total_invoice: Some(total),
-            ..self.advance(Service::Payments, StatusCode::Completed, text)
+            ..self.advance(Service::Payments, Stage::Completed, text)
         }
     }
 
@@ -805,7 +336,7 @@ impl SagaMessage {
     pub fn fail(&self, step: Service, reason: Reason) -> SagaMessage {
         SagaMessage {
             reason: Some(reason),
-            ..self.advance(step, StatusCode::Failed, reason.text(&self.order, step))
+            ..self.advance(step, Stage::Failed, reason.text(&self.order, step))
         }
     }
 
@@ -828,7 +359,7 @@ impl SagaMessage {
             reason: self.reason,
             ..self.advance(
                 Service::Janitor,
-                StatusCode::Compensated,
+                Stage::Compensated,
                 format!("Compensated: {stock}, {order}"),
             )
         }
@@ -1018,7 +549,7 @@ mod tests {
         let again = SagaMessage::parse(&next.to_bytes()).unwrap();
         assert_eq!(again.extra, m.extra);
         assert_eq!(again.step, Some(Service::Orders));
-        assert_eq!(again.status_code, Some(StatusCode::OrderCreated));
+        assert_eq!(again.status_code, Some(Stage::OrderCreated));
         assert_eq!(again.status.as_deref(), Some("Order created for user 'jack'"));
     }
 
@@ -1078,7 +609,7 @@ mod tests {
         ];
         for body in &cases {
             let e = SagaMessage::parse(body.as_bytes()).unwrap_err();
-            let said = crate::ledger::PoisonDetail::from(&e).to_string();
+            let said = crate::engine::PoisonDetail::from(&e).to_string();
             assert!(!said.contains(SECRET), "{said}");
             assert!(!said.contains("s3cr3t"), "{said}");
             assert!(said.len() < 300, "{} characters: {said}", said.len());

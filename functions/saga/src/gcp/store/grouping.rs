@@ -19,7 +19,6 @@
 //! the handler timeout, or its connection closed) is dropped before it is sent: nothing
 //! of it was written, so nothing is half-done. A commit already sent is never dropped.
 
-use crate::store::{CALL_TIMEOUT, CommitError};
 use anyhow::Context as _;
 use firestore::FirestoreDb;
 use firestore::gcloud_sdk::google::firestore::v1 as fs;
@@ -27,8 +26,24 @@ use firestore::gcloud_sdk::prost_types::Timestamp;
 use firestore::gcloud_sdk::tonic::Code;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Longest a single Firestore call may take before it counts as a transient failure.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a commit did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// A precondition did not hold: something changed since it was read. Nothing was
+    /// written; read again and decide again.
+    #[error("a document changed concurrently: {0}")]
+    Conflict(String),
+    /// Firestore could not be reached or failed; the commit may or may not have applied.
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
 
 /// Calls of each kind in flight at once, per process.
 const SLOTS: usize = 2;

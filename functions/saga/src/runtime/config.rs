@@ -1,6 +1,9 @@
 //! Typed configuration, read once from the environment at start-up.
 
 use crate::contract::Service;
+use crate::gcp::auth::{PushAuth, PushIdentity};
+use crate::gcp::bus::PubSubTarget;
+use crate::gcp::store::FirestoreTarget;
 use std::fmt;
 
 /// The environment variables a service reads. Terraform must set exactly the ones a
@@ -86,55 +89,6 @@ pub fn reads(service: Service) -> Vec<EnvVar> {
     vars
 }
 
-/// Who a push token must name: the audience the subscription mints it for and the account
-/// it is issued to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PushIdentity {
-    /// The expected `aud` claim.
-    pub audience: String,
-    /// The expected `email` claim (with `email_verified`).
-    pub service_account: String,
-}
-
-/// How a push worker checks that a push really comes from Pub/Sub: the value of
-/// [`env::PUSH_AUTH`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PushAuth {
-    /// `cloud-run-iam`, the deployment of `terraform/`: Cloud Run's front end has verified
-    /// the token's signature and the caller's `run.invoker` role, and replaced the signature
-    /// with `SIGNATURE_REMOVED_BY_GOOGLE`. The worker accepts only such stripped tokens and
-    /// checks every claim; a token that still carries a signature did not come through that
-    /// check.
-    CloudRunIam {
-        /// The claims every token must carry.
-        expected: PushIdentity,
-        /// `K_SERVICE`, which Cloud Run sets: without it this is not Cloud Run, and no
-        /// stripped token is accepted, whatever the configuration says.
-        k_service: Option<String>,
-    },
-    /// `signature`, for a service with invoker IAM disabled (or run outside Cloud Run): the
-    /// worker verifies the signature itself, against Google's keys, and every claim.
-    Signature {
-        /// The claims every token must carry.
-        expected: PushIdentity,
-        /// Where to fetch the signing keys; `None` for Google's (tests serve their own).
-        jwks_url: Option<String>,
-    },
-    /// `off`: no check, for the emulators, which send no token.
-    Off,
-}
-
-impl PushAuth {
-    /// The mode's name, as [`env::PUSH_AUTH`] spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PushAuth::CloudRunIam { .. } => "cloud-run-iam",
-            PushAuth::Signature { .. } => "signature",
-            PushAuth::Off => "off",
-        }
-    }
-}
-
 /// Whether the frontend's `GET /orders` lists the latest sagas of every user: the value of
 /// [`env::ORDER_LIST`]. That list shows anyone the names, items and totals of everyone's
 /// orders, and their uuids, which otherwise only the one who placed an order knows.
@@ -206,24 +160,6 @@ pub enum ConfigError {
         /// What is wrong.
         problem: &'static str,
     },
-}
-
-/// Where a service's Pub/Sub clients connect.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PubSubTarget {
-    /// The project.
-    pub project: String,
-    /// `http://host:port` of the emulator, or `None` for Google Cloud.
-    pub emulator_endpoint: Option<String>,
-}
-
-/// Where a service's Firestore client connects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FirestoreTarget {
-    /// The project.
-    pub project: String,
-    /// `host:port` of the emulator, or `None` for Google Cloud.
-    pub emulator_host: Option<String>,
 }
 
 /// A service's configuration.

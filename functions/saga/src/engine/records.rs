@@ -6,10 +6,10 @@
 //! (the outbox), so that a redelivery can finish an interrupted publish and a duplicate can
 //! be recognised. Nothing is ever deleted: compensation turns records into tombstones.
 
-use crate::bus::Outgoing;
 use crate::contract::{Service, collections};
-use crate::message::{ItemName, Money, Order, SagaId, UserName};
-use crate::store::DocPath;
+use crate::domain::{ItemName, Money, Order, SagaId, UserName};
+use crate::gcp::bus::Outgoing;
+use crate::gcp::store::DocPath;
 use firestore::FirestoreTimestamp;
 use serde::{Deserialize, Serialize};
 
@@ -231,7 +231,7 @@ impl StepRecord {
         Some(Order {
             user: UserName::parse(&self.user).ok()?,
             item: ItemName::parse(&self.item).ok()?,
-            quantity: crate::message::Quantity::new(u64::from(self.quantity)).ok()?,
+            quantity: crate::domain::Quantity::new(u64::from(self.quantity)).ok()?,
         })
     }
 

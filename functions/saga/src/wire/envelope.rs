@@ -9,8 +9,10 @@
 //! Pub/Sub (and its emulator) sends the message fields both in camelCase and in
 //! `snake_case`; either is accepted.
 
-use crate::message::{JsonProblem, MAX_MESSAGE_BYTES};
-use crate::trace::{TRACEPARENT, TraceContext};
+use crate::domain::JsonProblem;
+
+use crate::wire::message::MAX_MESSAGE_BYTES;
+use crate::wire::trace::{TRACEPARENT, TraceContext};
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -247,7 +249,7 @@ mod tests {
         ];
         for body in &cases {
             let e = parse_envelope(body.as_bytes()).unwrap_err();
-            let said = crate::ledger::PoisonDetail::from(&e).to_string();
+            let said = crate::engine::PoisonDetail::from(&e).to_string();
             assert!(!said.contains("s3cr3t"), "{said}");
             assert!(said.len() < 300, "{said}");
         }

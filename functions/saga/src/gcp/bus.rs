@@ -3,16 +3,25 @@
 //! One Pub/Sub connection per process, one publisher per topic the service is
 //! allowed to publish to ([`Service::publishes`]), all built once at start-up.
 
-use crate::config::PubSubTarget;
 use crate::contract::{Service, Topic};
+#[cfg(feature = "test-hooks")]
 use crate::faults::Faults;
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
 use google_cloud_pubsub::client::{BasePublisher, Publisher};
 use google_cloud_pubsub::model::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+
+/// Where a service's Pub/Sub clients connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PubSubTarget {
+    /// The project.
+    pub project: String,
+    /// `http://host:port` of the emulator, or `None` for Google Cloud.
+    pub emulator_endpoint: Option<String>,
+}
 
 /// How long a publish may take before the step gives up and answers 5xx. The message may
 /// still go out afterwards; every consumer is idempotent, so that is harmless.
@@ -22,8 +31,8 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// before publishing and send the identical bytes again after a crash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outgoing {
-    /// The topic id.
-    pub topic: String,
+    /// The topic (stored by its id).
+    pub topic: Topic,
     /// The payload (JSON text).
     pub data: String,
     /// The attributes.
@@ -35,7 +44,7 @@ impl Outgoing {
     /// A message for `topic`.
     pub fn new(topic: Topic, data: String) -> Self {
         Outgoing {
-            topic: topic.name().to_owned(),
+            topic,
             data,
             attributes: BTreeMap::new(),
         }
@@ -43,8 +52,8 @@ impl Outgoing {
 
     /// Carries `trace` to the message's readers.
     #[must_use]
-    pub fn traced(self, trace: &crate::trace::TraceContext) -> Self {
-        self.with_attribute(crate::trace::TRACEPARENT, trace.to_traceparent())
+    pub fn traced(self, trace: &crate::wire::trace::TraceContext) -> Self {
+        self.with_attribute(crate::wire::trace::TRACEPARENT, trace.to_traceparent())
     }
 
     /// Adds an attribute.
@@ -59,12 +68,13 @@ impl Outgoing {
 #[derive(Clone, Debug)]
 pub struct Bus {
     publishers: HashMap<Topic, Publisher>,
+    #[cfg(feature = "test-hooks")]
     faults: Faults,
 }
 
 impl Bus {
     /// Builds a publisher for each topic `service` publishes to.
-    pub async fn connect(target: &PubSubTarget, service: Service, faults: Faults) -> anyhow::Result<Self> {
+    pub async fn connect(target: &PubSubTarget, service: Service) -> anyhow::Result<Self> {
         let mut builder = BasePublisher::builder();
         if let Some(endpoint) = &target.emulator_endpoint {
             // google-cloud-pubsub does not read PUBSUB_EMULATOR_HOST itself.
@@ -97,15 +107,28 @@ impl Bus {
                 (topic, publisher.build())
             })
             .collect();
-        Ok(Bus { publishers, faults })
+        Ok(Bus {
+            publishers,
+            #[cfg(feature = "test-hooks")]
+            faults: Faults::default(),
+        })
+    }
+
+    /// The test hooks of this bus's publishes (shared with the service's [`Clients`]).
+    ///
+    /// [`Clients`]: crate::gcp::Clients
+    #[cfg(feature = "test-hooks")]
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Publishes `msg` and waits until Pub/Sub has accepted it.
     pub async fn publish(&self, msg: &Outgoing) -> anyhow::Result<String> {
-        let topic = Topic::from_name(&msg.topic).ok_or_else(|| anyhow!("unknown topic `{}`", msg.topic))?;
+        let topic = msg.topic;
         let Some(publisher) = self.publishers.get(&topic) else {
             bail!("this service may not publish to `{topic}`");
         };
+        #[cfg(feature = "test-hooks")]
         if self.faults.take_publish_failure() {
             bail!("injected publish failure (test hook)");
         }

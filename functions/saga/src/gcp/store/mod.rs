@@ -7,8 +7,8 @@
 //! "unchanged since update time T"). If anything it read changed in between, the commit fails
 //! as a whole with [`CommitError::Conflict`] and the step reads and decides again.
 
-use crate::config::FirestoreTarget;
-use crate::grouping::Grouper;
+mod grouping;
+
 use anyhow::Context as _;
 use firestore::gcloud_sdk::google::firestore::v1 as fs;
 use firestore::gcloud_sdk::google_cloud_auth::credentials::{
@@ -17,14 +17,21 @@ use firestore::gcloud_sdk::google_cloud_auth::credentials::{
 use firestore::gcloud_sdk::google_cloud_auth::errors::CredentialsError;
 use firestore::gcloud_sdk::prost_types::Timestamp;
 use firestore::{FirestoreDb, FirestoreDbOptions};
+use grouping::Grouper;
+pub use grouping::{CALL_TIMEOUT, CommitError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
 
-/// Longest a single Firestore call may take before it counts as a transient failure.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where a service's Firestore client connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirestoreTarget {
+    /// The project.
+    pub project: String,
+    /// `host:port` of the emulator, or `None` for Google Cloud.
+    pub emulator_host: Option<String>,
+}
 
 /// A document path relative to the database root, such as `users/jack`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,18 +130,6 @@ impl From<Precondition> for fs::Precondition {
             }),
         }
     }
-}
-
-/// Why a commit did not apply.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// A precondition did not hold: something changed since it was read. Nothing was
-    /// written; read again and decide again.
-    #[error("a document changed concurrently: {0}")]
-    Conflict(String),
-    /// Firestore could not be reached or failed; the commit may or may not have applied.
-    #[error(transparent)]
-    Unavailable(#[from] anyhow::Error),
 }
 
 /// Writes that commit together or not at all.

@@ -11,12 +11,12 @@
 //! A poison message is answered 2xx only once its dead-letter copy is published; if that
 //! fails too, the answer is 503 and Pub/Sub tries again.
 
-use crate::auth::AuthError;
-use crate::bus::Outgoing;
 use crate::contract::Topic;
-use crate::ledger::{self, Deadline, Handled, PoisonDetail, Step, StepError};
-use crate::push::{MAX_PUSH_BYTES, Push, read_envelope};
-use crate::service::Clients;
+use crate::engine::{Deadline, Handled, PoisonDetail, Step, StepError};
+use crate::gcp::Clients;
+use crate::gcp::auth::AuthError;
+use crate::gcp::bus::Outgoing;
+use crate::wire::envelope::{MAX_PUSH_BYTES, Push, read_envelope};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -73,7 +73,7 @@ where
 pub fn step_route<S: Step + Copy + 'static>(step: S) -> MethodRouter<Clients> {
     push_route(move |clients, push, deadline| async move {
         let msg = parse_message(&push)?;
-        ledger::run(&step, &clients, &msg, &push.trace, deadline).await
+        crate::engine::run(&step, &clients, &msg, &push.trace, deadline).await
     })
 }
 
@@ -131,6 +131,7 @@ where
     F: Fn(Clients, Push, Deadline) -> Fut,
     Fut: Future<Output = Result<Handled, StepError>>,
 {
+    #[cfg(feature = "test-hooks")]
     if clients.faults.take_push_failure() {
         tracing::warn!("injected push failure (test hook)");
         return unavailable();
@@ -229,7 +230,7 @@ async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail:
         ),
     };
     let mut out = Outgoing {
-        topic: Topic::DeadLetter.name().to_owned(),
+        topic: Topic::DeadLetter,
         data,
         attributes: push.attributes.clone(),
     }
@@ -300,8 +301,8 @@ fn unavailable() -> Response {
 }
 
 /// Parses the saga message of `push` and tags the current log span with its uuid.
-pub fn parse_message(push: &Push) -> Result<crate::message::SagaMessage, StepError> {
-    let msg = crate::message::SagaMessage::parse(&push.data)?;
+pub fn parse_message(push: &Push) -> Result<crate::wire::message::SagaMessage, StepError> {
+    let msg = crate::wire::message::SagaMessage::parse(&push.data)?;
     tracing::Span::current().record("uuid", tracing::field::display(msg.uuid));
     Ok(msg)
 }

@@ -25,12 +25,60 @@
 //! checked here); its key cache fails concurrent calls instead of waiting (so calls are
 //! serialised); and its key download has no timeout (so one is added).
 
-use crate::config::{PushAuth, PushIdentity};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use google_cloud_auth::credentials::idtoken::verifier::{Builder, Map, Value, Verifier};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Who a push token must name: the audience the subscription mints it for and the account
+/// it is issued to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushIdentity {
+    /// The expected `aud` claim.
+    pub audience: String,
+    /// The expected `email` claim (with `email_verified`).
+    pub service_account: String,
+}
+
+/// How a push worker checks that a push really comes from Pub/Sub: the value of
+/// `PUSH_AUTH` ([`crate::runtime::config::env::PUSH_AUTH`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushAuth {
+    /// `cloud-run-iam`, the deployment of `terraform/`: Cloud Run's front end has verified
+    /// the token's signature and the caller's `run.invoker` role, and replaced the signature
+    /// with `SIGNATURE_REMOVED_BY_GOOGLE`. The worker accepts only such stripped tokens and
+    /// checks every claim; a token that still carries a signature did not come through that
+    /// check.
+    CloudRunIam {
+        /// The claims every token must carry.
+        expected: PushIdentity,
+        /// `K_SERVICE`, which Cloud Run sets: without it this is not Cloud Run, and no
+        /// stripped token is accepted, whatever the configuration says.
+        k_service: Option<String>,
+    },
+    /// `signature`, for a service with invoker IAM disabled (or run outside Cloud Run): the
+    /// worker verifies the signature itself, against Google's keys, and every claim.
+    Signature {
+        /// The claims every token must carry.
+        expected: PushIdentity,
+        /// Where to fetch the signing keys; `None` for Google's (tests serve their own).
+        jwks_url: Option<String>,
+    },
+    /// `off`: no check, for the emulators, which send no token.
+    Off,
+}
+
+impl PushAuth {
+    /// The mode's name, as `PUSH_AUTH` ([`crate::runtime::config::env::PUSH_AUTH`]) spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PushAuth::CloudRunIam { .. } => "cloud-run-iam",
+            PushAuth::Signature { .. } => "signature",
+            PushAuth::Off => "off",
+        }
+    }
+}
 
 /// Longest a verification may take, key download included.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -10,13 +10,12 @@
 //! not stored but derived from the stages seen ([`StatusDoc::status`]): a late "order
 //! created" after "failed" adds its time to the timeline and never moves the status back.
 
-use crate::message::SagaMessage;
-use crate::store::{DocPath, Transform, WriteSet};
+use crate::gcp::store::{DocPath, Transform, WriteSet};
+use crate::wire::message::SagaMessage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A stage of a saga: the same values as a message's `status_code`.
-pub use crate::message::StatusCode as Stage;
+use crate::domain::Stage;
 
 /// `sagas/{uuid}`, as stored. Times are microseconds since the Unix epoch, integers because
 /// Firestore's `minimum` transform works on numbers only.
@@ -169,7 +168,7 @@ impl StatusEvent {
             },
             reason,
             total_invoice: match stage {
-                Stage::Completed => msg.total_invoice.map(crate::message::Money::get),
+                Stage::Completed => msg.total_invoice.map(crate::domain::Money::get),
                 _ => None,
             },
         }
@@ -215,14 +214,14 @@ impl StatusEvent {
 mod tests {
     use super::*;
     use crate::contract::Service;
-    use crate::message::{Money, Order, Quantity, Reason, SagaId, UserName};
+    use crate::domain::{Money, Order, Quantity, Reason, SagaId, UserName};
 
     fn msg() -> SagaMessage {
         SagaMessage::new(
             SagaId::parse("1b4e28ba-2fa1-11d2-883f-0016d3cca427").unwrap(),
             Order {
                 user: UserName::parse("jack").unwrap(),
-                item: crate::message::ItemName::parse("widget").unwrap(),
+                item: crate::domain::ItemName::parse("widget").unwrap(),
                 quantity: Quantity::new(5).unwrap(),
             },
             serde_json::Map::new(),

@@ -1,82 +1,31 @@
 //! What every service does around its router: read config, set up logging, build its
 //! clients once, listen, and stop cleanly.
 
-use crate::auth::PushVerifier;
-use crate::bus::Bus;
-use crate::config::{Config, OrderList, PushAuth};
 use crate::contract::Service;
-use crate::faults::Faults;
-use crate::server;
-use crate::store::Store;
-use crate::telemetry;
+use crate::gcp::Clients;
+use crate::runtime::config::Config;
+use crate::runtime::server;
+use crate::runtime::telemetry;
 use anyhow::Context as _;
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// The clients a service uses, built once at start-up and shared by every request.
-#[derive(Clone, Debug)]
-pub struct Clients {
-    /// Which service this is.
-    pub service: Service,
-    /// The project.
-    pub project: String,
-    /// Firestore.
-    pub store: Store,
-    /// Publishers for the service's topics.
-    pub bus: Bus,
-    /// Test hooks (inert unless a test sets them).
-    pub faults: Faults,
-    /// Checks that pushes come from Pub/Sub; `None` when verification is off.
-    pub push_verifier: Option<Arc<PushVerifier>>,
-    /// Whether the frontend lists everyone's sagas at `GET /orders`.
-    pub order_list: OrderList,
-}
+/// Builds a service's router from its clients and its configuration.
+pub type RouterFn = fn(Clients, &Config) -> Router;
 
-impl Clients {
-    /// Connects to Firestore and Pub/Sub as `config` says.
-    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
-        let faults = Faults::default();
-        let push_verifier = PushVerifier::from_config(&config.push_auth).map(Arc::new);
-        match (&config.push_auth, config.service.takes_pushes()) {
-            (_, false) => {}
-            (PushAuth::Off, true) => tracing::warn!(
-                push_auth = "off",
-                "push token verification is OFF: any caller can drive this service. Fine for the local \
-                 emulators, which send no tokens; on Cloud Run set PUSH_AUTH, PUSH_AUDIENCE and \
-                 PUSH_SERVICE_ACCOUNT"
-            ),
-            (PushAuth::CloudRunIam { expected, .. }, true) => tracing::info!(
-                push_auth = "cloud-run-iam",
-                audience = %expected.audience,
-                service_account = %expected.service_account,
-                "push tokens: Cloud Run checks their signature and run.invoker; this worker takes only \
-                 tokens Cloud Run stripped, and checks their claims"
-            ),
-            (PushAuth::Signature { expected, .. }, true) => tracing::info!(
-                push_auth = "signature",
-                audience = %expected.audience,
-                service_account = %expected.service_account,
-                "push tokens: this worker verifies their signature against Google's keys, and their claims"
-            ),
-        }
-        Ok(Clients {
-            push_verifier,
-            order_list: config.order_list,
-            service: config.service,
-            project: config.project().to_owned(),
-            store: Store::connect(&config.firestore).await?,
-            bus: Bus::connect(&config.pubsub, config.service, faults.clone()).await?,
-            faults,
-        })
-    }
+/// Builds the clients `config` asks for.
+async fn connect(config: &Config) -> anyhow::Result<Clients> {
+    Clients::connect(
+        config.service,
+        &config.pubsub,
+        &config.firestore,
+        &config.push_auth,
+    )
+    .await
 }
-
-/// Builds a service's router from its clients.
-pub type RouterFn = fn(Clients) -> Router;
 
 /// The whole life of a service process: the body of each service's `main`. Stops on
 /// SIGTERM or Ctrl-C.
@@ -113,13 +62,13 @@ async fn run_main(
     router: RouterFn,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let clients = Clients::connect(&config).await?;
+    let clients = connect(&config).await?;
     let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, project = config.project(), "{} listening", config.service);
-    server::serve(listener, router(clients), shutdown)
+    server::serve(listener, router(clients, &config), shutdown)
         .await
         .context("serving")?;
     tracing::info!("stopped cleanly");
@@ -148,13 +97,13 @@ impl Running {
 
     /// Starts `router` for `config` on `listener`.
     pub async fn start_on(listener: TcpListener, config: &Config, router: RouterFn) -> anyhow::Result<Self> {
-        let clients = Clients::connect(config).await?;
+        let clients = connect(config).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(server::serve(listener, router(clients.clone()), shutdown));
+        let task = tokio::spawn(server::serve(listener, router(clients.clone(), config), shutdown));
         Ok(Running {
             addr,
             clients,

@@ -1,0 +1,242 @@
+//! The step engine: how every step turns one delivery into exactly one outcome, and the
+//! documents it keeps.
+//!
+//! 1. Read the step's record and whatever the step needs, in one round trip.
+//! 2. If the record exists, this delivery is a duplicate (or a redelivery after a crash):
+//!    publish the stored message if nothing shows it was delivered, otherwise do nothing.
+//!    What shows delivery is the record of the step that consumes the message (read in the
+//!    same round trip), or, for a message no step consumes, a `published` mark.
+//! 3. Otherwise decide (a pure function of the message and the documents read) and commit
+//!    the record, its outbox message and the step's domain writes in one atomic write,
+//!    guarded by preconditions. If a precondition fails, something changed concurrently:
+//!    go back to 1.
+//! 4. Publish the outbox message (and mark the record published if no later step's record
+//!    will prove it).
+//!
+//! The answer to Pub/Sub is 2xx only after 4 succeeded, so a crash anywhere means a
+//! redelivery, which step 2 finishes without doing the work twice.
+
+//!
+//! - [`Step`]: what a step declares (what it reads, its pure decision); [`Decision`].
+//! - [`run()`]: the engine itself; [`retry`]: the read-decide-commit rounds; the outbox's
+//!   publish lease and the delivery's [`Deadline`].
+//! - [`records`]: where each document lives and what it holds; [`status`]: the status view.
+
+mod deadline;
+mod lease;
+pub mod records;
+pub mod retry;
+mod run;
+pub mod status;
+
+pub use deadline::Deadline;
+pub use lease::{LEASE_MARGIN, LEASE_WAIT, PUBLISH_LEASE};
+pub use run::{Found, commit_and_publish, resume, run};
+
+use crate::contract::{Service, Topic};
+use crate::domain::{FieldError, Reason};
+use crate::gcp::store::{DocPath, Snapshot, WriteSet};
+use crate::wire::envelope::EnvelopeError;
+use crate::wire::message::SagaMessage;
+use records::{StepRecord, StepState};
+use std::fmt;
+
+/// What a delivery achieved; every variant is answered 2xx.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// The step ran and published to the topic.
+    Published(Topic),
+    /// The step had run before; its unconfirmed message was published again.
+    Republished(Topic),
+    /// The step had run and published before: nothing to do.
+    Duplicate,
+    /// A view was brought up to date.
+    Recorded,
+    /// Nothing to do, for the reason given.
+    Ignored(&'static str),
+}
+
+impl Handled {
+    /// A short word for logs and response bodies.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Handled::Published(_) => "published",
+            Handled::Republished(_) => "republished",
+            Handled::Duplicate => "duplicate",
+            Handled::Recorded => "recorded",
+            Handled::Ignored(_) => "ignored",
+        }
+    }
+}
+
+/// What is wrong with a poison message, in words that never quote it: made only from the
+/// parsers' errors, whose descriptions leave the input out (see [`JsonProblem`]), so that
+/// it may be logged and put in dead-letter attributes.
+///
+/// [`JsonProblem`]: crate::domain::JsonProblem
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoisonDetail(String);
+
+impl PoisonDetail {
+    /// The words.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PoisonDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StepError {
+    /// A message that does not match the record of `step` of saga `uuid`, for the reason
+    /// given ([`UNMATCHED`]). The words name the step and the saga, never the message.
+    pub fn unmatched(step: Service, uuid: crate::domain::SagaId, why: &str) -> Self {
+        StepError::Poison {
+            code: UNMATCHED,
+            detail: PoisonDetail(format!(
+                "the message does not match the {step} step of saga {uuid}: {why}"
+            )),
+        }
+    }
+}
+
+impl From<&FieldError> for PoisonDetail {
+    fn from(e: &FieldError) -> Self {
+        PoisonDetail(e.to_string())
+    }
+}
+
+impl From<&EnvelopeError> for PoisonDetail {
+    fn from(e: &EnvelopeError) -> Self {
+        PoisonDetail(e.to_string())
+    }
+}
+
+/// Why a delivery was not handled.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The message can never be processed: it goes to the dead-letter topic.
+    #[error("{detail}")]
+    Poison {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// What is wrong, naming the field.
+        detail: PoisonDetail,
+    },
+    /// Something failed that may work later: answer 5xx so that Pub/Sub retries.
+    #[error(transparent)]
+    Transient(#[from] anyhow::Error),
+}
+
+impl From<retry::Contention> for StepError {
+    fn from(e: retry::Contention) -> Self {
+        StepError::Transient(e.into())
+    }
+}
+
+impl From<FieldError> for StepError {
+    fn from(e: FieldError) -> Self {
+        StepError::Poison {
+            code: e.code(),
+            detail: PoisonDetail::from(&e),
+        }
+    }
+}
+
+/// The poison code of a message that does not match the saga's own records: not the saga's
+/// message (a forgery, or a stray from another producer). The janitor never compensates a
+/// saga for such a message: it would let anyone who can publish end a saga that is fine.
+pub const UNMATCHED: &str = "unmatched_record";
+
+/// The record of the step before, as a step needs it to trust what it acts on: it must exist,
+/// be done (not failed, compensated or a tombstone), and be about the same order as `msg`.
+/// `doc` is that record as read in the step's round trip. Anything else means the message is
+/// not this saga's: poison ([`UNMATCHED`]).
+pub fn earlier_step(
+    doc: Option<&Snapshot>,
+    step: Service,
+    msg: &SagaMessage,
+) -> Result<StepRecord, StepError> {
+    let unmatched = |why: &str| StepError::unmatched(step, msg.uuid, why);
+    let record: StepRecord = doc
+        .ok_or_else(|| unmatched("that step never ran"))?
+        .decode()
+        .map_err(|_| unmatched("its record is unreadable"))?;
+    if record.state != StepState::Done {
+        return Err(unmatched(&format!("that step is {:?}, not done", record.state)));
+    }
+    if record.order().as_ref() != Some(&msg.order) {
+        return Err(unmatched("it was about another order"));
+    }
+    Ok(record)
+}
+
+/// A step's decision for one message: its outcome, the message it publishes, and the domain
+/// writes that commit together with its record. The record's reason and price are the
+/// message's own, so they cannot disagree.
+#[derive(Debug)]
+pub struct Decision {
+    /// The step's outcome.
+    pub state: StepState,
+    /// Where the outgoing message goes.
+    pub topic: Topic,
+    /// The outgoing message.
+    pub message: SagaMessage,
+    /// Domain writes that commit together with the step's record.
+    pub writes: WriteSet,
+}
+
+impl Decision {
+    /// The step did its work: `message` goes to `topic`, with `writes`.
+    pub fn done(topic: Topic, message: SagaMessage, writes: WriteSet) -> Self {
+        Decision {
+            state: StepState::Done,
+            topic,
+            message,
+            writes,
+        }
+    }
+
+    /// `step` refused the order for `reason`: the saga fails, with nothing written but the
+    /// record.
+    pub fn rejected(step: Service, msg: &SagaMessage, reason: Reason) -> Self {
+        Decision {
+            state: StepState::Rejected,
+            topic: Topic::Error,
+            message: msg.fail(step, reason),
+            writes: WriteSet::new(),
+        }
+    }
+
+    /// `step` never managed the message (the janitor decides this on its behalf): the saga
+    /// fails for `reason`. The message leaves out the passed-through fields if they would not
+    /// fit, since the step's own message may have been refused for its size.
+    pub fn failed(step: Service, msg: &SagaMessage, reason: Reason) -> Self {
+        Decision {
+            state: StepState::Failed,
+            topic: Topic::Error,
+            message: msg.fail(step, reason).fitted(),
+            writes: WriteSet::new(),
+        }
+    }
+}
+
+/// A forward step of the saga.
+pub trait Step: Send + Sync {
+    /// Which step this is.
+    fn service(&self) -> Service;
+
+    /// Refuses a message this step can never process, before any I/O.
+    fn check(&self, _msg: &SagaMessage) -> Result<(), FieldError> {
+        Ok(())
+    }
+
+    /// The documents to read besides the step's record.
+    fn reads(&self, msg: &SagaMessage) -> Vec<DocPath>;
+
+    /// Decides what to do, given the documents of [`Step::reads`], in the same order.
+    fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError>;
+}

@@ -1,0 +1,322 @@
+//! [`run`]: the engine described in the module docs of [`crate::engine`], and the
+//! finishing of a step whose record exists ([`resume`]).
+
+use super::deadline::Deadline;
+use super::lease::{HeldLease, LEASE_POLL, LEASE_WAIT, Lease};
+use super::records::{self, StepRecord};
+use super::retry::until_committed;
+use super::{Decision, Handled, Step, StepError};
+use crate::contract::{Service, Topic, consumer_step};
+use crate::domain::Money;
+use crate::gcp::Clients;
+use crate::gcp::bus::{Outgoing, PUBLISH_TIMEOUT};
+use crate::gcp::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
+use crate::wire::message::SagaMessage;
+use crate::wire::trace::TraceContext;
+use firestore::FirestoreTimestamp;
+use firestore::gcloud_sdk::prost_types::Timestamp;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Serialize)]
+struct PublishedMark {
+    published: bool,
+    published_at: FirestoreTimestamp,
+}
+
+/// The records that prove a message of `service` was delivered: for each topic it
+/// publishes to, the record of the step that consumes that topic.
+fn evidence_paths(uuid: crate::domain::SagaId, service: Service) -> Vec<(Topic, DocPath)> {
+    service
+        .publishes()
+        .iter()
+        .filter_map(|&topic| consumer_step(topic).map(|consumer| (topic, records::step(uuid, consumer))))
+        .collect()
+}
+
+/// Runs `step` for `msg`: the whole engine described at the top of this module.
+/// `trace` is the span of this delivery; the outgoing message carries it on. `deadline` is
+/// when the handler of this delivery is cut off.
+pub async fn run(
+    step: &dyn Step,
+    clients: &Clients,
+    msg: &SagaMessage,
+    trace: &TraceContext,
+    deadline: Deadline,
+) -> Result<Handled, StepError> {
+    step.check(msg)?;
+    let service = step.service();
+    let record_path = records::step(msg.uuid, service);
+    let reads = step.reads(msg);
+    let evidence = evidence_paths(msg.uuid, service);
+    let mut paths = vec![record_path.clone()];
+    paths.extend(reads.iter().cloned());
+    paths.extend(evidence.iter().map(|(_, p)| p.clone()));
+
+    until_committed(|round| {
+        let (paths, evidence, record_path) = (&paths, &evidence, &record_path);
+        let reads = reads.len();
+        async move {
+            // A step that reads nothing can decide without a read: its first commit is
+            // guarded by the record's absence anyway, and only if that fails is there
+            // anything to read.
+            let docs = if round == 0 && reads == 0 {
+                Vec::new()
+            } else {
+                let mut docs = timed("read", clients.store.get_all(paths)).await?;
+                let proofs = docs.split_off(1 + reads);
+                if let Some(record) = docs.remove(0) {
+                    let found = Found::new(record, evidence, proofs);
+                    return resume(clients, record_path, evidence, found, deadline)
+                        .await
+                        .map(Some);
+                }
+                docs
+            };
+            let decision = step.decide(msg, &docs)?;
+            let record = record_of(service, msg, &decision);
+            let outgoing = Outgoing::new(decision.topic, decision.message.to_json()).traced(trace);
+            commit_and_publish(clients, record_path, record, outgoing, decision.writes, deadline).await
+        }
+    })
+    .await
+}
+
+/// The record of `service`'s decision on `msg`: its state, and the reason and price of the
+/// message it publishes.
+fn record_of(service: Service, msg: &SagaMessage, decision: &Decision) -> StepRecord {
+    let mut record = StepRecord::new(service, msg.uuid, &msg.order, decision.state);
+    record.reason = decision.message.reason.map(|r| r.as_str().to_owned());
+    record.price_per_unit = decision.message.price_per_unit.map(Money::get);
+    record
+}
+
+/// Commits `record` (created at `path`, which must not exist yet) with `outgoing` as its
+/// outbox, together with `writes`; then publishes and marks it, if that fits before
+/// `deadline`. `None` if a precondition failed and nothing was written: the caller reads
+/// again.
+pub async fn commit_and_publish(
+    clients: &Clients,
+    path: &DocPath,
+    mut record: StepRecord,
+    outgoing: Outgoing,
+    writes: WriteSet,
+    deadline: Deadline,
+) -> Result<Option<Handled>, StepError> {
+    let topic = outgoing.topic;
+    record.outbox = Some(outgoing.clone());
+    let (lease, lease_until) = HeldLease::take();
+    record.lease_until = Some(lease_until);
+    let mut all = WriteSet::new();
+    all.create(path.clone(), &record);
+    all.extend(writes);
+    match timed("commit", clients.store.commit(all)).await {
+        Ok(times) => {
+            let written_at = times.first().copied().unwrap_or_default();
+            publish_and_mark(clients, path, &outgoing, written_at, lease, deadline).await?;
+            Ok(Some(Handled::Published(topic)))
+        }
+        Err(CommitError::Conflict(_)) => Ok(None),
+        Err(CommitError::Unavailable(e)) => Err(e.into()),
+    }
+}
+
+/// Awaits `call`, one Firestore read, commit, publish or `published` mark on a step's way,
+/// and logs how long it took, for `RUST_LOG=saga::timing=debug` (the bench reads these to
+/// split a hop into its parts).
+async fn timed<T>(phase: &'static str, call: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = call.await;
+    tracing::debug!(
+        target: "saga::timing",
+        phase,
+        ms = started.elapsed().as_secs_f64() * 1000.0
+    );
+    out
+}
+
+/// A step's record as read, with the records that would prove its message delivered: for
+/// each topic the step publishes to, the record of the step consuming it (see
+/// `evidence_paths`).
+#[derive(Debug)]
+pub struct Found {
+    record: Snapshot,
+    proofs: Vec<(Topic, Option<Snapshot>)>,
+}
+
+impl Found {
+    /// `proofs` are the documents read at the paths of `evidence`, in the same order.
+    pub fn new(record: Snapshot, evidence: &[(Topic, DocPath)], proofs: Vec<Option<Snapshot>>) -> Self {
+        let proofs = evidence.iter().map(|(topic, _)| *topic).zip(proofs).collect();
+        Found { record, proofs }
+    }
+
+    async fn read(
+        clients: &Clients,
+        path: &DocPath,
+        evidence: &[(Topic, DocPath)],
+    ) -> Result<Self, StepError> {
+        let mut paths = vec![path.clone()];
+        paths.extend(evidence.iter().map(|(_, p)| p.clone()));
+        let mut docs = clients.store.get_all(&paths).await?;
+        let proofs = docs.split_off(1);
+        let record = docs
+            .remove(0)
+            .ok_or_else(|| anyhow::anyhow!("record {path} is gone; records are never deleted"))?;
+        Ok(Found::new(record, evidence, proofs))
+    }
+}
+
+/// Finishes a step whose record already exists: a duplicate or a redelivery. `evidence`
+/// are the paths [`Found`]'s proofs were read from, to read them again while another
+/// delivery holds the publish lease (for at most [`LEASE_WAIT`], and only while a publish
+/// would still fit before `deadline`).
+pub async fn resume(
+    clients: &Clients,
+    path: &DocPath,
+    evidence: &[(Topic, DocPath)],
+    mut found: Found,
+    deadline: Deadline,
+) -> Result<Handled, StepError> {
+    let waiting_since = Instant::now();
+    loop {
+        let look_again_in = match try_resume(clients, path, &found, deadline).await? {
+            Resumed::Handled(handled) => return Ok(handled),
+            Resumed::LookAgain(after) => after,
+        };
+        let patience = LEASE_WAIT
+            .saturating_sub(waiting_since.elapsed())
+            .min(deadline.left_for_publish().saturating_sub(PUBLISH_TIMEOUT));
+        if patience.is_zero() {
+            // Pub/Sub retries this delivery shortly; by then the holder has published, or
+            // its lease ran out and that delivery takes over.
+            return Err(anyhow::anyhow!("another delivery of this message holds its publish lease").into());
+        }
+        tokio::time::sleep(look_again_in.min(LEASE_POLL).min(patience)).await;
+        found = Found::read(clients, path, evidence).await?;
+    }
+}
+
+/// What one look at an existing record came to.
+enum Resumed {
+    Handled(Handled),
+    /// Another delivery holds the lease (for at most this long), or just took it over or
+    /// confirmed the message: read again.
+    LookAgain(Duration),
+}
+
+async fn try_resume(
+    clients: &Clients,
+    path: &DocPath,
+    found: &Found,
+    deadline: Deadline,
+) -> Result<Resumed, StepError> {
+    let record: StepRecord = found.record.decode()?;
+    let Some(outgoing) = record.outbox.as_ref() else {
+        return Ok(Resumed::Handled(Handled::Ignored(
+            "the saga was compensated before this step ran",
+        )));
+    };
+    if record.published {
+        return Ok(Resumed::Handled(Handled::Duplicate));
+    }
+    let topic = outgoing.topic;
+    if found
+        .proofs
+        .iter()
+        .any(|(t, proof)| *t == topic && proof.is_some())
+    {
+        // The step that reads the message has run (or was closed by compensation): the
+        // message was delivered, or is no longer needed.
+        return Ok(Resumed::Handled(Handled::Duplicate));
+    }
+    let now = FirestoreTimestamp::now();
+    if let Some(until) = record.lease_until.filter(|until| *until > now) {
+        // Most likely the delivery that holds it is publishing right now; publishing here
+        // too would duplicate the message.
+        let left = Duration::try_from(until.0.duration_since(now.0)).unwrap_or_default();
+        return Ok(Resumed::LookAgain(left));
+    }
+    // Take the lease, so that of several late duplicates only one publishes.
+    let (lease, lease_until) = HeldLease::take();
+    let mut writes = WriteSet::new();
+    writes.update(
+        path.clone(),
+        &Lease {
+            lease_until: Some(lease_until),
+        },
+        Some(&["lease_until"]),
+        Some(Precondition::Unchanged(found.record.update_time())),
+    );
+    let leased_at = match clients.store.commit(writes).await {
+        Ok(times) => times.first().copied().unwrap_or_default(),
+        // The record changed since it was read: another delivery took the lease over, marked
+        // the message published, or compensation closed the step. The next read tells.
+        Err(CommitError::Conflict(_)) => return Ok(Resumed::LookAgain(Duration::ZERO)),
+        Err(CommitError::Unavailable(e)) => return Err(e.into()),
+    };
+    tracing::warn!(topic = %topic, "publishing a stored message that was never confirmed");
+    publish_and_mark(clients, path, outgoing, leased_at, lease, deadline).await?;
+    Ok(Resumed::Handled(Handled::Republished(topic)))
+}
+
+/// Publishes the outbox message of the record at `path` under `lease`, then marks it
+/// published, unless a later step consumes the message: that step's record proves
+/// delivery, and the write is saved. `written_at` is the record's update time, which the
+/// lease release is conditioned on.
+async fn publish_and_mark(
+    clients: &Clients,
+    path: &DocPath,
+    outgoing: &Outgoing,
+    written_at: Timestamp,
+    lease: HeldLease,
+    deadline: Deadline,
+) -> Result<(), StepError> {
+    if !lease.leaves_time_to_publish() || !deadline.leaves_time_to_publish() {
+        release_lease(clients, path, written_at).await;
+        return Err(anyhow::anyhow!(
+            "the write took so long that the publish might not finish in time; \
+             a redelivery publishes instead"
+        )
+        .into());
+    }
+    if let Err(e) = timed("publish", clients.bus.publish(outgoing)).await {
+        release_lease(clients, path, written_at).await;
+        return Err(e.into());
+    }
+    if consumer_step(outgoing.topic).is_some() {
+        return Ok(());
+    }
+    let mut writes = WriteSet::new();
+    writes.update(
+        path.clone(),
+        &PublishedMark {
+            published: true,
+            published_at: FirestoreTimestamp::now(),
+        },
+        Some(&["published", "published_at"]),
+        Some(Precondition::Exists),
+    );
+    if let Err(e) = timed("mark", clients.store.commit(writes)).await {
+        // The message is out, which is what the ack promises. Left unmarked, the record
+        // only makes a later duplicate delivery publish the same message once more.
+        tracing::warn!(error = %e, "published, but could not mark the record published");
+    }
+    Ok(())
+}
+
+/// Gives the lease back so that a redelivery can publish at once instead of waiting for it
+/// to run out. Best effort: if this fails too, the lease simply runs out. Conditioned on
+/// the record being as this delivery wrote it, so a lease taken over since stays.
+async fn release_lease(clients: &Clients, path: &DocPath, written_at: Timestamp) {
+    let mut writes = WriteSet::new();
+    writes.update(
+        path.clone(),
+        &Lease { lease_until: None },
+        Some(&["lease_until"]),
+        Some(Precondition::Unchanged(written_at)),
+    );
+    if let Err(release) = clients.store.commit(writes).await {
+        tracing::debug!(error = %release, "could not release the publish lease");
+    }
+}

@@ -1,0 +1,8 @@
+//! A service process: its configuration, read once from the environment; the push route and
+//! its ack policy; HTTP serving with graceful shutdown; logging; and `main`.
+
+pub mod config;
+pub mod push_route;
+pub mod server;
+pub mod service;
+pub mod telemetry;
