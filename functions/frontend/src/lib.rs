@@ -22,6 +22,7 @@ use saga::engine::status::StatusDoc;
 use saga::gcp::Clients;
 use saga::gcp::bus::Outgoing;
 use saga::runtime::config::{Config, OrderList};
+use saga::runtime::server::AnswerLog;
 use saga::wire::message::{MAX_ORDER_BYTES, SagaMessage};
 use saga::wire::trace::{CLOUD_TRACE_CONTEXT, TRACEPARENT, TraceContext};
 use serde::Serialize;
@@ -99,16 +100,21 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::ListDisabled => (StatusCode::NOT_FOUND, "order_list_disabled", None),
-            ApiError::Unavailable(e) => {
-                tracing::error!(error = format!("{e:#}"), "could not start a saga");
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
-            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
         };
         let mut body = json!({ "error": code, "message": self.to_string() });
         if let Some(field) = field {
             body["field"] = field.into();
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        // A dependency failed: the logging layer says which; the client learns only to retry.
+        if let ApiError::Unavailable(e) = self {
+            let error = format!("{e:#}");
+            AnswerLog::attach(&mut response, move || {
+                tracing::error!(error, "a dependency failed; answered 503");
+            });
+        }
+        response
     }
 }
 

@@ -83,52 +83,64 @@ pub fn plan(
                 return Err("the saga completed: its payment was made, so there is nothing to compensate");
             }
             Some((record, snapshot)) if record.state == StepState::Done => {
-                let Some(order) = record.order() else {
-                    return Err("a step record is unreadable");
-                };
-                let guard = Some(Precondition::Unchanged(snapshot.update_time()));
-                writes.update(
-                    path,
-                    &StateChange {
-                        state: StepState::Compensated,
-                        updated: FirestoreTimestamp::now(),
-                    },
-                    Some(StateChange::MASK),
-                    guard,
-                );
-                match service {
-                    Service::Inventory => {
-                        writes.update(
-                            records::reservation(&order.item, uuid),
-                            &StatusChange::now(DocStatus::Released),
-                            Some(StatusChange::MASK),
-                            Some(Precondition::Exists),
-                        );
-                        writes.increment(
-                            records::item(&order.item),
-                            records::inventory_fields::QUANTITY,
-                            i64::from(order.quantity),
-                            None,
-                        );
-                        plan.released = order.quantity.get();
-                    }
-                    Service::Orders => {
-                        writes.update(
-                            records::user_order(&order.user, uuid),
-                            &StatusChange::now(DocStatus::Cancelled),
-                            Some(StatusChange::MASK),
-                            Some(Precondition::Exists),
-                        );
-                        plan.cancelled = true;
-                    }
-                    _ => {}
-                }
+                undo(*service, record, snapshot, uuid, writes, &mut plan)?;
             }
             // Failed, rejected, compensated or tombstoned: nothing of this step to undo.
             Some(_) => {}
         }
     }
     Ok(plan)
+}
+
+/// Queues the undoing of `service`'s completed step: its record becomes compensated (only as
+/// it was read, so two compensations never both undo it), and the stock or the user's order
+/// goes back in the same commit.
+fn undo(
+    service: Service,
+    record: &StepRecord,
+    snapshot: &Snapshot,
+    uuid: saga::domain::SagaId,
+    writes: &mut WriteSet,
+    plan: &mut Plan,
+) -> Result<(), &'static str> {
+    let order = record.order().ok_or("a step record is unreadable")?;
+    writes.update(
+        records::step(uuid, service),
+        &StateChange {
+            state: StepState::Compensated,
+            updated: FirestoreTimestamp::now(),
+        },
+        Some(StateChange::MASK),
+        Some(Precondition::Unchanged(snapshot.update_time())),
+    );
+    match service {
+        Service::Inventory => {
+            writes.update(
+                records::reservation(&order.item, uuid),
+                &StatusChange::now(DocStatus::Released),
+                Some(StatusChange::MASK),
+                Some(Precondition::Exists),
+            );
+            writes.increment(
+                records::item(&order.item),
+                records::inventory_fields::QUANTITY,
+                i64::from(order.quantity),
+                None,
+            );
+            plan.released = order.quantity.get();
+        }
+        Service::Orders => {
+            writes.update(
+                records::user_order(&order.user, uuid),
+                &StatusChange::now(DocStatus::Cancelled),
+                Some(StatusChange::MASK),
+                Some(Precondition::Exists),
+            );
+            plan.cancelled = true;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Compensates the saga of the failure message `msg`, before `deadline`.
@@ -376,4 +388,184 @@ pub fn router(clients: Clients, _config: &Config) -> Router {
     }
     let routes = routes.with_state(clients);
     saga::runtime::server::standard(routes, MAX_PUSH_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    // A failed unwrap in a test is a failed assertion.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use saga::domain::SagaId;
+
+    fn message(uuid: SagaId) -> SagaMessage {
+        let obj =
+            serde_json::json!({"item": "widget", "quantity": 4, "user": "jack", "uuid": uuid.to_string()});
+        SagaMessage::parse(obj.to_string().as_bytes()).unwrap()
+    }
+
+    /// The records of the three forward steps, in undo order, each in the state given or
+    /// absent.
+    fn records_in(
+        msg: &SagaMessage,
+        states: [Option<StepState>; 3],
+    ) -> Vec<(Service, Option<(StepRecord, Snapshot)>)> {
+        UNDO_ORDER
+            .iter()
+            .zip(states)
+            .map(|(service, state)| {
+                let record = state.map(|state| {
+                    let record = StepRecord::new(*service, msg.uuid, &msg.order, state);
+                    let snapshot = Snapshot::of(&records::step(msg.uuid, *service), &record, 5).unwrap();
+                    (record, snapshot)
+                });
+                (*service, record)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compensation_undoes_what_ran_and_tombstones_what_did_not() {
+        use StepState::{Compensated, Done, Failed, Rejected, Tombstone};
+        let uuid = SagaId::new();
+        let msg = message(uuid);
+        let (reservation, user_order) = (
+            format!("inventory/widget/orders/{uuid}"),
+            format!("users/jack/orders/{uuid}"),
+        );
+        let step = |s: Service| format!("sagas/{uuid}/steps/{s}");
+        // [payments, inventory, orders] → the plan, and the documents it writes.
+        let cases: Vec<([Option<StepState>; 3], Plan, Vec<String>)> = vec![
+            (
+                [Some(Rejected), Some(Done), Some(Done)],
+                Plan {
+                    released: 4,
+                    cancelled: true,
+                    tombstoned: vec![],
+                },
+                vec![
+                    step(Service::Inventory),
+                    reservation.clone(),
+                    "inventory/widget".into(),
+                    step(Service::Orders),
+                    user_order.clone(),
+                ],
+            ),
+            (
+                [None, Some(Rejected), Some(Done)],
+                Plan {
+                    released: 0,
+                    cancelled: true,
+                    tombstoned: vec![Service::Payments],
+                },
+                vec![step(Service::Payments), step(Service::Orders), user_order.clone()],
+            ),
+            (
+                [None, None, Some(Rejected)],
+                Plan {
+                    released: 0,
+                    cancelled: false,
+                    tombstoned: vec![Service::Payments, Service::Inventory],
+                },
+                vec![step(Service::Payments), step(Service::Inventory)],
+            ),
+            (
+                [None, None, None],
+                Plan {
+                    released: 0,
+                    cancelled: false,
+                    tombstoned: vec![Service::Payments, Service::Inventory, Service::Orders],
+                },
+                vec![
+                    step(Service::Payments),
+                    step(Service::Inventory),
+                    step(Service::Orders),
+                ],
+            ),
+            (
+                [Some(Failed), Some(Done), Some(Done)],
+                Plan {
+                    released: 4,
+                    cancelled: true,
+                    tombstoned: vec![],
+                },
+                vec![
+                    step(Service::Inventory),
+                    reservation.clone(),
+                    "inventory/widget".into(),
+                    step(Service::Orders),
+                    user_order.clone(),
+                ],
+            ),
+            (
+                [Some(Tombstone), Some(Compensated), Some(Compensated)],
+                Plan::default(),
+                vec![],
+            ),
+        ];
+        for (states, expected, documents) in cases {
+            let mut writes = WriteSet::new();
+            let got = plan(&records_in(&msg, states), &mut writes, uuid, &msg).unwrap();
+            assert_eq!(got, expected, "{states:?}");
+            let written: Vec<&str> = writes.documents().into_iter().map(|(path, _)| path).collect();
+            assert_eq!(written, documents, "{states:?}");
+        }
+    }
+
+    #[test]
+    fn a_released_reservation_and_its_stock_come_back_in_one_guarded_commit() {
+        let uuid = SagaId::new();
+        let msg = message(uuid);
+        let mut writes = WriteSet::new();
+        let records = records_in(
+            &msg,
+            [
+                Some(StepState::Rejected),
+                Some(StepState::Done),
+                Some(StepState::Done),
+            ],
+        );
+        plan(&records, &mut writes, uuid, &msg).unwrap();
+        let guards: Vec<Option<Precondition>> = writes.documents().into_iter().map(|(_, p)| p).collect();
+        let read_at = records[1].1.as_ref().unwrap().1.update_time();
+        // The inventory record changes only as it was read, so a second compensation racing
+        // this one fails its commit instead of returning the stock again.
+        assert_eq!(guards[0], Some(Precondition::Unchanged(read_at)));
+        assert_eq!(guards[1], Some(Precondition::Exists), "the reservation");
+        assert_eq!(
+            guards[2],
+            Some(Precondition::Exists),
+            "the stock, incremented server-side"
+        );
+    }
+
+    #[test]
+    fn a_paid_saga_is_never_compensated() {
+        let uuid = SagaId::new();
+        let msg = message(uuid);
+        let mut writes = WriteSet::new();
+        let records = records_in(
+            &msg,
+            [
+                Some(StepState::Done),
+                Some(StepState::Done),
+                Some(StepState::Done),
+            ],
+        );
+        let why = plan(&records, &mut writes, uuid, &msg).unwrap_err();
+        assert!(why.contains("payment was made"), "{why}");
+        assert!(writes.is_empty());
+    }
+
+    #[test]
+    fn a_done_record_whose_order_is_unreadable_stops_the_compensation() {
+        let uuid = SagaId::new();
+        let msg = message(uuid);
+        let mut records = records_in(&msg, [None, Some(StepState::Done), Some(StepState::Done)]);
+        if let Some((record, _)) = records[1].1.as_mut() {
+            record.item = "a/b".into();
+        }
+        let why = plan(&records, &mut WriteSet::new(), uuid, &msg).unwrap_err();
+        assert!(why.contains("unreadable"), "{why}");
+    }
 }

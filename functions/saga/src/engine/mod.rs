@@ -240,3 +240,56 @@ pub trait Step: Send + Sync {
     /// Decides what to do, given the documents of [`Step::reads`], in the same order.
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Money;
+
+    fn message(extra_bytes: usize) -> SagaMessage {
+        let obj = serde_json::json!({
+            "item": "widget", "quantity": 2, "user": "jack",
+            "uuid": crate::domain::SagaId::new().to_string(), "pad": "x".repeat(extra_bytes)
+        });
+        SagaMessage::parse_any_size(obj.to_string().as_bytes()).expect("a saga message")
+    }
+
+    #[test]
+    fn the_constructors_derive_state_topic_and_text_from_what_happened() {
+        let msg = message(0).stock_reserved(Money::new(7).expect("an amount"));
+        let rejected = Decision::rejected(Service::Payments, &msg, Reason::PaymentDeclined);
+        assert_eq!(
+            (rejected.state, rejected.topic),
+            (StepState::Rejected, Topic::Error)
+        );
+        assert_eq!(rejected.message.reason, Some(Reason::PaymentDeclined));
+        assert_eq!(
+            rejected.message.price_per_unit,
+            Money::new(7),
+            "the price goes on"
+        );
+        assert_eq!(rejected.message.step, Some(Service::Payments));
+        assert!(rejected.writes.is_empty());
+
+        let failed = Decision::failed(Service::Inventory, &msg, Reason::RetriesExhausted);
+        assert_eq!((failed.state, failed.topic), (StepState::Failed, Topic::Error));
+        assert_eq!(
+            failed.message.status.as_deref(),
+            Some("Order failed: inventory gave up after repeated delivery attempts")
+        );
+
+        let done = Decision::done(Topic::OrderCreated, msg.order_created(), WriteSet::new());
+        assert_eq!((done.state, done.message.reason), (StepState::Done, None));
+    }
+
+    #[test]
+    fn a_failure_decided_for_a_step_leaves_out_fields_that_would_not_fit() {
+        let big = message(crate::wire::message::MAX_MESSAGE_BYTES);
+        let failed = Decision::failed(Service::Payments, &big, Reason::Undeliverable);
+        assert!(failed.message.extra.is_empty());
+        assert!(failed.message.to_json().len() <= crate::wire::message::MAX_MESSAGE_BYTES);
+        let small = message(10);
+        let kept = Decision::failed(Service::Payments, &small, Reason::Undeliverable);
+        assert_eq!(kept.message.extra, small.extra);
+    }
+}

@@ -92,13 +92,10 @@ impl Bus {
             .map(|&topic| {
                 let publisher = base.publisher(topic.path(&target.project));
                 // Every push and every POST waits for its publish, so a batching timer is
-                // pure latency, and the timer, even at zero, costs up to a millisecond of
-                // the runtime's clock. A step publishes one message per push, and pushes
-                // come a few at a time: each message goes out at once. The frontend
-                // publishes for as many clients as come at once, and a call per message
-                // costs the server more than the tick (on the emulator, 32 clients' POSTs
-                // took 30 ms at the median instead of 10): its messages that arrive
-                // together share a call.
+                // pure latency: a step, which publishes one message per push, sends each at
+                // once. The frontend publishes for as many clients as come at once, and a
+                // call per message costs the server more than the timer's tick: its messages
+                // that arrive together share a call (BENCHMARKS.md, "What was tried").
                 let publisher = if service == Service::Frontend {
                     publisher.set_delay_threshold(Duration::ZERO)
                 } else {

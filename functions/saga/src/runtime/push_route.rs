@@ -16,9 +16,10 @@ use crate::engine::{Deadline, Handled, PoisonDetail, Step, StepError};
 use crate::gcp::Clients;
 use crate::gcp::auth::AuthError;
 use crate::gcp::bus::Outgoing;
+use crate::runtime::server::AnswerLog;
 use crate::wire::envelope::{MAX_PUSH_BYTES, Push, read_envelope};
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -96,71 +97,44 @@ where
             // Before anything that may wait: the server's timeout is already running.
             let deadline = Deadline::arrived_at(Instant::now());
             let handler = handler.clone();
-            async move {
-                // The token first: nobody else gets us to read a large body.
-                if let Some(verifier) = &clients.push_verifier
-                    && let Err(e) = verifier.verify(&headers).await
-                {
-                    return refused(&e, verifier.mode());
-                }
-                match axum::body::to_bytes(body, MAX_PUSH_BYTES).await {
-                    Ok(body) => handle(clients, body, handler, poison, deadline).await,
-                    // Larger than any push Pub/Sub makes, or the connection broke.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not read the push body");
-                        (
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            Json(json!({ "error": "payload_too_large", "message": "not a Pub/Sub push" })),
-                        )
-                            .into_response()
-                    }
-                }
-            }
+            async move { receive(clients, &headers, body, handler, poison, deadline).await }
         },
     )
 }
 
-async fn handle<F, Fut>(
+/// Everything a push goes through, in order: the token, the body, the envelope, its size,
+/// then the handler, within the push's span.
+async fn receive<F, Fut>(
     clients: Clients,
-    body: Bytes,
-    step: F,
+    headers: &HeaderMap,
+    body: Body,
+    handler: F,
     poison: Poison,
     deadline: Deadline,
-) -> Response
+) -> Answer
 where
     F: Fn(Clients, Push, Deadline) -> Fut,
     Fut: Future<Output = Result<Handled, StepError>>,
 {
+    // The token first: nobody else gets us to read a large body.
+    if let Some(verifier) = &clients.push_verifier
+        && let Err(error) = verifier.verify(headers).await
+    {
+        return PushReply::Refused {
+            error,
+            mode: verifier.mode(),
+        }
+        .outside_a_push();
+    }
+    let body = match axum::body::to_bytes(body, MAX_PUSH_BYTES).await {
+        Ok(body) => body,
+        // Larger than any push Pub/Sub makes, or the connection broke.
+        Err(e) => return PushReply::NotAPush(e.to_string()).outside_a_push(),
+    };
     #[cfg(feature = "test-hooks")]
     if clients.faults.take_push_failure() {
-        tracing::warn!("injected push failure (test hook)");
-        return unavailable();
+        return PushReply::Unavailable("injected push failure (test hook)".to_owned()).outside_a_push();
     }
-    // `detail` never quotes the message (see `PoisonDetail`); the lines give its size.
-    let refuse = |push: Push, code: &'static str, detail: PoisonDetail| {
-        let clients = clients.clone();
-        async move {
-            match poison {
-                Poison::DeadLetter => dead_letter(&clients, &push, code, &detail).await,
-                Poison::Keep => {
-                    tracing::error!(reason = code, %detail, bytes = push.data.len(), message_id = %push.message_id, "an unreadable dead letter; it stays on dead-letter-sub");
-                    (
-                        StatusCode::OK,
-                        Json(json!({ "result": "ignored", "reason": code, "detail": detail.as_str() })),
-                    )
-                        .into_response()
-                }
-                Poison::Skip => {
-                    tracing::debug!(reason = code, message_id = %push.message_id, "not a saga message; its step dead-letters it");
-                    (
-                        StatusCode::OK,
-                        Json(json!({ "result": "ignored", "reason": code, "detail": detail.as_str() })),
-                    )
-                        .into_response()
-                }
-            }
-        }
-    };
     let push = match read_envelope(&body) {
         Ok(push) => push,
         Err(e) => {
@@ -168,18 +142,35 @@ where
                 data: body.to_vec(),
                 ..Push::default()
             };
-            return refuse(raw, e.code(), PoisonDetail::from(&e)).await;
+            return refuse(&clients, poison, &raw, e.code(), PoisonDetail::from(&e))
+                .await
+                .outside_a_push();
         }
     };
-    // The dead-letter reader takes letters of any size: a letter may have been refused for
-    // its size alone, and its saga must still end.
-    if poison != Poison::Keep
-        && let Err(e) = push.check_size()
-    {
-        // The whole message, attributes and all, goes to the dead-letter topic.
-        return refuse(push, e.code(), PoisonDetail::from(&e)).await;
+    let span = push_span(&push);
+    let reply = async {
+        // The dead-letter reader takes letters of any size: a letter may have been refused
+        // for its size alone, and its saga must still end.
+        if poison != Poison::Keep
+            && let Err(e) = push.check_size()
+        {
+            // The whole message, attributes and all, goes to the dead-letter topic.
+            return refuse(&clients, poison, &push, e.code(), PoisonDetail::from(&e)).await;
+        }
+        match handler(clients.clone(), push.clone(), deadline).await {
+            Ok(done) => PushReply::Handled(done),
+            Err(StepError::Poison { code, detail }) => refuse(&clients, poison, &push, code, detail).await,
+            Err(StepError::Transient(e)) => PushReply::Unavailable(format!("{e:#}")),
+        }
     }
-    let span = tracing::info_span!(
+    .instrument(span.clone())
+    .await;
+    Answer { reply, span }
+}
+
+/// The span every log line about one push is written in.
+fn push_span(push: &Push) -> tracing::Span {
+    tracing::info_span!(
         "push",
         subscription = %push.subscription.rsplit('/').next().unwrap_or_default(),
         message_id = %push.message_id,
@@ -187,40 +178,55 @@ where
         uuid = tracing::field::Empty,
         trace_id = %push.trace.trace_id(),
         span_id = %push.trace.span_id(),
-    );
-    async {
-        match step(clients.clone(), push.clone(), deadline).await {
-            Ok(handled) => {
-                match &handled {
-                    Handled::Published(Topic::Error) | Handled::Republished(Topic::Error) => {
-                        tracing::warn!(outcome = handled.word(), topic = %Topic::Error, "the saga failed at this step");
-                    }
-                    Handled::Published(topic) | Handled::Republished(topic) => {
-                        tracing::info!(outcome = handled.word(), %topic, "step done");
-                    }
-                    Handled::Recorded => tracing::debug!(outcome = "recorded", "view updated"),
-                    Handled::Duplicate => {
-                        tracing::info!(outcome = "duplicate", "already done; nothing to do");
-                    }
-                    Handled::Ignored(why) => {
-                        tracing::info!(outcome = "ignored", why, "nothing to do");
-                    }
-                }
-                (StatusCode::OK, Json(json!({ "result": handled.word() }))).into_response()
-            }
-            Err(StepError::Poison { code, detail }) => refuse(push.clone(), code, detail).await,
-            Err(StepError::Transient(e)) => {
-                tracing::warn!(error = format!("{e:#}"), "transient failure; Pub/Sub will retry");
-                unavailable()
-            }
-        }
-    }
-    .instrument(span)
-    .await
+    )
 }
 
-/// Copies a message that can never be processed to the dead-letter topic, then acks it.
-async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail: &PoisonDetail) -> Response {
+/// What becomes of a push that can never be processed, as `poison` says.
+async fn refuse(
+    clients: &Clients,
+    poison: Poison,
+    push: &Push,
+    code: &'static str,
+    detail: PoisonDetail,
+) -> PushReply {
+    let bytes = push.data.len();
+    let message_id = push.message_id.clone();
+    match poison {
+        Poison::DeadLetter => match dead_letter(clients, push, code, &detail).await {
+            Ok(dead_letter_id) => PushReply::DeadLettered {
+                code,
+                detail,
+                bytes,
+                message_id,
+                dead_letter_id,
+            },
+            Err(e) => PushReply::DeadLetterFailed {
+                code,
+                why: format!("{e:#}"),
+            },
+        },
+        Poison::Keep => PushReply::Kept {
+            code,
+            detail,
+            bytes,
+            message_id,
+        },
+        Poison::Skip => PushReply::Skipped {
+            code,
+            detail,
+            message_id,
+        },
+    }
+}
+
+/// Copies a message that can never be processed to the dead-letter topic; the id Pub/Sub
+/// gave the copy.
+async fn dead_letter(
+    clients: &Clients,
+    push: &Push,
+    code: &'static str,
+    detail: &PoisonDetail,
+) -> anyhow::Result<String> {
     use dead_letter_attributes as attr;
     let (data, encoding) = match String::from_utf8(push.data.clone()) {
         Ok(text) => (text, None),
@@ -245,59 +251,201 @@ async fn dead_letter(clients: &Clients, push: &Push, code: &'static str, detail:
     if let Some(encoding) = encoding {
         out = out.with_attribute(attr::ENCODING, encoding);
     }
-    match clients.bus.publish(&out).await {
-        Ok(id) => {
-            tracing::error!(
-                reason = code,
-                %detail,
-                bytes = push.data.len(),
-                message_id = %push.message_id,
-                dead_letter_id = %id,
-                "poison message moved to the dead-letter topic"
-            );
-            (
-                StatusCode::OK,
-                Json(json!({ "result": "dead_lettered", "reason": code, "detail": detail.as_str() })),
-            )
-                .into_response()
+    clients.bus.publish(&out).await
+}
+
+/// What a push route answers: one variant per row of the ack policy in the module doc.
+/// Its `IntoResponse` is the one place outcomes become statuses and bodies; the log line of
+/// each is written by the logging layer ([`AnswerLog`]). `detail` never quotes the message
+/// (see [`PoisonDetail`]); the lines give its size.
+#[derive(Clone, Debug)]
+pub enum PushReply {
+    /// Handled (published, duplicate, recorded, ignored): 200.
+    Handled(Handled),
+    /// Poison, copied to the dead-letter topic: 200.
+    DeadLettered {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// What is wrong.
+        detail: PoisonDetail,
+        /// The message's size.
+        bytes: usize,
+        /// The message's id.
+        message_id: String,
+        /// The copy's id.
+        dead_letter_id: String,
+    },
+    /// Poison whose dead-letter copy failed: 503, and Pub/Sub tries again.
+    DeadLetterFailed {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// Why the copy failed.
+        why: String,
+    },
+    /// An unreadable letter on the dead-letter topic itself, which stays there: 200.
+    Kept {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// What is wrong.
+        detail: PoisonDetail,
+        /// The message's size.
+        bytes: usize,
+        /// The message's id.
+        message_id: String,
+    },
+    /// Not a saga message, on a route whose step elsewhere dead-letters it: 200.
+    Skipped {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// What is wrong.
+        detail: PoisonDetail,
+        /// The message's id.
+        message_id: String,
+    },
+    /// A transient failure: 503, and Pub/Sub retries.
+    Unavailable(String),
+    /// The worker's token check refused the push: 401, 403, or 503 if keys were unavailable.
+    Refused {
+        /// Why.
+        error: AuthError,
+        /// The check's mode, as `PUSH_AUTH` names it.
+        mode: &'static str,
+    },
+    /// A body that cannot be a Pub/Sub push: 413.
+    NotAPush(String),
+}
+
+/// A reply and the span of its push (none before the envelope is read).
+struct Answer {
+    reply: PushReply,
+    span: tracing::Span,
+}
+
+impl PushReply {
+    fn outside_a_push(self) -> Answer {
+        Answer {
+            reply: self,
+            span: tracing::Span::none(),
         }
-        Err(e) => {
-            tracing::error!(
+    }
+
+    fn status_and_body(&self) -> (StatusCode, serde_json::Value) {
+        let unavailable = || {
+            json!({
+                "error": "unavailable",
+                "message": "temporarily unable to process the message; it will be retried"
+            })
+        };
+        match self {
+            PushReply::Handled(handled) => (StatusCode::OK, json!({ "result": handled.word() })),
+            PushReply::DeadLettered { code, detail, .. } => (
+                StatusCode::OK,
+                json!({ "result": "dead_lettered", "reason": code, "detail": detail.as_str() }),
+            ),
+            PushReply::Kept { code, detail, .. } | PushReply::Skipped { code, detail, .. } => (
+                StatusCode::OK,
+                json!({ "result": "ignored", "reason": code, "detail": detail.as_str() }),
+            ),
+            PushReply::Unavailable(_) | PushReply::DeadLetterFailed { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, unavailable())
+            }
+            PushReply::Refused { error, .. } => {
+                let (status, code, message) = match error {
+                    AuthError::Unauthenticated(_) => (
+                        StatusCode::UNAUTHORIZED,
+                        "unauthenticated",
+                        "this endpoint only takes pushes from Pub/Sub",
+                    ),
+                    AuthError::Forbidden(_) => (
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "this endpoint only takes pushes from Pub/Sub",
+                    ),
+                    AuthError::Unavailable(_) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "cannot verify push tokens right now; retry",
+                    ),
+                };
+                (status, json!({ "error": code, "message": message }))
+            }
+            PushReply::NotAPush(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error": "payload_too_large", "message": "not a Pub/Sub push" }),
+            ),
+        }
+    }
+
+    /// The reply's log line, at the level its outcome deserves.
+    fn log(&self) {
+        match self {
+            PushReply::Handled(handled) => match handled {
+                Handled::Published(Topic::Error) | Handled::Republished(Topic::Error) => {
+                    tracing::warn!(outcome = handled.word(), topic = %Topic::Error, "the saga failed at this step");
+                }
+                Handled::Published(topic) | Handled::Republished(topic) => {
+                    tracing::info!(outcome = handled.word(), %topic, "step done");
+                }
+                Handled::Recorded => tracing::debug!(outcome = "recorded", "view updated"),
+                Handled::Duplicate => tracing::info!(outcome = "duplicate", "already done; nothing to do"),
+                Handled::Ignored(why) => tracing::info!(outcome = "ignored", why, "nothing to do"),
+            },
+            PushReply::DeadLettered {
+                code,
+                detail,
+                bytes,
+                message_id,
+                dead_letter_id,
+            } => tracing::error!(
+                reason = code, %detail, bytes, message_id, dead_letter_id,
+                "poison message moved to the dead-letter topic"
+            ),
+            PushReply::DeadLetterFailed { code, why } => tracing::error!(
                 reason = code,
-                error = format!("{e:#}"),
+                error = why,
                 "could not dead-letter a poison message; Pub/Sub will retry"
-            );
-            unavailable()
+            ),
+            PushReply::Kept {
+                code,
+                detail,
+                bytes,
+                message_id,
+            } => tracing::error!(
+                reason = code, %detail, bytes, message_id,
+                "an unreadable dead letter; it stays on dead-letter-sub"
+            ),
+            PushReply::Skipped { code, message_id, .. } => tracing::debug!(
+                reason = code,
+                message_id,
+                "not a saga message; its step dead-letters it"
+            ),
+            PushReply::Unavailable(why) => {
+                tracing::warn!(error = why, "transient failure; Pub/Sub will retry");
+            }
+            // The line says it was the worker that refused, in which mode: Cloud Run's own
+            // refusals never reach the container.
+            PushReply::Refused { error, mode } => {
+                tracing::warn!(error = %error, push_auth = mode, "push refused by the worker's token check");
+            }
+            PushReply::NotAPush(why) => tracing::warn!(error = why, "could not read the push body"),
         }
     }
 }
 
-/// The answer to a push that failed authentication; nothing else was done for it. The log
-/// line says it was the worker that refused, in which mode: Cloud Run's own refusals never
-/// reach the container.
-fn refused(e: &AuthError, mode: &'static str) -> Response {
-    let (status, code) = match e {
-        AuthError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-    };
-    tracing::warn!(error = %e, push_auth = mode, "push refused by the worker's token check");
-    let message = match e {
-        AuthError::Unavailable(_) => "cannot verify push tokens right now; retry",
-        _ => "this endpoint only takes pushes from Pub/Sub",
-    };
-    (status, Json(json!({ "error": code, "message": message }))).into_response()
+impl IntoResponse for PushReply {
+    fn into_response(self) -> Response {
+        let (status, body) = self.status_and_body();
+        let mut response = (status, Json(body)).into_response();
+        AnswerLog::attach(&mut response, move || self.log());
+        response
+    }
 }
 
-fn unavailable() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({
-            "error": "unavailable",
-            "message": "temporarily unable to process the message; it will be retried"
-        })),
-    )
-        .into_response()
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let Answer { reply, span } = self;
+        span.in_scope(|| reply.into_response())
+    }
 }
 
 /// Parses the saga message of `push` and tags the current log span with its uuid.
@@ -305,4 +453,115 @@ pub fn parse_message(push: &Push) -> Result<crate::wire::message::SagaMessage, S
     let msg = crate::wire::message::SagaMessage::parse(&push.data)?;
     tracing::Span::current().record("uuid", tracing::field::display(msg.uuid));
     Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail() -> PoisonDetail {
+        PoisonDetail::from(&crate::domain::FieldError::Missing("uuid"))
+    }
+
+    #[tokio::test]
+    async fn each_reply_answers_as_the_ack_policy_says_and_carries_its_log_line() {
+        let cases = [
+            (
+                PushReply::Handled(Handled::Published(Topic::OrderCreated)),
+                200,
+                ("result", "published"),
+            ),
+            (
+                PushReply::Handled(Handled::Duplicate),
+                200,
+                ("result", "duplicate"),
+            ),
+            (
+                PushReply::DeadLettered {
+                    code: "missing_field",
+                    detail: detail(),
+                    bytes: 3,
+                    message_id: "1".into(),
+                    dead_letter_id: "2".into(),
+                },
+                200,
+                ("result", "dead_lettered"),
+            ),
+            (
+                PushReply::Kept {
+                    code: "missing_field",
+                    detail: detail(),
+                    bytes: 3,
+                    message_id: "1".into(),
+                },
+                200,
+                ("result", "ignored"),
+            ),
+            (
+                PushReply::Skipped {
+                    code: "missing_field",
+                    detail: detail(),
+                    message_id: "1".into(),
+                },
+                200,
+                ("result", "ignored"),
+            ),
+            (
+                PushReply::DeadLetterFailed {
+                    code: "missing_field",
+                    why: "down".into(),
+                },
+                503,
+                ("error", "unavailable"),
+            ),
+            (
+                PushReply::Unavailable("down".into()),
+                503,
+                ("error", "unavailable"),
+            ),
+            (
+                PushReply::Refused {
+                    error: AuthError::Unauthenticated("no".into()),
+                    mode: "cloud-run-iam",
+                },
+                401,
+                ("error", "unauthenticated"),
+            ),
+            (
+                PushReply::Refused {
+                    error: AuthError::Forbidden("no".into()),
+                    mode: "signature",
+                },
+                403,
+                ("error", "forbidden"),
+            ),
+            (
+                PushReply::Refused {
+                    error: AuthError::Unavailable("keys".into()),
+                    mode: "signature",
+                },
+                503,
+                ("error", "unavailable"),
+            ),
+            (
+                PushReply::NotAPush("big".into()),
+                413,
+                ("error", "payload_too_large"),
+            ),
+        ];
+        for (reply, status, (key, value)) in cases {
+            let what = format!("{reply:?}");
+            let response = reply.into_response();
+            assert_eq!(response.status().as_u16(), status, "{what}");
+            assert!(
+                response.extensions().get::<AnswerLog>().is_some(),
+                "{what}: a log line"
+            );
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .expect("a body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            assert_eq!(body[key], value, "{what}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -56,13 +57,34 @@ pub fn standard(router: Router, body_limit: usize) -> Router {
         .layer(axum::middleware::from_fn(access_log))
 }
 
+/// The log line of an answer: what a handler's reply or error type attaches to its response
+/// in `into_response`, for the logging layer to write after the handler has returned. The
+/// types that build answers never log themselves, as in axum's error-handling example.
+#[derive(Clone)]
+pub struct AnswerLog(Arc<dyn Fn() + Send + Sync>);
+
+impl AnswerLog {
+    /// Attaches `line` to `response`, to be written within the span current now (the one the
+    /// answer was made in).
+    pub fn attach(response: &mut Response, line: impl Fn() + Send + Sync + 'static) {
+        let span = tracing::Span::current();
+        response
+            .extensions_mut()
+            .insert(AnswerLog(Arc::new(move || span.in_scope(&line))));
+    }
+}
+
 /// One line per request, with Cloud Logging's `httpRequest` fields: at DEBUG normally (Cloud
-/// Run logs every request already), at WARN when the service failed it.
+/// Run logs every request already), at WARN when the service failed it; and the answer's own
+/// line ([`AnswerLog`]), if it has one.
 async fn access_log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
     let res = next.run(req).await;
+    if let Some(AnswerLog(line)) = res.extensions().get::<AnswerLog>() {
+        line();
+    }
     let status = res.status().as_u16();
     let latency = format!("{:.3}s", started.elapsed().as_secs_f64());
     if res.status().is_server_error() {

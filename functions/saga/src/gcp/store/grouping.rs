@@ -1,9 +1,8 @@
 //! Group commit and group read: the Firestore calls of concurrent requests share round
 //! trips.
 //!
-//! A call costs Firestore (and its emulator) far more than each document in it: measured on
-//! the emulator, ten one-document commits cost three times the CPU of one ten-document
-//! commit. So the reads of concurrent requests go out as one `BatchGetDocuments`, and their
+//! A call costs Firestore (and its emulator) far more than each document in it (measured in
+//! BENCHMARKS.md, "What was tried"). So the reads of concurrent requests go out as one `BatchGetDocuments`, and their
 //! commits as one `Commit`, whenever they meet. A request never waits for company: with a
 //! call slot free it goes out alone at once; only while every slot is busy do the requests
 //! arriving meanwhile gather, and they then leave together.
