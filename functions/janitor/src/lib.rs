@@ -9,7 +9,7 @@
 //!   later. The commit also records the compensation with its `compensated` message, which is
 //!   then published.
 //! - `status-*-sub`: every step's messages, to keep each saga's status view
-//!   (`sagas/{uuid}`, see [`saga::status`]) up to date. The janitor hosts the view because it
+//!   (`sagas/{uuid}`, see [`saga::engine::status`]) up to date. The janitor hosts the view because it
 //!   is internal and push-only; the frontend only reads it.
 //! - `dead-letter-janitor-sub`: a saga message was dead-lettered, by Pub/Sub (it gave up
 //!   after the step kept failing) or by a step that could never read it (poison: too large,
