@@ -97,7 +97,7 @@ pub struct Process {
     pub pid: u32,
     /// Its port.
     pub port: u16,
-    /// Exec to first healthy answer, for each start (the last one is the running process).
+    /// Fork to first healthy answer, for each start (the last one is the running process).
     pub startup: Vec<Duration>,
     /// Size of its binary.
     pub binary_bytes: u64,
@@ -225,8 +225,8 @@ impl Stack {
             if let Err(e) = child.wait_healthy(&probe).await {
                 bail!("{service}: {e} (its log: {})", self.log_path(service).display());
             }
-            // From the service's exec, not from the spawn of the shell that ties it to the
-            // bench: that shell is the bench's cost, not the service's.
+            // From the fork of the service's process, not from the spawn of the shell that
+            // ties it to the bench: that shell is the bench's cost, not the service's.
             startup.push(child.started().elapsed());
             if sample + 1 == samples {
                 return Ok(Process {
