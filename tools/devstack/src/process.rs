@@ -235,26 +235,33 @@ impl Spec {
 /// The program's pid, once its process exists, and the last moment it did not yet; `None`
 /// if the wrapper exited first.
 ///
-/// The program is the wrapper's first child: the kernel lists children in the order they
-/// were forked, and the wrapper forks the program before the watcher. Nothing about the
-/// child's exec is read: /proc reads race with it (a command line can read empty, cut
-/// short, or still the wrapper's), which once made the watcher pass for the program.
+/// The program and the watcher are the wrapper's only children, and the kernel lists
+/// children in the order they were forked: while both are listed, the program is the first.
+/// One alone could be either (the watcher is, for a moment, once the wrapper has reaped a
+/// program that exited at once). Nothing about the program's exec is read: /proc reads race
+/// with it (a command line can read empty, cut short, or still the wrapper's).
 fn program_pid(
     wrapper: u32,
     exit: &watch::Receiver<Option<Result<ExitStatus, String>>>,
 ) -> anyhow::Result<(Option<u32>, Instant)> {
     let children = format!("/proc/{wrapper}/task/{wrapper}/children");
     let deadline = Instant::now() + FORK_TIMEOUT;
+    let mut before_fork = Instant::now();
     loop {
-        let not_yet = Instant::now();
-        let first = std::fs::read_to_string(&children)
-            .ok()
-            .and_then(|list| list.split_whitespace().next()?.parse::<u32>().ok());
-        if first.is_some() {
-            return Ok((first, not_yet));
+        let now = Instant::now();
+        let listed: Vec<u32> = std::fs::read_to_string(&children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect();
+        if listed.is_empty() {
+            before_fork = now;
+        }
+        if let [program, _watcher, ..] = listed[..] {
+            return Ok((Some(program), before_fork));
         }
         if exit.borrow().is_some() {
-            return Ok((None, not_yet));
+            return Ok((None, before_fork));
         }
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -640,6 +647,24 @@ mod tests {
         for _ in 0..300 {
             let child = sleeper();
             assert!(runs_sleep(child.pid().unwrap()));
+        }
+    }
+
+    /// Once the wrapper has reaped a program that exited at once, the watcher is its only
+    /// child for a moment.
+    #[test]
+    fn a_program_that_exits_at_once_is_never_taken_for_the_watcher() {
+        for _ in 0..300 {
+            let mut child = Spec::new("sh")
+                .args(["-c", "echo $$"])
+                .stdout(Output::Piped)
+                .spawn()
+                .unwrap();
+            let mut printed = String::new();
+            std::io::Read::read_to_string(&mut child.take_stdout().unwrap(), &mut printed).unwrap();
+            if let Some(pid) = child.pid() {
+                assert_eq!(pid.to_string(), printed.trim());
+            }
         }
     }
 
