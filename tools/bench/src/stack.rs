@@ -3,10 +3,12 @@
 //! its own, so nothing else on the machine shares its topics, documents or stock.
 //!
 //! Processes are started one at a time, so that the time from spawn to the first healthy
-//! answer is each service's own and not five competing for two cores.
+//! answer is each service's own and not five competing for two cores. They run under
+//! [`devstack::process`], so they stop with the bench however it ends, SIGKILL included.
 
 use crate::procfs;
 use anyhow::{Context as _, bail};
+use devstack::process::{self, Output, Probe, Spec};
 use saga::contract::{PUSH_POLICY, Service, collections};
 use saga::gcp::store::FirestoreTarget;
 use saga::gcp::store::{DocPath, Store};
@@ -14,10 +16,7 @@ use saga::runtime::config::env;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::process::{Child, Command};
+use std::time::Duration;
 
 /// How long a service may take to answer its health check before the benchmark gives up.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
@@ -99,11 +98,11 @@ pub struct Process {
     pub pid: u32,
     /// Its port.
     pub port: u16,
-    /// Spawn to first healthy answer, for each start (the last one is the running process).
+    /// Fork to first healthy answer, for each start (the last one is the running process).
     pub startup: Vec<Duration>,
     /// Size of its binary.
     pub binary_bytes: u64,
-    child: Child,
+    child: process::Child,
 }
 
 /// The running saga.
@@ -119,7 +118,6 @@ pub struct Stack {
     pub log_dir: PathBuf,
     /// `RUST_LOG` of the services.
     service_log: String,
-    watchdog: Option<Child>,
 }
 
 /// Where the emulators are.
@@ -175,7 +173,6 @@ impl Stack {
             processes: Vec::new(),
             log_dir: log_dir.to_path_buf(),
             service_log: service_log.to_owned(),
-            watchdog: None,
         };
         for service in Service::ALL {
             let process = stack
@@ -183,7 +180,6 @@ impl Stack {
                 .await?;
             stack.processes.push(process);
         }
-        stack.watchdog = Some(watchdog(&stack.processes)?);
         Ok(stack)
     }
 
@@ -199,56 +195,54 @@ impl Stack {
         let binary_bytes = std::fs::metadata(&binary)
             .with_context(|| format!("reading {}", binary.display()))?
             .len();
+        let log = Output::Append(self.log_path(service));
+        let mut spec = Spec::new(&binary)
+            .env(env::PORT, port.to_string())
+            .env(env::PROJECT_ID, &self.project)
+            .env(env::PUBSUB_EMULATOR_HOST, &hosts.pubsub)
+            .env(env::FIRESTORE_EMULATOR_HOST, &hosts.firestore)
+            .env(env::LOG_FORMAT, "text")
+            .env(env::RUST_LOG, &self.service_log)
+            .stdout(log.clone())
+            .stderr(log);
+        // Settings from the caller's shell that would change what runs (Cloud Run mode,
+        // push verification) or where it connects.
+        for var in [
+            env::K_SERVICE,
+            env::GOOGLE_CLOUD_PROJECT,
+            env::PUSH_AUDIENCE,
+            env::PUSH_SERVICE_ACCOUNT,
+            env::PUSH_AUTH,
+        ] {
+            spec = spec.env_remove(var);
+        }
+        // Built before the clock starts, so that only the service's start is timed.
+        let probe = Probe::new(format!(
+            "http://127.0.0.1:{port}{}",
+            saga::runtime::server::HEALTH_PATH
+        ))?
+        .every(HEALTH_POLL)
+        .timeout(HEALTH_TIMEOUT);
         let mut startup = Vec::new();
         for sample in 0..samples {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.log_path(service))
-                .context("opening the service log")?;
-            let mut command = Command::new(&binary);
-            command
-                .env(env::PORT, port.to_string())
-                .env(env::PROJECT_ID, &self.project)
-                .env(env::PUBSUB_EMULATOR_HOST, &hosts.pubsub)
-                .env(env::FIRESTORE_EMULATOR_HOST, &hosts.firestore)
-                .env(env::LOG_FORMAT, "text")
-                .env(env::RUST_LOG, &self.service_log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log.try_clone()?))
-                .stderr(Stdio::from(log))
-                .kill_on_drop(true);
-            // Settings from the caller's shell that would change what runs (Cloud Run mode,
-            // push verification) or where it connects.
-            for var in [
-                env::K_SERVICE,
-                env::GOOGLE_CLOUD_PROJECT,
-                env::PUSH_AUDIENCE,
-                env::PUSH_SERVICE_ACCOUNT,
-                env::PUSH_AUTH,
-            ] {
-                command.env_remove(var);
+            let child = spec.spawn()?;
+            if let Err(e) = child.wait_healthy(&probe).await {
+                bail!("{service}: {e} (its log: {})", self.log_path(service).display());
             }
-            let spawned = Instant::now();
-            let mut child = command
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?;
-            let pid = child.id().context("the service exited at once")?;
-            if let Err(e) = wait_healthy(&mut child, port).await {
-                bail!("{service}: {e:#} (its log: {})", self.log_path(service).display());
-            }
-            startup.push(spawned.elapsed());
+            // From the fork of the service's process, not from the spawn of the shell that
+            // ties it to the bench: that shell is the bench's cost, not the service's.
+            startup.push(child.started().elapsed());
             if sample + 1 == samples {
                 return Ok(Process {
                     service,
-                    pid,
+                    pid: child.pid().context("the service's pid is unknown")?,
                     port,
                     startup,
                     binary_bytes,
                     child,
                 });
             }
-            child.kill().await.ok();
+            child.kill().await?;
             // The port must be free again before the next start.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -275,83 +269,16 @@ impl Stack {
         self.processes.iter().map(|p| (p.service, p.pid)).collect()
     }
 
-    /// Stops the services with SIGTERM, as Cloud Run does, and waits for them.
-    pub async fn stop(mut self) {
-        for p in &self.processes {
-            let _ = Command::new("kill")
-                .args(["-TERM", &p.pid.to_string()])
-                .status()
-                .await;
-        }
-        for p in &mut self.processes {
-            if tokio::time::timeout(Duration::from_secs(12), p.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = p.child.kill().await;
-            }
-        }
-        if let Some(mut w) = self.watchdog.take() {
-            let _ = w.kill().await;
-        }
+    /// Stops the services with SIGTERM, as Cloud Run does, and waits for them (SIGKILL for
+    /// any still running after the deadline).
+    pub async fn stop(self) {
+        futures::future::join_all(
+            self.processes
+                .iter()
+                .map(|p| p.child.stop(process::STOP_DEADLINE)),
+        )
+        .await;
     }
-}
-
-/// Whether `GET /healthz` on `port` answers 200.
-async fn healthy(port: u16) -> bool {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-            saga::runtime::server::HEALTH_PATH
-        );
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.ok()?;
-        Some(&head == b"HTTP/1.1 200")
-    };
-    tokio::time::timeout(Duration::from_millis(500), attempt)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-}
-
-async fn wait_healthy(child: &mut Child, port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + HEALTH_TIMEOUT;
-    loop {
-        if healthy(port).await {
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("exited ({status}) before it became healthy on port {port}");
-        }
-        if Instant::now() > deadline {
-            bail!("not healthy on port {port} after {HEALTH_TIMEOUT:?}");
-        }
-        tokio::time::sleep(HEALTH_POLL).await;
-    }
-}
-
-/// A shell that outlives a killed benchmark just long enough to stop its services: it
-/// checks every second whether the bench is alive. On a normal exit the bench kills it (and
-/// stops the services itself); if the bench is killed with SIGKILL, which nothing in this
-/// process can catch, the services would otherwise serve on for ever.
-fn watchdog(processes: &[Process]) -> anyhow::Result<Child> {
-    let pids: Vec<String> = processes.iter().map(|p| p.pid.to_string()).collect();
-    let script = format!(
-        "while kill -0 {bench} 2>/dev/null; do sleep 1; done; kill -TERM {pids} 2>/dev/null",
-        bench = std::process::id(),
-        pids = pids.join(" ")
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the watchdog")
 }
 
 /// Resident memory of each process, sampled until stopped; the maximum is kept.

@@ -1,16 +1,18 @@
 //! Google's Pub/Sub and Firestore emulators: reuse running ones named by the usual
 //! environment variables, or start them with the gcloud CLI.
 //!
-//! A started emulator runs under a small shell that waits for its standard input to close.
-//! That pipe's other end belongs to this process, so however this process ends (return,
-//! panic, SIGKILL), the shell wakes up and terminates gcloud's process group, the Java
-//! server included. No emulator outlives its test run.
+//! A started emulator is a [`process::Child`]: however this process ends (return, panic,
+//! SIGKILL), gcloud's process group, the Java server included, is terminated. No emulator
+//! outlives its test run.
+//!
+//! The API is synchronous (callers run it in `spawn_blocking`, or keep the emulators in a
+//! static for a whole test binary); the health checks run on [`process::block_on`].
 
+use crate::process::{self, Output, Probe, Spec, Unhealthy};
 use anyhow::{Context as _, bail};
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How to install what the emulators need, shown whenever something is missing.
@@ -35,7 +37,7 @@ pub struct Emulators {
     pub firestore: String,
     /// Whether they were started here (and stop with this value) or reused.
     pub started: bool,
-    children: Vec<Child>,
+    children: Vec<process::Child>,
 }
 
 /// Where to start emulators that are not already running.
@@ -64,9 +66,10 @@ impl Emulators {
         match (pubsub, firestore) {
             (Some(pubsub), Some(firestore)) => {
                 for (name, host) in [("Pub/Sub", &pubsub), ("Firestore", &firestore)] {
-                    if !answers(host) {
+                    let probe = probe(host)?;
+                    if let Err(e) = process::block_on(probe.check())? {
                         bail!(
-                            "the {name} emulator at {host} (from the environment) does not answer.\n{INSTALL_HELP}"
+                            "the {name} emulator at {host} (from the environment) does not answer ({e:#}).\n{INSTALL_HELP}"
                         );
                     }
                 }
@@ -102,46 +105,66 @@ impl Emulators {
         let pubsub_log = options.log_dir.join("pubsub-emulator.log");
         let firestore_log = options.log_dir.join("firestore-emulator.log");
         emulators.children.push(spawn(
-            &format!("gcloud beta emulators pubsub start --host-port={pubsub} --project=saga-local --quiet"),
+            &[
+                "beta",
+                "emulators",
+                "pubsub",
+                "start",
+                &format!("--host-port={pubsub}"),
+                "--project=saga-local",
+                "--quiet",
+            ],
             &pubsub_log,
         )?);
         emulators.children.push(spawn(
-            &format!("gcloud emulators firestore start --host-port={firestore} --quiet"),
+            &[
+                "emulators",
+                "firestore",
+                "start",
+                &format!("--host-port={firestore}"),
+                "--quiet",
+            ],
             &firestore_log,
         )?);
         let deadline = Instant::now() + START_TIMEOUT;
-        for (i, (name, host, log)) in [
+        for (child, (name, host, log)) in emulators.children.iter().zip([
             ("Pub/Sub", &pubsub, &pubsub_log),
             ("Firestore", &firestore, &firestore_log),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        ]) {
             if options.progress {
                 print_progress(&format!("starting the {name} emulator on {host} "));
             }
-            loop {
-                if answers(host) {
-                    break;
+            let probe = probe(host)?
+                .every(Duration::from_millis(250))
+                .timeout(deadline.saturating_duration_since(Instant::now()));
+            let waited = process::block_on(async {
+                let dots = async {
+                    let mut tick = tokio::time::interval(Duration::from_millis(250));
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        if options.progress {
+                            print_progress(".");
+                        }
+                    }
+                };
+                tokio::select! {
+                    healthy = child.wait_healthy(&probe) => healthy,
+                    () = dots => unreachable!("the dots go on until the emulator answers"),
                 }
-                if let Some(status) = emulators.children[i].try_wait()? {
-                    bail!(
-                        "the {name} emulator exited ({status}). Its log, {}:\n{}\n{INSTALL_HELP}",
-                        log.display(),
-                        tail(log)
-                    );
-                }
-                if Instant::now() > deadline {
-                    bail!(
-                        "the {name} emulator did not start within {START_TIMEOUT:?}. Its log, {}:\n{}",
-                        log.display(),
-                        tail(log)
-                    );
-                }
-                if options.progress {
-                    print_progress(".");
-                }
-                std::thread::sleep(Duration::from_millis(250));
+            })?;
+            match waited {
+                Ok(()) => {}
+                Err(Unhealthy::Exited { status, .. }) => bail!(
+                    "the {name} emulator exited ({status}). Its log, {}:\n{}\n{INSTALL_HELP}",
+                    log.display(),
+                    tail(log)
+                ),
+                Err(e) => bail!(
+                    "the {name} emulator did not start within {START_TIMEOUT:?} ({e}). Its log, {}:\n{}",
+                    log.display(),
+                    tail(log)
+                ),
             }
             if options.progress {
                 print_progress(" ready\n");
@@ -157,11 +180,14 @@ impl Emulators {
 
     /// Stops emulators started here (and waits for them); reused ones are left alone.
     pub fn stop(&mut self) {
-        for mut child in self.children.drain(..) {
-            // Closing the shell's stdin takes its process group down (see the module doc).
-            drop(child.stdin.take());
-            let _ = child.wait();
+        let children = std::mem::take(&mut self.children);
+        if children.is_empty() {
+            return;
         }
+        // Both at once: each may take up to the deadline.
+        let _ = process::block_on(futures::future::join_all(
+            children.iter().map(|c| c.stop(process::STOP_DEADLINE)),
+        ));
     }
 }
 
@@ -209,49 +235,19 @@ fn pick_port(port: u16) -> anyhow::Result<u16> {
         .port())
 }
 
-/// Starts `command` in a new process group that dies when our end of its stdin closes.
-fn spawn(command: &str, log: &Path) -> anyhow::Result<Child> {
-    use std::os::unix::process::CommandExt as _;
-    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    // gcloud moves itself and the Java server into a process group of its own, so the
-    // shell signals that group (led by gcloud's pid), then its own.
-    let script = format!(
-        "{command} </dev/null & pid=$!; cat >/dev/null; kill -TERM -$pid 2>/dev/null; kill -TERM $pid 2>/dev/null; wait; kill 0"
-    );
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .process_group(0)
+/// Starts `gcloud ARGS`, its output in a fresh `log`.
+fn spawn(args: &[&str], log: &Path) -> anyhow::Result<process::Child> {
+    std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    Spec::new("gcloud")
+        .args(args)
+        .stdout(Output::Append(log.to_path_buf()))
+        .stderr(Output::Append(log.to_path_buf()))
         .spawn()
-        .with_context(|| format!("starting `{command}`"))
 }
 
-/// Whether an emulator answers HTTP on `host` (both answer `GET /` with `Ok`).
-pub fn answers(host: &str) -> bool {
-    let Ok(addr) = host.parse::<SocketAddr>().or_else(|_| {
-        use std::net::ToSocketAddrs as _;
-        host.to_socket_addrs()?
-            .next()
-            .ok_or_else(|| std::io::Error::other("no address"))
-    }) else {
-        return false;
-    };
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200")
+/// Both emulators answer `GET /` with 200 `Ok`.
+fn probe(host: &str) -> anyhow::Result<Probe> {
+    Probe::new(format!("http://{host}/"))
 }
 
 fn tail(path: &Path) -> String {

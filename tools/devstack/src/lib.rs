@@ -4,6 +4,7 @@
 //! build an isolated stack per test.
 
 pub mod emulators;
+pub mod process;
 pub mod pubsub;
 pub mod seed;
 

@@ -2,16 +2,15 @@
 
 use anyhow::Context as _;
 use devstack::emulators::{self, Emulators};
+use devstack::process::{self, Output, Probe, Spec};
 use devstack::{pubsub, router_of, seed};
 use saga::contract::{PUSH_POLICY, Service};
 use saga::gcp::store::FirestoreTarget;
 use saga::gcp::store::Store;
 use saga::runtime::config::env;
 use std::io::IsTerminal as _;
-use std::process::{ExitCode, Stdio};
-use std::time::Duration;
+use std::process::ExitCode;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
 
 /// Options of the default command.
 #[derive(Debug, clap::Args)]
@@ -84,46 +83,40 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     ));
 
     let mut children = Vec::new();
-    // Each service stops when its stdin closes. The pipes are held here, apart from the
-    // `Child` values, because waiting on a `Child` closes its stdin.
-    let mut lifelines = Vec::new();
     for (i, service) in Service::ALL.into_iter().enumerate() {
-        let mut child = spawn_service(service, &args.project, &emulators, COLOURS[i % COLOURS.len()])?;
-        lifelines.push(child.stdin.take());
-        children.push(child);
+        children.push(spawn_service(
+            service,
+            &args.project,
+            &emulators,
+            COLOURS[i % COLOURS.len()],
+        )?);
     }
-    wait_healthy().await?;
+    for (service, child) in Service::ALL.into_iter().zip(&children) {
+        let probe = Probe::new(format!(
+            "http://127.0.0.1:{}{}",
+            service.local_port(),
+            saga::runtime::server::HEALTH_PATH
+        ))?;
+        child
+            .wait_healthy(&probe)
+            .await
+            .with_context(|| format!("{service} did not become healthy"))?;
+    }
     print_banner(&args.project, &emulators);
 
     let outcome = tokio::select! {
         () = saga::runtime::server::shutdown_signal() => Ok(()),
-        (exited, i, _) = futures::future::select_all(children.iter_mut().map(|c| Box::pin(c.wait()))) => {
-            Err(anyhow::anyhow!("{} exited unexpectedly ({:?})", Service::ALL[i], exited))
+        (i, exited) = process::first_exit(&children) => {
+            let how = exited.map_or_else(|e| e.to_string(), |status| status.to_string());
+            Err(anyhow::anyhow!("{} exited unexpectedly ({how})", Service::ALL[i]))
         }
     };
     say("stopping the services");
-    for child in &mut children {
-        if let Some(pid) = child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-    }
-    for child in &mut children {
-        if tokio::time::timeout(Duration::from_secs(12), child.wait())
-            .await
-            .is_err()
-        {
-            let _ = child.kill().await;
-        }
-    }
+    futures::future::join_all(children.iter().map(|c| c.stop(process::STOP_DEADLINE))).await;
     if emulators.started {
         say("stopping the emulators");
     }
     tokio::task::spawn_blocking(move || emulators.stop()).await?;
-    drop(lifelines);
     outcome
 }
 
@@ -132,12 +125,12 @@ fn spawn_service(
     project: &str,
     emulators: &Emulators,
     colour: &str,
-) -> anyhow::Result<Child> {
+) -> anyhow::Result<process::Child> {
     let exe = std::env::current_exe().context("finding the devstack binary")?;
     // LOG_FORMAT=json shows the lines Cloud Logging would get, one JSON object per line and
     // unprefixed (each names its service), ready for `jq`; text is the default here.
     let log_format = std::env::var(env::LOG_FORMAT).unwrap_or_else(|_| "text".to_owned());
-    let mut child = Command::new(exe)
+    let mut child = Spec::new(exe)
         .arg("serve")
         .arg(service.name())
         .env(env::PORT, service.local_port().to_string())
@@ -145,10 +138,8 @@ fn spawn_service(
         .env(env::PUBSUB_EMULATOR_HOST, &emulators.pubsub)
         .env(env::FIRESTORE_EMULATOR_HOST, &emulators.firestore)
         .env(env::LOG_FORMAT, &log_format)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .stdout(Output::Piped)
+        .stderr(Output::Piped)
         .spawn()
         .with_context(|| format!("starting {service}"))?;
     let prefix = if log_format == "json" {
@@ -158,11 +149,11 @@ fn spawn_service(
     } else {
         format!("{:<9} | ", service.name())
     };
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(relay(out, prefix.clone()));
+    if let Some(out) = child.take_stdout() {
+        tokio::spawn(relay(tokio::process::ChildStdout::from_std(out)?, prefix.clone()));
     }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(relay(err, prefix));
+    if let Some(err) = child.take_stderr() {
+        tokio::spawn(relay(tokio::process::ChildStderr::from_std(err)?, prefix));
     }
     Ok(child)
 }
@@ -172,40 +163,6 @@ async fn relay(stream: impl AsyncRead + Unpin, prefix: String) {
     while let Ok(Some(line)) = lines.next_line().await {
         eprintln!("{prefix}{line}");
     }
-}
-
-async fn wait_healthy() -> anyhow::Result<()> {
-    for service in Service::ALL {
-        let host = format!("127.0.0.1:{}", service.local_port());
-        let mut tries = 0;
-        while !tokio::task::spawn_blocking({
-            let host = host.clone();
-            move || health_ok(&host)
-        })
-        .await?
-        {
-            tries += 1;
-            anyhow::ensure!(tries < 200, "{service} did not become healthy on {host}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
-}
-
-fn health_ok(host: &str) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(host) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
-        saga::runtime::server::HEALTH_PATH
-    );
-    let mut response = String::new();
-    s.write_all(request.as_bytes()).is_ok()
-        && s.read_to_string(&mut response).is_ok()
-        && response.starts_with("HTTP/1.1 200")
 }
 
 fn print_banner(project: &str, emulators: &Emulators) {
@@ -277,24 +234,8 @@ pub async fn seed_project(project: &str) -> ExitCode {
     }
 }
 
-/// `devstack serve SERVICE`: one service, stopped by SIGTERM, Ctrl-C, or its parent's end
-/// (stdin closing), so that no service outlives a `devstack` that was killed.
+/// `devstack serve SERVICE`: one service, stopped by SIGTERM or Ctrl-C. Started by `up`, it
+/// does not outlive a `devstack` that was killed: see [`devstack::process`].
 pub async fn serve(service: Service) -> ExitCode {
-    // A plain thread, not tokio's stdin: a read blocked in tokio's blocking pool would keep
-    // the runtime, and so the process, from ever exiting.
-    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        let _ = gone_tx.send(());
-    });
-    let parent_gone = async {
-        let _ = gone_rx.await;
-    };
-    let shutdown = async move {
-        tokio::select! {
-            () = saga::runtime::server::shutdown_signal() => {},
-            () = parent_gone => {},
-        }
-    };
-    saga::runtime::service::main_until(service, router_of(service), shutdown).await
+    saga::runtime::service::main(service, router_of(service)).await
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use devstack::emulators::{Emulators, Options};
+use devstack::process::{Child, Output, Probe, STOP_DEADLINE, Spec};
 use devstack::pubsub::Puller;
 use saga::contract::{PUSH_POLICY, Service};
 use saga::gcp::store::FirestoreTarget;
@@ -12,11 +13,9 @@ use saga::gcp::store::Store;
 use saga::runtime::config::env;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
 static EMULATORS: OnceLock<Emulators> = OnceLock::new();
 
@@ -54,7 +53,7 @@ struct Process {
 }
 
 fn spawn(service: Service, project: &str, port: u16, pubsub: &str, firestore: &str) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
+    let mut child = Spec::new(env!("CARGO_BIN_EXE_devstack"))
         .args(["serve", service.name()])
         .env(env::PORT, port.to_string())
         .env(env::PROJECT_ID, project)
@@ -62,14 +61,11 @@ fn spawn(service: Service, project: &str, port: u16, pubsub: &str, firestore: &s
         .env(env::FIRESTORE_EMULATOR_HOST, firestore)
         .env(env::LOG_FORMAT, "json")
         .env(env::RUST_LOG, "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
+        .stdout(Output::Piped)
         .spawn()
         .unwrap();
     let lines = Arc::new(Mutex::new(Vec::new()));
-    let stdout = child.stdout.take().unwrap();
+    let stdout = tokio::process::ChildStdout::from_std(child.take_stdout().unwrap()).unwrap();
     let sink = lines.clone();
     tokio::spawn(async move {
         let mut reader = BufReader::new(stdout).lines();
@@ -85,22 +81,19 @@ fn spawn(service: Service, project: &str, port: u16, pubsub: &str, firestore: &s
     }
 }
 
-async fn wait_healthy(http: &reqwest::Client, port: u16) {
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the service on port {port} did not become healthy");
-}
-
-async fn sigterm(child: &Child) {
-    let pid = child.id().unwrap().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-    assert!(status.success());
+async fn wait_healthy(p: &Process) {
+    let probe = Probe::new(format!(
+        "http://127.0.0.1:{}{}",
+        p.port,
+        saga::runtime::server::HEALTH_PATH
+    ))
+    .unwrap()
+    .every(Duration::from_millis(50))
+    .timeout(Duration::from_secs(10));
+    p.child
+        .wait_healthy(&probe)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", p.service));
 }
 
 async fn seed(project: &str, firestore: &str) {
@@ -129,14 +122,14 @@ async fn json_logs_of_a_saga_carry_its_uuid_and_the_clients_trace_in_every_servi
     .await
     .unwrap();
     seed(&project, &emulators.firestore).await;
-    let mut processes: Vec<Process> = Service::ALL
+    let processes: Vec<Process> = Service::ALL
         .iter()
         .map(|s| spawn(*s, &project, ports[s], &emulators.pubsub, &emulators.firestore))
         .collect();
-    let http = reqwest::Client::new();
     for p in &processes {
-        wait_healthy(&http, p.port).await;
+        wait_healthy(p).await;
     }
+    let http = reqwest::Client::new();
 
     // A failing order, so that all five services take part (the janitor compensates).
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -170,14 +163,11 @@ async fn json_logs_of_a_saga_carry_its_uuid_and_the_clients_trace_in_every_servi
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    for p in &processes {
-        sigterm(&p.child).await;
-    }
-    for p in &mut processes {
-        let status = tokio::time::timeout(Duration::from_secs(12), p.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+    // SIGTERM, as Cloud Run stops a container; a service still running at the deadline
+    // would be killed, and fail the assertion.
+    let statuses = futures::future::join_all(processes.iter().map(|p| p.child.stop(STOP_DEADLINE))).await;
+    for (p, status) in processes.iter().zip(statuses) {
+        let status = status.unwrap();
         assert!(status.success(), "{} exited with {status}", p.service);
     }
 
@@ -235,15 +225,15 @@ async fn sigterm_during_an_in_flight_push_answers_503_and_exits_0() {
         }
     });
     let port = free_port();
-    let mut orders = spawn(
+    let orders = spawn(
         Service::Orders,
         &project,
         port,
         &blackhole_addr,
         &emulators.firestore,
     );
+    wait_healthy(&orders).await;
     let http = reqwest::Client::new();
-    wait_healthy(&http, port).await;
 
     let uuid = uuid::Uuid::new_v4().to_string();
     let message = json!({"item":"widget","quantity":1,"user":"jack","uuid": uuid}).to_string();
@@ -266,7 +256,7 @@ async fn sigterm_during_an_in_flight_push_answers_503_and_exits_0() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!push.is_finished(), "the push is in flight");
     let signalled = tokio::time::Instant::now();
-    sigterm(&orders.child).await;
+    orders.child.terminate().unwrap();
 
     let response = tokio::time::timeout(Duration::from_secs(10), push)
         .await
@@ -274,7 +264,7 @@ async fn sigterm_during_an_in_flight_push_answers_503_and_exits_0() {
         .unwrap()
         .unwrap();
     assert_eq!(response.status(), 503, "cut off, so that Pub/Sub redelivers");
-    let status = tokio::time::timeout(Duration::from_secs(10), orders.child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), orders.child.exited())
         .await
         .unwrap()
         .unwrap();
