@@ -357,8 +357,18 @@ impl Store {
     /// Applies every write of `set` atomically, or none of them. Returns each written
     /// document's new update time, in the order the writes were queued.
     pub async fn commit(&self, set: WriteSet) -> Result<Vec<Timestamp>, CommitError> {
+        // For `RUST_LOG=saga::writes=debug`: one line per document written, which the
+        // benchmark counts to find the hottest shared document.
+        let written = tracing::enabled!(target: "saga::writes", tracing::Level::DEBUG)
+            .then(|| set.writes.iter().map(|w| w.path.clone()).collect::<Vec<_>>());
         let writes = set.writes.into_iter().map(|w| self.to_proto(w)).collect();
-        self.grouper.commit(writes).await
+        let result = self.grouper.commit(writes).await;
+        if let (Ok(_), Some(written)) = (&result, written) {
+            for doc in written {
+                tracing::debug!(target: "saga::writes", doc = doc.as_str(), "written");
+            }
+        }
+        result
     }
 
     fn to_proto(&self, w: PendingWrite) -> fs::Write {
