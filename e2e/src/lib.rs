@@ -7,7 +7,9 @@
 //! with a message saying how to install them.
 
 use devstack::emulators::{self, Emulators};
+use devstack::gcp_like::{self, GcpLike};
 use devstack::pubsub::{Puller, Received};
+use gcp_models::pubsub_push::{self, Settings};
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
 use google_cloud_pubsub::client::{BasePublisher, SubscriptionAdmin};
 use google_cloud_pubsub::model::Message;
@@ -80,6 +82,8 @@ pub struct TestStack {
     pub project: String,
     /// The running services.
     pub services: BTreeMap<Service, Running>,
+    /// GCP-like delivery, when the stack was started with it.
+    pub gcp: Option<GcpLike>,
     /// Firestore of the project.
     pub store: Store,
     /// Reads pull subscriptions.
@@ -92,10 +96,45 @@ pub struct TestStack {
     stash: std::sync::Mutex<HashMap<String, HashMap<String, Vec<Value>>>>,
 }
 
+/// How pushes reach the workers of a test stack.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Delivery {
+    /// The Pub/Sub emulator's own push: at most two requests in flight per subscription, no
+    /// token, no duplicates after a 2xx.
+    Emulator,
+    /// As Google Cloud delivers ([`devstack::gcp_like`]): Terraform's full concurrency, a
+    /// token per push through a model of Cloud Run's front end to workers that check it
+    /// behind invoker IAM, and these faults. The seed is printed; `SAGA_PUSH_SEED` replays it.
+    GcpLike(pubsub_push::Faults),
+}
+
+impl Delivery {
+    /// GCP-like delivery at full concurrency with 5 % of messages delivered twice.
+    pub const GCP_WITH_DUPLICATES: Delivery = Delivery::GcpLike(pubsub_push::Faults {
+        duplicate: 0.05,
+        lost_answer: 0.0,
+        max_delay: Duration::ZERO,
+    });
+}
+
+/// The seed of a GCP-like run: `SAGA_PUSH_SEED`, or a fresh one.
+fn push_seed() -> u64 {
+    std::env::var("SAGA_PUSH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random)
+}
+
 impl TestStack {
-    /// Starts a saga with the production push policy and the original's seed data.
+    /// Starts a saga with the production push policy and the original's seed data, on the
+    /// emulator's push.
     pub async fn start(name: &str) -> Self {
-        Self::start_with(name, &PUSH_POLICY).await
+        Self::start_in(Delivery::Emulator, name).await
+    }
+
+    /// [`TestStack::start`] with pushes delivered as `delivery` says.
+    pub async fn start_in(delivery: Delivery, name: &str) -> Self {
+        Self::start_configured(delivery, name, &PUSH_POLICY, |_| {}).await
     }
 
     /// Starts a saga with `policy` on every push subscription.
@@ -103,25 +142,31 @@ impl TestStack {
     /// # Panics
     /// If anything fails to start.
     pub async fn start_with(name: &str, policy: &PushPolicy) -> Self {
-        Self::start_configured(name, policy, |_| {}).await
+        Self::start_configured(Delivery::Emulator, name, policy, |_| {}).await
     }
 
-    /// Starts a saga with `policy` on every push subscription, each service configured as
-    /// the emulators need and then changed by `configure`.
+    /// Starts a saga delivered as `delivery` says, with `policy` on every push subscription,
+    /// each service configured as the emulators need and then changed by `configure`.
     ///
     /// # Panics
     /// If anything fails to start.
-    pub async fn start_configured(name: &str, policy: &PushPolicy, configure: impl Fn(&mut Config)) -> Self {
+    pub async fn start_configured(
+        delivery: Delivery,
+        name: &str,
+        policy: &PushPolicy,
+        configure: impl Fn(&mut Config),
+    ) -> Self {
         init_logging();
         let emulators = tokio::task::spawn_blocking(shared_emulators)
             .await
             .expect("emulator start-up does not panic twice");
-        Self::try_start(name, policy, emulators, &configure)
+        Self::try_start(delivery, name, policy, emulators, &configure)
             .await
             .unwrap_or_else(|e| panic!("starting the test stack: {e:#}"))
     }
 
     async fn try_start(
+        delivery: Delivery,
         name: &str,
         policy: &PushPolicy,
         emulators: &'static Emulators,
@@ -132,18 +177,38 @@ impl TestStack {
         for service in Service::ALL {
             let mut config =
                 Config::for_emulators(service, &project, &emulators.pubsub, &emulators.firestore);
+            if delivery != Delivery::Emulator && service.takes_pushes() {
+                config.push_auth = gcp_like::push_auth(&project, service);
+            }
             configure(&mut config);
             let running = Running::start(&config, devstack::router_of(service)).await?;
             services.insert(service, running);
         }
         let urls: HashMap<Service, String> = services.iter().map(|(s, r)| (*s, r.url())).collect();
-        devstack::pubsub::provision(
-            &emulators.pubsub_endpoint(),
-            &project,
-            |s| urls[&s].clone(),
-            policy,
-        )
-        .await?;
+        let gcp = match delivery {
+            Delivery::Emulator => {
+                devstack::pubsub::provision(
+                    &emulators.pubsub_endpoint(),
+                    &project,
+                    |s| urls[&s].clone(),
+                    policy,
+                )
+                .await?;
+                None
+            }
+            Delivery::GcpLike(faults) => {
+                let settings = Settings {
+                    faults,
+                    ..Settings::like_the_deployment(policy.ack_deadline, push_seed())
+                };
+                eprintln!(
+                    "{project}: GCP-like push delivery, {faults:?}, seed {} (replay: SAGA_PUSH_SEED={})",
+                    settings.seed, settings.seed
+                );
+                let endpoint = emulators.pubsub_endpoint();
+                Some(GcpLike::start(&endpoint, &project, |s| urls[&s].clone(), policy, settings).await?)
+            }
+        };
         let store = Store::connect(&saga::gcp::store::FirestoreTarget {
             project: project.clone(),
             emulator_host: Some(emulators.firestore.clone()),
@@ -158,6 +223,7 @@ impl TestStack {
             .await?;
         Ok(TestStack {
             project,
+            gcp,
             services,
             store,
             puller,
@@ -200,14 +266,18 @@ impl TestStack {
         content_type: &str,
         body: Vec<u8>,
     ) -> (u16, Value) {
-        let response = self
+        // Behind Cloud Run, a push reaches a worker only through its front end, with a token.
+        let front_end = self.gcp.as_ref().and_then(|g| Some((g.front_end(service)?, g)));
+        let base = front_end.map_or_else(|| self.url(service), |(front_end, _)| front_end.url());
+        let mut request = self
             .http
-            .post(format!("{}{path}", self.url(service)))
+            .post(format!("{base}{path}"))
             .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("the service answers");
+            .body(body);
+        if let Some((_, gcp)) = front_end {
+            request = request.header("authorization", gcp.authorization(service));
+        }
+        let response = request.send().await.expect("the service answers");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))

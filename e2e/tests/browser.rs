@@ -465,9 +465,14 @@ fn save_screenshot(png: &[u8]) {
 async fn with_the_list_turned_off_the_page_follows_the_orders_placed_from_it_and_pasted_uuids_across_a_reload()
  {
     let driver = Driver::start().await;
-    let stack = TestStack::start_configured("browser list off", &PUSH_POLICY, |config| {
-        config.order_list = OrderList::Off;
-    })
+    let stack = TestStack::start_configured(
+        e2e::Delivery::Emulator,
+        "browser list off",
+        &PUSH_POLICY,
+        |config| {
+            config.order_list = OrderList::Off;
+        },
+    )
     .await;
     // Orders placed elsewhere: one whose uuid is pasted into the page, one never shown.
     let pasted = stack

@@ -156,9 +156,14 @@ async fn unknown_and_malformed_uuids_are_told_apart_and_recent_orders_are_listed
 
 #[tokio::test]
 async fn with_the_list_turned_off_get_orders_answers_404_saying_so_and_each_order_is_followed_by_its_uuid() {
-    let stack = TestStack::start_configured("status list off", &PUSH_POLICY, |config| {
-        config.order_list = OrderList::Off;
-    })
+    let stack = TestStack::start_configured(
+        e2e::Delivery::Emulator,
+        "status list off",
+        &PUSH_POLICY,
+        |config| {
+            config.order_list = OrderList::Off;
+        },
+    )
     .await;
     let uuid = stack
         .place(&json!({"item":"widget","quantity":1,"user":"jack"}))

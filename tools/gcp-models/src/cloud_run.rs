@@ -84,6 +84,8 @@ pub struct Counters {
     pub refused_busy: AtomicU64,
     /// Requests the container did not answer within the timeout (504).
     pub timed_out: AtomicU64,
+    /// The most requests in flight at once so far.
+    pub peak_in_flight: AtomicU64,
 }
 
 struct Shared {
@@ -179,7 +181,7 @@ impl Refusal {
 }
 
 async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let Ok(_slot) = shared.slots.clone().try_acquire_owned() else {
+    let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
         shared.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(target: "cloud_run", "429: no available instance (every slot is taken)");
         return google_page(
@@ -187,6 +189,12 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             "The request was aborted because there was no available instance.",
         );
     };
+    let in_flight = shared.settings.max_concurrent_requests - shared.slots.available_permits();
+    shared
+        .counters
+        .peak_in_flight
+        .fetch_max(u64::try_from(in_flight).unwrap_or(u64::MAX), Ordering::Relaxed);
+    let _slot = slot;
     let (mut parts, body) = request.into_parts();
     let checked = match authenticate(&shared, &parts.headers) {
         Ok(checked) => checked,

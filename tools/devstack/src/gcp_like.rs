@@ -1,0 +1,156 @@
+//! GCP-like push delivery for a stack on the emulators: the chain a deployment has, run
+//! locally with the models of `gcp_models`.
+//!
+//! ```text
+//! emulator subscription ──pull──▶ Deliverer ──POST + OIDC token──▶ Cloud Run front end ──▶ worker
+//! (no endpoint; retry and         (many in flight,   (minted by      (verifies, checks the
+//!  dead-letter policies kept)      duplicates, …)     the Issuer)     invoker, strips the
+//!                                                                      signature)
+//! ```
+//!
+//! The workers run as on Cloud Run behind invoker IAM (`PUSH_AUTH=cloud-run-iam`, with
+//! `K_SERVICE` set), each behind its own front end, which admits only the push account.
+//! What this models and what it does not is said in the docs of
+//! `gcp_models::pubsub_push` and `gcp_models::cloud_run`.
+
+use crate::pubsub::{Pusher, provision_for};
+use anyhow::Context as _;
+use gcp_models::cloud_run::{self, FrontEnd};
+use gcp_models::oidc::Issuer;
+use gcp_models::pubsub_push::{Deliverer, Route, Settings};
+use jsonwebtoken::jwk::JwkSet;
+use saga::contract::{Delivery, PushPolicy, SUBSCRIPTIONS, Service};
+use saga::gcp::auth::{PushAuth, PushIdentity};
+use saga::runtime::config::env;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The push service account of the local deployment.
+pub const PUSH_ACCOUNT: &str = "saga-push@saga-local.iam.gserviceaccount.com";
+
+/// Terraform's default per-service limit: 3 instances × 80 requests.
+pub const MAX_CONCURRENT_REQUESTS: usize = 3 * 80;
+
+/// The audience of `service`'s push tokens, as Terraform names it (a custom audience).
+pub fn audience(project: &str, service: Service) -> String {
+    format!("//run.googleapis.com/projects/{project}/locations/local/services/{service}")
+}
+
+/// What a worker checks its push tokens against.
+pub fn identity(project: &str, service: Service) -> PushIdentity {
+    PushIdentity {
+        audience: audience(project, service),
+        service_account: PUSH_ACCOUNT.to_owned(),
+    }
+}
+
+/// The push auth of a worker behind its front end, for workers run in-process.
+pub fn push_auth(project: &str, service: Service) -> PushAuth {
+    PushAuth::CloudRunIam {
+        expected: identity(project, service),
+        k_service: Some(service.name().to_owned()),
+    }
+}
+
+/// The environment of a worker process behind its front end, as Terraform sets it on Cloud
+/// Run (and `K_SERVICE`, which Cloud Run sets).
+pub fn worker_env(project: &str, service: Service) -> Vec<(&'static str, String)> {
+    vec![
+        (env::K_SERVICE, service.name().to_owned()),
+        (env::PUSH_AUTH, "cloud-run-iam".to_owned()),
+        (env::PUSH_AUDIENCE, audience(project, service)),
+        (env::PUSH_SERVICE_ACCOUNT, PUSH_ACCOUNT.to_owned()),
+    ]
+}
+
+/// The running front ends and deliverer of one stack.
+#[derive(Debug)]
+pub struct GcpLike {
+    project: String,
+    issuer: Arc<Issuer>,
+    front_ends: BTreeMap<Service, FrontEnd>,
+    deliverer: Deliverer,
+    settings: Settings,
+}
+
+impl GcpLike {
+    /// Provisions `project`'s topology on the emulator at `pubsub_endpoint` for pulled
+    /// delivery with `policy`, puts a front end before each worker (`worker_url(service)`),
+    /// and starts delivering with `settings`.
+    pub async fn start(
+        pubsub_endpoint: &str,
+        project: &str,
+        worker_url: impl Fn(Service) -> String,
+        policy: &PushPolicy,
+        settings: Settings,
+    ) -> anyhow::Result<Self> {
+        provision_for(pubsub_endpoint, project, &worker_url, policy, Pusher::Pulled).await?;
+        let issuer = Arc::new(Issuer::generate());
+        let mut front_ends = BTreeMap::new();
+        for service in Service::ALL.into_iter().filter(|s| s.takes_pushes()) {
+            let front_end = FrontEnd::start(cloud_run::Settings {
+                upstream: worker_url(service),
+                audiences: vec![audience(project, service)],
+                invokers: vec![PUSH_ACCOUNT.to_owned()],
+                jwks: JwkSet {
+                    keys: vec![issuer.jwk()],
+                },
+                request_timeout: policy.ack_deadline,
+                max_concurrent_requests: MAX_CONCURRENT_REQUESTS,
+            })
+            .await
+            .with_context(|| format!("starting {service}'s front end"))?;
+            front_ends.insert(service, front_end);
+        }
+        let routes = SUBSCRIPTIONS
+            .iter()
+            .filter_map(|sub| match sub.delivery {
+                Delivery::Push { service, path, .. } => Some(Route {
+                    subscription: sub.path(project),
+                    endpoint: format!("{}{path}", front_ends[&service].url()),
+                    audience: audience(project, service),
+                    push_account: PUSH_ACCOUNT.to_owned(),
+                }),
+                Delivery::Pull => None,
+            })
+            .collect();
+        let deliverer = Deliverer::start(pubsub_endpoint, issuer.clone(), routes, &settings).await?;
+        Ok(GcpLike {
+            project: project.to_owned(),
+            issuer,
+            front_ends,
+            deliverer,
+            settings,
+        })
+    }
+
+    /// The front end of `service` (a worker), which the deliverer pushes to.
+    pub fn front_end(&self, service: Service) -> Option<&FrontEnd> {
+        self.front_ends.get(&service)
+    }
+
+    /// An `Authorization` header that `service`'s front end admits: a push token as Pub/Sub
+    /// would mint it, for a test that plays Pub/Sub itself.
+    pub fn authorization(&self, service: Service) -> String {
+        format!(
+            "Bearer {}",
+            self.issuer
+                .push_token(&audience(&self.project, service), PUSH_ACCOUNT)
+        )
+    }
+
+    /// The deliverer.
+    pub fn deliverer(&self) -> &Deliverer {
+        &self.deliverer
+    }
+
+    /// How it delivers (the seed, to replay a run).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Stops delivering; the front ends stop when dropped.
+    pub async fn stop(self) {
+        self.deliverer.stop().await;
+    }
+}
