@@ -132,9 +132,12 @@ impl Bus {
         let message = Message::new()
             .set_data(msg.data.clone().into_bytes())
             .set_attributes(msg.attributes.clone());
-        tokio::time::timeout(PUBLISH_TIMEOUT, publisher.publish(message))
+        let id = tokio::time::timeout(PUBLISH_TIMEOUT, publisher.publish(message))
             .await
             .with_context(|| format!("publishing to `{topic}` timed out"))?
-            .with_context(|| format!("publishing to `{topic}`"))
+            .with_context(|| format!("publishing to `{topic}`"))?;
+        // For `RUST_LOG=saga::publishes=debug`: messages and bytes, as a bill counts them.
+        tracing::debug!(target: "saga::publishes", %topic, bytes = msg.data.len(), "published");
+        Ok(id)
     }
 }
