@@ -588,6 +588,8 @@ where
         let mut last = None;
         loop {
             let status = tokio::select! {
+                // A stop asked for wins over an exit at the same moment: no restart line then.
+                biased;
                 deadline = stop_asked(&mut self.stop) => {
                     let _ = run.child.stop(deadline).await;
                     return;
@@ -612,6 +614,7 @@ where
     async fn restart(&mut self, mut delay: Duration) -> Result<(Run, Duration), Stopped> {
         loop {
             tokio::select! {
+                biased;
                 _ = stop_asked(&mut self.stop) => return Err(Stopped),
                 () = tokio::time::sleep(delay) => {}
             }
@@ -632,6 +635,7 @@ where
                 }
             };
             let healthy = tokio::select! {
+                biased;
                 deadline = stop_asked(&mut self.stop) => {
                     let _ = child.stop(deadline).await;
                     return Err(Stopped);
