@@ -487,6 +487,10 @@ impl IntoResponse for SweepReply {
             ),
         };
         AnswerLog::attach(&mut response, move || match &self {
+            // Each saga ended has its own line; a sweep with nothing to do is not news.
+            SweepReply::Swept(report) if report.examined == 0 => {
+                tracing::debug!("sweep done: no open saga past its deadline");
+            }
             SweepReply::Swept(report) => tracing::info!(
                 examined = report.examined,
                 ended = report.sagas.iter().filter(|s| s.ended()).count(),

@@ -31,6 +31,11 @@ pub struct UpArgs {
     #[arg(long, default_value_t = Service::Frontend.local_port(),
           value_parser = clap::value_parser!(u16).range(1..=65531))]
     port_base: u16,
+    /// How often to call the janitor's sweep, which ends sagas past their deadline
+    /// (`SAGA_DEADLINE`, 5 minutes unless set), as Cloud Scheduler does every minute on
+    /// Google Cloud; `0s` turns it off.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    sweep_every: std::time::Duration,
     /// Who pushes the saga's messages to the workers: `emulator`, the emulator's own push
     /// (two requests in flight per subscription, no token), or `gcp`, as Google Cloud pushes
     /// (up to 3 × 80 in flight, an OIDC token per push checked by a model of Cloud Run's
@@ -170,7 +175,20 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
 
     // From here on a service that exits is started again; only a signal ends the stack.
     let supervisors = supervise(children, ports)?;
+    let sweeper = (!args.sweep_every.is_zero()).then(|| {
+        let (url, authorization) = match gcp
+            .as_ref()
+            .and_then(|g| Some((g.front_end(Service::Janitor)?, g)))
+        {
+            Some((front_end, g)) => (front_end.url(), Some(g.sweep_authorization())),
+            None => (ports.url(Service::Janitor), None),
+        };
+        tokio::spawn(sweep_on_a_timer(url, authorization, args.sweep_every))
+    });
     saga::runtime::server::shutdown_signal().await;
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     if let Some(gcp) = gcp {
         gcp.stop().await;
     }
@@ -251,6 +269,68 @@ fn restart_line(service: Service, event: &Event) -> String {
         Event::Healthy { pid: Some(pid) } => format!("{service} is healthy again (pid {pid})"),
         Event::Healthy { pid: None } => format!("{service} is healthy again"),
     }
+}
+
+/// Calls the janitor's sweep at `base` every `every`, as Cloud Scheduler does on Google
+/// Cloud (with its token, under `--push gcp`), and says what each sweep ended.
+async fn sweep_on_a_timer(base: String, authorization: Option<String>, every: std::time::Duration) {
+    let http = reqwest::Client::new();
+    let url = format!("{base}{}", saga::contract::sweep::PATH);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mut request = http.post(&url).timeout(saga::contract::HANDLER_TIMEOUT * 2);
+        if let Some(header) = &authorization {
+            request = request.header("authorization", header);
+        }
+        match request.send().await {
+            Ok(answer) if answer.status().is_success() => {
+                if let Ok(report) = answer.json::<serde_json::Value>().await
+                    && let Some(line) = sweep_line(&report)
+                {
+                    say(&line);
+                }
+            }
+            Ok(answer) => say(&format!("the sweep answered {}", answer.status())),
+            Err(e) => say(&format!("could not call the sweep: {e}")),
+        }
+    }
+}
+
+/// What the devstack says about a sweep's report: nothing if it ended no saga.
+fn sweep_line(report: &serde_json::Value) -> Option<String> {
+    let ended: Vec<String> = report["sagas"]
+        .as_array()?
+        .iter()
+        .filter(|s| s["outcome"] == "done")
+        .map(|s| {
+            let step = s["step"].as_str().unwrap_or("?");
+            match (s["action"].as_str(), s["reason"].as_str()) {
+                (Some("relay"), _) => {
+                    format!("{} (relayed {step}'s message)", s["uuid"].as_str().unwrap_or("?"))
+                }
+                (Some("compensate"), Some(reason)) => {
+                    format!(
+                        "{} (compensated: {step} {reason})",
+                        s["uuid"].as_str().unwrap_or("?")
+                    )
+                }
+                (action, _) => format!(
+                    "{} ({})",
+                    s["uuid"].as_str().unwrap_or("?"),
+                    action.unwrap_or("?")
+                ),
+            }
+        })
+        .collect();
+    (!ended.is_empty()).then(|| {
+        format!(
+            "the sweep ended {} saga(s) past their deadline: {}",
+            ended.len(),
+            ended.join(", ")
+        )
+    })
 }
 
 /// `GET /healthz` of `service`.
@@ -488,6 +568,32 @@ mod tests {
             Ports { base: 9000 }.url(Service::Inventory),
             "http://127.0.0.1:9002"
         );
+    }
+
+    #[test]
+    fn a_sweep_is_reported_only_when_it_ended_a_saga_naming_each_and_what_was_done() {
+        let table = [
+            (serde_json::json!({"sagas": []}), None),
+            (
+                serde_json::json!({"sagas": [{"uuid": "a", "action": "relay", "step": "orders", "outcome": "dry_run"}]}),
+                None,
+            ),
+            (
+                serde_json::json!({"sagas": [
+                    {"uuid": "a", "action": "relay", "step": "inventory", "outcome": "done"},
+                    {"uuid": "b", "action": "compensate", "step": "orders", "reason": "timed_out", "outcome": "done"},
+                    {"uuid": "c", "action": "relay", "step": "orders", "outcome": "could not read"},
+                ]}),
+                Some(
+                    "the sweep ended 2 saga(s) past their deadline: a (relayed inventory's message), \
+                     b (compensated: orders timed_out)",
+                ),
+            ),
+            (serde_json::json!("not a report"), None),
+        ];
+        for (report, line) in table {
+            assert_eq!(sweep_line(&report).as_deref(), line, "{report}");
+        }
     }
 
     #[test]
