@@ -50,9 +50,17 @@ pub const SHARED_WRITE_GAP: Duration = Duration::from_millis(250);
 /// commit, which Firestore caps at 500 writes.
 pub const MAX_MEMBERS: usize = 100;
 
+/// Most bytes of members' messages in one batch. Each member's record holds the message it
+/// publishes (its own, grown by a few fields), so this keeps a batch's commit well under the
+/// store's per-commit byte budget (`MAX_BYTES`, under Firestore's 10 MiB request limit) even
+/// when every order is near its size limit. The first member always goes.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// One delivery waiting in a batch.
 struct Member {
     msg: SagaMessage,
+    /// The message's size as it arrived (its JSON), which its record will hold grown.
+    bytes: usize,
     inbound: Inbound,
     deadline: Deadline,
     answer: oneshot::Sender<Result<Handled, StepError>>,
@@ -74,6 +82,7 @@ pub(super) async fn join(
 ) -> Result<Handled, StepError> {
     let (answer, answered) = oneshot::channel();
     let member = Member {
+        bytes: msg.to_json().len(),
         msg: msg.clone(),
         inbound: inbound.clone(),
         deadline,
@@ -129,7 +138,7 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
                 waiting.push(member);
             }
         }
-        let take = waiting.len().min(MAX_MEMBERS);
+        let take = batch_len(waiting.iter().map(|m| m.bytes));
         let batch: Vec<Member> = waiting.drain(..take).collect();
         match round(step.as_ref(), &clients, &shared, batch).await {
             Ok((written, unsettled)) => {
@@ -147,6 +156,22 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
             }
         }
     }
+}
+
+/// How many of the waiting members, whose messages have `sizes`, the next batch takes: at
+/// most [`MAX_MEMBERS`], and members while their messages fit [`MAX_BATCH_BYTES`] (always
+/// at least one, if any wait).
+fn batch_len(sizes: impl ExactSizeIterator<Item = usize>) -> usize {
+    let waiting = sizes.len();
+    let mut bytes = 0;
+    sizes
+        .take(MAX_MEMBERS)
+        .take_while(|size| {
+            bytes += size;
+            bytes <= MAX_BATCH_BYTES
+        })
+        .count()
+        .max(waiting.min(1))
 }
 
 async fn sleep_until(at: SystemTime) {
@@ -354,6 +379,32 @@ impl Plan {
         match step.decide(&member.msg, &docs) {
             Ok(decision) => Settled::Decided(decision),
             Err(e) => Settled::Refused(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_takes_members_up_to_the_count_and_the_byte_limit_and_never_none() {
+        let kib = 1024;
+        for (sizes, want) in [
+            (vec![], 0),
+            (vec![kib; 3], 3),
+            (vec![kib; MAX_MEMBERS + 7], MAX_MEMBERS),
+            (vec![MAX_BATCH_BYTES / 4; 10], 4),
+            (vec![MAX_BATCH_BYTES / 4 + 1; 10], 3),
+            (vec![MAX_BATCH_BYTES + 1, kib], 1),
+            (vec![kib, MAX_BATCH_BYTES, kib], 1),
+        ] {
+            assert_eq!(
+                batch_len(sizes.iter().copied()),
+                want,
+                "{:?}",
+                &sizes[..sizes.len().min(3)]
+            );
         }
     }
 }

@@ -50,6 +50,10 @@ const SLOTS: usize = 2;
 const MAX_JOBS: usize = 64;
 /// Most writes in one commit (Firestore takes 500).
 const MAX_WRITES: usize = 450;
+/// Most bytes of writes in one commit. Firestore refuses a request over 10 MiB; the
+/// emulator does not, so only this keeps large jobs (orders near their size limit, batches
+/// of them) from failing together on Google Cloud. A single larger job still goes alone.
+pub(crate) const MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Most requests of each kind waiting for a call. Every slot takes up to [`MAX_JOBS`] at a
 /// time, so this keeps a few calls' worth ready for when a slot frees; a request that
 /// would wait behind more could not expect an answer before its handler is cut off.
@@ -68,6 +72,8 @@ pub(crate) type Found = HashMap<String, fs::Document>;
 
 struct CommitJob {
     writes: Vec<fs::Write>,
+    /// The writes' encoded size, as they go out.
+    bytes: usize,
     reply: oneshot::Sender<CommitResult>,
 }
 
@@ -82,6 +88,12 @@ fn doc_of(write: &fs::Write) -> Option<&str> {
 }
 
 impl CommitJob {
+    fn new(writes: Vec<fs::Write>, reply: oneshot::Sender<CommitResult>) -> Self {
+        use firestore::gcloud_sdk::prost::Message as _;
+        let bytes = writes.iter().map(fs::Write::encoded_len).sum();
+        CommitJob { writes, bytes, reply }
+    }
+
     fn docs(&self) -> impl Iterator<Item = &str> {
         self.writes.iter().filter_map(doc_of)
     }
@@ -148,7 +160,7 @@ impl Grouper {
     pub(crate) async fn commit(&self, writes: Vec<fs::Write>) -> CommitResult {
         let (reply, answer) = oneshot::channel();
         self.commits
-            .try_send(CommitJob { writes, reply })
+            .try_send(CommitJob::new(writes, reply))
             .map_err(|e| match e {
                 TrySendError::Full(_) => CommitError::Unavailable(busy("commits")),
                 TrySendError::Closed(_) => CommitError::Unavailable(shut_down()),
@@ -195,6 +207,7 @@ fn gather_commits(
 ) -> Vec<CommitJob> {
     let mut docs: HashSet<String> = first.docs().map(str::to_owned).collect();
     let mut writes = first.writes.len();
+    let mut bytes = first.bytes;
     let mut group = vec![first];
     let mut wait = VecDeque::new();
     while group.len() < MAX_JOBS {
@@ -211,12 +224,16 @@ fn gather_commits(
             tracing::debug!("dropping a Firestore commit whose caller has gone, unsent");
             continue;
         }
-        if writes + next.writes.len() > MAX_WRITES || next.docs().any(|d| docs.contains(d)) {
+        if writes + next.writes.len() > MAX_WRITES
+            || bytes + next.bytes > MAX_BYTES
+            || next.docs().any(|d| docs.contains(d))
+        {
             wait.push_back(next);
             continue;
         }
         docs.extend(next.docs().map(str::to_owned));
         writes += next.writes.len();
+        bytes += next.bytes;
         group.push(next);
     }
     wait.extend(held.drain(..));
@@ -409,7 +426,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        (CommitJob { writes, reply }, answer)
+        (CommitJob::new(writes, reply), answer)
     }
 
     fn many(prefix: &str, n: usize) -> Vec<String> {
@@ -481,6 +498,46 @@ mod tests {
         assert_eq!((group.len(), writes), (3, 2 * big + 1));
         assert!(writes <= MAX_WRITES);
         assert_eq!(held.len(), 1, "the job that would pass MAX_WRITES waits");
+    }
+
+    #[test]
+    fn a_group_stays_under_max_bytes_and_a_job_larger_than_that_goes_alone() {
+        let sized = |name: &str, bytes: usize| {
+            let (reply, answer) = oneshot::channel();
+            let write = fs::Write {
+                operation: Some(fs::write::Operation::Update(fs::Document {
+                    name: name.to_owned(),
+                    fields: HashMap::from([(
+                        "data".to_owned(),
+                        fs::Value {
+                            value_type: Some(fs::value::ValueType::StringValue("x".repeat(bytes))),
+                        },
+                    )]),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            };
+            (CommitJob::new(vec![write], reply), answer)
+        };
+        let third = MAX_BYTES / 3;
+        let (first, _a) = sized("a", third);
+        let (second, _b) = sized("b", third);
+        let (too_much, _c) = sized("c", third);
+        let (small, _d) = sized("d", 10);
+        let mut queue = VecDeque::from([second, too_much, small]);
+        let mut held = VecDeque::new();
+        let group = gather_commits(first, &mut held, || queue.pop_front());
+        assert_eq!(docs_of(&group), [["a"], ["b"], ["d"]]);
+        assert!(group.iter().map(|j| j.bytes).sum::<usize>() <= MAX_BYTES);
+        assert_eq!(docs_of(&held), [["c"]], "the job that would pass MAX_BYTES waits");
+
+        let (huge, _e) = sized("e", MAX_BYTES + 1);
+        let (next, _f) = sized("f", 10);
+        let mut queue = VecDeque::from([next]);
+        let mut held = VecDeque::new();
+        let group = gather_commits(huge, &mut held, || queue.pop_front());
+        assert_eq!(docs_of(&group), [["e"]], "alone");
+        assert_eq!(docs_of(&held), [["f"]]);
     }
 
     #[test]
