@@ -159,11 +159,15 @@ impl GcpLike {
     /// An `Authorization` header for the janitor's sweep as Cloud Scheduler sends it: a
     /// token of the scheduler's account for the janitor's audience.
     pub fn sweep_authorization(&self) -> String {
-        format!(
-            "Bearer {}",
-            self.issuer
-                .push_token(&audience(&self.project, Service::Janitor), SCHEDULER_ACCOUNT)
-        )
+        (self.sweep_authorizer())()
+    }
+
+    /// Mints [`GcpLike::sweep_authorization`] anew on each call, as Cloud Scheduler mints
+    /// a token per call: one kept would expire after the issuer's token lifetime.
+    pub fn sweep_authorizer(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let issuer = self.issuer.clone();
+        let audience = audience(&self.project, Service::Janitor);
+        move || format!("Bearer {}", issuer.push_token(&audience, SCHEDULER_ACCOUNT))
     }
 
     /// The deliverer.

@@ -180,7 +180,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|g| Some((g.front_end(Service::Janitor)?, g)))
         {
-            Some((front_end, g)) => (front_end.url(), Some(g.sweep_authorization())),
+            Some((front_end, g)) => (front_end.url(), Some(g.sweep_authorizer())),
             None => (ports.url(Service::Janitor), None),
         };
         tokio::spawn(sweep_on_a_timer(url, authorization, args.sweep_every))
@@ -273,7 +273,11 @@ fn restart_line(service: Service, event: &Event) -> String {
 
 /// Calls the janitor's sweep at `base` every `every`, as Cloud Scheduler does on Google
 /// Cloud (with its token, under `--push gcp`), and says what each sweep ended.
-async fn sweep_on_a_timer(base: String, authorization: Option<String>, every: std::time::Duration) {
+async fn sweep_on_a_timer(
+    base: String,
+    authorization: Option<impl Fn() -> String>,
+    every: std::time::Duration,
+) {
     let http = reqwest::Client::new();
     let url = format!("{base}{}", saga::contract::sweep::PATH);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -281,8 +285,8 @@ async fn sweep_on_a_timer(base: String, authorization: Option<String>, every: st
     loop {
         ticks.tick().await;
         let mut request = http.post(&url).timeout(saga::contract::HANDLER_TIMEOUT * 2);
-        if let Some(header) = &authorization {
-            request = request.header("authorization", header);
+        if let Some(mint) = &authorization {
+            request = request.header("authorization", mint());
         }
         match request.send().await {
             Ok(answer) if answer.status().is_success() => {
