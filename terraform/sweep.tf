@@ -50,9 +50,11 @@ resource "google_cloud_scheduler_job" "sweep" {
     }
   }
 
+  # The index takes minutes to build; until it serves, every sweep would answer 503.
   depends_on = [
     google_project_service.api,
     google_cloud_run_v2_service_iam_member.sweep,
+    google_firestore_index.open_sagas,
   ]
 }
 
