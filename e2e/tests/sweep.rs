@@ -160,6 +160,42 @@ async fn a_saga_stranded_before_its_first_step_is_compensated_as_timed_out_with_
 }
 
 #[tokio::test]
+async fn a_sweep_reads_page_after_page_and_ends_every_saga_past_its_deadline() {
+    let stack = start("sweep pages").await;
+    stack.drop_subscription("frontend-sub").await;
+    let mut uuids = Vec::new();
+    for quantity in 1..=5 {
+        uuids.push(
+            stack
+                .place(&json!({"item":"widget","quantity":quantity,"user":"jack"}))
+                .await,
+        );
+    }
+    tokio::time::sleep(DEADLINE).await;
+
+    let options = Options {
+        page: 2,
+        ..Options::new(DEADLINE)
+    };
+    let janitor = &stack.services[&Service::Janitor].clients;
+    let report = sweep::sweep(janitor, &options, Deadline::arrived_at(Instant::now()))
+        .await
+        .unwrap();
+    let report = serde_json::to_value(&report).unwrap();
+    assert_eq!(report["examined"], 5, "three pages of at most 2: {report}");
+    for uuid in &uuids {
+        assert_eq!(entry(&report, uuid)["outcome"], "done", "{report}");
+    }
+    let compensated = stack.outcomes("compensated-sub", &uuids, WAIT).await;
+    assert!(uuids.iter().all(|u| compensated[u].len() == 1), "{compensated:?}");
+
+    let again = sweep::sweep(janitor, &options, Deadline::arrived_at(Instant::now()))
+        .await
+        .unwrap();
+    assert_eq!(again.examined, 0, "every saga ended: {again}");
+}
+
+#[tokio::test]
 async fn a_saga_stranded_after_its_reservation_gets_its_stock_back_once_though_two_sweeps_race() {
     let stack = start("sweep stranded after inventory").await;
     let before = stack.stock("widget").await;

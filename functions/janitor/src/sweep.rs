@@ -60,6 +60,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Most sagas to look at; the next sweep takes the rest.
     pub limit: u32,
+    /// Sagas read by one query.
+    pub page: u32,
 }
 
 impl Options {
@@ -68,7 +70,8 @@ impl Options {
         Options {
             deadline,
             dry_run: false,
-            limit: contract::BATCH,
+            limit: contract::MOST,
+            page: contract::BATCH,
         }
     }
 }
@@ -239,44 +242,86 @@ impl Swept {
 }
 
 /// Sweeps once: looks at up to `options.limit` open sagas received more than
-/// `options.deadline` ago and ends each, while `until` leaves time. `Err` only if the
-/// open sagas cannot be listed; a saga that could not be ended says so in the report.
+/// `options.deadline` ago, oldest first, `options.page` at a time, and ends
+/// each, while `until` leaves time. `Err` only if the first page cannot be listed; a saga
+/// that could not be ended says so in the report, and a later page that cannot be listed
+/// is left for the next sweep.
+///
+/// Paging by `created` (the query's order) moves past sagas that cannot be ended (an
+/// unreadable record, say), so they never hold back the ones behind them. Two sagas received
+/// in the same microsecond across a page boundary: the second waits for the next sweep.
 ///
 /// # Errors
 /// When Firestore cannot be queried.
 pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> anyhow::Result<Report> {
     let now = status::now_micros();
     let cutoff = now.saturating_sub(micros(options.deadline));
-    let open = clients
-        .store
-        .flagged_before(
-            collections::SAGAS,
-            (contract::INDEX_FIELDS[0], 0),
-            contract::INDEX_FIELDS[1],
-            cutoff,
-            options.limit,
-        )
-        .await?;
-    let views: Vec<StatusDoc> = open
-        .into_iter()
-        .filter_map(|doc| match doc.decode::<StatusDoc>() {
-            Ok(view) => Some(view),
+    let mut sagas: Vec<Swept> = Vec::new();
+    let mut after = i64::MIN;
+    loop {
+        let left = options
+            .limit
+            .saturating_sub(u32::try_from(sagas.len()).unwrap_or(u32::MAX));
+        let page = left.min(options.page.max(1));
+        if page == 0 || !until.leaves_time_to_publish() {
+            break;
+        }
+        let open = clients
+            .store
+            .flagged_between(
+                collections::SAGAS,
+                (contract::INDEX_FIELDS[0], 0),
+                contract::INDEX_FIELDS[1],
+                (after, cutoff),
+                page,
+            )
+            .await;
+        let open = match open {
+            Ok(open) => open,
+            Err(e) if sagas.is_empty() => return Err(e),
             Err(e) => {
-                tracing::error!(error = %e, "an unreadable saga view; the sweep skips it");
-                None
+                tracing::warn!(error = %format!("{e:#}"), "the sweep could not list more open sagas; the next sweep goes on");
+                break;
             }
-        })
-        .collect();
-    let sagas: Vec<Swept> = futures::stream::iter(views)
-        .map(|view| sweep_one(clients, view, now, options, until))
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
+        };
+        let full = open.len() == page as usize;
+        let views: Vec<StatusDoc> = open
+            .into_iter()
+            .filter_map(|doc| match doc.decode::<StatusDoc>() {
+                Ok(view) => Some(view),
+                Err(e) => {
+                    tracing::error!(error = %e, "an unreadable saga view; the sweep skips it");
+                    None
+                }
+            })
+            .collect();
+        let last = views.iter().map(|v| v.created).max();
+        sagas.extend(sweep_page(clients, views, now, options, until).await);
+        match last {
+            Some(last) if full => after = last,
+            // A short page was the last; a full page of unreadable views leaves no cursor.
+            _ => break,
+        }
+    }
     Ok(Report {
         dry_run: options.dry_run,
         examined: sagas.len(),
         sagas,
     })
+}
+
+async fn sweep_page(
+    clients: &Clients,
+    views: Vec<StatusDoc>,
+    now: i64,
+    options: &Options,
+    until: Deadline,
+) -> Vec<Swept> {
+    futures::stream::iter(views)
+        .map(|view| sweep_one(clients, view, now, options, until))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
 }
 
 fn micros(d: Duration) -> i64 {
@@ -421,7 +466,7 @@ pub fn route(config: &Config) -> MethodRouter<Clients> {
     let caller = match (&config.push_auth, &config.sweep_account) {
         (PushAuth::Off, _) => Caller::Anyone,
         (auth, Some(account)) => PushVerifier::from_config(&auth.for_account(account))
-            .map_or(Caller::Anyone, |v| Caller::Verified(Arc::new(v))),
+            .map_or(Caller::Nobody, |v| Caller::Verified(Arc::new(v))),
         (_, None) => Caller::Nobody,
     };
     let options = Options::new(config.saga_deadline);

@@ -327,6 +327,28 @@ pub struct PushPolicy {
     pub max_delivery_attempts: u32,
 }
 
+impl PushPolicy {
+    /// The longest Pub/Sub may keep a message in retries before it dead-letters it: every
+    /// delivery timing out at the ack deadline, and the backoff between deliveries doubling
+    /// from the least to the most (Pub/Sub documents the backoff as exponential between the
+    /// two, without saying by how much).
+    pub const fn retry_horizon(&self) -> Duration {
+        let mut total = self.ack_deadline.as_secs() * self.max_delivery_attempts as u64;
+        let mut backoff = self.min_backoff.as_secs();
+        let mut gap = 1;
+        while gap < self.max_delivery_attempts {
+            total += if backoff < self.max_backoff.as_secs() {
+                backoff
+            } else {
+                self.max_backoff.as_secs()
+            };
+            backoff *= 2;
+            gap += 1;
+        }
+        Duration::from_secs(total)
+    }
+}
+
 /// The push policy of every push subscription.
 pub const PUSH_POLICY: PushPolicy = PushPolicy {
     ack_deadline: Duration::from_secs(30),
@@ -353,8 +375,16 @@ pub mod sweep {
     pub const SCHEDULE: &str = "* * * * *";
     /// How long a saga may run, from `received`, before a sweep ends it (`SAGA_DEADLINE`).
     pub const DEFAULT_DEADLINE: Duration = Duration::from_mins(5);
-    /// Most sagas one sweep looks at; the next sweep takes the rest.
+    /// The shortest `SAGA_DEADLINE`: Pub/Sub's retries of one message, in whole minutes. A
+    /// shorter deadline would compensate sagas whose first message Pub/Sub is still
+    /// retrying (a step down for a minute or two), cancelling orders that would have gone
+    /// through.
+    pub const MIN_DEADLINE: Duration =
+        Duration::from_mins(super::PUSH_POLICY.retry_horizon().as_secs().div_ceil(60));
+    /// Sagas one query of a sweep reads; a sweep reads page after page while its time lasts.
     pub const BATCH: u32 = 100;
+    /// Most sagas one sweep looks at; the next sweep takes the rest.
+    pub const MOST: u32 = 2_000;
     /// The fields of `sagas/{uuid}` the sweep's query filters and orders by, as its
     /// composite index lists them: `ended == 0`, `created` ascending.
     pub const INDEX_FIELDS: [&str; 2] = ["ended", "created"];
@@ -430,6 +460,31 @@ mod tests {
         assert_eq!(reads(Service::Inventory), vec![Topic::OrderCreated]);
         assert_eq!(reads(Service::Payments), vec![Topic::InventoryUpdated]);
         assert_eq!(reads(Service::Janitor), vec![Topic::Error, Topic::DeadLetter]);
+    }
+
+    #[test]
+    fn the_retry_horizon_adds_every_delivery_and_the_capped_backoffs_between() {
+        let policy = |attempts, min, max| PushPolicy {
+            ack_deadline: Duration::from_secs(30),
+            min_backoff: Duration::from_secs(min),
+            max_backoff: Duration::from_secs(max),
+            max_delivery_attempts: attempts,
+        };
+        for (attempts, min, max, want) in [
+            (1, 10, 600, 30),
+            (5, 1, 60, 5 * 30 + 1 + 2 + 4 + 8),
+            (5, 10, 30, 5 * 30 + 10 + 20 + 30 + 30),
+            (3, 600, 600, 3 * 30 + 600 + 600),
+        ] {
+            assert_eq!(
+                policy(attempts, min, max).retry_horizon(),
+                Duration::from_secs(want),
+                "{attempts} attempts, backoff {min}..{max} s"
+            );
+        }
+        assert!(sweep::MIN_DEADLINE >= PUSH_POLICY.retry_horizon());
+        assert!(sweep::MIN_DEADLINE < PUSH_POLICY.retry_horizon() + Duration::from_mins(1));
+        assert!(sweep::DEFAULT_DEADLINE >= sweep::MIN_DEADLINE);
     }
 
     #[test]

@@ -634,7 +634,22 @@ fn the_sweeps_query_has_its_index_and_the_deadline_is_one_the_janitor_reads() ->
     let expected: Vec<(&str, &str)> = sweep::INDEX_FIELDS.iter().map(|f| (*f, "ASCENDING")).collect();
     assert_eq!(fields, expected);
 
-    for (deadline, minutes) in [("5m", 5), ("90m", 90), ("1h", 60)] {
+    // Every value the variable's validation accepts, the janitor reads as the same
+    // duration; the shortest it accepts is the janitor's shortest.
+    let variables = std::fs::read_to_string(terraform_dir().join("variables.tf"))?;
+    let pattern = regex::Regex::new(r#"regex\("([^"]+)", var\.saga_deadline\)"#)?
+        .captures(&variables)
+        .context("saga_deadline's validation is a regex")?[1]
+        .to_owned();
+    let accepts = regex::Regex::new(&pattern)?;
+    let mut shortest = None::<Duration>;
+    for deadline in [
+        "0s", "59s", "60s", "179s", "180s", "181s", "199s", "200s", "999s", "1000s", "0m", "1m", "2m", "3m",
+        "5m", "10m", "90m", "0h", "1h", "24h", "03m", "5 m", "300", "5min",
+    ] {
+        if !accepts.is_match(deadline) {
+            continue;
+        }
         let tf = terraform_with(&[("saga_deadline", Value::from(deadline))]);
         let env = env_of(&cloud_run(&tf)?[Service::Janitor.name()])?;
         // As Cloud Run runs it: with K_SERVICE, which it sets itself.
@@ -642,8 +657,23 @@ fn the_sweeps_query_has_its_index_and_the_deadline_is_one_the_janitor_reads() ->
             "K_SERVICE" => Some("janitor".to_owned()),
             k => env.get(k).cloned(),
         })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        assert_eq!(parsed.saga_deadline, Duration::from_mins(minutes), "{deadline}");
+        .map_err(|e| anyhow::anyhow!("Terraform accepts {deadline}, the janitor does not: {e}"))?;
+        let seconds: u64 = deadline[..deadline.len() - 1].parse()?;
+        let unit = match deadline.as_bytes()[deadline.len() - 1] {
+            b's' => 1,
+            b'm' => 60,
+            _ => 3600,
+        };
+        assert_eq!(
+            parsed.saga_deadline,
+            Duration::from_secs(seconds * unit),
+            "{deadline}"
+        );
+        shortest = Some(shortest.map_or(parsed.saga_deadline, |s| s.min(parsed.saga_deadline)));
+    }
+    assert_eq!(shortest, Some(sweep::MIN_DEADLINE), "{pattern}");
+    for refused in ["179s", "2m", "0h", "5 m", "300"] {
+        assert!(!accepts.is_match(refused), "{refused} passes {pattern}");
     }
     let default = env_of(&cloud_run(&tf)?[Service::Janitor.name()])?;
     assert_eq!(default[config::env::SAGA_DEADLINE], "5m");

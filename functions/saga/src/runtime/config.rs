@@ -285,12 +285,12 @@ impl Config {
         let saga_deadline = match get(env::SAGA_DEADLINE) {
             None => crate::contract::sweep::DEFAULT_DEADLINE,
             Some(v) => match humantime::parse_duration(&v) {
-                Ok(d) if d >= Duration::from_mins(1) => d,
+                Ok(d) if d >= crate::contract::sweep::MIN_DEADLINE => d,
                 _ => {
                     return Err(ConfigError::Invalid {
                         name: env::SAGA_DEADLINE,
                         value: v,
-                        problem: "expected a duration of a minute or more, such as `5m` or `300s`",
+                        problem: "expected a duration no shorter than Pub/Sub's retries of one message (3 minutes), such as `5m` or `300s`",
                     });
                 }
             },
@@ -593,14 +593,20 @@ mod tests {
     }
 
     #[test]
-    fn the_saga_deadline_reads_as_a_duration_of_a_minute_or_more() {
+    fn the_saga_deadline_reads_as_a_duration_no_shorter_than_pubsubs_retries() {
         let minutes = |m| Duration::from_mins(m);
+        assert_eq!(
+            crate::contract::sweep::MIN_DEADLINE,
+            minutes(3),
+            "as the message says"
+        );
         for (value, want) in [
             (None, Ok(minutes(5))),
             (Some("10m"), Ok(minutes(10))),
-            (Some("90s"), Ok(Duration::from_secs(90))),
+            (Some("180s"), Ok(minutes(3))),
             (Some("1h 30m"), Ok(minutes(90))),
-            (Some("30s"), Err("a minute or more")),
+            (Some("179s"), Err("no shorter than Pub/Sub's retries")),
+            (Some("1m"), Err("(3 minutes)")),
             (Some("300"), Err("SAGA_DEADLINE=\"300\"")),
             (Some("soon"), Err("such as `5m`")),
         ] {

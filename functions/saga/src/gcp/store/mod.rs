@@ -415,15 +415,16 @@ impl Store {
     }
 
     /// Up to `limit` documents of the top-level `collection` whose integer `flag` is
-    /// `flag_value` and whose integer `field` is below `before`, smallest `field` first.
+    /// `flag_value` and whose integer `field` lies in `range` (`after` < field < `before`),
+    /// smallest `field` first; a caller pages by passing the last `field` it saw as `after`.
     /// Firestore needs a composite index on (`flag`, `field`) for it (Terraform creates the
     /// one the sweep uses; the emulator needs none).
-    pub async fn flagged_before(
+    pub async fn flagged_between(
         &self,
         collection: &str,
         flag: (&str, i64),
         field: &str,
-        before: i64,
+        (after, before): (i64, i64),
         limit: u32,
     ) -> anyhow::Result<Vec<Snapshot>> {
         let query = self
@@ -431,7 +432,13 @@ impl Store {
             .fluent()
             .select()
             .from(collection)
-            .filter(|q| q.for_all([q.field(flag.0).eq(flag.1), q.field(field).less_than(before)]))
+            .filter(|q| {
+                q.for_all([
+                    q.field(flag.0).eq(flag.1),
+                    q.field(field).greater_than(after),
+                    q.field(field).less_than(before),
+                ])
+            })
             .order(|o| o.fields([o.field(field).asc()]))
             .limit(limit)
             .query();
@@ -440,7 +447,7 @@ impl Store {
             .context("querying Firestore timed out")?
             .with_context(|| {
                 format!(
-                    "querying {collection} where {} = {} and {field} < {before}",
+                    "querying {collection} where {} = {} and {after} < {field} < {before}",
                     flag.0, flag.1
                 )
             })?;
