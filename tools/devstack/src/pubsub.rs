@@ -1,12 +1,18 @@
 //! Pub/Sub administration and reading: creating the saga's topology and pulling from its
-//! pull subscriptions, against an emulator or Google Cloud.
+//! pull subscriptions, against an emulator or Google Cloud. Reading either acks what it
+//! reads ([`Puller::pull`]), or holds it unacknowledged until each message is acked or put
+//! back ([`Puller::hold`]), for tools that must look without taking.
 
 use anyhow::Context as _;
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{Subscriber, SubscriptionAdmin, TopicAdmin};
-use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, PushConfig, RetryPolicy};
+use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, Message, PushConfig, RetryPolicy};
+use google_cloud_pubsub::subscriber::MessageStream;
+use google_cloud_pubsub::subscriber::ShutdownBehavior;
+use google_cloud_pubsub::subscriber::handler::Handler;
 use saga::contract::{Delivery, PushPolicy, RETENTION, SUBSCRIPTIONS, Service, Topic};
+use saga::gcp::bus::PubSubTarget;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -137,6 +143,8 @@ pub async fn provision_for(
 /// A message read from a pull subscription.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The id Pub/Sub gave it.
+    pub message_id: String,
     /// The payload.
     pub data: Vec<u8>,
     /// The attributes.
@@ -150,6 +158,29 @@ impl Received {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.data).unwrap_or(serde_json::Value::Null)
     }
+
+    fn of(message: Message) -> Self {
+        Received {
+            message_id: message.message_id,
+            data: message.data.to_vec(),
+            attributes: message.attributes.into_iter().collect(),
+            publish_time: message
+                .publish_time
+                .and_then(|t| std::time::SystemTime::try_from(t).ok()),
+        }
+    }
+}
+
+/// A subscriber client (one connection) for `target`.
+async fn subscriber(target: &PubSubTarget) -> anyhow::Result<Subscriber> {
+    let mut builder = Subscriber::builder();
+    if let Some(endpoint) = &target.emulator_endpoint {
+        // google-cloud-pubsub does not read PUBSUB_EMULATOR_HOST itself.
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_credentials(Anonymous::new().build());
+    }
+    builder.build().await.context("building the subscriber client")
 }
 
 /// A reader of pull subscriptions.
@@ -162,6 +193,7 @@ impl Received {
 #[derive(Debug)]
 pub struct Puller {
     client: Subscriber,
+    target: PubSubTarget,
     project: String,
     readers: tokio::sync::Mutex<HashMap<String, Reader>>,
 }
@@ -175,24 +207,30 @@ struct Reader {
 impl Puller {
     /// Connects to the emulator at `endpoint` (`http://host:port`).
     pub async fn connect(endpoint: &str, project: &str) -> anyhow::Result<Self> {
-        let client = Subscriber::builder()
-            .with_endpoint(endpoint)
-            .with_credentials(Anonymous::new().build())
-            .build()
-            .await
-            .context("building the subscriber client")?;
-        Ok(Puller {
-            client,
+        Self::connect_to(&PubSubTarget {
             project: project.to_owned(),
+            emulator_endpoint: Some(endpoint.to_owned()),
+        })
+        .await
+    }
+
+    /// Connects to the emulator of `target`, or to Google Cloud with Application Default
+    /// Credentials if it names none.
+    pub async fn connect_to(target: &PubSubTarget) -> anyhow::Result<Self> {
+        Ok(Puller {
+            client: subscriber(target).await?,
+            target: target.clone(),
+            project: target.project.clone(),
             readers: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
+    fn path(&self, subscription: &str) -> String {
+        format!("projects/{}/subscriptions/{subscription}", self.project)
+    }
+
     fn open(&self, subscription: &str) -> Reader {
-        let mut stream = self
-            .client
-            .subscribe(format!("projects/{}/subscriptions/{subscription}", self.project))
-            .build();
+        let mut stream = self.client.subscribe(self.path(subscription)).build();
         let shutdown = stream.shutdown_token();
         let (tx, queue) = tokio::sync::mpsc::unbounded_channel();
         let name = subscription.to_owned();
@@ -202,13 +240,7 @@ impl Puller {
                     item.with_context(|| format!("pulling from {name}"))
                         .map(|(message, handler)| {
                             handler.ack();
-                            Received {
-                                data: message.data.to_vec(),
-                                attributes: message.attributes.into_iter().collect(),
-                                publish_time: message
-                                    .publish_time
-                                    .and_then(|t| std::time::SystemTime::try_from(t).ok()),
-                            }
+                            Received::of(message)
                         });
                 if tx.send(received).is_err() {
                     break;
@@ -247,5 +279,120 @@ impl Puller {
         for reader in readers {
             reader.shutdown.shutdown().await;
         }
+    }
+
+    /// Reads up to `max` distinct messages from `subscription` without acknowledging them,
+    /// until `max` arrived or none came for `quiet`, and holds them (their leases extended)
+    /// until each is acked or the rest are put back with [`Held::release`].
+    ///
+    /// A stream of its own, not one of [`Puller::pull`]'s, which ack all they read.
+    pub async fn hold(&self, subscription: &str, max: usize, quiet: Duration) -> anyhow::Result<Held> {
+        // A connection of its own, closed with the stream: the emulator does not close a
+        // streaming pull that its client cancels, and goes on handing that stream messages,
+        // which nobody reads; it does close those of a connection that ends.
+        let client = subscriber(&self.target).await?;
+        let stream = client
+            .subscribe(self.path(subscription))
+            // So that Pub/Sub leases no more to this stream than it keeps.
+            .set_max_outstanding_messages(i64::try_from(max.max(1)).unwrap_or(i64::MAX))
+            // Whatever is still leased when the stream closes goes back at once.
+            .set_shutdown_behavior(ShutdownBehavior::NackImmediately)
+            // Should a message reach the stream after the last read, it is out of reach
+            // only until this short lease runs out.
+            .set_max_lease_extension(Duration::from_secs(10))
+            .build();
+        let mut held = Held {
+            messages: Vec::new(),
+            handlers: HashMap::new(),
+            shutdown: stream.shutdown_token(),
+            stream,
+            client,
+        };
+        while held.messages.len() < max {
+            // The wait that runs out is the last read: a stream whose `next()` was cut off
+            // delivers nothing more.
+            match tokio::time::timeout(quiet, held.stream.next()).await {
+                Ok(Some(Ok((message, handler)))) => held.add(message, handler),
+                Ok(Some(Err(e))) => {
+                    held.release().await;
+                    return Err(e).with_context(|| format!("reading {subscription}"));
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(held)
+    }
+}
+
+/// How long [`Held::release`] waits for its acks and nacks to be sent.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Messages read by [`Puller::hold`] and not acknowledged yet: Pub/Sub redelivers none of
+/// them while they are held. Call [`Held::release`] when done, so that acks are sent and the
+/// rest go back at once instead of when their lease runs out.
+#[derive(Debug)]
+pub struct Held {
+    messages: Vec<Received>,
+    /// Every delivery of each message (at-least-once: a message may come twice), by id.
+    handlers: HashMap<String, Vec<Handler>>,
+    shutdown: google_cloud_pubsub::subscriber::ShutdownToken,
+    // Kept open while the messages are held: closing it puts them back.
+    stream: MessageStream,
+    // The stream's own connection, closed after it.
+    client: Subscriber,
+}
+
+impl Held {
+    fn add(&mut self, message: Message, handler: Handler) {
+        let id = message.message_id.clone();
+        let deliveries = self.handlers.entry(id).or_default();
+        if deliveries.is_empty() {
+            self.messages.push(Received::of(message));
+        }
+        deliveries.push(handler);
+    }
+
+    /// The messages held, each once, in the order they arrived.
+    pub fn messages(&self) -> &[Received] {
+        &self.messages
+    }
+
+    /// Acknowledges the message `message_id` (every delivery of it held): Pub/Sub drops it.
+    /// Whether it was held. The ack is sent by [`Held::release`] at the latest.
+    pub fn ack(&mut self, message_id: &str) -> bool {
+        let deliveries = self.handlers.remove(message_id).unwrap_or_default();
+        let held = !deliveries.is_empty();
+        for handler in deliveries {
+            handler.ack();
+        }
+        held
+    }
+
+    /// Puts every message not acked back on the subscription at once (a nack: its ack
+    /// deadline set to 0), sends the acks, and closes the stream. Best effort, as every ack
+    /// is: a message whose ack was lost is delivered again.
+    pub async fn release(self) {
+        let Held {
+            handlers,
+            shutdown,
+            stream,
+            client,
+            ..
+        } = self;
+        // The stream closes first, and its closing puts back every message it still leases
+        // (after sending the acks already given): a message put back while the stream is
+        // open is delivered straight back to it, where nobody reads it any more.
+        drop(stream);
+        if tokio::time::timeout(RELEASE_TIMEOUT, shutdown.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Pub/Sub did not confirm the acks and nacks in time; unconfirmed messages come back when their lease runs out"
+            );
+        }
+        // Their leases are over: dropping them now sends nothing.
+        drop(handlers);
+        drop(client);
     }
 }

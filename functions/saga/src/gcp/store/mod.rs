@@ -405,6 +405,31 @@ impl Store {
         Ok(docs.into_iter().map(|doc| Snapshot { doc }).collect())
     }
 
+    /// The `limit` documents of the top-level `collection` whose integer `field` is below
+    /// `below`, the largest first: the latest before a time, for `sagactl stuck`.
+    pub async fn latest_before(
+        &self,
+        collection: &str,
+        field: &str,
+        below: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Snapshot>> {
+        let query = self
+            .db
+            .fluent()
+            .select()
+            .from(collection)
+            .filter(|q| q.for_all([q.field(field).less_than(below)]))
+            .order(|o| o.fields([o.field(field).desc()]))
+            .limit(limit)
+            .query();
+        let docs = tokio::time::timeout(CALL_TIMEOUT, query)
+            .await
+            .context("querying Firestore timed out")?
+            .with_context(|| format!("querying {collection} by {field} below {below}"))?;
+        Ok(docs.into_iter().map(|doc| Snapshot { doc }).collect())
+    }
+
     /// Applies every write of `set` atomically, or none of them. Returns each written
     /// document's new update time, in the order the writes were queued.
     pub async fn commit(&self, set: WriteSet) -> Result<Vec<Timestamp>, CommitError> {
