@@ -1,14 +1,14 @@
 //! `sagactl stuck`: the sagas that began more than a given time ago and have not finished,
 //! where each stopped (its furthest stage, and its last step record), and for how long.
 //!
-//! "Finished" is derived from the status view (`StatusDoc::finished`), not stored, so the
-//! candidates are found by when they began ([`candidates`], the one query, kept alone so
-//! that it can move to an indexed field) and the unfinished ones picked in memory
-//! ([`assess`]).
+//! The candidates are the open sagas (`ended == 0`) begun before the cutoff, found by the
+//! same indexed query as the sweep's ([`candidates`]; Terraform creates its index). A view
+//! can lag behind the records (its `ended` is set after the last message is confirmed), so
+//! the unfinished ones are picked from the views' own stages in memory ([`assess`]).
 
 use crate::format;
 use crate::show::{self, STEPS, Sent};
-use saga::contract::{Service, Topic, collections, consumer_step};
+use saga::contract::{Service, Topic, collections, consumer_step, sweep};
 use saga::domain::{SagaId, Stage};
 use saga::engine::records::{self, StepRecord, StepState};
 use saga::engine::status::StatusDoc;
@@ -22,16 +22,18 @@ use std::time::Duration;
 pub struct Options {
     /// How long ago a saga must have begun to count.
     pub older_than: Duration,
-    /// How many sagas to look at, at most: the latest that began before the cutoff.
+    /// How many sagas to look at, at most: the oldest open ones begun before the cutoff.
     pub limit: u32,
 }
 
-/// The sagas to look at: the `limit` latest that began before `cutoff` (microseconds since
-/// the epoch), newest first, since the ones that just crossed the cutoff are the ones a
-/// periodic check has not reported yet. The one query of `stuck`.
+/// The sagas to look at: up to `limit` open sagas (`ended == 0`) that began before `cutoff`
+/// (microseconds since the epoch), oldest first, by the sweep's indexed query: the oldest
+/// are the ones the sweep acts on first and the ones that need a person most. The one
+/// query of `stuck`.
 pub async fn candidates(store: &Store, cutoff: i64, limit: u32) -> anyhow::Result<Vec<Snapshot>> {
+    let [ended, created] = sweep::INDEX_FIELDS;
     store
-        .latest_before(collections::SAGAS, "created", cutoff, limit)
+        .flagged_before(collections::SAGAS, (ended, 0), created, cutoff, limit)
         .await
 }
 
@@ -130,7 +132,7 @@ pub struct Report {
     pub scanned: usize,
     /// The most that would be.
     pub limit: u32,
-    /// The stuck ones, newest first.
+    /// The stuck ones, oldest first.
     pub stuck: Vec<Stuck>,
 }
 
@@ -229,7 +231,7 @@ impl fmt::Display for Report {
         if self.limit_reached() {
             writeln!(
                 f,
-                "only the latest {} were looked at: older ones may be stuck too (raise --limit)",
+                "only the oldest {} open sagas were looked at: younger ones may be stuck too (raise --limit)",
                 self.limit
             )?;
         }
