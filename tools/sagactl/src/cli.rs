@@ -2,9 +2,10 @@
 //! runs one command and writes its report, as text for people or as one JSON document
 //! (`--json`) for scripts.
 
-use crate::{connect, format, letters, redrive, show, stuck};
+use crate::{connect, format, letters, redrive, show, stuck, sweep};
 use clap::{Parser, Subcommand};
 use saga::domain::SagaId;
+use saga::runtime::config::Config;
 use serde::Serialize;
 use std::fmt::Display;
 use std::io::Write;
@@ -16,12 +17,12 @@ pub enum Exit {
     /// Done; nothing needs attention.
     Ok = 0,
     /// Pub/Sub or Firestore could not be reached, or refused a call (or a redrive's publish
-    /// failed).
+    /// failed, or the sweep could not list the open sagas).
     Error = 1,
     /// The command line is wrong (clap's own code for it).
     Usage = 2,
     /// Something needs a person: stuck sagas, dead letters waiting, letters a redrive
-    /// refused or did not find.
+    /// refused or did not find, sagas a sweep could not end.
     Attention = 3,
     /// `show`: no such saga.
     NotFound = 4,
@@ -37,10 +38,12 @@ impl From<Exit> for std::process::ExitCode {
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  done; nothing needs attention
-  1  Pub/Sub or Firestore could not be reached or refused a call (or a redrive's publish failed)
+  1  Pub/Sub or Firestore could not be reached or refused a call (or a redrive's publish
+     failed, or the sweep could not list the open sagas)
   2  usage error (reported on stderr, also with --json)
   3  something needs a person: `stuck` found stuck sagas, `dead-letters` found letters,
-     `redrive` refused or did not find some of the letters asked for (left on dead-letter-sub)
+     `redrive` refused or did not find some of the letters asked for (left on dead-letter-sub),
+     `sweep` could not end some of the sagas it found (the next sweep tries again)
   4  `show`: no such saga
 
 Connects to the emulators when PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST are set,
@@ -82,7 +85,7 @@ pub enum Command {
         /// How long ago a saga must have begun to count (90s, 5m, 1h30m, 2d).
         #[arg(long, default_value = "5m", value_parser = format::parse_duration)]
         older_than: Duration,
-        /// Look at no more than this many sagas: the latest begun before the cutoff.
+        /// Look at no more than this many open sagas: the oldest begun before the cutoff.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
@@ -116,6 +119,35 @@ pub enum Command {
         #[arg(long, default_value = "3s", value_parser = format::parse_duration)]
         wait: Duration,
     },
+    /// Run the janitor's sweep now: end the open sagas past their deadline, each the safe
+    /// way (relay its last message, or compensate it), as Cloud Scheduler's call to
+    /// POST /sweep does every minute. Exits 3 if it could not end some of them.
+    Sweep {
+        /// Decide, and report, but change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How long a saga may run before the sweep ends it: the janitor's `SAGA_DEADLINE`
+        /// (1m or more).
+        #[arg(long, env = "SAGA_DEADLINE", default_value = "5m", value_parser = parse_deadline)]
+        deadline: Duration,
+        /// Look at no more than this many sagas, the oldest first; the next sweep takes the
+        /// rest.
+        #[arg(long, default_value_t = saga::contract::sweep::BATCH, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
+}
+
+/// A saga deadline: as `--older-than` reads durations, or as the janitor reads
+/// `SAGA_DEADLINE` (`300s`, `5min`), so that the janitor's own setting is always taken.
+fn parse_deadline(text: &str) -> Result<Duration, String> {
+    let deadline =
+        format::parse_duration(text).or_else(|e| humantime::parse_duration(text.trim()).map_err(|_| e))?;
+    if deadline < sweep::MIN_DEADLINE {
+        return Err(format!(
+            "`{text}` is shorter than a minute: the sweep would end sagas that are still running"
+        ));
+    }
+    Ok(deadline)
 }
 
 fn parse_uuid(text: &str) -> Result<SagaId, String> {
@@ -137,45 +169,56 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Exit {
         }
     };
     let json = cli.json;
-    let result = match cli.command {
-        Command::Show { uuid } => {
-            async {
-                let shown = show::show(&connect::store(&config).await?, uuid).await?;
-                let exit = if shown.found { Exit::Ok } else { Exit::NotFound };
-                Ok(write(out, json, &shown, exit))
+    dispatch(cli.command, &config, json, out)
+        .await
+        .unwrap_or_else(|e: anyhow::Error| {
+            let error = format!("{}: {e:#}", connect::describe(&config));
+            eprintln!("sagactl: {error}");
+            if json {
+                emit(out, &serde_json::json!({ "error": error }).to_string());
             }
-            .await
+            Exit::Error
+        })
+}
+
+/// Runs `command` against `config`, writing its report to `out`: the exit code, or the error
+/// that kept it from running.
+async fn dispatch(
+    command: Command,
+    config: &Config,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<Exit> {
+    match command {
+        Command::Show { uuid } => {
+            let shown = show::show(&connect::store(config).await?, uuid).await?;
+            let exit = if shown.found { Exit::Ok } else { Exit::NotFound };
+            Ok(write(out, json, &shown, exit))
         }
         Command::Stuck { older_than, limit } => {
-            async {
-                let options = stuck::Options { older_than, limit };
-                let now = saga::engine::status::now_micros();
-                let report = stuck::stuck(&connect::store(&config).await?, options, now).await?;
-                let exit = if report.stuck.is_empty() {
-                    Exit::Ok
-                } else {
-                    Exit::Attention
-                };
-                Ok(write(out, json, &report, exit))
-            }
-            .await
+            let options = stuck::Options { older_than, limit };
+            let now = saga::engine::status::now_micros();
+            let report = stuck::stuck(&connect::store(config).await?, options, now).await?;
+            let exit = if report.stuck.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::Attention
+            };
+            Ok(write(out, json, &report, exit))
         }
         Command::DeadLetters { limit, wait } => {
-            async {
-                let options = letters::Options {
-                    limit: usize::try_from(limit)?,
-                    wait,
-                };
-                let puller = connect::puller(&config).await?;
-                let report = letters::list(&puller, config.project(), options).await?;
-                let exit = if report.letters.is_empty() {
-                    Exit::Ok
-                } else {
-                    Exit::Attention
-                };
-                Ok(write(out, json, &report, exit))
-            }
-            .await
+            let options = letters::Options {
+                limit: usize::try_from(limit)?,
+                wait,
+            };
+            let puller = connect::puller(config).await?;
+            let report = letters::list(&puller, config.project(), options).await?;
+            let exit = if report.letters.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::Attention
+            };
+            Ok(write(out, json, &report, exit))
         }
         Command::Redrive {
             message_ids,
@@ -184,39 +227,46 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Exit {
             limit,
             wait,
         } => {
-            async {
-                let options = redrive::Options {
-                    selection: if all {
-                        redrive::Selection::All
-                    } else {
-                        redrive::Selection::Ids(message_ids)
-                    },
-                    dry_run,
-                    limit: usize::try_from(limit)?,
-                    wait,
-                };
-                let (puller, bus) = (connect::puller(&config).await?, connect::bus(&config).await?);
-                let report = redrive::redrive(&puller, &bus, config.project(), &options).await?;
-                let exit = if report.failed() {
-                    Exit::Error
-                } else if report.left_for_people() {
-                    Exit::Attention
+            let options = redrive::Options {
+                selection: if all {
+                    redrive::Selection::All
                 } else {
-                    Exit::Ok
-                };
-                Ok(write(out, json, &report, exit))
-            }
-            .await
+                    redrive::Selection::Ids(message_ids)
+                },
+                dry_run,
+                limit: usize::try_from(limit)?,
+                wait,
+            };
+            let (puller, bus) = (connect::puller(config).await?, connect::bus(config).await?);
+            let report = redrive::redrive(&puller, &bus, config.project(), &options).await?;
+            let exit = if report.failed() {
+                Exit::Error
+            } else if report.left_for_people() {
+                Exit::Attention
+            } else {
+                Exit::Ok
+            };
+            Ok(write(out, json, &report, exit))
         }
-    };
-    result.unwrap_or_else(|e: anyhow::Error| {
-        let error = format!("{}: {e:#}", connect::describe(&config));
-        eprintln!("sagactl: {error}");
-        if json {
-            emit(out, &serde_json::json!({ "error": error }).to_string());
+        Command::Sweep {
+            dry_run,
+            deadline,
+            limit,
+        } => {
+            let options = janitor::sweep::Options {
+                deadline,
+                dry_run,
+                limit,
+            };
+            let report = sweep::sweep(&connect::clients(config).await?, &options).await?;
+            let exit = if sweep::needs_attention(&report) {
+                Exit::Attention
+            } else {
+                Exit::Ok
+            };
+            Ok(write(out, json, &report, exit))
         }
-        Exit::Error
-    })
+    }
 }
 
 /// Writes `report` as `json` says, and ends with `exit`.
@@ -272,7 +322,13 @@ mod tests {
             (&["redrive", "--all"], true),
             (&["redrive"], false),
             (&["redrive", "--all", "--message-id", "1"], false),
-            (&["sweep"], false),
+            (&["sweep"], true),
+            (&["sweep", "--dry-run", "--deadline", "10m", "--limit", "5"], true),
+            (&["sweep", "--deadline", "5min"], true),
+            (&["sweep", "--deadline", "30s"], false),
+            (&["sweep", "--deadline", "soon"], false),
+            (&["sweep", "--limit", "0"], false),
+            (&["swept"], false),
         ];
         for (args, ok) in cases {
             assert_eq!(parse(args).is_ok(), *ok, "{args:?}");

@@ -13,7 +13,7 @@ use saga::contract::{PUSH_POLICY, PushPolicy, Service, Topic};
 use saga::domain::{SagaId, Stage};
 use saga::engine::records;
 use saga::engine::records::StepState;
-use saga::engine::status::{StatusEvent, now_micros};
+use saga::engine::status::{self, StatusEvent, now_micros};
 use saga::gcp::store::WriteSet;
 use saga::runtime::config::{Config, env};
 use saga::wire::message::SagaMessage;
@@ -417,15 +417,15 @@ async fn stuck_lists_only_unfinished_sagas_begun_before_the_cutoff() {
     assert_eq!(
         found,
         [
-            (stranded.as_str(), "order_created", Some(Service::Inventory)),
             (failed.as_str(), "failed", Some(Service::Janitor)),
+            (stranded.as_str(), "order_created", Some(Service::Inventory)),
         ],
-        "newest first; not {finished} (finished) nor {recent} (too young)"
+        "oldest first; not {finished} (finished) nor {recent} (too young)"
     );
-    assert_eq!(report.scanned, 3, "the three begun before the cutoff");
-    assert!(report.stuck[0].stopped_for_seconds >= 9 * 60);
+    assert_eq!(report.scanned, 3, "the three open ones begun before the cutoff");
+    assert!(report.stuck[1].stopped_for_seconds >= 9 * 60);
     assert!(
-        report.stuck[0].last_step.is_none(),
+        report.stuck[1].last_step.is_none(),
         "a view written by hand has no record"
     );
 
@@ -433,6 +433,98 @@ async fn stuck_lists_only_unfinished_sagas_begun_before_the_cutoff() {
     let report = stuck::stuck(&store, limited, now_micros()).await.unwrap();
     assert_eq!(report.stuck.len(), 1);
     assert!(report.limit_reached());
+
+    // A view whose saga the sweep marked ended is no longer looked at.
+    let mut writes = WriteSet::new();
+    status::mark_ended(&mut writes, records::saga(SagaId::parse(&failed).unwrap()));
+    stack.store.commit(writes).await.unwrap();
+    let report = stuck::stuck(&store, options, now_micros()).await.unwrap();
+    assert_eq!(report.scanned, 2, "{report:?}");
+    assert_eq!(report.stuck.len(), 1);
+    assert_eq!(report.stuck[0].uuid, stranded);
+}
+
+/// The sweep's options with a saga deadline of `deadline`.
+fn sweep_options(deadline: Duration, dry_run: bool) -> janitor::sweep::Options {
+    janitor::sweep::Options {
+        dry_run,
+        ..janitor::sweep::Options::new(deadline)
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_on_demand_changes_nothing_on_a_dry_run_and_then_compensates_a_stranded_saga_once() {
+    const DEADLINE: Duration = Duration::from_secs(2);
+    let stack = TestStack::start("sagactl sweep").await;
+    let before = stack.stock("widget").await;
+    // Stock reserved, and then the message that would pay for it is lost with its
+    // subscription: only a sweep can end this saga.
+    stack.drop_subscription("inventory-updated-sub").await;
+    let uuid = stack
+        .place(&json!({"item":"widget","quantity":4,"user":"jack"}))
+        .await;
+    eventually(WAIT, || async { stack.step(&uuid, Service::Inventory).await })
+        .await
+        .unwrap();
+    assert_eq!(stack.stock("widget").await, before - 4);
+    // Past twice the deadline the sweep compensates rather than relays.
+    tokio::time::sleep(DEADLINE * 2).await;
+    let clients = connect::clients(&config(&stack)).await.unwrap();
+
+    let dry = sagactl::sweep::sweep(&clients, &sweep_options(DEADLINE, true))
+        .await
+        .unwrap();
+    assert!(dry.dry_run);
+    let planned = dry.sagas.iter().find(|s| s.uuid == uuid).unwrap();
+    assert_eq!(planned.outcome, "dry_run", "{dry}");
+    assert_eq!(
+        planned.action,
+        Some(janitor::sweep::Action::Compensate {
+            step: Service::Payments,
+            reason: saga::domain::Reason::TimedOut
+        }),
+        "{dry}"
+    );
+    assert!(!sagactl::sweep::needs_attention(&dry));
+    assert_eq!(
+        stack.stock("widget").await,
+        before - 4,
+        "a dry run changes nothing"
+    );
+    assert!(
+        stack.step(&uuid, Service::Janitor).await.is_none(),
+        "a dry run compensates nothing"
+    );
+    assert!(
+        stack.step(&uuid, Service::Payments).await.is_none(),
+        "a dry run tombstones nothing"
+    );
+    let (_, view) = stack.get(&format!("/orders/{uuid}")).await;
+    assert_eq!(view["status"], "stock_reserved", "{view}");
+
+    let swept = sagactl::sweep::sweep(&clients, &sweep_options(DEADLINE, false))
+        .await
+        .unwrap();
+    let done = swept.sagas.iter().find(|s| s.uuid == uuid).unwrap();
+    assert_eq!(done.outcome, "done", "{swept}");
+    assert!(swept.to_string().contains(&uuid), "{swept}");
+    assert_eq!(stack.finished(&uuid, WAIT).await["status"], "compensated");
+    let compensated = stack
+        .outcomes("compensated-sub", std::slice::from_ref(&uuid), WAIT)
+        .await;
+    assert_eq!(compensated[&uuid].len(), 1, "compensated once");
+    assert_eq!(stack.stock("widget").await, before, "the stock came back once");
+
+    // Ended, and marked so: a second sweep leaves it alone.
+    let again = eventually(WAIT, || async {
+        let again = sagactl::sweep::sweep(&clients, &sweep_options(DEADLINE, false))
+            .await
+            .unwrap();
+        again.sagas.iter().all(|s| s.uuid != uuid).then_some(again)
+    })
+    .await;
+    assert!(again.is_some(), "the next sweep does not look at it again");
+    assert_eq!(stack.stock("widget").await, before);
 }
 
 /// Runs the `sagactl` binary with `args` for `project` on the emulators; its exit code and
@@ -503,24 +595,33 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(json(&out)["dry_run"], true);
 
+    // The stranded saga is younger than the deadline: nothing to end.
+    let (code, out) = sagactl(project, &["sweep", "--dry-run", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let report = json(&out);
+    assert_eq!(
+        (&report["dry_run"], &report["examined"]),
+        (&json!(true), &json!(0)),
+        "{report}"
+    );
+    // Past a deadline of a minute it is found, and a dry run leaves it as it was.
+    let (code, out) = sagactl(project, &["sweep", "--dry-run", "--deadline", "1m"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("1 open saga(s) past the deadline; would end 1"),
+        "{out}"
+    );
+    assert!(out.contains(&stranded), "{out}");
+    let (code, out) = sagactl(project, &["stuck", "--json"]).await;
+    assert_eq!(code, 3, "still stuck after the dry run: {out}");
+
     for (args, why) in [
         (&["show", "not-a-uuid"][..], "a bad uuid"),
         (&["redrive"][..], "neither --message-id nor --all"),
         (&["stuck", "--older-than", "soon"][..], "a bad duration"),
+        (&["sweep", "--deadline", "10s"][..], "a deadline under a minute"),
     ] {
         assert_eq!(sagactl(project, args).await.0, 2, "{why}");
     }
     assert_eq!(sagactl(None, &["stuck"]).await.0, 2, "no project");
-}
-
-#[tokio::test]
-async fn debug_hold() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
-    let puller = devstack::pubsub::Puller::connect("http://127.0.0.1:8790", "exp").await.unwrap();
-    for _ in 0..1 {
-        let held = puller.hold("sub3", 100, Duration::from_secs(2)).await.unwrap();
-        eprintln!("{} messages", held.messages().len());
-        held.release().await;
-        eprintln!("released");
-    }
 }
