@@ -8,11 +8,10 @@ use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{Subscriber, SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, Message, PushConfig, RetryPolicy};
-use google_cloud_pubsub::subscriber::MessageStream;
-use google_cloud_pubsub::subscriber::ShutdownBehavior;
-use google_cloud_pubsub::subscriber::handler::Handler;
 use saga::contract::{Delivery, PushPolicy, RETENTION, SUBSCRIPTIONS, Service, Topic};
 use saga::gcp::bus::PubSubTarget;
+
+pub use crate::held::Held;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -282,117 +281,16 @@ impl Puller {
     }
 
     /// Reads up to `max` distinct messages from `subscription` without acknowledging them,
-    /// until `max` arrived or none came for `quiet`, and holds them (their leases extended)
-    /// until each is acked or the rest are put back with [`Held::release`].
+    /// until `max` were read or none came for `quiet`, and holds them until each is acked
+    /// or the rest are put back with [`Held::release`].
     ///
-    /// A stream of its own, not one of [`Puller::pull`]'s, which ack all they read.
+    /// By unary pulls ([`crate::held`]), not by a stream like [`Puller::pull`]'s, which ack
+    /// all they read.
+    ///
+    /// # Errors
+    /// When Pub/Sub cannot be reached or refuses the pull.
     pub async fn hold(&self, subscription: &str, max: usize, quiet: Duration) -> anyhow::Result<Held> {
-        // A connection of its own, closed with the stream: the emulator does not close a
-        // streaming pull that its client cancels, and goes on handing that stream messages,
-        // which nobody reads; it does close those of a connection that ends.
-        let client = subscriber(&self.target).await?;
-        let stream = client
-            .subscribe(self.path(subscription))
-            // So that Pub/Sub leases no more to this stream than it keeps.
-            .set_max_outstanding_messages(i64::try_from(max.max(1)).unwrap_or(i64::MAX))
-            // Whatever is still leased when the stream closes goes back at once.
-            .set_shutdown_behavior(ShutdownBehavior::NackImmediately)
-            // Should a message reach the stream after the last read, it is out of reach
-            // only until this short lease runs out.
-            .set_max_lease_extension(Duration::from_secs(10))
-            .build();
-        let mut held = Held {
-            messages: Vec::new(),
-            handlers: HashMap::new(),
-            shutdown: stream.shutdown_token(),
-            stream,
-            client,
-        };
-        while held.messages.len() < max {
-            // The wait that runs out is the last read: a stream whose `next()` was cut off
-            // delivers nothing more.
-            match tokio::time::timeout(quiet, held.stream.next()).await {
-                Ok(Some(Ok((message, handler)))) => held.add(message, handler),
-                Ok(Some(Err(e))) => {
-                    held.release().await;
-                    return Err(e).with_context(|| format!("reading {subscription}"));
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        Ok(held)
-    }
-}
-
-/// How long [`Held::release`] waits for its acks and nacks to be sent.
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Messages read by [`Puller::hold`] and not acknowledged yet: Pub/Sub redelivers none of
-/// them while they are held. Call [`Held::release`] when done, so that acks are sent and the
-/// rest go back at once instead of when their lease runs out.
-#[derive(Debug)]
-pub struct Held {
-    messages: Vec<Received>,
-    /// Every delivery of each message (at-least-once: a message may come twice), by id.
-    handlers: HashMap<String, Vec<Handler>>,
-    shutdown: google_cloud_pubsub::subscriber::ShutdownToken,
-    // Kept open while the messages are held: closing it puts them back.
-    stream: MessageStream,
-    // The stream's own connection, closed after it.
-    client: Subscriber,
-}
-
-impl Held {
-    fn add(&mut self, message: Message, handler: Handler) {
-        let id = message.message_id.clone();
-        let deliveries = self.handlers.entry(id).or_default();
-        if deliveries.is_empty() {
-            self.messages.push(Received::of(message));
-        }
-        deliveries.push(handler);
-    }
-
-    /// The messages held, each once, in the order they arrived.
-    pub fn messages(&self) -> &[Received] {
-        &self.messages
-    }
-
-    /// Acknowledges the message `message_id` (every delivery of it held): Pub/Sub drops it.
-    /// Whether it was held. The ack is sent by [`Held::release`] at the latest.
-    pub fn ack(&mut self, message_id: &str) -> bool {
-        let deliveries = self.handlers.remove(message_id).unwrap_or_default();
-        let held = !deliveries.is_empty();
-        for handler in deliveries {
-            handler.ack();
-        }
-        held
-    }
-
-    /// Puts every message not acked back on the subscription at once (a nack: its ack
-    /// deadline set to 0), sends the acks, and closes the stream. Best effort, as every ack
-    /// is: a message whose ack was lost is delivered again.
-    pub async fn release(self) {
-        let Held {
-            handlers,
-            shutdown,
-            stream,
-            client,
-            ..
-        } = self;
-        // The stream closes first, and its closing puts back every message it still leases
-        // (after sending the acks already given): a message put back while the stream is
-        // open is delivered straight back to it, where nobody reads it any more.
-        drop(stream);
-        if tokio::time::timeout(RELEASE_TIMEOUT, shutdown.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "Pub/Sub did not confirm the acks and nacks in time; unconfirmed messages come back when their lease runs out"
-            );
-        }
-        // Their leases are over: dropping them now sends nothing.
-        drop(handlers);
-        drop(client);
+        let rest = crate::held::Rest::for_target(&self.target)?;
+        Held::read(rest, self.path(subscription), max, quiet).await
     }
 }

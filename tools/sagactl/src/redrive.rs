@@ -157,10 +157,16 @@ pub async fn redrive(puller: &Puller, bus: &Bus, project: &str, options: &Option
                             attributes: redriven_attributes(&received.attributes),
                         };
                         match bus.publish(&copy).await {
-                            Ok(new_message_id) => {
-                                held.ack(&letter.message_id);
-                                Action::Redriven { to, new_message_id }
-                            }
+                            Ok(new_message_id) => match held.ack(&letter.message_id).await {
+                                Ok(_) => Action::Redriven { to, new_message_id },
+                                // Sent again, and still there: the next redrive sends it
+                                // once more, which every step takes as a duplicate.
+                                Err(e) => Action::Failed {
+                                    why: format!(
+                                        "published again to {to} as {new_message_id}, but not taken off                                          dead-letter-sub: {e:#}"
+                                    ),
+                                },
+                            },
                             Err(e) => Action::Failed {
                                 why: format!("{e:#}"),
                             },
