@@ -395,16 +395,14 @@ fn write_step(f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
     let message = match (&step.message, &step.sent) {
-        (Some(message), Some(sent)) => format!("; {} message {sent}", message.topic),
-        (_, Some(sent)) => format!("; {sent}"),
+        (Some(message), Some(sent)) => format!("{} message {sent}", message.topic),
+        (_, Some(sent)) => sent.to_string(),
         _ => String::new(),
     };
     let updated = step.updated.as_deref().unwrap_or("?");
-    writeln!(
-        f,
-        "  {name:<10} {:<11}{reason}{message}  [updated {updated}]",
-        state_word(state)
-    )
+    // The state and its reason in one column, so that the messages line up.
+    let state = format!("{}{reason}", state_word(state));
+    writeln!(f, "  {name:<10} {state:<12} {message}  [updated {updated}]")
 }
 
 #[cfg(test)]
