@@ -42,7 +42,7 @@ use saga::wire::envelope::{MAX_PUSH_BYTES, Push};
 use saga::wire::message::SagaMessage;
 
 /// The attribute Pub/Sub puts on a dead-lettered message: the subscription that gave up.
-pub const SOURCE_SUBSCRIPTION_ATTRIBUTE: &str = "CloudPubSubDeadLetterSourceSubscription";
+pub const SOURCE_SUBSCRIPTION_ATTRIBUTE: &str = dead_letter_attributes::PUBSUB_SOURCE_SUBSCRIPTION;
 
 /// The forward steps, last first: the order compensation undoes them in.
 const UNDO_ORDER: [Service; 3] = [Service::Payments, Service::Inventory, Service::Orders];
@@ -233,23 +233,19 @@ impl Step for GiveUp {
 /// Handles a message that Pub/Sub (or a service) moved to the dead-letter topic, before
 /// `deadline`.
 pub async fn dead_lettered(clients: &Clients, push: &Push, deadline: Deadline) -> Result<Handled, StepError> {
-    let poison = push.attributes.get(dead_letter_attributes::REASON);
-    if poison.is_some_and(|code| code == UNMATCHED) {
+    let origin = dead_letter_attributes::origin(&push.attributes);
+    let poison = origin.poison;
+    if poison == Some(UNMATCHED) {
         tracing::warn!("a message that does not match its saga's records; kept on dead-letter-sub");
         return Ok(Handled::Ignored(
             "not the saga's message (it does not match its records); kept on dead-letter-sub",
         ));
     }
-    // A service's copy names the subscription it arrived on; Pub/Sub's own names the one
-    // that gave up.
-    let source_name = match poison {
-        Some(_) => push.attributes.get(dead_letter_attributes::SUBSCRIPTION),
-        None => push.attributes.get(SOURCE_SUBSCRIPTION_ATTRIBUTE),
-    };
+    let source_name = origin.subscription;
     let Some(Subscription {
         delivery: Delivery::Push { service, purpose, .. },
         ..
-    }) = source_name.and_then(|name| Subscription::find(name))
+    }) = source_name.and_then(Subscription::find)
     else {
         tracing::error!(source = ?source_name, "dead letter from an unknown subscription; kept on dead-letter-sub");
         return Ok(Handled::Ignored(

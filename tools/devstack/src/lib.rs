@@ -6,6 +6,7 @@
 
 pub mod emulators;
 pub mod gcp_like;
+pub mod held;
 pub mod process;
 pub mod pubsub;
 pub mod seed;

@@ -1,12 +1,17 @@
 //! Pub/Sub administration and reading: creating the saga's topology and pulling from its
-//! pull subscriptions, against an emulator or Google Cloud.
+//! pull subscriptions, against an emulator or Google Cloud. Reading either acks what it
+//! reads ([`Puller::pull`]), or holds it unacknowledged until each message is acked or put
+//! back ([`Puller::hold`]), for tools that must look without taking.
 
 use anyhow::Context as _;
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{Subscriber, SubscriptionAdmin, TopicAdmin};
-use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, PushConfig, RetryPolicy};
+use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, Message, PushConfig, RetryPolicy};
 use saga::contract::{Delivery, PushPolicy, RETENTION, SUBSCRIPTIONS, Service, Topic};
+use saga::gcp::bus::PubSubTarget;
+
+pub use crate::held::Held;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -137,6 +142,8 @@ pub async fn provision_for(
 /// A message read from a pull subscription.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The id Pub/Sub gave it.
+    pub message_id: String,
     /// The payload.
     pub data: Vec<u8>,
     /// The attributes.
@@ -150,6 +157,29 @@ impl Received {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.data).unwrap_or(serde_json::Value::Null)
     }
+
+    fn of(message: Message) -> Self {
+        Received {
+            message_id: message.message_id,
+            data: message.data.to_vec(),
+            attributes: message.attributes.into_iter().collect(),
+            publish_time: message
+                .publish_time
+                .and_then(|t| std::time::SystemTime::try_from(t).ok()),
+        }
+    }
+}
+
+/// A subscriber client (one connection) for `target`.
+async fn subscriber(target: &PubSubTarget) -> anyhow::Result<Subscriber> {
+    let mut builder = Subscriber::builder();
+    if let Some(endpoint) = &target.emulator_endpoint {
+        // google-cloud-pubsub does not read PUBSUB_EMULATOR_HOST itself.
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_credentials(Anonymous::new().build());
+    }
+    builder.build().await.context("building the subscriber client")
 }
 
 /// A reader of pull subscriptions.
@@ -162,6 +192,7 @@ impl Received {
 #[derive(Debug)]
 pub struct Puller {
     client: Subscriber,
+    target: PubSubTarget,
     project: String,
     readers: tokio::sync::Mutex<HashMap<String, Reader>>,
 }
@@ -175,24 +206,30 @@ struct Reader {
 impl Puller {
     /// Connects to the emulator at `endpoint` (`http://host:port`).
     pub async fn connect(endpoint: &str, project: &str) -> anyhow::Result<Self> {
-        let client = Subscriber::builder()
-            .with_endpoint(endpoint)
-            .with_credentials(Anonymous::new().build())
-            .build()
-            .await
-            .context("building the subscriber client")?;
-        Ok(Puller {
-            client,
+        Self::connect_to(&PubSubTarget {
             project: project.to_owned(),
+            emulator_endpoint: Some(endpoint.to_owned()),
+        })
+        .await
+    }
+
+    /// Connects to the emulator of `target`, or to Google Cloud with Application Default
+    /// Credentials if it names none.
+    pub async fn connect_to(target: &PubSubTarget) -> anyhow::Result<Self> {
+        Ok(Puller {
+            client: subscriber(target).await?,
+            target: target.clone(),
+            project: target.project.clone(),
             readers: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
+    fn path(&self, subscription: &str) -> String {
+        format!("projects/{}/subscriptions/{subscription}", self.project)
+    }
+
     fn open(&self, subscription: &str) -> Reader {
-        let mut stream = self
-            .client
-            .subscribe(format!("projects/{}/subscriptions/{subscription}", self.project))
-            .build();
+        let mut stream = self.client.subscribe(self.path(subscription)).build();
         let shutdown = stream.shutdown_token();
         let (tx, queue) = tokio::sync::mpsc::unbounded_channel();
         let name = subscription.to_owned();
@@ -202,13 +239,7 @@ impl Puller {
                     item.with_context(|| format!("pulling from {name}"))
                         .map(|(message, handler)| {
                             handler.ack();
-                            Received {
-                                data: message.data.to_vec(),
-                                attributes: message.attributes.into_iter().collect(),
-                                publish_time: message
-                                    .publish_time
-                                    .and_then(|t| std::time::SystemTime::try_from(t).ok()),
-                            }
+                            Received::of(message)
                         });
                 if tx.send(received).is_err() {
                     break;
@@ -247,5 +278,19 @@ impl Puller {
         for reader in readers {
             reader.shutdown.shutdown().await;
         }
+    }
+
+    /// Reads up to `max` distinct messages from `subscription` without acknowledging them,
+    /// until `max` were read or none came for `quiet`, and holds them until each is acked
+    /// or the rest are put back with [`Held::release`].
+    ///
+    /// By unary pulls ([`crate::held`]), not by a stream like [`Puller::pull`]'s, which ack
+    /// all they read.
+    ///
+    /// # Errors
+    /// When Pub/Sub cannot be reached or refuses the pull.
+    pub async fn hold(&self, subscription: &str, max: usize, quiet: Duration) -> anyhow::Result<Held> {
+        let rest = crate::held::Rest::for_target(&self.target)?;
+        Held::read(rest, self.path(subscription), max, quiet).await
     }
 }

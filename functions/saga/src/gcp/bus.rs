@@ -64,6 +64,15 @@ impl Outgoing {
     }
 }
 
+/// How a publisher groups messages into calls.
+#[derive(Clone, Copy)]
+enum Batching {
+    /// Each message in a call of its own, at once.
+    None,
+    /// Messages published at the same moment share a call; none waits for more.
+    ArrivingTogether,
+}
+
 /// The publishers of one service.
 #[derive(Clone, Debug)]
 pub struct Bus {
@@ -75,6 +84,27 @@ pub struct Bus {
 impl Bus {
     /// Builds a publisher for each topic `service` publishes to.
     pub async fn connect(target: &PubSubTarget, service: Service) -> anyhow::Result<Self> {
+        // Every push and every POST waits for its publish, so a batching timer is pure
+        // latency: a step, which publishes one message per push, sends each at once. The
+        // frontend publishes for as many clients as come at once, and a call per message
+        // costs the server more than the timer's tick: its messages that arrive together
+        // share a call (BENCHMARKS.md, "What was tried").
+        let batching = if service == Service::Frontend {
+            Batching::ArrivingTogether
+        } else {
+            Batching::None
+        };
+        Self::build(target, service.publishes(), batching).await
+    }
+
+    /// Builds a publisher for each of `topics`, each sending every message at once: for an
+    /// operator's tool (`sagactl redrive` puts dead letters back on the topics they came
+    /// from), which is no service and so not bound to one service's topics.
+    pub async fn connect_topics(target: &PubSubTarget, topics: &[Topic]) -> anyhow::Result<Self> {
+        Self::build(target, topics, Batching::None).await
+    }
+
+    async fn build(target: &PubSubTarget, topics: &[Topic], batching: Batching) -> anyhow::Result<Self> {
         let mut builder = BasePublisher::builder();
         if let Some(endpoint) = &target.emulator_endpoint {
             // google-cloud-pubsub does not read PUBSUB_EMULATOR_HOST itself.
@@ -86,20 +116,13 @@ impl Bus {
             .build()
             .await
             .context("building the Pub/Sub publisher client")?;
-        let publishers = service
-            .publishes()
+        let publishers = topics
             .iter()
             .map(|&topic| {
                 let publisher = base.publisher(topic.path(&target.project));
-                // Every push and every POST waits for its publish, so a batching timer is
-                // pure latency: a step, which publishes one message per push, sends each at
-                // once. The frontend publishes for as many clients as come at once, and a
-                // call per message costs the server more than the timer's tick: its messages
-                // that arrive together share a call (BENCHMARKS.md, "What was tried").
-                let publisher = if service == Service::Frontend {
-                    publisher.set_delay_threshold(Duration::ZERO)
-                } else {
-                    publisher.set_message_count_threshold(1)
+                let publisher = match batching {
+                    Batching::ArrivingTogether => publisher.set_delay_threshold(Duration::ZERO),
+                    Batching::None => publisher.set_message_count_threshold(1),
                 };
                 (topic, publisher.build())
             })

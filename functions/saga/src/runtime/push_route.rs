@@ -45,6 +45,36 @@ pub mod dead_letter_attributes {
     pub const MESSAGE_ID: &str = "saga_dead_letter_message_id";
     /// `base64` when the payload is the base64 of bytes that were not UTF-8.
     pub const ENCODING: &str = "saga_dead_letter_encoding";
+    /// The attribute Pub/Sub itself puts on a message it dead-lettered: the subscription
+    /// that gave up.
+    pub const PUBSUB_SOURCE_SUBSCRIPTION: &str = "CloudPubSubDeadLetterSourceSubscription";
+
+    /// Where a dead letter came from, as its attributes tell: read the same way by the
+    /// janitor (which ends its saga) and by `sagactl` (which lists and redrives it).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Origin<'a> {
+        /// The poison code, when a service copied the message here itself because it can
+        /// never be processed; `None` when Pub/Sub gave up delivering it.
+        pub poison: Option<&'a str>,
+        /// The subscription it was read from, as the attributes name it (an id, or a full
+        /// resource name); `None` if they do not say.
+        pub subscription: Option<&'a str>,
+    }
+
+    /// The origin of a dead letter with `attributes`. A service's copy names the
+    /// subscription it arrived on; Pub/Sub's own names the one that gave up. A service's
+    /// copy keeps the message's attributes, so its own attributes take precedence.
+    pub fn origin(attributes: &std::collections::BTreeMap<String, String>) -> Origin<'_> {
+        let get = |key: &str| attributes.get(key).map(String::as_str);
+        let poison = get(REASON);
+        Origin {
+            poison,
+            subscription: match poison {
+                Some(_) => get(SUBSCRIPTION),
+                None => get(PUBSUB_SOURCE_SUBSCRIPTION),
+            },
+        }
+    }
 }
 
 /// What to do with a push that can never be processed.
@@ -463,6 +493,64 @@ pub fn parse_message(push: &Push) -> Result<crate::wire::message::SagaMessage, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_letter_names_its_origin_by_whoever_dead_lettered_it() {
+        use dead_letter_attributes::{Origin, PUBSUB_SOURCE_SUBSCRIPTION, REASON, SUBSCRIPTION, origin};
+        let cases: &[(&[(&str, &str)], Origin<'static>)] = &[
+            (
+                &[(PUBSUB_SOURCE_SUBSCRIPTION, "order-created-sub")],
+                Origin {
+                    poison: None,
+                    subscription: Some("order-created-sub"),
+                },
+            ),
+            (
+                &[
+                    (REASON, "missing_field"),
+                    (SUBSCRIPTION, "projects/p/subscriptions/frontend-sub"),
+                ],
+                Origin {
+                    poison: Some("missing_field"),
+                    subscription: Some("projects/p/subscriptions/frontend-sub"),
+                },
+            ),
+            // A service's copy of a message Pub/Sub had dead-lettered before: the copy's own
+            // attributes tell.
+            (
+                &[
+                    (REASON, "too_large"),
+                    (SUBSCRIPTION, "error-sub"),
+                    (PUBSUB_SOURCE_SUBSCRIPTION, "frontend-sub"),
+                ],
+                Origin {
+                    poison: Some("too_large"),
+                    subscription: Some("error-sub"),
+                },
+            ),
+            (
+                &[(REASON, "bad_envelope")],
+                Origin {
+                    poison: Some("bad_envelope"),
+                    subscription: None,
+                },
+            ),
+            (
+                &[("origin", "test")],
+                Origin {
+                    poison: None,
+                    subscription: None,
+                },
+            ),
+        ];
+        for (attributes, expected) in cases {
+            let attributes = attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            assert_eq!(origin(&attributes), *expected, "{attributes:?}");
+        }
+    }
 
     fn detail() -> PoisonDetail {
         PoisonDetail::from(&crate::domain::FieldError::Missing("uuid"))

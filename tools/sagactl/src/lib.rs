@@ -1,0 +1,29 @@
+//! `sagactl`, the operator's command: look into sagas and dead letters, and redrive them,
+//! and sweep, on Google Cloud or on the emulators.
+//!
+//! ```text
+//! cli       the arguments, the exit codes, and `run`: connect, run one command, report
+//!    │
+//! show      sagactl show UUID: the status view, each step's record and its message
+//! stuck     sagactl stuck: unfinished sagas older than a cutoff, and where each stopped
+//! letters   sagactl dead-letters: what waits on dead-letter-sub, read and put back
+//! redrive   sagactl redrive: dead letters sent back where they came from, then acked
+//! sweep     sagactl sweep: the janitor's sweep, run here and now
+//!    │
+//! connect   where to connect (emulators or Google Cloud) and the clients, the workspace's own
+//! format    times and durations for people
+//! ```
+//!
+//! Each command is a function over the workspace's clients (`Store`, `Puller`, `Bus`,
+//! `Clients`) that returns a report, readable as text (`Display`) and as JSON
+//! (`Serialize`); the decisions in them are pure functions with their own tests. The binary is a thin `main` over
+//! [`cli::run`].
+
+pub mod cli;
+pub mod connect;
+pub mod format;
+pub mod letters;
+pub mod redrive;
+pub mod show;
+pub mod stuck;
+pub mod sweep;
