@@ -127,12 +127,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// How long a saga may run before the sweep ends it: the janitor's `SAGA_DEADLINE`
-        /// (1m or more).
+        /// (3m or more).
         #[arg(long, env = "SAGA_DEADLINE", default_value = "5m", value_parser = parse_deadline)]
         deadline: Duration,
         /// Look at no more than this many sagas, the oldest first; the next sweep takes the
         /// rest.
-        #[arg(long, default_value_t = saga::contract::sweep::BATCH, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = saga::contract::sweep::MOST, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
 }
@@ -142,9 +142,9 @@ pub enum Command {
 fn parse_deadline(text: &str) -> Result<Duration, String> {
     let deadline =
         format::parse_duration(text).or_else(|e| humantime::parse_duration(text.trim()).map_err(|_| e))?;
-    if deadline < sweep::MIN_DEADLINE {
+    if deadline < saga::contract::sweep::MIN_DEADLINE {
         return Err(format!(
-            "`{text}` is shorter than a minute: the sweep would end sagas that are still running"
+            "`{text}` is shorter than Pub/Sub's retries of one message (3 minutes): the sweep would end sagas that are still running"
         ));
     }
     Ok(deadline)
@@ -257,6 +257,7 @@ async fn dispatch(
                 deadline,
                 dry_run,
                 limit,
+                ..janitor::sweep::Options::new(deadline)
             };
             let report = sweep::sweep(&connect::clients(config).await?, &options).await?;
             let exit = if sweep::needs_attention(&report) {
@@ -326,6 +327,8 @@ mod tests {
             (&["sweep", "--dry-run", "--deadline", "10m", "--limit", "5"], true),
             (&["sweep", "--deadline", "5min"], true),
             (&["sweep", "--deadline", "30s"], false),
+            (&["sweep", "--deadline", "2m"], false),
+            (&["sweep", "--deadline", "180s"], true),
             (&["sweep", "--deadline", "soon"], false),
             (&["sweep", "--limit", "0"], false),
             (&["swept"], false),

@@ -33,7 +33,7 @@ pub struct Options {
 pub async fn candidates(store: &Store, cutoff: i64, limit: u32) -> anyhow::Result<Vec<Snapshot>> {
     let [ended, created] = sweep::INDEX_FIELDS;
     store
-        .flagged_before(collections::SAGAS, (ended, 0), created, cutoff, limit)
+        .flagged_between(collections::SAGAS, (ended, 0), created, (i64::MIN, cutoff), limit)
         .await
 }
 

@@ -9,11 +9,7 @@
 use janitor::sweep::{Options, Report, Swept};
 use saga::engine::Deadline;
 use saga::gcp::Clients;
-use std::time::{Duration, Instant};
-
-/// The shortest saga deadline `sweep` takes: the same floor as the janitor's
-/// `SAGA_DEADLINE`, so that no typo (`--deadline 5s`) compensates sagas still running.
-pub const MIN_DEADLINE: Duration = Duration::from_mins(1);
+use std::time::Instant;
 
 /// Sweeps once with `options`, for as long as one sweep by the scheduler may take (the
 /// handler's timeout): what is left is the next sweep's.

@@ -641,7 +641,10 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
         (&["show", "not-a-uuid"][..], "a bad uuid"),
         (&["redrive"][..], "neither --message-id nor --all"),
         (&["stuck", "--older-than", "soon"][..], "a bad duration"),
-        (&["sweep", "--deadline", "10s"][..], "a deadline under a minute"),
+        (
+            &["sweep", "--deadline", "2m"][..],
+            "a deadline shorter than Pub/Sub's retries",
+        ),
     ] {
         assert_eq!(sagactl(project, args).await.0, 2, "{why}");
     }
