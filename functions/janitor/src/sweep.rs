@@ -236,7 +236,8 @@ impl fmt::Display for Report {
 }
 
 impl Swept {
-    fn ended(&self) -> bool {
+    /// Whether the sweep ended this saga (or, on a dry run, would have).
+    pub fn ended(&self) -> bool {
         matches!(self.outcome.as_str(), "done" | "dry_run")
     }
 }

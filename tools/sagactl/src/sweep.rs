@@ -6,7 +6,7 @@
 //! run by the scheduler decide and act alike; every action is idempotent, so the two may
 //! race. Its report is the janitor's (`POST /sweep` answers the same JSON).
 
-use janitor::sweep::{Options, Report, Swept};
+use janitor::sweep::{Options, Report};
 use saga::engine::Deadline;
 use saga::gcp::Clients;
 use std::time::Instant;
@@ -23,17 +23,13 @@ pub async fn sweep(clients: &Clients, options: &Options) -> anyhow::Result<Repor
 /// Whether the sweep left a saga it meant to end for a person (or the next sweep) to look
 /// at: one it could not read, act on, or reach in time. Its outcome is then what went wrong.
 pub fn needs_attention(report: &Report) -> bool {
-    report.sagas.iter().any(|s| !ended(s))
-}
-
-fn ended(swept: &Swept) -> bool {
-    matches!(swept.outcome.as_str(), "done" | "dry_run")
+    report.sagas.iter().any(|s| !s.ended())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use janitor::sweep::Action;
+    use janitor::sweep::{Action, Swept};
     use saga::contract::Service;
     use saga::domain::Reason;
 
