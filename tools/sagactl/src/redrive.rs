@@ -163,7 +163,7 @@ pub async fn redrive(puller: &Puller, bus: &Bus, project: &str, options: &Option
                                 // once more, which every step takes as a duplicate.
                                 Err(e) => Action::Failed {
                                     why: format!(
-                                        "published again to {to} as {new_message_id}, but not taken off                                          dead-letter-sub: {e:#}"
+                                        "published again to {to} as {new_message_id}, but not taken off dead-letter-sub: {e:#}"
                                     ),
                                 },
                             },
@@ -206,11 +206,12 @@ impl fmt::Display for Report {
         };
         writeln!(
             f,
-            "{moved}, {} refused, {} failed, {} not found ({} letters read)",
+            "{moved}, {} refused, {} failed, {} not found ({} {} read)",
             count(|a| matches!(a, Action::Refused { .. })),
             count(|a| matches!(a, Action::Failed { .. })),
             self.not_found.len(),
-            self.read
+            self.read,
+            if self.read == 1 { "letter" } else { "letters" }
         )?;
         if self.read >= self.limit {
             writeln!(
