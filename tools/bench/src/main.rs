@@ -127,8 +127,9 @@ struct Opts {
     /// report prints it].
     #[arg(long, global = true)]
     seed: Option<u64>,
-    /// Orders of each of the two bill runs (all completing, all compensated).
-    #[arg(long, global = true, default_value_t = 200)]
+    /// Orders of each of the two bill runs (all completing, all compensated), sent at 5 per
+    /// second.
+    #[arg(long, global = true, default_value_t = 100)]
     bill_orders: usize,
     /// Container images are looked up as PREFIX + service name (`docker image inspect`).
     #[arg(long, global = true, default_value = "")]
@@ -139,9 +140,10 @@ struct Opts {
 /// write rates and the bill are counted from.
 const DEFAULT_SERVICE_LOG: &str = "warn,saga::writes=debug,saga::reads=debug,saga::publishes=debug";
 
-/// Clients of the bill runs: few, so that conflicts (which add reads and commits) stay as
-/// rare as on a quiet day.
-const BILL_CONCURRENCY: usize = 4;
+/// Orders per second of the bill runs: slow enough that sagas rarely overlap, so that
+/// what is counted is what one saga costs, without the reads and commits that conflicts on
+/// a shared document add (the other runs show those).
+const BILL_RATE: f64 = 5.0;
 
 /// Shared documents listed per run.
 const SHARED_LISTED: usize = 5;
@@ -642,24 +644,28 @@ async fn saga_closed(
     orders: Vec<orders::OrderSpec>,
     concurrency: usize,
 ) -> anyhow::Result<RunReport> {
+    saga_run(ctx, stack, observer, name, orders, Load::Closed { concurrency }).await
+}
+
+/// A run of the saga, measured.
+async fn saga_run(
+    ctx: &Ctx<'_>,
+    stack: &Stack,
+    observer: &mut Observer,
+    name: &str,
+    orders: Vec<orders::OrderSpec>,
+    load: Load,
+) -> anyhow::Result<RunReport> {
     let measure = Measure::start(stack)?;
     let mut target = stack_target(stack, observer);
     target.meter = Some(procfs::CpuMeter::start(stack_groups(&ctx.hosts, stack)));
-    let (mut run, _) = scenario::run(
-        name,
-        &ctx.http,
-        target,
-        orders,
-        Load::Closed { concurrency },
-        ctx.waits,
-    )
-    .await?;
+    let (mut run, _) = scenario::run(name, &ctx.http, target, orders, load, ctx.waits).await?;
     measure.finish(stack, observer, &mut run)?;
     Ok(run)
 }
 
 /// The two runs the bill is counted from: `--bill-orders` sagas that complete, and as many
-/// that fail at the last step and are compensated.
+/// that fail at the last step and are compensated, each sent at [`BILL_RATE`].
 async fn bill_runs(
     ctx: &Ctx<'_>,
     stack: &Stack,
@@ -672,9 +678,9 @@ async fn bill_runs(
         ("bill compensated", orders::declined(n)),
     ] {
         say(&format!(
-            "{name}: {n} orders from {BILL_CONCURRENCY} clients, counting what a bill counts"
+            "{name}: {n} orders at {BILL_RATE} per second, counting what a bill counts"
         ));
-        let run = saga_closed(ctx, stack, observer, name, orders, BILL_CONCURRENCY).await?;
+        let run = saga_run(ctx, stack, observer, name, orders, Load::Open { rate: BILL_RATE }).await?;
         if let Some(usage) = &run.usage
             && let Some(per_saga) = usage.per_saga()
         {

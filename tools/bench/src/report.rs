@@ -240,6 +240,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "\ncapacity is {pct:.1} % of the floor");
     }
     out.push_str(&render_writes(report));
+    out.push_str(&render_usage(report));
     out.push_str(&render_delivery(report));
     out.push_str(&render_bill(report));
 
@@ -456,6 +457,54 @@ fn render_writes(report: &Report) -> String {
             "most writes in one second",
             "writes in the run",
             "other shared documents (most in one second)",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    all.extend(rows);
+    format!("\n{}", table(&all))
+}
+
+/// What each run of the saga used per saga, in a bill's units: conflicts on a shared
+/// document show here as extra reads and writes.
+fn render_usage(report: &Report) -> String {
+    let rows: Vec<Vec<String>> = report
+        .runs
+        .iter()
+        .filter(|r| !is_warm_up(r))
+        .filter_map(|r| {
+            let u = r.usage.as_ref()?;
+            let s = u.per_saga()?;
+            let two = |v: f64| format!("{v:.2}");
+            Some(vec![
+                r.name.clone(),
+                u.sagas.to_string(),
+                format!(
+                    "{} ({})",
+                    two(s.documents_read),
+                    two(crate::stats::u64_as_f64(u.read_calls) / crate::stats::as_f64(u.sagas))
+                ),
+                two(s.documents_written),
+                two(s.published),
+                opt(s.pushes, two),
+                opt(s.cloud_run_requests, two),
+                opt(s.cpu_ms, two),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut all = vec![
+        [
+            "run",
+            "sagas",
+            "documents read (calls) / saga",
+            "written / saga",
+            "published / saga",
+            "pushes / saga",
+            "Cloud Run requests / saga",
+            "services' CPU ms / saga",
         ]
         .map(str::to_owned)
         .to_vec(),
