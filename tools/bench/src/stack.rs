@@ -15,6 +15,7 @@ use crate::procfs;
 use anyhow::{Context as _, bail};
 use devstack::gcp_like::{self, GcpLike};
 use devstack::process::{self, Output, Probe, Spec};
+use devstack::pubsub::Pusher;
 use saga::contract::{PUSH_POLICY, Service, collections};
 use saga::gcp::store::FirestoreTarget;
 use saga::gcp::store::{DocPath, Store};
@@ -124,6 +125,8 @@ pub struct Stack {
     pub log_dir: PathBuf,
     /// `RUST_LOG` of the services.
     service_log: String,
+    /// Who delivers the pushes.
+    push: Push,
     /// The GCP-like delivery, unless the emulator pushes.
     pub gcp: Option<GcpLike>,
 }
@@ -165,25 +168,19 @@ impl Stack {
             ports.insert(service, free_port()?);
         }
         let worker_url = |s: Service| format!("http://127.0.0.1:{}", ports[&s]);
-        let gcp = match push {
-            Push::Gcp => Some(
-                GcpLike::start(
-                    &hosts.pubsub_endpoint(),
-                    &project,
-                    worker_url,
-                    &PUSH_POLICY,
-                    delivery::settings(seed),
-                )
-                .await
-                .context("starting the GCP-like delivery")?,
-            ),
-            Push::Emulator => {
-                devstack::pubsub::provision(&hosts.pubsub_endpoint(), &project, worker_url, &PUSH_POLICY)
-                    .await
-                    .context("creating the topics and subscriptions")?;
-                None
-            }
+        let pusher = match push {
+            Push::Gcp => Pusher::Pulled,
+            Push::Emulator => Pusher::Emulator,
         };
+        devstack::pubsub::provision_for(
+            &hosts.pubsub_endpoint(),
+            &project,
+            worker_url,
+            &PUSH_POLICY,
+            pusher,
+        )
+        .await
+        .context("creating the topics and subscriptions")?;
         let store = Store::connect(&FirestoreTarget {
             project: project.clone(),
             emulator_host: Some(hosts.firestore.clone()),
@@ -197,13 +194,29 @@ impl Stack {
             processes: Vec::new(),
             log_dir: log_dir.to_path_buf(),
             service_log: service_log.to_owned(),
-            gcp,
+            push,
+            gcp: None,
         };
         for service in Service::ALL {
             let process = stack
                 .start_service(service, hosts, bin_dir, ports[&service], startup_samples.max(1))
                 .await?;
             stack.processes.push(process);
+        }
+        // Only now that every service holds its port: the front ends take free ports of
+        // their own, which could otherwise be one chosen above for a service.
+        if push == Push::Gcp {
+            stack.gcp = Some(
+                GcpLike::start(
+                    &hosts.pubsub_endpoint(),
+                    &stack.project,
+                    worker_url,
+                    &PUSH_POLICY,
+                    delivery::settings(seed),
+                )
+                .await
+                .context("starting the GCP-like delivery")?,
+            );
         }
         Ok(stack)
     }
@@ -242,7 +255,7 @@ impl Stack {
             spec = spec.env_remove(var);
         }
         // Behind a front end, a worker runs as on Cloud Run behind invoker IAM.
-        if self.gcp.is_some() && service.takes_pushes() {
+        if self.push == Push::Gcp && service.takes_pushes() {
             for (var, value) in gcp_like::worker_env(&self.project, service) {
                 spec = spec.env(var, value);
             }
