@@ -30,28 +30,15 @@ locals {
     janitor   = ["order-created", "inventory-updated", "payment-created", "error", "compensated", "dead-letter"]
   }
 
-  # The status view, hosted by the janitor, follows every topic but dead-letter.
-  status_topics = ["frontend", "order-created", "inventory-updated", "payment-created", "error", "compensated"]
-
   # Subscription name => the topic it reads, the service it pushes to, the path, and whether
   # failed deliveries move to the dead-letter topic (not for the reader of that topic itself).
-  push_subscriptions = merge(
-    {
-      "frontend-sub"            = { topic = "frontend", service = "orders", path = "/push/frontend", dead_letter = true }
-      "order-created-sub"       = { topic = "order-created", service = "inventory", path = "/push/order-created", dead_letter = true }
-      "inventory-updated-sub"   = { topic = "inventory-updated", service = "payments", path = "/push/inventory-updated", dead_letter = true }
-      "error-sub"               = { topic = "error", service = "janitor", path = "/push/error", dead_letter = true }
-      "dead-letter-janitor-sub" = { topic = "dead-letter", service = "janitor", path = "/push/dead-letter", dead_letter = false }
-    },
-    {
-      for topic in local.status_topics : "status-${topic}-sub" => {
-        topic       = topic
-        service     = "janitor"
-        path        = "/status/${topic}"
-        dead_letter = true
-      }
-    },
-  )
+  push_subscriptions = {
+    "frontend-sub"            = { topic = "frontend", service = "orders", path = "/push/frontend", dead_letter = true }
+    "order-created-sub"       = { topic = "order-created", service = "inventory", path = "/push/order-created", dead_letter = true }
+    "inventory-updated-sub"   = { topic = "inventory-updated", service = "payments", path = "/push/inventory-updated", dead_letter = true }
+    "error-sub"               = { topic = "error", service = "janitor", path = "/push/error", dead_letter = true }
+    "dead-letter-janitor-sub" = { topic = "dead-letter", service = "janitor", path = "/push/dead-letter", dead_letter = false }
+  }
 
   # Subscriptions people read with `gcloud pubsub subscriptions pull`.
   pull_subscriptions = {

@@ -26,6 +26,8 @@ use std::time::Duration;
 
 pub use devstack::pubsub;
 
+pub mod written;
+
 static EMULATORS: OnceLock<Result<Emulators, String>> = OnceLock::new();
 
 /// The emulators of this test binary, started on first use.
@@ -48,14 +50,22 @@ pub fn shared_emulators() -> &'static Emulators {
     }
 }
 
+/// Logs as `RUST_LOG` says, and records every committed write for [`written`].
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,firestore=error"));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
+        let filter =
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,firestore=error"));
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(filter),
+            )
+            .with(written::Recorder.with_filter(EnvFilter::new("saga::writes=debug")))
             .try_init();
     });
 }

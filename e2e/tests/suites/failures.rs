@@ -441,10 +441,18 @@ async fn a_step_whose_message_never_got_out_after_its_commit_is_finished_by_the_
         .await;
     assert_eq!(paid[&uuid].len(), 1, "{paid:?}");
     let failed_publishes = u32::MAX - stack.faults(Service::Inventory).publish_failures_left();
-    assert_eq!(
-        failed_publishes, PUSH_POLICY.max_delivery_attempts,
-        "each delivery to inventory tried to publish, and failed"
-    );
+    // GCP-like delivery may deliver the message once more than Pub/Sub counts attempts.
+    if super::DELIVERY == e2e::Delivery::Emulator {
+        assert_eq!(
+            failed_publishes, PUSH_POLICY.max_delivery_attempts,
+            "each delivery to inventory tried to publish, and failed"
+        );
+    } else {
+        assert!(
+            failed_publishes >= PUSH_POLICY.max_delivery_attempts,
+            "each delivery to inventory tried to publish, and failed: {failed_publishes}"
+        );
+    }
     let letters = stack.pull("dead-letter-sub", 1, WAIT).await;
     assert_eq!(letters.len(), 1, "Pub/Sub gave up on inventory");
     assert_eq!(

@@ -5,6 +5,11 @@
 //! the reservation `inventory/{item}/orders/{uuid}` (which must not exist) and the step's
 //! record. Two orders racing for the last units cannot both win: the loser's commit fails,
 //! and it reads the new level and decides again. Stock never goes negative.
+//!
+//! The item's stock is the step's shared document: the sales of one item that arrive
+//! together are decided one after the other against the level the earlier ones left, and
+//! committed at once, writing the stock document once, at most four times a second however
+//! hot the item (`saga::engine`'s batches, whose docs say why that stays exact).
 
 use axum::Router;
 use firestore::FirestoreTimestamp;
@@ -42,6 +47,12 @@ impl Step for Inventory {
             records::item(&msg.order.item),
             records::step(msg.uuid, Service::Orders),
         ]
+    }
+
+    /// The item's stock: every sale of an item is decided with the others that arrive
+    /// meanwhile, in one commit that writes the stock once (see the module doc).
+    fn shared_document(&self, msg: &SagaMessage) -> Option<DocPath> {
+        Some(records::item(&msg.order.item))
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {

@@ -1,6 +1,7 @@
 //! The janitor: compensates failed sagas.
 //!
-//! It reads two subscriptions:
+//! It reads two subscriptions (the status view, `sagas/{uuid}`, is written by each step in
+//! its own commit, the janitor's included: see [`saga::engine::status`]):
 //! - `error-sub`: a step failed. The janitor undoes every earlier step in one atomic commit,
 //!   from the last step back: the payment step is closed, reserved stock goes back (the
 //!   reservation turns from `reserved` to `released` in the same write as the stock
@@ -8,9 +9,6 @@
 //!   that never ran get tombstones, so a forward message still in flight can never run them
 //!   later. The commit also records the compensation with its `compensated` message, which is
 //!   then published.
-//! - `status-*-sub`: every step's messages, to keep each saga's status view
-//!   (`sagas/{uuid}`, see [`saga::engine::status`]) up to date. The janitor hosts the view because it
-//!   is internal and push-only; the frontend only reads it.
 //! - `dead-letter-janitor-sub`: a saga message was dead-lettered, by Pub/Sub (it gave up
 //!   after the step kept failing) or by a step that could never read it (poison: too large,
 //!   malformed). Either way the saga must still end, so no stock is held for ever. If it was
@@ -20,8 +18,7 @@
 //!   flows back here to be compensated; if the step had already committed its record but its
 //!   message never got out, the janitor publishes that stored message instead (through the
 //!   same engine, under the same lease), since the step's work is done and undoing it would
-//!   waste it. If it was an `error` message, the janitor compensates it directly; if it was a
-//!   status update, the janitor records it. A message whose order cannot be read stands for
+//!   waste it. If it was an `error` message, the janitor compensates it directly. A message whose order cannot be read stands for
 //!   its `uuid`'s saga with the order its records hold. Left on `dead-letter-sub` for people:
 //!   messages with no readable `uuid` (or no saga behind it), and messages that do not match
 //!   their saga's records (`unmatched_record`: a forgery must not end a saga that is fine).
@@ -30,19 +27,17 @@ use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Delivery, Purpose, Service, Subscription, Topic};
 use saga::domain::Reason;
-use saga::domain::Stage;
 use saga::engine::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
 use saga::engine::retry::until_committed;
-use saga::engine::status::StatusEvent;
-use saga::engine::{self, Deadline, Decision, Found, Handled, Step, StepError, UNMATCHED};
+use saga::engine::status::record_step;
+use saga::engine::{self, Deadline, Decision, Found, Handled, Inbound, Step, StepError, UNMATCHED};
 use saga::gcp::Clients;
 use saga::gcp::bus::Outgoing;
-use saga::gcp::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
+use saga::gcp::store::{DocPath, Precondition, Snapshot, WriteSet};
 use saga::runtime::config::Config;
 use saga::runtime::push_route::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
 use saga::wire::envelope::{MAX_PUSH_BYTES, Push};
 use saga::wire::message::SagaMessage;
-use saga::wire::trace::TraceContext;
 
 /// The attribute Pub/Sub puts on a dead-lettered message: the subscription that gave up.
 pub const SOURCE_SUBSCRIPTION_ATTRIBUTE: &str = "CloudPubSubDeadLetterSourceSubscription";
@@ -143,11 +138,12 @@ fn undo(
     Ok(())
 }
 
-/// Compensates the saga of the failure message `msg`, before `deadline`.
+/// Compensates the saga of the failure message `msg` (delivered as `inbound`), before
+/// `deadline`.
 pub async fn compensate(
     clients: &Clients,
     msg: &SagaMessage,
-    trace: &TraceContext,
+    inbound: &Inbound,
     deadline: Deadline,
 ) -> Result<Handled, StepError> {
     let uuid = msg.uuid;
@@ -183,9 +179,17 @@ pub async fn compensate(
                 }
             };
             let message = msg.compensated(plan.released, plan.cancelled).fitted();
+            record_step(
+                &mut writes,
+                Service::Janitor,
+                msg,
+                inbound,
+                Topic::Compensated,
+                &message,
+            );
             let mut record = StepRecord::new(Service::Janitor, uuid, &msg.order, StepState::Done);
             record.reason = msg.reason.map(|r| r.as_str().to_owned());
-            let outgoing = Outgoing::new(Topic::Compensated, message.to_json()).traced(trace);
+            let outgoing = Outgoing::new(Topic::Compensated, message.to_json()).traced(&inbound.trace);
             let handled =
                 engine::commit_and_publish(clients, own_path, record, outgoing, writes, deadline).await?;
             if handled.is_some() {
@@ -241,7 +245,6 @@ pub async fn dead_lettered(clients: &Clients, push: &Push, deadline: Deadline) -
         None => push.attributes.get(SOURCE_SUBSCRIPTION_ATTRIBUTE),
     };
     let Some(Subscription {
-        topic,
         delivery: Delivery::Push { service, purpose, .. },
         ..
     }) = source_name.and_then(|name| Subscription::find(name))
@@ -268,11 +271,16 @@ pub async fn dead_lettered(clients: &Clients, push: &Push, deadline: Deadline) -
                 service: *service,
                 reason,
             };
-            engine::run(&give_up, clients, &msg, &push.trace, deadline).await
+            engine::run(
+                std::sync::Arc::new(give_up),
+                clients,
+                &msg,
+                &Inbound::of(push),
+                deadline,
+            )
+            .await
         }
-        Purpose::Compensation => compensate(clients, &msg, &push.trace, deadline).await,
-        // The view must not miss a stage: record it from here (the write is idempotent).
-        Purpose::Status => record_status(clients, push, *topic).await,
+        Purpose::Compensation => compensate(clients, &msg, &Inbound::of(push), deadline).await,
         Purpose::DeadLetters => Ok(Handled::Ignored(
             "a dead letter that could not be processed; kept on dead-letter-sub",
         )),
@@ -332,37 +340,6 @@ async fn saga_of_dead_letter(
     }
 }
 
-/// Brings the status view of the saga of `push` (a message on `topic`) up to date.
-///
-/// A message that is not a saga message is acknowledged and left alone: the step that
-/// consumes the same topic dead-letters it, so it is not lost.
-pub async fn record_status(clients: &Clients, push: &Push, topic: Topic) -> Result<Handled, StepError> {
-    let Some(stage) = Stage::of_topic(topic) else {
-        return Ok(Handled::Ignored("no status for this topic"));
-    };
-    let msg = match parse_message(push) {
-        Ok(msg) => msg,
-        Err(e) => {
-            tracing::warn!(error = %e, bytes = push.data.len(), "not a saga message; no status to record");
-            return Ok(Handled::Ignored("not a saga message; its step dead-letters it"));
-        }
-    };
-    let at = push
-        .publish_time
-        .as_deref()
-        .and_then(|t| t.parse::<firestore::jiff::Timestamp>().ok())
-        .unwrap_or_else(firestore::jiff::Timestamp::now)
-        .as_microsecond();
-    let mut writes = WriteSet::new();
-    StatusEvent::new(stage, at, &msg).write(records::saga(msg.uuid), &mut writes);
-    match clients.store.commit(writes).await {
-        Ok(_) => Ok(Handled::Recorded),
-        // The write has no precondition, so a conflict is unexpected: retry it later.
-        Err(CommitError::Conflict(why)) => Err(anyhow::anyhow!("status write conflicted: {why}").into()),
-        Err(CommitError::Unavailable(e)) => Err(e.into()),
-    }
-}
-
 /// The janitor's routes: one per push subscription the contract gives it.
 pub fn router(clients: Clients, _config: &Config) -> Router {
     let mut routes = Router::new();
@@ -370,14 +347,10 @@ pub fn router(clients: Clients, _config: &Config) -> Router {
         let Delivery::Push { purpose, path, .. } = subscription.delivery else {
             continue;
         };
-        let topic = subscription.topic;
         let route = match purpose {
-            Purpose::Status => push_route_with(Poison::Skip, move |clients, push, _| async move {
-                record_status(&clients, &push, topic).await
-            }),
             Purpose::Compensation => push_route(|clients, push, deadline| async move {
                 let msg = parse_message(&push)?;
-                compensate(&clients, &msg, &push.trace, deadline).await
+                compensate(&clients, &msg, &Inbound::of(&push), deadline).await
             }),
             Purpose::DeadLetters => push_route_with(Poison::Keep, |clients, push, deadline| async move {
                 dead_lettered(&clients, &push, deadline).await

@@ -69,6 +69,13 @@ impl Service {
         }
     }
 
+    /// The topic this service's step (or compensation, for the janitor) reads, if it has one.
+    pub fn consumes(self) -> Option<Topic> {
+        Topic::ALL
+            .into_iter()
+            .find(|&topic| consumer_step(topic) == Some(self))
+    }
+
     /// Whether any subscription pushes to this service (so it must verify push tokens).
     pub fn takes_pushes(self) -> bool {
         self.push_subscriptions().next().is_some()
@@ -181,8 +188,6 @@ pub enum Purpose {
     Step,
     /// Drives the janitor's compensation of a failed saga.
     Compensation,
-    /// Feeds the status view of each saga.
-    Status,
     /// Hands dead letters to the janitor.
     DeadLetters,
 }
@@ -257,19 +262,6 @@ pub const fn push_path(topic: Topic) -> &'static str {
     }
 }
 
-/// The HTTP path on which the status view receives pushes of `topic`.
-pub const fn status_path(topic: Topic) -> &'static str {
-    match topic {
-        Topic::Frontend => "/status/frontend",
-        Topic::OrderCreated => "/status/order-created",
-        Topic::InventoryUpdated => "/status/inventory-updated",
-        Topic::PaymentCreated => "/status/payment-created",
-        Topic::Error => "/status/error",
-        Topic::Compensated => "/status/compensated",
-        Topic::DeadLetter => "/status/dead-letter",
-    }
-}
-
 const fn push(name: &'static str, topic: Topic, service: Service, purpose: Purpose) -> Subscription {
     Subscription {
         name,
@@ -277,18 +269,10 @@ const fn push(name: &'static str, topic: Topic, service: Service, purpose: Purpo
         delivery: Delivery::Push {
             service,
             purpose,
-            path: match purpose {
-                Purpose::Status => status_path(topic),
-                _ => push_path(topic),
-            },
+            path: push_path(topic),
             dead_letter: !matches!(topic, Topic::DeadLetter),
         },
     }
-}
-
-/// The status view lives in the janitor: internal, push-only, already the saga's bookkeeper.
-const fn status(name: &'static str, topic: Topic) -> Subscription {
-    push(name, topic, Service::Janitor, Purpose::Status)
 }
 
 const fn pull(name: &'static str, topic: Topic) -> Subscription {
@@ -326,12 +310,6 @@ pub const SUBSCRIPTIONS: &[Subscription] = &[
         Service::Janitor,
         Purpose::DeadLetters,
     ),
-    status("status-frontend-sub", Topic::Frontend),
-    status("status-order-created-sub", Topic::OrderCreated),
-    status("status-inventory-updated-sub", Topic::InventoryUpdated),
-    status("status-payment-created-sub", Topic::PaymentCreated),
-    status("status-error-sub", Topic::Error),
-    status("status-compensated-sub", Topic::Compensated),
 ];
 
 /// Delivery settings shared by every push subscription.
@@ -427,20 +405,7 @@ mod tests {
 
     #[test]
     fn each_worker_reads_exactly_its_topics() {
-        let reads = |svc: Service| -> Vec<Topic> {
-            svc.push_subscriptions()
-                .filter(|s| {
-                    !matches!(
-                        s.delivery,
-                        Delivery::Push {
-                            purpose: Purpose::Status,
-                            ..
-                        }
-                    )
-                })
-                .map(|s| s.topic)
-                .collect()
-        };
+        let reads = |svc: Service| -> Vec<Topic> { svc.push_subscriptions().map(|s| s.topic).collect() };
         assert_eq!(reads(Service::Frontend), vec![]);
         assert_eq!(reads(Service::Orders), vec![Topic::Frontend]);
         assert_eq!(reads(Service::Inventory), vec![Topic::OrderCreated]);
@@ -466,6 +431,15 @@ mod tests {
         assert_eq!(consumer_step(Topic::PaymentCreated), None);
         assert_eq!(consumer_step(Topic::Compensated), None);
         assert_eq!(consumer_step(Topic::DeadLetter), None);
+    }
+
+    #[test]
+    fn each_step_consumes_the_topic_its_subscription_delivers() {
+        assert_eq!(Service::Frontend.consumes(), None);
+        assert_eq!(Service::Orders.consumes(), Some(Topic::Frontend));
+        assert_eq!(Service::Inventory.consumes(), Some(Topic::OrderCreated));
+        assert_eq!(Service::Payments.consumes(), Some(Topic::InventoryUpdated));
+        assert_eq!(Service::Janitor.consumes(), Some(Topic::Error));
     }
 
     #[test]

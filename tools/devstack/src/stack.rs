@@ -2,8 +2,10 @@
 
 use anyhow::Context as _;
 use devstack::emulators::{self, Emulators};
+use devstack::gcp_like::{self, GcpLike};
 use devstack::process::{self, Output, Probe, Spec};
 use devstack::{pubsub, router_of, seed};
+use gcp_models::pubsub_push::{Faults, Settings};
 use saga::contract::{PUSH_POLICY, Service};
 use saga::gcp::store::FirestoreTarget;
 use saga::gcp::store::Store;
@@ -24,6 +26,57 @@ pub struct UpArgs {
     /// Port for a Firestore emulator started here.
     #[arg(long, default_value_t = 8086)]
     firestore_port: u16,
+    /// Who pushes the saga's messages to the workers: `emulator`, the emulator's own push
+    /// (two requests in flight per subscription, no token), or `gcp`, as Google Cloud pushes
+    /// (up to 3 × 80 in flight, an OIDC token per push checked by a model of Cloud Run's
+    /// front end before each worker, and the faults below).
+    #[arg(long, value_enum, default_value_t = Push::Emulator)]
+    push: Push,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+/// Who pushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Push {
+    /// The Pub/Sub emulator's own push.
+    Emulator,
+    /// GCP-like delivery (`devstack::gcp_like`).
+    Gcp,
+}
+
+/// Faults of `--push gcp`, each chosen per message from the seed.
+#[derive(Debug, clap::Args)]
+struct FaultArgs {
+    /// Fraction of messages delivered twice (0 to 1), also after a 2xx.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    duplicates: f64,
+    /// Fraction of answers lost as if late (0 to 1): those messages are delivered again.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    lost_answers: f64,
+    /// Each push waits up to this many milliseconds first, so messages overtake each other.
+    #[arg(long, default_value_t = 0)]
+    max_delay_ms: u64,
+    /// The seed of every fault; a run's seed is printed, and this replays it.
+    #[arg(long, env = "SAGA_PUSH_SEED")]
+    seed: Option<u64>,
+}
+
+impl FaultArgs {
+    fn faults(&self) -> Faults {
+        Faults {
+            duplicate: self.duplicates,
+            lost_answer: self.lost_answers,
+            max_delay: std::time::Duration::from_millis(self.max_delay_ms),
+        }
+    }
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("`{s}` is not a fraction between 0 and 1")),
+    }
 }
 
 const COLOURS: [&str; 5] = ["\x1b[36m", "\x1b[32m", "\x1b[33m", "\x1b[35m", "\x1b[34m"];
@@ -45,6 +98,10 @@ pub async fn up(args: UpArgs) -> ExitCode {
 }
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let faults = args.faults.faults();
+    if args.push == Push::Emulator && faults != Faults::default() {
+        anyhow::bail!("--duplicates, --lost-answers and --max-delay-ms need --push gcp");
+    }
     let log_dir = std::env::temp_dir().join("saga-devstack");
     let options = emulators::Options {
         pubsub_port: args.pubsub_port,
@@ -62,14 +119,16 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         ));
     }
 
-    say("creating topics and subscriptions");
-    pubsub::provision(
-        &emulators.pubsub_endpoint(),
-        &args.project,
-        |service| format!("http://127.0.0.1:{}", service.local_port()),
-        &PUSH_POLICY,
-    )
-    .await?;
+    if args.push == Push::Emulator {
+        say("creating topics and subscriptions, pushed by the emulator");
+        pubsub::provision(
+            &emulators.pubsub_endpoint(),
+            &args.project,
+            worker_url,
+            &PUSH_POLICY,
+        )
+        .await?;
+    }
 
     let store = Store::connect(&FirestoreTarget {
         project: args.project.clone(),
@@ -82,12 +141,44 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         report.created, report.kept
     ));
 
+    let children = start_services(&args, &emulators).await?;
+    let gcp = start_gcp_delivery(&args, &emulators, faults).await?;
+    print_banner(&args.project, &emulators, gcp.as_ref());
+
+    let outcome = tokio::select! {
+        () = saga::runtime::server::shutdown_signal() => Ok(()),
+        (i, exited) = process::first_exit(&children) => {
+            let how = exited.map_or_else(|e| e.to_string(), |status| status.to_string());
+            Err(anyhow::anyhow!("{} exited unexpectedly ({how})", Service::ALL[i]))
+        }
+    };
+    if let Some(gcp) = gcp {
+        gcp.stop().await;
+    }
+    say("stopping the services");
+    futures::future::join_all(children.iter().map(|c| c.stop(process::STOP_DEADLINE))).await;
+    if emulators.started {
+        say("stopping the emulators");
+    }
+    tokio::task::spawn_blocking(move || emulators.stop()).await?;
+    outcome
+}
+
+/// Starts the five services and waits until each is healthy.
+async fn start_services(args: &UpArgs, emulators: &Emulators) -> anyhow::Result<Vec<process::Child>> {
     let mut children = Vec::new();
     for (i, service) in Service::ALL.into_iter().enumerate() {
+        let behind_front_end = args.push == Push::Gcp && service.takes_pushes();
+        let extra = if behind_front_end {
+            gcp_like::worker_env(&args.project, service)
+        } else {
+            Vec::new()
+        };
         children.push(spawn_service(
             service,
             &args.project,
-            &emulators,
+            emulators,
+            &extra,
             COLOURS[i % COLOURS.len()],
         )?);
     }
@@ -102,35 +193,59 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{service} did not become healthy"))?;
     }
-    print_banner(&args.project, &emulators);
+    Ok(children)
+}
 
-    let outcome = tokio::select! {
-        () = saga::runtime::server::shutdown_signal() => Ok(()),
-        (i, exited) = process::first_exit(&children) => {
-            let how = exited.map_or_else(|e| e.to_string(), |status| status.to_string());
-            Err(anyhow::anyhow!("{} exited unexpectedly ({how})", Service::ALL[i]))
+/// With `--push gcp`: provisions pulled subscriptions and starts the front ends and the
+/// deliverer, once the workers listen.
+async fn start_gcp_delivery(
+    args: &UpArgs,
+    emulators: &Emulators,
+    faults: Faults,
+) -> anyhow::Result<Option<GcpLike>> {
+    Ok(match args.push {
+        Push::Emulator => None,
+        Push::Gcp => {
+            let seed = args.faults.seed.unwrap_or_else(rand::random);
+            say(&format!(
+                "creating topics and subscriptions, pushed as Google Cloud would: {faults:?}, \
+                 seed {seed} (replay: --seed {seed})"
+            ));
+            let settings = Settings {
+                faults,
+                ..Settings::like_the_deployment(PUSH_POLICY.ack_deadline, seed)
+            };
+            Some(
+                GcpLike::start(
+                    &emulators.pubsub_endpoint(),
+                    &args.project,
+                    worker_url,
+                    &PUSH_POLICY,
+                    settings,
+                )
+                .await?,
+            )
         }
-    };
-    say("stopping the services");
-    futures::future::join_all(children.iter().map(|c| c.stop(process::STOP_DEADLINE))).await;
-    if emulators.started {
-        say("stopping the emulators");
-    }
-    tokio::task::spawn_blocking(move || emulators.stop()).await?;
-    outcome
+    })
+}
+
+/// Where `service` listens.
+fn worker_url(service: Service) -> String {
+    format!("http://127.0.0.1:{}", service.local_port())
 }
 
 fn spawn_service(
     service: Service,
     project: &str,
     emulators: &Emulators,
+    extra_env: &[(&'static str, String)],
     colour: &str,
 ) -> anyhow::Result<process::Child> {
     let exe = std::env::current_exe().context("finding the devstack binary")?;
     // LOG_FORMAT=json shows the lines Cloud Logging would get, one JSON object per line and
     // unprefixed (each names its service), ready for `jq`; text is the default here.
     let log_format = std::env::var(env::LOG_FORMAT).unwrap_or_else(|_| "text".to_owned());
-    let mut child = Spec::new(exe)
+    let mut spec = Spec::new(exe)
         .arg("serve")
         .arg(service.name())
         .env(env::PORT, service.local_port().to_string())
@@ -139,9 +254,11 @@ fn spawn_service(
         .env(env::FIRESTORE_EMULATOR_HOST, &emulators.firestore)
         .env(env::LOG_FORMAT, &log_format)
         .stdout(Output::Piped)
-        .stderr(Output::Piped)
-        .spawn()
-        .with_context(|| format!("starting {service}"))?;
+        .stderr(Output::Piped);
+    for (key, value) in extra_env {
+        spec = spec.env(key, value);
+    }
+    let mut child = spec.spawn().with_context(|| format!("starting {service}"))?;
     let prefix = if log_format == "json" {
         String::new()
     } else if std::io::stderr().is_terminal() {
@@ -165,15 +282,27 @@ async fn relay(stream: impl AsyncRead + Unpin, prefix: String) {
     }
 }
 
-fn print_banner(project: &str, emulators: &Emulators) {
+fn print_banner(project: &str, emulators: &Emulators, gcp: Option<&GcpLike>) {
     let mut lines = vec![String::new(), "the saga is running:".to_owned()];
     for service in Service::ALL {
+        let behind = gcp
+            .and_then(|g| g.front_end(service))
+            .map(|f| format!(" (pushed through its front end at {})", f.url()))
+            .unwrap_or_default();
         lines.push(format!(
-            "  {:<10} http://127.0.0.1:{}",
+            "  {:<10} {}{behind}",
             service.name(),
-            service.local_port()
+            worker_url(service)
         ));
     }
+    lines.push(match gcp {
+        None => "  pushes     by the Pub/Sub emulator (two at a time per subscription, no token)".to_owned(),
+        Some(g) => format!(
+            "  pushes     GCP-like: up to {} at a time per subscription, a token each; seed {}",
+            g.settings().max_in_flight,
+            g.settings().seed
+        ),
+    });
     lines.push(format!(
         "  {:<10} {} (project {project})",
         "pubsub", emulators.pubsub

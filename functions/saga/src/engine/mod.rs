@@ -22,6 +22,7 @@
 //!   publish lease and the delivery's [`Deadline`].
 //! - [`records`]: where each document lives and what it holds; [`status`]: the status view.
 
+mod batch;
 mod deadline;
 mod lease;
 pub mod records;
@@ -29,9 +30,11 @@ pub mod retry;
 mod run;
 pub mod status;
 
+pub use batch::{MAX_MEMBERS, SHARED_WRITE_GAP};
 pub use deadline::Deadline;
 pub use lease::{LEASE_MARGIN, LEASE_WAIT, PUBLISH_LEASE};
 pub use run::{Found, commit_and_publish, resume, run};
+pub use status::Inbound;
 
 use crate::contract::{Service, Topic};
 use crate::domain::{FieldError, Reason};
@@ -225,7 +228,7 @@ impl Decision {
 }
 
 /// A forward step of the saga.
-pub trait Step: Send + Sync {
+pub trait Step: Send + Sync + 'static {
     /// Which step this is.
     fn service(&self) -> Service;
 
@@ -236,6 +239,14 @@ pub trait Step: Send + Sync {
 
     /// The documents to read besides the step's record.
     fn reads(&self, msg: &SagaMessage) -> Vec<DocPath>;
+
+    /// The document this step's decisions for different sagas share (inventory: the item's
+    /// stock), if any. Concurrent deliveries that share one are decided together, one after
+    /// the other, in one commit (see the engine's `batch` module); `decide` then sees that
+    /// document, in its place among [`Step::reads`], as the decisions before it left it.
+    fn shared_document(&self, _msg: &SagaMessage) -> Option<DocPath> {
+        None
+    }
 
     /// Decides what to do, given the documents of [`Step::reads`], in the same order.
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError>;

@@ -5,6 +5,7 @@ use super::deadline::Deadline;
 use super::lease::{HeldLease, LEASE_POLL, LEASE_WAIT, Lease};
 use super::records::{self, StepRecord};
 use super::retry::until_committed;
+use super::status::{Inbound, record_step};
 use super::{Decision, Handled, Step, StepError};
 use crate::contract::{Service, Topic, consumer_step};
 use crate::domain::Money;
@@ -12,10 +13,10 @@ use crate::gcp::Clients;
 use crate::gcp::bus::{Outgoing, PUBLISH_TIMEOUT};
 use crate::gcp::store::{CommitError, DocPath, Precondition, Snapshot, WriteSet};
 use crate::wire::message::SagaMessage;
-use crate::wire::trace::TraceContext;
 use firestore::FirestoreTimestamp;
 use firestore::gcloud_sdk::prost_types::Timestamp;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Serialize)]
@@ -26,7 +27,7 @@ struct PublishedMark {
 
 /// The records that prove a message of `service` was delivered: for each topic it
 /// publishes to, the record of the step that consumes that topic.
-fn evidence_paths(uuid: crate::domain::SagaId, service: Service) -> Vec<(Topic, DocPath)> {
+pub(super) fn evidence_paths(uuid: crate::domain::SagaId, service: Service) -> Vec<(Topic, DocPath)> {
     service
         .publishes()
         .iter()
@@ -35,16 +36,20 @@ fn evidence_paths(uuid: crate::domain::SagaId, service: Service) -> Vec<(Topic, 
 }
 
 /// Runs `step` for `msg`: the whole engine described at the top of this module.
-/// `trace` is the span of this delivery; the outgoing message carries it on. `deadline` is
-/// when the handler of this delivery is cut off.
+/// `inbound` is what the delivery tells: the span the outgoing message carries on, and when
+/// the message was published. `deadline` is when the handler of this delivery is cut off.
 pub async fn run(
-    step: &dyn Step,
+    step: Arc<dyn Step>,
     clients: &Clients,
     msg: &SagaMessage,
-    trace: &TraceContext,
+    inbound: &Inbound,
     deadline: Deadline,
 ) -> Result<Handled, StepError> {
     step.check(msg)?;
+    if let Some(shared) = step.shared_document(msg) {
+        return super::batch::join(step, clients, shared, msg, inbound, deadline).await;
+    }
+    let step = step.as_ref();
     let service = step.service();
     let record_path = records::step(msg.uuid, service);
     let reads = step.reads(msg);
@@ -73,9 +78,17 @@ pub async fn run(
                 }
                 docs
             };
-            let decision = step.decide(msg, &docs)?;
+            let mut decision = step.decide(msg, &docs)?;
+            record_step(
+                &mut decision.writes,
+                service,
+                msg,
+                inbound,
+                decision.topic,
+                &decision.message,
+            );
             let record = record_of(service, msg, &decision);
-            let outgoing = Outgoing::new(decision.topic, decision.message.to_json()).traced(trace);
+            let outgoing = Outgoing::new(decision.topic, decision.message.to_json()).traced(&inbound.trace);
             commit_and_publish(clients, record_path, record, outgoing, decision.writes, deadline).await
         }
     })
@@ -84,7 +97,7 @@ pub async fn run(
 
 /// The record of `service`'s decision on `msg`: its state, and the reason and price of the
 /// message it publishes.
-fn record_of(service: Service, msg: &SagaMessage, decision: &Decision) -> StepRecord {
+pub(super) fn record_of(service: Service, msg: &SagaMessage, decision: &Decision) -> StepRecord {
     let mut record = StepRecord::new(service, msg.uuid, &msg.order, decision.state);
     record.reason = decision.message.reason.map(|r| r.as_str().to_owned());
     record.price_per_unit = decision.message.price_per_unit.map(Money::get);
@@ -98,27 +111,41 @@ fn record_of(service: Service, msg: &SagaMessage, decision: &Decision) -> StepRe
 pub async fn commit_and_publish(
     clients: &Clients,
     path: &DocPath,
-    mut record: StepRecord,
+    record: StepRecord,
     outgoing: Outgoing,
     writes: WriteSet,
     deadline: Deadline,
 ) -> Result<Option<Handled>, StepError> {
     let topic = outgoing.topic;
-    record.outbox = Some(outgoing.clone());
-    let (lease, lease_until) = HeldLease::take();
-    record.lease_until = Some(lease_until);
     let mut all = WriteSet::new();
-    all.create(path.clone(), &record);
+    let (index, lease) = commit_record(&mut all, path, record, &outgoing);
     all.extend(writes);
     match timed("commit", clients.store.commit(all)).await {
         Ok(times) => {
-            let written_at = times.first().copied().unwrap_or_default();
+            let written_at = times.get(index).copied().unwrap_or_default();
             publish_and_mark(clients, path, &outgoing, written_at, lease, deadline).await?;
             Ok(Some(Handled::Published(topic)))
         }
         Err(CommitError::Conflict(_)) => Ok(None),
         Err(CommitError::Unavailable(e)) => Err(e.into()),
     }
+}
+
+/// Queues the creation of `record` at `path` with `outgoing` as its outbox, under a publish
+/// lease taken now: the write's index in `writes` (to find its update time in the commit's
+/// answer), and the lease.
+pub(super) fn commit_record(
+    writes: &mut WriteSet,
+    path: &DocPath,
+    mut record: StepRecord,
+    outgoing: &Outgoing,
+) -> (usize, HeldLease) {
+    record.outbox = Some(outgoing.clone());
+    let (lease, lease_until) = HeldLease::take();
+    record.lease_until = Some(lease_until);
+    let index = writes.documents().len();
+    writes.create(path.clone(), &record);
+    (index, lease)
 }
 
 /// Awaits `call`, one Firestore read, commit, publish or `published` mark on a step's way,
@@ -264,7 +291,7 @@ async fn try_resume(
 /// published, unless a later step consumes the message: that step's record proves
 /// delivery, and the write is saved. `written_at` is the record's update time, which the
 /// lease release is conditioned on.
-async fn publish_and_mark(
+pub(super) async fn publish_and_mark(
     clients: &Clients,
     path: &DocPath,
     outgoing: &Outgoing,

@@ -1,12 +1,14 @@
 //! The status view of a saga, `sagas/{uuid}`: where it stands, why it stopped, and when each
 //! step happened.
 //!
-//! It is a projection of the saga's messages, fed by the `status-*-sub` push subscriptions.
-//! Each message becomes one blind write (no read, no precondition) whose parts commute:
-//! the stage's time goes in with Firestore's `minimum` transform (so the first time is kept
-//! however often, and in whatever order, stages arrive), and every other field it sets is
-//! the same in every copy of the message. So delivery order and duplicates do not matter, by
-//! construction, and concurrent messages of one saga never conflict. The status itself is
+//! Each step writes its stage in the same commit as its record ([`record_step`]): the stage
+//! of the message it publishes, and that of the message it read (so the first step records
+//! `received` too). The view is there exactly when the record is, without a push of its own.
+//! Each write is blind (no read, no precondition) and its parts commute: a stage's time goes
+//! in with Firestore's `minimum` transform (so the first time is kept however often, and in
+//! whatever order, stages are written), and every other field it sets is the same in every
+//! write of that stage. So order and repetition do not matter, by construction, and the
+//! writes of one saga's steps never conflict. The status itself is
 //! not stored but derived from the stages seen ([`StatusDoc::status`]): a late "order
 //! created" after "failed" adds its time to the timeline and never moves the status back.
 
@@ -15,7 +17,10 @@ use crate::wire::message::SagaMessage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::contract::{Service, Topic};
 use crate::domain::Stage;
+use crate::wire::envelope::Push;
+use crate::wire::trace::TraceContext;
 
 /// `sagas/{uuid}`, as stored. Times are microseconds since the Unix epoch, integers because
 /// Firestore's `minimum` transform works on numbers only.
@@ -86,6 +91,19 @@ impl StatusDoc {
     /// model of [`StatusEvent::write`], for tests.
     #[must_use]
     pub fn apply(mut self, event: &StatusEvent) -> StatusDoc {
+        if let Some((stage, at, text)) = &event.arrival {
+            let earlier = StatusEvent {
+                stage: *stage,
+                at: *at,
+                arrival: None,
+                text: text.clone(),
+                failed_step: None,
+                reason: None,
+                total_invoice: None,
+                ..event.clone()
+            };
+            self = self.apply(&earlier);
+        }
         let first = self.timeline.is_empty();
         self.uuid.clone_from(&event.uuid);
         self.user.clone_from(&event.user);
@@ -121,6 +139,9 @@ pub struct StatusEvent {
     pub stage: Stage,
     /// When it was published, in microseconds since the Unix epoch.
     pub at: i64,
+    /// The stage of the message the step read, when it was published, and its text: written
+    /// with this event, so that a saga's first stage is recorded by its first step.
+    pub arrival: Option<(Stage, i64, Option<String>)>,
     uuid: String,
     user: String,
     item: String,
@@ -157,6 +178,7 @@ impl StatusEvent {
         StatusEvent {
             stage,
             at,
+            arrival: None,
             uuid: msg.uuid.to_string(),
             user: msg.order.user.as_str().to_owned(),
             item: msg.order.item.as_str().to_owned(),
@@ -174,15 +196,37 @@ impl StatusEvent {
         }
     }
 
-    /// Queues the write of this event to the view at `path`.
+    /// This event, with the stage of the message the step read (`msg`, published at `at`).
+    #[must_use]
+    pub fn after(mut self, stage: Stage, at: i64, msg: &SagaMessage) -> Self {
+        self.arrival = Some((stage, at, msg.status.clone()));
+        self
+    }
+
+    /// Queues the write of this event to the view at `path`: one write, whatever it holds.
     pub fn write(&self, path: DocPath, writes: &mut WriteSet) {
-        let stage = self.stage.as_str();
         let mut mask: Vec<String> = ["uuid", "user", "item", "quantity"].map(str::to_owned).into();
         let mut texts = BTreeMap::new();
-        if let Some(text) = &self.text {
-            texts.insert(self.stage, text.as_str());
-            mask.push(format!("texts.{stage}"));
+        let mut transforms = Vec::new();
+        let arrival = self
+            .arrival
+            .as_ref()
+            .map(|(stage, at, text)| (*stage, *at, text.as_ref()));
+        for (stage, at, text) in arrival
+            .into_iter()
+            .chain([(self.stage, self.at, self.text.as_ref())])
+        {
+            if let Some(text) = text {
+                texts.insert(stage, text.as_str());
+                mask.push(format!("texts.{}", stage.as_str()));
+            }
+            transforms.push((format!("timeline.{}", stage.as_str()), Transform::Minimum(at)));
         }
+        let earliest = self
+            .arrival
+            .as_ref()
+            .map_or(self.at, |(_, at, _)| self.at.min(*at));
+        transforms.push(("created".to_owned(), Transform::Minimum(earliest)));
         let fields = EventFields {
             uuid: &self.uuid,
             user: &self.user,
@@ -202,12 +246,59 @@ impl StatusEvent {
         if fields.total_invoice.is_some() {
             mask.push("total_invoice".to_owned());
         }
-        let transforms = vec![
-            (format!("timeline.{stage}"), Transform::Minimum(self.at)),
-            ("created".to_owned(), Transform::Minimum(self.at)),
-        ];
         writes.upsert(path, &fields, mask, transforms);
     }
+}
+
+/// What the engine needs of the delivery it serves, besides the message: the trace to carry
+/// on, and when the message was published (the time of its stage in the view).
+#[derive(Clone, Debug, Default)]
+pub struct Inbound {
+    /// The span of this delivery.
+    pub trace: TraceContext,
+    /// When Pub/Sub accepted the message, in microseconds since the Unix epoch.
+    pub published_at: Option<i64>,
+}
+
+impl Inbound {
+    /// What `push` tells the engine.
+    pub fn of(push: &Push) -> Self {
+        Inbound {
+            trace: push.trace,
+            published_at: push
+                .publish_time
+                .as_deref()
+                .and_then(|t| t.parse::<firestore::jiff::Timestamp>().ok())
+                .map(firestore::jiff::Timestamp::as_microsecond),
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    firestore::jiff::Timestamp::now().as_microsecond()
+}
+
+/// Queues the view's write for `service`, which read `msg` (delivered as `inbound`) and
+/// publishes `out` on `topic`, into the same commit as its record: so a step's stage is in
+/// the view exactly when its record is, with no message of its own to carry it there.
+pub fn record_step(
+    writes: &mut WriteSet,
+    service: Service,
+    msg: &SagaMessage,
+    inbound: &Inbound,
+    topic: Topic,
+    out: &SagaMessage,
+) {
+    let Some(stage) = Stage::of_topic(topic) else {
+        return;
+    };
+    let now = now_micros();
+    let mut event = StatusEvent::new(stage, now, out);
+    if let Some(arrived) = service.consumes().and_then(Stage::of_topic) {
+        event = event.after(arrived, inbound.published_at.unwrap_or(now), msg);
+    }
+    event.write(super::records::saga(msg.uuid), writes);
 }
 
 #[cfg(test)]
@@ -372,5 +463,42 @@ mod tests {
             !debug.contains("\"failed_step\"") && !debug.contains("\"total_invoice\""),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_step_records_the_stage_it_read_and_the_one_it_publishes_in_one_write() {
+        let m = msg();
+        let created = m.order_created();
+        let inbound = Inbound {
+            published_at: Some(100),
+            ..Inbound::default()
+        };
+        let mut writes = WriteSet::new();
+        record_step(
+            &mut writes,
+            Service::Orders,
+            &m,
+            &inbound,
+            Topic::OrderCreated,
+            &created,
+        );
+        assert_eq!(writes.documents().len(), 1, "one write to sagas/{{uuid}}");
+
+        let event = StatusEvent::new(Stage::OrderCreated, 200, &created).after(Stage::Received, 100, &m);
+        let doc = StatusDoc::default().apply(&event);
+        assert_eq!(doc.timeline.get(&Stage::Received), Some(&100));
+        assert_eq!(doc.timeline.get(&Stage::OrderCreated), Some(&200));
+        assert_eq!(doc.created, 100, "the saga began when it was received");
+        assert_eq!(
+            doc.texts.get(&Stage::Received).map(String::as_str),
+            Some("Order received")
+        );
+        // The next step writes `order_created` again as what it read, later: nothing moves.
+        let reserved = created.stock_reserved(Money::new(3).unwrap());
+        let next =
+            StatusEvent::new(Stage::StockReserved, 300, &reserved).after(Stage::OrderCreated, 250, &created);
+        let doc = doc.apply(&next);
+        assert_eq!(doc.timeline.get(&Stage::OrderCreated), Some(&200));
+        assert_eq!(doc.status(), Stage::StockReserved);
     }
 }

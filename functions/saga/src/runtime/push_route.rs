@@ -12,7 +12,7 @@
 //! fails too, the answer is 503 and Pub/Sub tries again.
 
 use crate::contract::Topic;
-use crate::engine::{Deadline, Handled, PoisonDetail, Step, StepError};
+use crate::engine::{Deadline, Handled, Inbound, PoisonDetail, Step, StepError};
 use crate::gcp::Clients;
 use crate::gcp::auth::AuthError;
 use crate::gcp::bus::Outgoing;
@@ -27,6 +27,7 @@ use axum::routing::{MethodRouter, post};
 use base64::Engine as _;
 use serde_json::json;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument as _;
 
@@ -71,10 +72,14 @@ where
 }
 
 /// The push endpoint of a forward step: parse the saga message, run the step engine.
-pub fn step_route<S: Step + Copy + 'static>(step: S) -> MethodRouter<Clients> {
-    push_route(move |clients, push, deadline| async move {
-        let msg = parse_message(&push)?;
-        crate::engine::run(&step, &clients, &msg, &push.trace, deadline).await
+pub fn step_route<S: Step>(step: S) -> MethodRouter<Clients> {
+    let step: Arc<dyn Step> = Arc::new(step);
+    push_route(move |clients, push, deadline| {
+        let step = step.clone();
+        async move {
+            let msg = parse_message(&push)?;
+            crate::engine::run(step, &clients, &msg, &Inbound::of(&push), deadline).await
+        }
     })
 }
 

@@ -85,6 +85,44 @@ impl Snapshot {
         Ok(Snapshot { doc })
     }
 
+    /// The document as `writes` (to this document) would leave it: the fields they set
+    /// (all, or those of their masks) and their increments. Its update time stays the one read,
+    /// which is what a later write's precondition must name.
+    #[must_use]
+    pub fn after(&self, writes: &WriteSet) -> Snapshot {
+        let mut doc = self.doc.clone();
+        for write in &writes.writes {
+            if let Some(fields) = &write.fields {
+                match &write.mask {
+                    None => doc.fields.clone_from(fields),
+                    Some(mask) => {
+                        for field in mask {
+                            match fields.get(field) {
+                                Some(value) => doc.fields.insert(field.clone(), value.clone()),
+                                None => doc.fields.remove(field),
+                            };
+                        }
+                    }
+                }
+            }
+            for (field, transform) in &write.transforms {
+                if let Transform::Increment(by) = transform {
+                    let now = match doc.fields.get(field).and_then(|v| v.value_type.as_ref()) {
+                        Some(fs::value::ValueType::IntegerValue(n)) => *n,
+                        _ => 0,
+                    };
+                    doc.fields.insert(
+                        field.clone(),
+                        fs::Value {
+                            value_type: Some(fs::value::ValueType::IntegerValue(now.saturating_add(*by))),
+                        },
+                    );
+                }
+            }
+        }
+        Snapshot { doc }
+    }
+
     /// When the document last changed.
     pub fn update_time(&self) -> Timestamp {
         self.doc.update_time.unwrap_or_default()
@@ -228,6 +266,16 @@ impl WriteSet {
         self
     }
 
+    /// Takes the writes to `path` out of this set, in order, and returns them as a set.
+    #[must_use]
+    pub fn split_off_document(&mut self, path: &DocPath) -> WriteSet {
+        let (mine, rest) = std::mem::take(&mut self.writes)
+            .into_iter()
+            .partition(|w| &w.path == path);
+        self.writes = rest;
+        WriteSet { writes: mine }
+    }
+
     /// Appends every write of `other`.
     pub fn extend(&mut self, other: WriteSet) -> &mut Self {
         self.writes.extend(other.writes);
@@ -366,9 +414,12 @@ impl Store {
             .then(|| set.writes.iter().map(|w| w.path.clone()).collect::<Vec<_>>());
         let writes = set.writes.into_iter().map(|w| self.to_proto(w)).collect();
         let result = self.grouper.commit(writes).await;
-        if let (Ok(_), Some(written)) = (&result, written) {
-            for doc in written {
-                tracing::debug!(target: "saga::writes", doc = doc.as_str(), "written");
+        if let (Ok(times), Some(written)) = (&result, written) {
+            let database = self.db.get_database_path().as_str();
+            for (doc, at) in written.iter().zip(times) {
+                // `at`: Firestore's own update time, in microseconds since the epoch.
+                let at = at.seconds * 1_000_000 + i64::from(at.nanos) / 1_000;
+                tracing::debug!(target: "saga::writes", doc = doc.as_str(), at, database, "written");
             }
         }
         result

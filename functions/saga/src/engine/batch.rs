@@ -1,0 +1,359 @@
+//! Deliveries whose decisions share one document (inventory: an item's stock) are decided
+//! together: one read of the shared document, the decisions one after the other, one commit.
+//!
+//! Firestore advises about one sustained write per second per document ("Distributed
+//! counters", "Best practices"); a hot item sold one reservation per commit rewrites its
+//! stock document once per sale, and concurrent sales keep failing each other's
+//! preconditions. Here every delivery of a process for the same shared document joins a
+//! queue; a worker task takes what has queued, reads the shared document and every member's
+//! own documents in one round trip, and lets the step decide for each member in turn against
+//! the document *as the earlier members left it*. Only the last state of the shared document
+//! is written, in the same commit as every member's record, domain writes and view, guarded
+//! by the shared document's update time as read. Then each member's message is published,
+//! and each member answers.
+//!
+//! **Why it is exact.** Each decision sees exactly the stock that the decisions before it in
+//! the batch left, starting from the level read; the commit applies only if the document is
+//! still as read. So the batch is equivalent to its members committed one after the other
+//! with nothing in between: a reservation never takes stock another took, and an order is
+//! refused for stock only if, at that point of that serial order, less than it asked for was
+//! left, a level which later sales can only lower. If anything changed the document (another
+//! instance's batch, a compensation's increment), the commit fails as a whole, nothing is
+//! written, and the worker reads and decides again.
+//!
+//! **How often the shared document is written.** A commit of it starts only once its last
+//! write (by its update time, which every instance sees) is [`SHARED_WRITE_GAP`] old, so it
+//! is written at most `1 s / SHARED_WRITE_GAP` times a second, however many instances sell
+//! it: a failed precondition writes nothing. Sales that arrive meanwhile wait and join the
+//! next batch, which is what makes the batches large under load; a document last written
+//! long ago is committed at once.
+
+use super::deadline::Deadline;
+use super::lease::HeldLease;
+use super::run::{Found, commit_record, evidence_paths, publish_and_mark, record_of, resume};
+use super::status::{Inbound, record_step};
+use super::{Handled, Step, StepError, records};
+use crate::contract::{Service, Topic};
+use crate::gcp::Clients;
+use crate::gcp::bus::Outgoing;
+use crate::gcp::store::{CommitError, DocPath, Snapshot, WriteSet};
+use crate::wire::message::SagaMessage;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// The least time between two writes of a shared document: at most four a second.
+pub const SHARED_WRITE_GAP: Duration = Duration::from_millis(250);
+
+/// Most members in one batch: each adds its record, its domain writes and its view to the
+/// commit, which Firestore caps at 500 writes.
+pub const MAX_MEMBERS: usize = 100;
+
+/// One delivery waiting in a batch.
+struct Member {
+    msg: SagaMessage,
+    inbound: Inbound,
+    deadline: Deadline,
+    answer: oneshot::Sender<Result<Handled, StepError>>,
+}
+
+/// The queue of one shared document of one step of one project.
+type Key = (String, Service, DocPath);
+
+static QUEUES: LazyLock<Mutex<HashMap<Key, mpsc::UnboundedSender<Member>>>> = LazyLock::new(Mutex::default);
+
+/// Runs `step` for `msg` as a member of the batch of `shared`, and returns its outcome.
+pub(super) async fn join(
+    step: Arc<dyn Step>,
+    clients: &Clients,
+    shared: DocPath,
+    msg: &SagaMessage,
+    inbound: &Inbound,
+    deadline: Deadline,
+) -> Result<Handled, StepError> {
+    let (answer, answered) = oneshot::channel();
+    let member = Member {
+        msg: msg.clone(),
+        inbound: inbound.clone(),
+        deadline,
+        answer,
+    };
+    let key = (clients.project.clone(), step.service(), shared);
+    {
+        let mut queues = QUEUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unsent = match queues.get(&key) {
+            Some(queue) => queue
+                .send(member)
+                .err()
+                .map(|mpsc::error::SendError(member)| member),
+            None => Some(member),
+        };
+        if let Some(member) = unsent {
+            // No worker, or it just ended: start one with this member.
+            let (queue, members) = mpsc::unbounded_channel();
+            let _ = queue.send(member);
+            queues.insert(key.clone(), queue);
+            tokio::spawn(work(step, clients.clone(), key, members));
+        }
+    }
+    answered
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the batch ended without an answer").into()))
+}
+
+/// The worker of one shared document: batches until the queue stays empty.
+async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc::UnboundedReceiver<Member>) {
+    let shared = key.2.clone();
+    let mut waiting: Vec<Member> = Vec::new();
+    let mut last_written: Option<SystemTime> = None;
+    loop {
+        while let Ok(member) = members.try_recv() {
+            waiting.push(member);
+        }
+        // Members whose handlers gave up need no answer.
+        waiting.retain(|m| !m.answer.is_closed());
+        if waiting.is_empty() {
+            // Leave the map before ending, unless a member arrived meanwhile.
+            let mut queues = QUEUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Ok(member) = members.try_recv() else {
+                queues.remove(&key);
+                return;
+            };
+            waiting.push(member);
+            continue;
+        }
+        if let Some(written) = last_written {
+            sleep_until(written + SHARED_WRITE_GAP).await;
+            while let Ok(member) = members.try_recv() {
+                waiting.push(member);
+            }
+        }
+        let take = waiting.len().min(MAX_MEMBERS);
+        let batch: Vec<Member> = waiting.drain(..take).collect();
+        match round(step.as_ref(), &clients, &shared, batch).await {
+            Ok((written, unsettled)) => {
+                if written.is_some() {
+                    last_written = written;
+                }
+                // Members that lost this round to a concurrent change go first next time.
+                waiting.splice(0..0, unsettled);
+            }
+            Err((error, batch)) => {
+                let why = format!("{error:#}");
+                for member in batch {
+                    let _ = member.answer.send(Err(anyhow::anyhow!("{why}").into()));
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: SystemTime) {
+    if let Ok(left) = at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(left).await;
+    }
+}
+
+/// What one round did: when it wrote the shared document (if it did), and the members left
+/// to try again. `Err` for a failure that fails every member of the batch.
+type RoundResult = Result<(Option<SystemTime>, Vec<Member>), (StepError, Vec<Member>)>;
+
+/// One read, the decisions, one commit, then the publishes.
+async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<Member>) -> RoundResult {
+    let service = step.service();
+    // A second delivery of a message already in this round waits for the next one, where it
+    // finds the first one's record: deciding both here would sell the stock twice.
+    let mut seen = std::collections::HashSet::new();
+    let (mut batch, repeats): (Vec<Member>, Vec<Member>) =
+        batch.into_iter().partition(|m| seen.insert(m.msg.uuid));
+    let plans: Vec<Plan> = batch.iter().map(|m| Plan::new(step, service, &m.msg)).collect();
+    let mut paths = vec![shared.clone()];
+    for plan in &plans {
+        paths.extend(plan.paths());
+    }
+    let docs = match clients.store.get_all(&paths).await {
+        Ok(docs) => docs,
+        Err(e) => {
+            batch.extend(repeats);
+            return Err((e.into(), batch));
+        }
+    };
+    let mut docs = docs.into_iter();
+    let shared_doc = docs.next().flatten();
+    // The shared document must not be written more often than SHARED_WRITE_GAP, whoever
+    // wrote it last.
+    if let Some(doc) = &shared_doc
+        && let Some(next) = update_time(doc).map(|t| t + SHARED_WRITE_GAP)
+        && next > SystemTime::now()
+    {
+        sleep_until(next).await;
+        batch.extend(repeats);
+        return Ok((None, batch));
+    }
+    let mut state = shared_doc;
+    let mut writes = WriteSet::new();
+    let mut shared_write = WriteSet::new();
+    let mut committing: Vec<Committing> = Vec::new();
+    for (member, plan) in batch.into_iter().zip(plans) {
+        let own: Vec<Option<Snapshot>> = docs.by_ref().take(plan.count()).collect();
+        match plan.settle(step, shared, state.as_ref(), own, &member) {
+            Settled::Exists(found) => {
+                let (clients, member) = (clients.clone(), member);
+                tokio::spawn(async move {
+                    let Member { deadline, answer, .. } = member;
+                    let _ = answer.send(resume(&clients, &plan.path, &plan.evidence, found, deadline).await);
+                });
+            }
+            Settled::Refused(error) => {
+                let _ = member.answer.send(Err(error));
+            }
+            Settled::Decided(mut decision) => {
+                let mine = decision.writes.split_off_document(shared);
+                if !mine.is_empty() {
+                    state = state.map(|s| s.after(&mine));
+                    shared_write = mine;
+                }
+                record_step(
+                    &mut decision.writes,
+                    service,
+                    &member.msg,
+                    &member.inbound,
+                    decision.topic,
+                    &decision.message,
+                );
+                let outgoing =
+                    Outgoing::new(decision.topic, decision.message.to_json()).traced(&member.inbound.trace);
+                let record = record_of(service, &member.msg, &decision);
+                let (index, lease) = commit_record(&mut writes, &plan.path, record, &outgoing);
+                writes.extend(decision.writes);
+                committing.push((member, plan.path, outgoing, index, lease));
+            }
+        }
+    }
+    if committing.is_empty() {
+        return Ok((None, repeats));
+    }
+    let wrote_shared = !shared_write.is_empty();
+    writes.extend(shared_write);
+    commit(clients, shared, writes, committing, wrote_shared, repeats).await
+}
+
+/// A decided member waiting for the commit: its record's path and index in the commit,
+/// what it publishes, and the lease on its outbox.
+type Committing = (Member, DocPath, Outgoing, usize, HeldLease);
+
+/// Commits the round's writes; then publishes each member's message and answers it.
+async fn commit(
+    clients: &Clients,
+    shared: &DocPath,
+    writes: WriteSet,
+    committing: Vec<Committing>,
+    wrote_shared: bool,
+    repeats: Vec<Member>,
+) -> RoundResult {
+    match clients.store.commit(writes).await {
+        Ok(times) => {
+            for (member, path, outgoing, index, lease) in committing {
+                let written_at = times.get(index).copied().unwrap_or_default();
+                let clients = clients.clone();
+                tokio::spawn(async move {
+                    let topic = outgoing.topic;
+                    let published =
+                        publish_and_mark(&clients, &path, &outgoing, written_at, lease, member.deadline)
+                            .await
+                            .map(|()| Handled::Published(topic));
+                    let _ = member.answer.send(published);
+                });
+            }
+            Ok((wrote_shared.then(SystemTime::now), repeats))
+        }
+        Err(CommitError::Conflict(_)) => {
+            tracing::debug!(%shared, "a batch lost its commit to a concurrent change; deciding again");
+            let mut again: Vec<Member> = committing.into_iter().map(|(member, ..)| member).collect();
+            again.extend(repeats);
+            Ok((None, again))
+        }
+        Err(CommitError::Unavailable(e)) => {
+            let mut batch: Vec<Member> = committing.into_iter().map(|(member, ..)| member).collect();
+            batch.extend(repeats);
+            Err((e.into(), batch))
+        }
+    }
+}
+
+fn update_time(doc: &Snapshot) -> Option<SystemTime> {
+    let t = doc.update_time();
+    let secs = u64::try_from(t.seconds).ok()?;
+    let nanos = u32::try_from(t.nanos).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// What a member reads besides the shared document, where its own record lives, and what
+/// would prove its message delivered.
+struct Plan {
+    path: DocPath,
+    reads: Vec<DocPath>,
+    evidence: Vec<(Topic, DocPath)>,
+}
+
+/// What became of one member in a round.
+enum Settled {
+    /// Its record exists already: a duplicate, finished apart.
+    Exists(Found),
+    /// The step refused its message (poison).
+    Refused(StepError),
+    /// The step decided.
+    Decided(super::Decision),
+}
+
+impl Plan {
+    fn new(step: &dyn Step, service: Service, msg: &SagaMessage) -> Self {
+        Plan {
+            path: records::step(msg.uuid, service),
+            reads: step.reads(msg),
+            evidence: evidence_paths(msg.uuid, service),
+        }
+    }
+
+    /// The member's own documents, in the order [`Plan::settle`] takes them.
+    fn paths(&self) -> impl Iterator<Item = DocPath> + '_ {
+        std::iter::once(self.path.clone())
+            .chain(self.reads.iter().cloned())
+            .chain(self.evidence.iter().map(|(_, p)| p.clone()))
+    }
+
+    fn count(&self) -> usize {
+        1 + self.reads.len() + self.evidence.len()
+    }
+
+    /// Decides the member, the shared document standing as `state`, its own documents
+    /// being `own` (in [`Plan::paths`] order).
+    fn settle(
+        &self,
+        step: &dyn Step,
+        shared: &DocPath,
+        state: Option<&Snapshot>,
+        mut own: Vec<Option<Snapshot>>,
+        member: &Member,
+    ) -> Settled {
+        let proofs = own.split_off(1 + self.reads.len());
+        if let Some(record) = own.remove(0) {
+            return Settled::Exists(Found::new(record, &self.evidence, proofs));
+        }
+        // The step sees the shared document as the members before it left it.
+        let docs: Vec<Option<Snapshot>> = self
+            .reads
+            .iter()
+            .zip(own)
+            .map(|(path, doc)| if path == shared { state.cloned() } else { doc })
+            .collect();
+        if let Err(e) = step.check(&member.msg) {
+            return Settled::Refused(e.into());
+        }
+        match step.decide(&member.msg, &docs) {
+            Ok(decision) => Settled::Decided(decision),
+            Err(e) => Settled::Refused(e),
+        }
+    }
+}
