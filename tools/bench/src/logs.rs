@@ -57,7 +57,8 @@ pub fn since(marks: &Marks) -> anyhow::Result<Vec<(Service, String)>> {
 pub enum Event<'a> {
     /// A successful commit wrote `doc` (a path below the database's documents).
     Written {
-        /// When it was logged, microseconds since the Unix epoch.
+        /// When it was written, microseconds since the Unix epoch: Firestore's update time
+        /// when the line carries it (`at=`), else when the line was logged.
         at_us: i64,
         /// The document.
         doc: &'a str,
@@ -86,11 +87,10 @@ fn micros(timestamp: &str) -> Option<i64> {
 /// The value of `name=` in `fields`, up to the next space (or the closing quote when it is
 /// quoted).
 fn field<'a>(fields: &'a str, name: &str) -> Option<&'a str> {
-    let start = fields
+    let rest = fields
         .match_indices(name)
-        .find(|(i, _)| *i == 0 || fields.as_bytes()[i - 1] == b' ')
-        .map(|(i, _)| i + name.len())?;
-    let rest = fields[start..].strip_prefix('=')?;
+        .filter(|(i, _)| *i == 0 || fields.as_bytes()[i - 1] == b' ')
+        .find_map(|(i, _)| fields[i + name.len()..].strip_prefix('='))?;
     match rest.strip_prefix('"') {
         Some(quoted) => quoted.split_once('"').map(|(v, _)| v),
         None => rest.split_whitespace().next(),
@@ -106,8 +106,12 @@ pub fn parse(line: &str) -> Option<Event<'_>> {
         return None;
     }
     if let Some(fields) = rest.strip_prefix("written ") {
+        let at_us = match field(fields, "at") {
+            Some(at) => at.parse().ok()?,
+            None => micros(timestamp)?,
+        };
         return Some(Event::Written {
-            at_us: micros(timestamp)?,
+            at_us,
             doc: field(fields, "doc")?,
         });
     }
@@ -182,6 +186,22 @@ mod tests {
     }
 
     #[test]
+    fn a_written_line_with_firestores_update_time_is_timed_by_it_not_by_the_log() {
+        let line = r#"2026-12-01T14:41:55.340440Z DEBUG written doc="inventory/widget" at=1796136115339001 database="projects/p/databases/(default)""#;
+        assert_eq!(
+            parse(line),
+            Some(Event::Written {
+                at_us: 1_796_136_115_339_001,
+                doc: "inventory/widget"
+            })
+        );
+        assert_eq!(
+            parse(r#"2026-12-01T14:41:55Z DEBUG written doc="x" at=soon"#),
+            None
+        );
+    }
+
+    #[test]
     fn read_and_published_lines_give_their_counts() {
         assert_eq!(
             parse("2026-12-01T14:41:55.292507Z DEBUG read documents=4"),
@@ -243,5 +263,7 @@ mod tests {
         assert_eq!(field("kbytes=9 bytes=3", "bytes"), Some("3"));
         assert_eq!(field(r#"doc="a b" x=1"#, "doc"), Some("a b"));
         assert_eq!(field("topic=a", "bytes"), None);
+        assert_eq!(field(r#"doc="x" database="d" at=5"#, "at"), Some("5"));
+        assert_eq!(field("at_most=1 at=2", "at"), Some("2"));
     }
 }

@@ -6,8 +6,9 @@
 //! no segment that is a saga's uuid (`inventory/{item}`, for example). A path that names a
 //! saga (`sagas/{uuid}/…`, `users/{u}/orders/{uuid}`, `inventory/{item}/orders/{uuid}`,
 //! `payments/{uuid}`) belongs to that saga alone. For each shared document the report gives
-//! its writes per second as the most writes logged within any one second of the run (a
-//! sliding window, not clock seconds), from the `saga::writes` lines of [`crate::logs`].
+//! its writes per second as the most writes within any one second of the run (a sliding
+//! window, not clock seconds), from the `saga::writes` lines of [`crate::logs`], each timed
+//! by Firestore's update time where the line carries it.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
