@@ -8,6 +8,7 @@ locals {
     "iam.googleapis.com",
     "logging.googleapis.com",
     "storage.googleapis.com",
+    "cloudscheduler.googleapis.com",
   ]
 
   image_base = "${var.region}-docker.pkg.dev/${var.project_id}/${var.repository}"

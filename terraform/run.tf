@@ -20,12 +20,17 @@ locals {
   }
   # GET /orders lists every user's orders to anyone: only when asked for.
   frontend_env = { ORDER_LIST = var.order_list_enabled ? "on" : "off" }
+  # The sweep: how long a saga may run, and who may call it (sweep.tf).
+  janitor_env = {
+    SAGA_DEADLINE         = var.saga_deadline
+    SWEEP_SERVICE_ACCOUNT = google_service_account.sweep.email
+  }
   service_env = {
     frontend  = merge(local.base_env, local.frontend_env)
     orders    = merge(local.base_env, local.push_env["orders"])
     inventory = merge(local.base_env, local.push_env["inventory"])
     payments  = merge(local.base_env, local.push_env["payments"])
-    janitor   = merge(local.base_env, local.push_env["janitor"])
+    janitor   = merge(local.base_env, local.push_env["janitor"], local.janitor_env)
   }
 }
 

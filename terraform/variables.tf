@@ -54,3 +54,13 @@ variable "order_list_enabled" {
   type        = bool
   default     = false
 }
+
+variable "saga_deadline" {
+  description = "How long a saga may run, from when the frontend accepted it, before the sweep (Cloud Scheduler, every minute) ends it: relaying a message that never got out, or else compensating it as timed_out. A duration such as 5m or 300s, at least a minute (SAGA_DEADLINE). Pub/Sub's retries and dead-lettering end almost every saga within about 3 minutes; the sweep is for what they cannot."
+  type        = string
+  default     = "5m"
+  validation {
+    condition     = can(regex("^[0-9]+(s|m|h)$", var.saga_deadline))
+    error_message = "saga_deadline is a number followed by s, m or h, such as 5m."
+  }
+}

@@ -190,6 +190,9 @@ impl TestStack {
             if delivery != Delivery::Emulator && service.takes_pushes() {
                 config.push_auth = gcp_like::push_auth(&project, service);
             }
+            if delivery != Delivery::Emulator && service == Service::Janitor {
+                config.sweep_account = Some(gcp_like::SCHEDULER_ACCOUNT.to_owned());
+            }
             configure(&mut config);
             let running = Running::start(&config, devstack::router_of(service)).await?;
             services.insert(service, running);
@@ -263,6 +266,12 @@ impl TestStack {
             body.to_string().into_bytes(),
         )
         .await
+    }
+
+    /// POSTs `body` as JSON to `path` on `service`, as [`TestStack::post`] does.
+    pub async fn post_json(&self, service: Service, path: &str, body: &Value) -> (u16, Value) {
+        self.post(service, path, "application/json", body.to_string().into_bytes())
+            .await
     }
 
     /// POSTs raw bytes to `path` on `service`.
@@ -414,6 +423,26 @@ impl TestStack {
             .send()
             .await
             .expect("creating a tap subscription");
+    }
+
+    /// Deletes subscription `name`: what it would have delivered from now on is lost, as
+    /// when a subscription's retention runs out.
+    ///
+    /// # Panics
+    /// If it cannot be deleted.
+    pub async fn drop_subscription(&self, name: &str) {
+        let admin = SubscriptionAdmin::builder()
+            .with_endpoint(self.emulators.pubsub_endpoint())
+            .with_credentials(Anonymous::new().build())
+            .build()
+            .await
+            .expect("subscription admin client");
+        admin
+            .delete_subscription()
+            .set_subscription(format!("projects/{}/subscriptions/{name}", self.project))
+            .send()
+            .await
+            .expect("deleting a subscription");
     }
 
     /// A document as JSON, or `None` if it does not exist.

@@ -18,9 +18,10 @@ use firestore::FirestoreTimestamp;
 use saga::contract::{Topic, collections};
 use saga::domain::{FieldError, Order, SagaId, Stage};
 use saga::engine::records;
-use saga::engine::status::StatusDoc;
+use saga::engine::status::{self, StatusDoc};
 use saga::gcp::Clients;
 use saga::gcp::bus::Outgoing;
+use saga::gcp::store::WriteSet;
 use saga::runtime::config::{Config, OrderList};
 use saga::runtime::server::AnswerLog;
 use saga::wire::message::{MAX_ORDER_BYTES, SagaMessage};
@@ -268,6 +269,15 @@ async fn start_saga(
     };
     tracing::Span::current().record("uuid", tracing::field::display(uuid));
     let message = SagaMessage { uuid, ..message };
+    // In the view before it is published: every saga that may run is there to be found,
+    // by its user and by the sweep, even if it stops before its first step.
+    let mut view = WriteSet::new();
+    status::record_received(&mut view, &message);
+    clients
+        .store
+        .commit(view)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     clients
         .bus
         .publish(&Outgoing::new(Topic::Frontend, message.to_json()).traced(trace))

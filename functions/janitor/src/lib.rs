@@ -23,6 +23,8 @@
 //!   messages with no readable `uuid` (or no saga behind it), and messages that do not match
 //!   their saga's records (`unmatched_record`: a forgery must not end a saga that is fine).
 
+pub mod sweep;
+
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Delivery, Purpose, Service, Subscription, Topic};
@@ -341,8 +343,8 @@ async fn saga_of_dead_letter(
 }
 
 /// The janitor's routes: one per push subscription the contract gives it.
-pub fn router(clients: Clients, _config: &Config) -> Router {
-    let mut routes = Router::new();
+pub fn router(clients: Clients, config: &Config) -> Router {
+    let mut routes = Router::new().route(saga::contract::sweep::PATH, sweep::route(config));
     for subscription in Service::Janitor.push_subscriptions() {
         let Delivery::Push { purpose, path, .. } = subscription.delivery else {
             continue;

@@ -341,6 +341,25 @@ pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long Pub/Sub keeps messages of a subscription that nobody reads.
 pub const RETENTION: Duration = Duration::from_hours(7 * 24);
 
+/// The sweep, which ends sagas that passed their deadline (see the janitor's `sweep`
+/// module): Cloud Scheduler calls the janitor's [`sweep::PATH`] on [`sweep::SCHEDULE`] with
+/// an OIDC token of its own service account.
+pub mod sweep {
+    use std::time::Duration;
+
+    /// The janitor's endpoint.
+    pub const PATH: &str = "/sweep";
+    /// Cloud Scheduler's cron schedule: every minute.
+    pub const SCHEDULE: &str = "* * * * *";
+    /// How long a saga may run, from `received`, before a sweep ends it (`SAGA_DEADLINE`).
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_mins(5);
+    /// Most sagas one sweep looks at; the next sweep takes the rest.
+    pub const BATCH: u32 = 100;
+    /// The fields of `sagas/{uuid}` the sweep's query filters and orders by, as its
+    /// composite index lists them: `ended == 0`, `created` ascending.
+    pub const INDEX_FIELDS: [&str; 2] = ["ended", "created"];
+}
+
 /// Firestore collection ids.
 pub mod collections {
     /// `users/{user}`: the people who may order (seeded).

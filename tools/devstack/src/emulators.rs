@@ -88,89 +88,73 @@ impl Emulators {
     }
 
     /// Starts both emulators.
+    ///
+    /// A port picked by the OS is released before the emulator takes it, and the JVMs bind
+    /// further ports of their own while they start, so an emulator can lose its port to
+    /// another process. It then exits saying `Address already in use`, and is started again
+    /// on a fresh port (at most [`BIND_ATTEMPTS`] times); a port given by the caller is not
+    /// replaced.
     pub fn start(options: &Options) -> anyhow::Result<Self> {
         check_prerequisites()?;
         std::fs::create_dir_all(&options.log_dir)
             .with_context(|| format!("creating {}", options.log_dir.display()))?;
-        let pubsub_port = pick_port(options.pubsub_port)?;
-        let firestore_port = pick_port(options.firestore_port)?;
-        let pubsub = format!("127.0.0.1:{pubsub_port}");
-        let firestore = format!("127.0.0.1:{firestore_port}");
-        let mut emulators = Emulators {
-            pubsub: pubsub.clone(),
-            firestore: firestore.clone(),
-            started: true,
-            children: Vec::new(),
-        };
-        let pubsub_log = options.log_dir.join("pubsub-emulator.log");
-        let firestore_log = options.log_dir.join("firestore-emulator.log");
-        emulators.children.push(spawn(
-            &[
-                "beta",
-                "emulators",
-                "pubsub",
-                "start",
-                &format!("--host-port={pubsub}"),
-                "--project=saga-local",
-                "--quiet",
-            ],
-            &pubsub_log,
-        )?);
-        emulators.children.push(spawn(
-            &[
-                "emulators",
-                "firestore",
-                "start",
-                &format!("--host-port={firestore}"),
-                "--quiet",
-            ],
-            &firestore_log,
-        )?);
+        let kinds = [
+            Kind::PubSub.launch(options.pubsub_port, &options.log_dir)?,
+            Kind::Firestore.launch(options.firestore_port, &options.log_dir)?,
+        ];
         let deadline = Instant::now() + START_TIMEOUT;
-        for (child, (name, host, log)) in emulators.children.iter().zip([
-            ("Pub/Sub", &pubsub, &pubsub_log),
-            ("Firestore", &firestore, &firestore_log),
-        ]) {
+        let mut children = Vec::new();
+        let mut hosts = Vec::new();
+        for mut launch in kinds {
             if options.progress {
-                print_progress(&format!("starting the {name} emulator on {host} "));
+                print_progress(&format!(
+                    "starting the {} emulator on {} ",
+                    launch.kind.name(),
+                    launch.host
+                ));
             }
-            let probe = probe(host)?
-                .every(Duration::from_millis(250))
-                .timeout(deadline.saturating_duration_since(Instant::now()));
-            let waited = process::block_on(async {
-                let dots = async {
-                    let mut tick = tokio::time::interval(Duration::from_millis(250));
-                    tick.tick().await;
-                    loop {
-                        tick.tick().await;
+            let mut attempt = 1;
+            loop {
+                match launch.wait_healthy(deadline, options.progress)? {
+                    Ok(()) => break,
+                    Err(Unhealthy::Exited { .. })
+                        if launch.requested_port == 0
+                            && attempt < BIND_ATTEMPTS
+                            && lost_its_port(&launch.log) =>
+                    {
+                        attempt += 1;
+                        launch = launch.kind.launch(0, &options.log_dir)?;
                         if options.progress {
-                            print_progress(".");
+                            print_progress(&format!(" its port was taken; again on {} ", launch.host));
                         }
                     }
-                };
-                tokio::select! {
-                    healthy = child.wait_healthy(&probe) => healthy,
-                    () = dots => unreachable!("the dots go on until the emulator answers"),
+                    Err(Unhealthy::Exited { status, .. }) => bail!(
+                        "the {} emulator exited ({status}). Its log, {}:\n{}\n{INSTALL_HELP}",
+                        launch.kind.name(),
+                        launch.log.display(),
+                        tail(&launch.log)
+                    ),
+                    Err(e) => bail!(
+                        "the {} emulator did not start within {START_TIMEOUT:?} ({e}). Its log, {}:\n{}",
+                        launch.kind.name(),
+                        launch.log.display(),
+                        tail(&launch.log)
+                    ),
                 }
-            })?;
-            match waited {
-                Ok(()) => {}
-                Err(Unhealthy::Exited { status, .. }) => bail!(
-                    "the {name} emulator exited ({status}). Its log, {}:\n{}\n{INSTALL_HELP}",
-                    log.display(),
-                    tail(log)
-                ),
-                Err(e) => bail!(
-                    "the {name} emulator did not start within {START_TIMEOUT:?} ({e}). Its log, {}:\n{}",
-                    log.display(),
-                    tail(log)
-                ),
             }
             if options.progress {
                 print_progress(" ready\n");
             }
+            hosts.push(launch.host);
+            children.push(launch.child);
         }
-        Ok(emulators)
+        let [pubsub, firestore] = <[String; 2]>::try_from(hosts).expect("two emulators");
+        Ok(Emulators {
+            pubsub,
+            firestore,
+            started: true,
+            children,
+        })
     }
 
     /// `http://` endpoint of the Pub/Sub emulator, as google-cloud-pubsub wants it.
@@ -195,6 +179,97 @@ impl Drop for Emulators {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// How often an emulator that lost its port to another process is started again.
+pub const BIND_ATTEMPTS: u32 = 3;
+
+/// Which emulator.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    PubSub,
+    Firestore,
+}
+
+/// An emulator spawned on a port, not yet known to answer.
+struct Launch {
+    kind: Kind,
+    requested_port: u16,
+    host: String,
+    log: PathBuf,
+    child: process::Child,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::PubSub => "Pub/Sub",
+            Kind::Firestore => "Firestore",
+        }
+    }
+
+    /// Spawns the emulator on `port` (0: one the OS picks), its output in a fresh log.
+    fn launch(self, port: u16, log_dir: &Path) -> anyhow::Result<Launch> {
+        let host = format!("127.0.0.1:{}", pick_port(port)?);
+        let host_port = format!("--host-port={host}");
+        let (args, log): (Vec<&str>, _) = match self {
+            Kind::PubSub => (
+                vec![
+                    "beta",
+                    "emulators",
+                    "pubsub",
+                    "start",
+                    &host_port,
+                    "--project=saga-local",
+                    "--quiet",
+                ],
+                log_dir.join("pubsub-emulator.log"),
+            ),
+            Kind::Firestore => (
+                vec!["emulators", "firestore", "start", &host_port, "--quiet"],
+                log_dir.join("firestore-emulator.log"),
+            ),
+        };
+        let child = spawn(&args, &log)?;
+        Ok(Launch {
+            kind: self,
+            requested_port: port,
+            host,
+            log,
+            child,
+        })
+    }
+}
+
+impl Launch {
+    /// Waits until the emulator answers, printing dots if asked.
+    fn wait_healthy(&self, deadline: Instant, progress: bool) -> anyhow::Result<Result<(), Unhealthy>> {
+        let probe = probe(&self.host)?
+            .every(Duration::from_millis(250))
+            .timeout(deadline.saturating_duration_since(Instant::now()));
+        Ok(process::block_on(async {
+            let dots = async {
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if progress {
+                        print_progress(".");
+                    }
+                }
+            };
+            tokio::select! {
+                healthy = self.child.wait_healthy(&probe) => healthy,
+                () = dots => unreachable!("the dots go on until the emulator answers"),
+            }
+        })?)
+    }
+}
+
+/// Whether the emulator's log says it could not bind a port.
+fn lost_its_port(log: &Path) -> bool {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.contains("Address already in use") || text.contains("BindException")
 }
 
 fn print_progress(s: &str) {
@@ -254,4 +329,36 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_saying_its_port_was_taken_is_told_from_other_failures() {
+        let dir = std::env::temp_dir().join(format!("saga-emulator-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("emulator.log");
+        for (text, lost) in [
+            (
+                "[firestore] Exception in thread \"main\" java.net.BindException: Address already in use\n[firestore] \tat java.base/sun.nio.ch.Net.bind(Net.java:555)",
+                true,
+            ),
+            (
+                "[firestore] \tat java.base/sun.nio.ch.Net.bind0(Native Method)\n[firestore] java.net.BindException",
+                true,
+            ),
+            (
+                "ERROR: (gcloud.emulators.firestore.start) Java is not installed",
+                false,
+            ),
+            ("", false),
+        ] {
+            std::fs::write(&log, text).unwrap();
+            assert_eq!(lost_its_port(&log), lost, "{text}");
+        }
+        assert!(!lost_its_port(&dir.join("missing.log")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -28,6 +28,9 @@ use std::sync::Arc;
 /// The push service account of the local deployment.
 pub const PUSH_ACCOUNT: &str = "saga-push@saga-local.iam.gserviceaccount.com";
 
+/// The service account Cloud Scheduler calls the janitor's sweep as, locally.
+pub const SCHEDULER_ACCOUNT: &str = "saga-sweep@saga-local.iam.gserviceaccount.com";
+
 /// Terraform's default per-service limit: 3 instances × 80 requests.
 pub const MAX_CONCURRENT_REQUESTS: usize = 3 * 80;
 
@@ -55,12 +58,26 @@ pub fn push_auth(project: &str, service: Service) -> PushAuth {
 /// The environment of a worker process behind its front end, as Terraform sets it on Cloud
 /// Run (and `K_SERVICE`, which Cloud Run sets).
 pub fn worker_env(project: &str, service: Service) -> Vec<(&'static str, String)> {
-    vec![
+    let mut vars = vec![
         (env::K_SERVICE, service.name().to_owned()),
         (env::PUSH_AUTH, "cloud-run-iam".to_owned()),
         (env::PUSH_AUDIENCE, audience(project, service)),
         (env::PUSH_SERVICE_ACCOUNT, PUSH_ACCOUNT.to_owned()),
-    ]
+    ];
+    if service == Service::Janitor {
+        vars.push((env::SWEEP_SERVICE_ACCOUNT, SCHEDULER_ACCOUNT.to_owned()));
+    }
+    vars
+}
+
+/// Who may invoke `service` through its front end: the push account, and for the janitor
+/// Cloud Scheduler's, as Terraform grants `run.invoker`.
+fn invokers(service: Service) -> Vec<String> {
+    let mut invokers = vec![PUSH_ACCOUNT.to_owned()];
+    if service == Service::Janitor {
+        invokers.push(SCHEDULER_ACCOUNT.to_owned());
+    }
+    invokers
 }
 
 /// The running front ends and deliverer of one stack.
@@ -91,7 +108,7 @@ impl GcpLike {
             let front_end = FrontEnd::start(cloud_run::Settings {
                 upstream: worker_url(service),
                 audiences: vec![audience(project, service)],
-                invokers: vec![PUSH_ACCOUNT.to_owned()],
+                invokers: invokers(service),
                 jwks: JwkSet {
                     keys: vec![issuer.jwk()],
                 },
@@ -136,6 +153,16 @@ impl GcpLike {
             "Bearer {}",
             self.issuer
                 .push_token(&audience(&self.project, service), PUSH_ACCOUNT)
+        )
+    }
+
+    /// An `Authorization` header for the janitor's sweep as Cloud Scheduler sends it: a
+    /// token of the scheduler's account for the janitor's audience.
+    pub fn sweep_authorization(&self) -> String {
+        format!(
+            "Bearer {}",
+            self.issuer
+                .push_token(&audience(&self.project, Service::Janitor), SCHEDULER_ACCOUNT)
         )
     }
 

@@ -2,7 +2,8 @@
 //!
 //! `cargo run -p devstack` starts (or reuses) the emulators, creates the topics and
 //! subscriptions, seeds the original's data, starts the five services with their logs
-//! prefixed by name, and stops everything it started on Ctrl-C or SIGTERM.
+//! prefixed by name, starts again a service that exits (after a short backoff, on the same
+//! port), and stops everything it started on Ctrl-C or SIGTERM.
 //! `devstack seed` seeds a project, `devstack serve SERVICE` runs one service.
 
 mod stack;

@@ -14,6 +14,10 @@
 //! the program exits first. [`Child::stop`] sends SIGTERM and, after a deadline, SIGKILL.
 //! [`first_exit`] waits for any of several children, and [`Child::spec`] starts one again.
 //!
+//! [`Supervisor`] keeps one program running: when it exits unasked, it starts it again from
+//! its [`Spec`] after a wait that [`Backoff`] decides (a pure schedule), and waits for it to
+//! be healthy, reporting each step as an [`Event`]; it stops the program when told to.
+//!
 //! Linux only: the program's pid is read from `/proc/PID/task/PID/children`.
 
 use anyhow::Context as _;
@@ -22,6 +26,7 @@ use nix::unistd::{Pid, getpgid};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::process::CommandExt as _;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -430,6 +435,251 @@ pub async fn first_exit(children: &[Child]) -> (usize, io::Result<ExitStatus>) {
     (i, status)
 }
 
+/// How a program ended, in a few words: `exit code 3`, `signal 9`.
+pub fn exit_reason(status: &io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => status.to_string(),
+        },
+        Err(e) => format!("unknown: {e}"),
+    }
+}
+
+/// When to start a program again after it exited unasked: `first`, doubled after each exit
+/// up to `cap`, and `first` again once the program has been healthy for `reset_after`, so
+/// that a program that crashes at once does not spin and one that crashed once an hour ago
+/// comes back fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after an exit that comes first, or after a healthy while.
+    pub first: Duration,
+    /// The longest wait.
+    pub cap: Duration,
+    /// How long a program must have been healthy for its exit to count as a first one.
+    pub reset_after: Duration,
+}
+
+impl Backoff {
+    /// 0.5 s, doubling to 10 s; back to 0.5 s after 30 s healthy.
+    pub const DEFAULT: Backoff = Backoff {
+        first: Duration::from_millis(500),
+        cap: Duration::from_secs(10),
+        reset_after: Duration::from_secs(30),
+    };
+
+    /// The wait before starting a program again. `last` is the wait before the run that
+    /// just ended (`None` for the program's first run), `healthy_for` how long that run had
+    /// been healthy when it ended (`None` if it never became healthy).
+    pub fn delay(&self, last: Option<Duration>, healthy_for: Option<Duration>) -> Duration {
+        match (last, healthy_for) {
+            (None, _) => self.first,
+            (Some(_), Some(healthy)) if healthy >= self.reset_after => self.first,
+            (Some(last), _) => last.saturating_mul(2).min(self.cap).max(self.first),
+        }
+    }
+}
+
+/// What a [`Supervisor`] did, for its owner to report.
+#[derive(Debug)]
+pub enum Event {
+    /// The program exited unasked (or before it became healthy); it is started again after
+    /// `restart_in`.
+    Exited {
+        /// How it exited.
+        status: io::Result<ExitStatus>,
+        /// The wait before the next start.
+        restart_in: Duration,
+    },
+    /// Starting it again failed; tried again after `restart_in`.
+    StartFailed {
+        /// Why.
+        error: anyhow::Error,
+        /// The wait before the next try.
+        restart_in: Duration,
+    },
+    /// Started again, it did not become healthy in time: it was stopped, and is started
+    /// again after `restart_in`.
+    Unhealthy {
+        /// What the probe saw.
+        error: Unhealthy,
+        /// The wait before the next start.
+        restart_in: Duration,
+    },
+    /// Started again, it answers its probe.
+    Healthy {
+        /// The new program's pid.
+        pid: Option<u32>,
+    },
+}
+
+/// Keeps one program running (see the module doc). Dropping it stops the program too, in
+/// the background; [`Supervisor::stop`] waits.
+#[derive(Debug)]
+pub struct Supervisor {
+    /// `Some(deadline)` once told to stop.
+    stop: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// One run of a supervised program: the program, and since when it has been healthy.
+struct Run {
+    child: Child,
+    healthy_since: Option<Instant>,
+}
+
+/// Why a supervisor's wait ended early: it was told to stop.
+struct Stopped;
+
+impl Supervisor {
+    /// Supervises `child`, which is running and healthy, from now on. After each start
+    /// again, `on_start` gets the new child (to take its output, say) before `probe` checks
+    /// its health; `report` gets every [`Event`]. Needs a tokio runtime.
+    pub fn start(
+        child: Child,
+        probe: Probe,
+        backoff: Backoff,
+        on_start: impl FnMut(&mut Child) -> anyhow::Result<()> + Send + 'static,
+        report: impl FnMut(Event) + Send + 'static,
+    ) -> Self {
+        let (stop, stopped) = watch::channel(None);
+        let supervision = Supervision {
+            spec: child.spec().clone(),
+            probe,
+            backoff,
+            on_start,
+            report,
+            stop: stopped,
+        };
+        let run = Run {
+            child,
+            healthy_since: Some(Instant::now()),
+        };
+        let task = tokio::spawn(supervision.run(run));
+        Supervisor { stop, task }
+    }
+
+    /// Stops the program as [`Child::stop`] does, and supervising; waits for both.
+    pub async fn stop(self, deadline: Duration) {
+        self.stop.send_replace(Some(deadline));
+        // A panic in the task has dropped its child, which ended the program.
+        let _ = self.task.await;
+    }
+}
+
+/// What a supervisor's task holds.
+struct Supervision<S, R> {
+    spec: Spec,
+    probe: Probe,
+    backoff: Backoff,
+    on_start: S,
+    report: R,
+    stop: watch::Receiver<Option<Duration>>,
+}
+
+impl<S, R> Supervision<S, R>
+where
+    S: FnMut(&mut Child) -> anyhow::Result<()>,
+    R: FnMut(Event),
+{
+    /// Waits for the program's exit, and starts it again, until told to stop.
+    async fn run(mut self, mut run: Run) {
+        let mut last = None;
+        loop {
+            let status = tokio::select! {
+                // A stop asked for wins over an exit at the same moment: no restart line then.
+                biased;
+                deadline = stop_asked(&mut self.stop) => {
+                    let _ = run.child.stop(deadline).await;
+                    return;
+                }
+                status = run.child.exited() => status,
+            };
+            let healthy_for = run.healthy_since.map(|since| since.elapsed());
+            // Dropped at once: had only its wrapper died, the wrapper's watcher now ends the
+            // program, which would hold the port its successor needs.
+            drop(run);
+            let restart_in = self.backoff.delay(last, healthy_for);
+            (self.report)(Event::Exited { status, restart_in });
+            match self.restart(restart_in).await {
+                Ok((again, waited)) => (run, last) = (again, Some(waited)),
+                Err(Stopped) => return,
+            }
+        }
+    }
+
+    /// Starts the program again after `delay`, as often as it takes to see it healthy: the
+    /// healthy run, and the wait before it.
+    async fn restart(&mut self, mut delay: Duration) -> Result<(Run, Duration), Stopped> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop_asked(&mut self.stop) => return Err(Stopped),
+                () = tokio::time::sleep(delay) => {}
+            }
+            let waited = delay;
+            delay = self.backoff.delay(Some(waited), None);
+            let started = self.spec.spawn().and_then(|mut child| {
+                (self.on_start)(&mut child)?;
+                Ok(child)
+            });
+            let child = match started {
+                Ok(child) => child,
+                Err(error) => {
+                    (self.report)(Event::StartFailed {
+                        error,
+                        restart_in: delay,
+                    });
+                    continue;
+                }
+            };
+            let healthy = tokio::select! {
+                biased;
+                deadline = stop_asked(&mut self.stop) => {
+                    let _ = child.stop(deadline).await;
+                    return Err(Stopped);
+                }
+                healthy = child.wait_healthy(&self.probe) => healthy,
+            };
+            let event = match healthy {
+                Ok(()) => {
+                    (self.report)(Event::Healthy { pid: child.pid() });
+                    let run = Run {
+                        child,
+                        healthy_since: Some(Instant::now()),
+                    };
+                    return Ok((run, waited));
+                }
+                Err(Unhealthy::Exited { status, .. }) => Event::Exited {
+                    status: Ok(status),
+                    restart_in: delay,
+                },
+                Err(Unhealthy::Wait(e)) => Event::Exited {
+                    status: Err(e),
+                    restart_in: delay,
+                },
+                Err(error @ Unhealthy::TimedOut { .. }) => {
+                    let _ = child.stop(STOP_DEADLINE).await;
+                    Event::Unhealthy {
+                        error,
+                        restart_in: delay,
+                    }
+                }
+            };
+            (self.report)(event);
+        }
+    }
+}
+
+/// Waits until the supervisor is told to stop (or dropped): the deadline to stop with.
+async fn stop_asked(stop: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    match stop.wait_for(Option::is_some).await {
+        Ok(deadline) => deadline.unwrap_or(STOP_DEADLINE),
+        Err(_) => STOP_DEADLINE,
+    }
+}
+
 /// Why [`Child::wait_healthy`] gave up.
 #[derive(Debug, thiserror::Error)]
 pub enum Unhealthy {
@@ -545,7 +795,8 @@ mod tests {
 
     use super::*;
     use std::io::BufRead as _;
-    use std::os::unix::process::ExitStatusExt as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncReadExt as _;
 
     /// The fields of `/proc/PID/stat` after the command name: state, ppid, pgrp, ...
@@ -862,6 +1113,167 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(status.code(), Some(4));
+    }
+
+    #[test]
+    fn the_backoff_doubles_from_half_a_second_to_ten_and_starts_over_after_a_healthy_while() {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        // (the wait before the run that ended, how long it was healthy, the next wait)
+        let table = [
+            (None, None, ms(500)),
+            (None, Some(s(5)), ms(500)),
+            (None, Some(s(3600)), ms(500)),
+            (Some(ms(500)), None, s(1)),
+            (Some(ms(500)), Some(s(29)), s(1)),
+            (Some(s(1)), None, s(2)),
+            (Some(s(4)), Some(ms(10)), s(8)),
+            (Some(s(8)), None, s(10)),
+            (Some(s(10)), None, s(10)),
+            (Some(s(10)), Some(s(30)), ms(500)),
+            (Some(s(8)), Some(s(31)), ms(500)),
+            (Some(Duration::MAX), None, s(10)),
+        ];
+        for (last, healthy_for, expected) in table {
+            assert_eq!(
+                Backoff::DEFAULT.delay(last, healthy_for),
+                expected,
+                "after a wait of {last:?} and {healthy_for:?} healthy"
+            );
+        }
+    }
+
+    #[test]
+    fn the_backoff_never_waits_less_than_its_first_wait() {
+        let backoff = Backoff {
+            first: Duration::from_secs(2),
+            cap: Duration::from_secs(5),
+            reset_after: Duration::from_secs(1),
+        };
+        assert_eq!(backoff.delay(Some(Duration::ZERO), None), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_exit_reads_as_its_code_or_its_signal() {
+        let table = [
+            (Ok(ExitStatus::from_raw(0)), "exit code 0"),
+            (Ok(ExitStatus::from_raw(3 << 8)), "exit code 3"),
+            (Ok(ExitStatus::from_raw(9)), "signal 9"),
+            (Ok(ExitStatus::from_raw(15)), "signal 15"),
+            (Err(io::Error::other("gone")), "unknown: gone"),
+        ];
+        for (status, expected) in table {
+            assert_eq!(exit_reason(&status), expected);
+        }
+    }
+
+    /// A health endpoint that answers 200 to everything, for as long as the test runs.
+    async fn always_healthy() -> Probe {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = socket.read(&mut request).await;
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nOk";
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut socket, answer.as_bytes()).await;
+            }
+        });
+        Probe::new(url).unwrap().every(Duration::from_millis(10))
+    }
+
+    /// A supervisor whose events arrive on the returned channel.
+    fn supervised(
+        child: Child,
+        probe: Probe,
+        backoff: Backoff,
+        on_start: impl FnMut(&mut Child) -> anyhow::Result<()> + Send + 'static,
+    ) -> (Supervisor, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let (events, received) = tokio::sync::mpsc::unbounded_channel();
+        let supervisor = Supervisor::start(child, probe, backoff, on_start, move |event| {
+            let _ = events.send(event);
+        });
+        (supervisor, received)
+    }
+
+    async fn next(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Event {
+        tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the supervisor runs")
+    }
+
+    #[tokio::test]
+    async fn a_supervised_program_killed_with_sigkill_is_started_again_and_reported_healthy() {
+        let child = sleeper();
+        let killed = child.pid().unwrap();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let counted = starts.clone();
+        let (supervisor, mut events) =
+            supervised(child, always_healthy().await, Backoff::DEFAULT, move |_| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            });
+        kill(to_pid(killed).unwrap(), Signal::SIGKILL).unwrap();
+
+        let Event::Exited { status, restart_in } = next(&mut events).await else {
+            panic!("the exit comes first")
+        };
+        assert_eq!(exit_reason(&status), "signal 9");
+        assert_eq!(restart_in, Duration::from_millis(500));
+        let Event::Healthy { pid: Some(again) } = next(&mut events).await else {
+            panic!("then the new program, healthy")
+        };
+        assert_ne!(again, killed);
+        assert!(runs_sleep(again), "the same program runs again");
+        assert_eq!(starts.load(Ordering::Relaxed), 1, "on_start saw the new child");
+
+        supervisor.stop(Duration::from_secs(5)).await;
+        assert!(
+            gone_within(again, Duration::from_secs(5)),
+            "stopping it ends the program"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_program_that_keeps_exiting_before_it_is_healthy_is_started_again_ever_later_up_to_the_cap() {
+        let child = Spec::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let never_healthy = Probe::new(format!("http://127.0.0.1:{}/healthz", closed_port()))
+            .unwrap()
+            .every(Duration::from_millis(10));
+        let backoff = Backoff {
+            first: Duration::from_millis(10),
+            cap: Duration::from_millis(40),
+            reset_after: Duration::from_mins(1),
+        };
+        let (supervisor, mut events) = supervised(child, never_healthy, backoff, |_| Ok(()));
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let Event::Exited { status, restart_in } = next(&mut events).await else {
+                panic!("only exits")
+            };
+            assert_eq!(exit_reason(&status), "exit code 3");
+            waits.push(restart_in.as_millis());
+        }
+        assert_eq!(waits, [10, 20, 40, 40, 40]);
+        supervisor.stop(Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test]
+    async fn a_supervisor_told_to_stop_while_it_waits_to_start_again_stops_at_once() {
+        let child = sleeper();
+        let pid = child.pid().unwrap();
+        let backoff = Backoff {
+            first: Duration::from_mins(1),
+            ..Backoff::DEFAULT
+        };
+        let (supervisor, mut events) = supervised(child, always_healthy().await, backoff, |_| Ok(()));
+        kill(to_pid(pid).unwrap(), Signal::SIGKILL).unwrap();
+        assert!(matches!(next(&mut events).await, Event::Exited { .. }));
+        let asked = Instant::now();
+        supervisor.stop(STOP_DEADLINE).await;
+        assert!(asked.elapsed() < Duration::from_secs(5), "not the wait");
+        assert!(events.recv().await.is_none(), "and starts nothing");
     }
 
     #[tokio::test]

@@ -1,9 +1,10 @@
-//! The `devstack` commands.
+//! The `devstack` commands: `up` (the default) runs the whole stack and keeps its services
+//! running, `seed` seeds a project, `serve` runs one service.
 
 use anyhow::Context as _;
 use devstack::emulators::{self, Emulators};
 use devstack::gcp_like::{self, GcpLike};
-use devstack::process::{self, Output, Probe, Spec};
+use devstack::process::{self, Backoff, Event, Output, Probe, Spec, Supervisor};
 use devstack::{pubsub, router_of, seed};
 use gcp_models::pubsub_push::{Faults, Settings};
 use saga::contract::{PUSH_POLICY, Service};
@@ -26,6 +27,15 @@ pub struct UpArgs {
     /// Port for a Firestore emulator started here.
     #[arg(long, default_value_t = 8086)]
     firestore_port: u16,
+    /// The frontend's port; orders, inventory, payments and janitor take the four after it.
+    #[arg(long, default_value_t = Service::Frontend.local_port(),
+          value_parser = clap::value_parser!(u16).range(1..=65531))]
+    port_base: u16,
+    /// How often to call the janitor's sweep, which ends sagas past their deadline
+    /// (`SAGA_DEADLINE`, 5 minutes unless set), as Cloud Scheduler does every minute on
+    /// Google Cloud; `0s` turns it off.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    sweep_every: std::time::Duration,
     /// Who pushes the saga's messages to the workers: `emulator`, the emulator's own push
     /// (two requests in flight per subscription, no token), or `gcp`, as Google Cloud pushes
     /// (up to 3 × 80 in flight, an OIDC token per push checked by a model of Cloud Run's
@@ -79,6 +89,23 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Where the services listen: their [`Service::local_port`], moved to start at `--port-base`
+/// (so that two stacks can run side by side). A restarted service keeps its port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ports {
+    base: u16,
+}
+
+impl Ports {
+    fn of(self, service: Service) -> u16 {
+        self.base + (service.local_port() - Service::Frontend.local_port())
+    }
+
+    fn url(self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.of(service))
+    }
+}
+
 const COLOURS: [&str; 5] = ["\x1b[36m", "\x1b[32m", "\x1b[33m", "\x1b[35m", "\x1b[34m"];
 const RESET: &str = "\x1b[0m";
 
@@ -124,7 +151,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         pubsub::provision(
             &emulators.pubsub_endpoint(),
             &args.project,
-            worker_url,
+            |service| Ports { base: args.port_base }.url(service),
             &PUSH_POLICY,
         )
         .await?;
@@ -141,59 +168,178 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         report.created, report.kept
     ));
 
-    let children = start_services(&args, &emulators).await?;
-    let gcp = start_gcp_delivery(&args, &emulators, faults).await?;
-    print_banner(&args.project, &emulators, gcp.as_ref());
+    let ports = Ports { base: args.port_base };
+    let children = start_services(&args, &emulators, ports).await?;
+    let gcp = start_gcp_delivery(&args, &emulators, faults, ports).await?;
+    print_banner(&args.project, &emulators, gcp.as_ref(), ports, &children);
 
-    let outcome = tokio::select! {
-        () = saga::runtime::server::shutdown_signal() => Ok(()),
-        (i, exited) = process::first_exit(&children) => {
-            let how = exited.map_or_else(|e| e.to_string(), |status| status.to_string());
-            Err(anyhow::anyhow!("{} exited unexpectedly ({how})", Service::ALL[i]))
-        }
-    };
+    // From here on a service that exits is started again; only a signal ends the stack.
+    let supervisors = supervise(children, ports)?;
+    let sweeper = (!args.sweep_every.is_zero()).then(|| {
+        let (url, authorization) = match gcp
+            .as_ref()
+            .and_then(|g| Some((g.front_end(Service::Janitor)?, g)))
+        {
+            Some((front_end, g)) => (front_end.url(), Some(g.sweep_authorization())),
+            None => (ports.url(Service::Janitor), None),
+        };
+        tokio::spawn(sweep_on_a_timer(url, authorization, args.sweep_every))
+    });
+    saga::runtime::server::shutdown_signal().await;
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     if let Some(gcp) = gcp {
         gcp.stop().await;
     }
     say("stopping the services");
-    futures::future::join_all(children.iter().map(|c| c.stop(process::STOP_DEADLINE))).await;
+    futures::future::join_all(supervisors.into_iter().map(|s| s.stop(process::STOP_DEADLINE))).await;
     if emulators.started {
         say("stopping the emulators");
     }
     tokio::task::spawn_blocking(move || emulators.stop()).await?;
-    outcome
+    Ok(())
 }
 
 /// Starts the five services and waits until each is healthy.
-async fn start_services(args: &UpArgs, emulators: &Emulators) -> anyhow::Result<Vec<process::Child>> {
+async fn start_services(
+    args: &UpArgs,
+    emulators: &Emulators,
+    ports: Ports,
+) -> anyhow::Result<Vec<process::Child>> {
     let mut children = Vec::new();
-    for (i, service) in Service::ALL.into_iter().enumerate() {
+    for service in Service::ALL {
         let behind_front_end = args.push == Push::Gcp && service.takes_pushes();
         let extra = if behind_front_end {
             gcp_like::worker_env(&args.project, service)
         } else {
             Vec::new()
         };
-        children.push(spawn_service(
-            service,
-            &args.project,
-            emulators,
-            &extra,
-            COLOURS[i % COLOURS.len()],
-        )?);
+        let spec = service_spec(service, &args.project, emulators, ports, &extra)?;
+        let mut child = spec.spawn().with_context(|| format!("starting {service}"))?;
+        relay_output(&mut child, &output_prefix(service))?;
+        children.push(child);
     }
     for (service, child) in Service::ALL.into_iter().zip(&children) {
-        let probe = Probe::new(format!(
-            "http://127.0.0.1:{}{}",
-            service.local_port(),
-            saga::runtime::server::HEALTH_PATH
-        ))?;
         child
-            .wait_healthy(&probe)
+            .wait_healthy(&health_probe(ports, service)?)
             .await
             .with_context(|| format!("{service} did not become healthy"))?;
     }
     Ok(children)
+}
+
+/// A supervisor for each running service (in [`Service::ALL`]'s order), which starts it
+/// again from the same spec (so on the same port, with the same environment) when it exits,
+/// and says so.
+fn supervise(children: Vec<process::Child>, ports: Ports) -> anyhow::Result<Vec<Supervisor>> {
+    Service::ALL
+        .into_iter()
+        .zip(children)
+        .map(|(service, child)| {
+            let prefix = output_prefix(service);
+            Ok(Supervisor::start(
+                child,
+                health_probe(ports, service)?,
+                Backoff::DEFAULT,
+                move |child| relay_output(child, &prefix),
+                move |event| say(&restart_line(service, &event)),
+            ))
+        })
+        .collect()
+}
+
+/// What the devstack says when a supervisor reports `event` about `service`.
+fn restart_line(service: Service, event: &Event) -> String {
+    let secs = |d: &std::time::Duration| d.as_secs_f64();
+    match event {
+        Event::Exited { status, restart_in } => format!(
+            "{service} exited ({}); restarting in {} s",
+            process::exit_reason(status),
+            secs(restart_in)
+        ),
+        Event::StartFailed { error, restart_in } => format!(
+            "{service} could not be started again ({error:#}); trying again in {} s",
+            secs(restart_in)
+        ),
+        Event::Unhealthy { error, restart_in } => format!(
+            "{service} did not become healthy ({error}); restarting in {} s",
+            secs(restart_in)
+        ),
+        Event::Healthy { pid: Some(pid) } => format!("{service} is healthy again (pid {pid})"),
+        Event::Healthy { pid: None } => format!("{service} is healthy again"),
+    }
+}
+
+/// Calls the janitor's sweep at `base` every `every`, as Cloud Scheduler does on Google
+/// Cloud (with its token, under `--push gcp`), and says what each sweep ended.
+async fn sweep_on_a_timer(base: String, authorization: Option<String>, every: std::time::Duration) {
+    let http = reqwest::Client::new();
+    let url = format!("{base}{}", saga::contract::sweep::PATH);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mut request = http.post(&url).timeout(saga::contract::HANDLER_TIMEOUT * 2);
+        if let Some(header) = &authorization {
+            request = request.header("authorization", header);
+        }
+        match request.send().await {
+            Ok(answer) if answer.status().is_success() => {
+                if let Ok(report) = answer.json::<serde_json::Value>().await
+                    && let Some(line) = sweep_line(&report)
+                {
+                    say(&line);
+                }
+            }
+            Ok(answer) => say(&format!("the sweep answered {}", answer.status())),
+            Err(e) => say(&format!("could not call the sweep: {e}")),
+        }
+    }
+}
+
+/// What the devstack says about a sweep's report: nothing if it ended no saga.
+fn sweep_line(report: &serde_json::Value) -> Option<String> {
+    let ended: Vec<String> = report["sagas"]
+        .as_array()?
+        .iter()
+        .filter(|s| s["outcome"] == "done")
+        .map(|s| {
+            let step = s["step"].as_str().unwrap_or("?");
+            match (s["action"].as_str(), s["reason"].as_str()) {
+                (Some("relay"), _) => {
+                    format!("{} (relayed {step}'s message)", s["uuid"].as_str().unwrap_or("?"))
+                }
+                (Some("compensate"), Some(reason)) => {
+                    format!(
+                        "{} (compensated: {step} {reason})",
+                        s["uuid"].as_str().unwrap_or("?")
+                    )
+                }
+                (action, _) => format!(
+                    "{} ({})",
+                    s["uuid"].as_str().unwrap_or("?"),
+                    action.unwrap_or("?")
+                ),
+            }
+        })
+        .collect();
+    (!ended.is_empty()).then(|| {
+        format!(
+            "the sweep ended {} saga(s) past their deadline: {}",
+            ended.len(),
+            ended.join(", ")
+        )
+    })
+}
+
+/// `GET /healthz` of `service`.
+fn health_probe(ports: Ports, service: Service) -> anyhow::Result<Probe> {
+    Probe::new(format!(
+        "{}{}",
+        ports.url(service),
+        saga::runtime::server::HEALTH_PATH
+    ))
 }
 
 /// With `--push gcp`: provisions pulled subscriptions and starts the front ends and the
@@ -202,6 +348,7 @@ async fn start_gcp_delivery(
     args: &UpArgs,
     emulators: &Emulators,
     faults: Faults,
+    ports: Ports,
 ) -> anyhow::Result<Option<GcpLike>> {
     Ok(match args.push {
         Push::Emulator => None,
@@ -219,7 +366,7 @@ async fn start_gcp_delivery(
                 GcpLike::start(
                     &emulators.pubsub_endpoint(),
                     &args.project,
-                    worker_url,
+                    |service| ports.url(service),
                     &PUSH_POLICY,
                     settings,
                 )
@@ -229,50 +376,70 @@ async fn start_gcp_delivery(
     })
 }
 
-/// Where `service` listens.
-fn worker_url(service: Service) -> String {
-    format!("http://127.0.0.1:{}", service.local_port())
-}
-
-fn spawn_service(
+/// How `service` is started: `devstack serve SERVICE`, with its environment.
+fn service_spec(
     service: Service,
     project: &str,
     emulators: &Emulators,
+    ports: Ports,
     extra_env: &[(&'static str, String)],
-    colour: &str,
-) -> anyhow::Result<process::Child> {
+) -> anyhow::Result<Spec> {
     let exe = std::env::current_exe().context("finding the devstack binary")?;
-    // LOG_FORMAT=json shows the lines Cloud Logging would get, one JSON object per line and
-    // unprefixed (each names its service), ready for `jq`; text is the default here.
-    let log_format = std::env::var(env::LOG_FORMAT).unwrap_or_else(|_| "text".to_owned());
     let mut spec = Spec::new(exe)
         .arg("serve")
         .arg(service.name())
-        .env(env::PORT, service.local_port().to_string())
+        .env(env::PORT, ports.of(service).to_string())
         .env(env::PROJECT_ID, project)
         .env(env::PUBSUB_EMULATOR_HOST, &emulators.pubsub)
         .env(env::FIRESTORE_EMULATOR_HOST, &emulators.firestore)
-        .env(env::LOG_FORMAT, &log_format)
+        .env(env::LOG_FORMAT, log_format())
         .stdout(Output::Piped)
         .stderr(Output::Piped);
     for (key, value) in extra_env {
         spec = spec.env(key, value);
     }
-    let mut child = spec.spawn().with_context(|| format!("starting {service}"))?;
-    let prefix = if log_format == "json" {
+    Ok(spec)
+}
+
+/// The services' log format: `LOG_FORMAT=json` shows the lines Cloud Logging would get, one
+/// JSON object per line and unprefixed (each names its service), ready for `jq`; text is
+/// the default here.
+fn log_format() -> String {
+    std::env::var(env::LOG_FORMAT).unwrap_or_else(|_| "text".to_owned())
+}
+
+/// What precedes each of `service`'s lines: its name (coloured on a terminal), or nothing
+/// for JSON.
+fn output_prefix(service: Service) -> String {
+    let i = Service::ALL
+        .iter()
+        .position(|s| *s == service)
+        .unwrap_or_default();
+    let colour = COLOURS[i % COLOURS.len()];
+    if log_format() == "json" {
         String::new()
     } else if std::io::stderr().is_terminal() {
         format!("{colour}{:<9}|{RESET} ", service.name())
     } else {
         format!("{:<9} | ", service.name())
-    };
+    }
+}
+
+/// Copies a started service's stdout and stderr to ours, line by line after `prefix`.
+fn relay_output(child: &mut process::Child, prefix: &str) -> anyhow::Result<()> {
     if let Some(out) = child.take_stdout() {
-        tokio::spawn(relay(tokio::process::ChildStdout::from_std(out)?, prefix.clone()));
+        tokio::spawn(relay(
+            tokio::process::ChildStdout::from_std(out)?,
+            prefix.to_owned(),
+        ));
     }
     if let Some(err) = child.take_stderr() {
-        tokio::spawn(relay(tokio::process::ChildStderr::from_std(err)?, prefix));
+        tokio::spawn(relay(
+            tokio::process::ChildStderr::from_std(err)?,
+            prefix.to_owned(),
+        ));
     }
-    Ok(child)
+    Ok(())
 }
 
 async fn relay(stream: impl AsyncRead + Unpin, prefix: String) {
@@ -282,17 +449,24 @@ async fn relay(stream: impl AsyncRead + Unpin, prefix: String) {
     }
 }
 
-fn print_banner(project: &str, emulators: &Emulators, gcp: Option<&GcpLike>) {
+fn print_banner(
+    project: &str,
+    emulators: &Emulators,
+    gcp: Option<&GcpLike>,
+    ports: Ports,
+    children: &[process::Child],
+) {
     let mut lines = vec![String::new(), "the saga is running:".to_owned()];
-    for service in Service::ALL {
+    for (service, child) in Service::ALL.into_iter().zip(children) {
+        let pid = child.pid().map(|pid| format!(", pid {pid}")).unwrap_or_default();
         let behind = gcp
             .and_then(|g| g.front_end(service))
-            .map(|f| format!(" (pushed through its front end at {})", f.url()))
+            .map(|f| format!(", pushed through its front end at {}", f.url()))
             .unwrap_or_default();
         lines.push(format!(
-            "  {:<10} {}{behind}",
+            "  {:<10} {} (devstack serve {service}{pid}{behind})",
             service.name(),
-            worker_url(service)
+            ports.url(service)
         ));
     }
     lines.push(match gcp {
@@ -312,7 +486,7 @@ fn print_banner(project: &str, emulators: &Emulators, gcp: Option<&GcpLike>) {
     lines.push("place an order:".to_owned());
     lines.push(format!(
         "  curl -X POST http://127.0.0.1:{}/order -H 'Content-Type: application/json' -d '{{\"item\":\"widget\",\"quantity\":50,\"user\":\"jack\"}}'",
-        Service::Frontend.local_port()
+        ports.of(Service::Frontend)
     ));
     lines.push("read outcomes:".to_owned());
     lines.push(format!(
@@ -321,7 +495,7 @@ fn print_banner(project: &str, emulators: &Emulators, gcp: Option<&GcpLike>) {
     ));
     lines.push("  gcloud pubsub subscriptions pull payment-created-sub --auto-ack".to_owned());
     lines.push("  gcloud pubsub subscriptions pull error-cli-sub --auto-ack".to_owned());
-    lines.push("stop with Ctrl-C".to_owned());
+    lines.push("a service that exits is started again; stop everything with Ctrl-C".to_owned());
     lines.push(String::new());
     for line in lines {
         say(&line);
@@ -367,4 +541,93 @@ pub async fn seed_project(project: &str) -> ExitCode {
 /// does not outlive a `devstack` that was killed: see [`devstack::process`].
 pub async fn serve(service: Service) -> ExitCode {
     saga::runtime::service::main(service, router_of(service)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::ExitStatus;
+    use std::time::Duration;
+
+    #[test]
+    fn the_services_take_their_local_ports_by_default_and_keep_their_order_from_another_base() {
+        let table = [
+            (8080, Service::Frontend, 8080),
+            (8080, Service::Inventory, 8082),
+            (8080, Service::Janitor, 8084),
+            (18_000, Service::Frontend, 18_000),
+            (18_000, Service::Orders, 18_001),
+            (18_000, Service::Payments, 18_003),
+            (65_531, Service::Janitor, 65_535),
+        ];
+        for (base, service, port) in table {
+            assert_eq!(Ports { base }.of(service), port, "{service} from {base}");
+        }
+        assert_eq!(
+            Ports { base: 9000 }.url(Service::Inventory),
+            "http://127.0.0.1:9002"
+        );
+    }
+
+    #[test]
+    fn a_sweep_is_reported_only_when_it_ended_a_saga_naming_each_and_what_was_done() {
+        let table = [
+            (serde_json::json!({"sagas": []}), None),
+            (
+                serde_json::json!({"sagas": [{"uuid": "a", "action": "relay", "step": "orders", "outcome": "dry_run"}]}),
+                None,
+            ),
+            (
+                serde_json::json!({"sagas": [
+                    {"uuid": "a", "action": "relay", "step": "inventory", "outcome": "done"},
+                    {"uuid": "b", "action": "compensate", "step": "orders", "reason": "timed_out", "outcome": "done"},
+                    {"uuid": "c", "action": "relay", "step": "orders", "outcome": "could not read"},
+                ]}),
+                Some(
+                    "the sweep ended 2 saga(s) past their deadline: a (relayed inventory's message), \
+                     b (compensated: orders timed_out)",
+                ),
+            ),
+            (serde_json::json!("not a report"), None),
+        ];
+        for (report, line) in table {
+            assert_eq!(sweep_line(&report).as_deref(), line, "{report}");
+        }
+    }
+
+    #[test]
+    fn each_restart_event_reads_as_one_line_naming_the_service() {
+        let table = [
+            (
+                Event::Exited {
+                    status: Ok(ExitStatus::from_raw(9)),
+                    restart_in: Duration::from_millis(500),
+                },
+                "inventory exited (signal 9); restarting in 0.5 s",
+            ),
+            (
+                Event::Exited {
+                    status: Ok(ExitStatus::from_raw(1 << 8)),
+                    restart_in: Duration::from_secs(2),
+                },
+                "inventory exited (exit code 1); restarting in 2 s",
+            ),
+            (
+                Event::StartFailed {
+                    error: anyhow::anyhow!("no such file"),
+                    restart_in: Duration::from_secs(10),
+                },
+                "inventory could not be started again (no such file); trying again in 10 s",
+            ),
+            (
+                Event::Healthy { pid: Some(4321) },
+                "inventory is healthy again (pid 4321)",
+            ),
+            (Event::Healthy { pid: None }, "inventory is healthy again"),
+        ];
+        for (event, line) in table {
+            assert_eq!(restart_line(Service::Inventory, &event), line);
+        }
+    }
 }

@@ -4,7 +4,9 @@
 // A failed unwrap in a test is a failed assertion.
 #![allow(clippy::unwrap_used)]
 
-use devstack::emulators::{Emulators, Options};
+mod common;
+
+use common::{emulators, free_port, project};
 use devstack::process::{Child, Output, Probe, STOP_DEADLINE, Spec};
 use devstack::pubsub::Puller;
 use saga::contract::{PUSH_POLICY, Service};
@@ -13,36 +15,9 @@ use saga::gcp::store::Store;
 use saga::runtime::config::env;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-
-static EMULATORS: OnceLock<Emulators> = OnceLock::new();
-
-fn emulators() -> &'static Emulators {
-    EMULATORS.get_or_init(|| {
-        let options = Options {
-            pubsub_port: 0,
-            firestore_port: 0,
-            log_dir: std::env::temp_dir().join(format!("saga-devstack-tests-{}", std::process::id())),
-            progress: false,
-        };
-        Emulators::reuse_or_start(&options)
-            .unwrap_or_else(|e| panic!("these tests need the Pub/Sub and Firestore emulators: {e:#}"))
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn project(name: &str) -> String {
-    format!("t-{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-}
 
 /// A service process and the lines it printed.
 struct Process {

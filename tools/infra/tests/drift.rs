@@ -6,7 +6,9 @@
 use anyhow::{Context as _, Result, ensure};
 use hcl::Value;
 use infra::{Instance, Terraform, address, reference, terraform_dir};
-use saga::contract::{Delivery, HANDLER_TIMEOUT, PUSH_POLICY, RETENTION, SUBSCRIPTIONS, Service, Topic};
+use saga::contract::{
+    Delivery, HANDLER_TIMEOUT, PUSH_POLICY, RETENTION, SUBSCRIPTIONS, Service, Topic, sweep,
+};
 use saga::runtime::config;
 use saga::runtime::config::Provider;
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +59,10 @@ fn service_account_email(service: Service) -> String {
 
 fn push_account_email() -> String {
     attr("google_service_account", "push", None, "email")
+}
+
+fn sweep_account_email() -> String {
+    attr("google_service_account", "sweep", None, "email")
 }
 
 fn pubsub_agent() -> String {
@@ -390,7 +396,8 @@ fn each_service_account_may_publish_exactly_to_the_topics_its_service_publishes_
 }
 
 #[test]
-fn the_frontend_alone_is_public_and_the_workers_admit_only_the_push_account() -> Result<()> {
+fn the_frontend_alone_is_public_and_the_workers_admit_only_the_push_account_and_the_janitor_the_sweeps_too()
+-> Result<()> {
     let tf = terraform();
     let runs = cloud_run(&tf)?;
     for service in Service::ALL {
@@ -421,14 +428,17 @@ fn the_frontend_alone_is_public_and_the_workers_admit_only_the_push_account() ->
             Some(service.name()),
             "name",
         );
-        let expected = if service.takes_pushes() {
+        let mut expected = BTreeSet::from([if service.takes_pushes() {
             format!("serviceAccount:{}", push_account_email())
         } else {
             "allUsers".to_owned()
-        };
+        }]);
+        if service == Service::Janitor {
+            expected.insert(format!("serviceAccount:{}", sweep_account_email()));
+        }
         assert_eq!(
             invokers.remove(&name).unwrap_or_default(),
-            BTreeSet::from([expected]),
+            expected,
             "{service}: who may invoke it"
         );
     }
@@ -559,5 +569,84 @@ fn the_frontend_lists_everyones_orders_only_when_order_list_enabled_says_so() ->
             assert_eq!(parsed.order_list, list, "{name}: with {vars:?}");
         }
     }
+    Ok(())
+}
+
+#[test]
+fn the_scheduler_sweeps_the_janitor_on_the_contracts_schedule_as_the_one_account_it_accepts() -> Result<()> {
+    let tf = terraform();
+    let job = tf.resource("google_cloud_scheduler_job", "sweep")?;
+    assert_eq!(job.str("schedule")?, sweep::SCHEDULE);
+    assert_eq!(job.str("http_target.0.http_method")?, "POST");
+    assert_eq!(
+        job.str("http_target.0.uri")?,
+        format!("{}{}", service_uri(Service::Janitor), sweep::PATH)
+    );
+    assert_eq!(
+        job.str("http_target.0.oidc_token.0.service_account_email")?,
+        sweep_account_email()
+    );
+    let janitor = env_of(&cloud_run(&tf)?[Service::Janitor.name()])?;
+    assert_eq!(
+        job.str("http_target.0.oidc_token.0.audience")?,
+        janitor[config::env::PUSH_AUDIENCE],
+        "the token is for the audience the janitor checks"
+    );
+    assert_eq!(
+        janitor[config::env::SWEEP_SERVICE_ACCOUNT],
+        sweep_account_email(),
+        "the janitor accepts the scheduler's account on the sweep"
+    );
+    let attempt: u64 = job
+        .str("attempt_deadline")?
+        .trim_end_matches('s')
+        .parse()
+        .context("attempt_deadline in seconds")?;
+    assert!(
+        Duration::from_secs(attempt) > HANDLER_TIMEOUT,
+        "the scheduler waits for the janitor's answer ({attempt}s)"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_sweeps_query_has_its_index_and_the_deadline_is_one_the_janitor_reads() -> Result<()> {
+    let tf = terraform();
+    let index = tf.resource("google_firestore_index", "open_sagas")?;
+    assert_eq!(index.str("collection")?, saga::contract::collections::SAGAS);
+    assert_eq!(index.str("query_scope")?, "COLLECTION");
+    let fields: Vec<(&str, &str)> = match index.get("fields")? {
+        Value::Array(fields) => fields
+            .iter()
+            .map(|f| {
+                (
+                    infra::lookup(f, "field_path")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    infra::lookup(f, "order")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+        other => anyhow::bail!("fields is {other:?}"),
+    };
+    let expected: Vec<(&str, &str)> = sweep::INDEX_FIELDS.iter().map(|f| (*f, "ASCENDING")).collect();
+    assert_eq!(fields, expected);
+
+    for (deadline, minutes) in [("5m", 5), ("90m", 90), ("1h", 60)] {
+        let tf = terraform_with(&[("saga_deadline", Value::from(deadline))]);
+        let env = env_of(&cloud_run(&tf)?[Service::Janitor.name()])?;
+        // As Cloud Run runs it: with K_SERVICE, which it sets itself.
+        let parsed = config::Config::from_lookup(Service::Janitor, |k| match k {
+            "K_SERVICE" => Some("janitor".to_owned()),
+            k => env.get(k).cloned(),
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(parsed.saga_deadline, Duration::from_mins(minutes), "{deadline}");
+    }
+    let default = env_of(&cloud_run(&tf)?[Service::Janitor.name()])?;
+    assert_eq!(default[config::env::SAGA_DEADLINE], "5m");
+    assert_eq!(sweep::DEFAULT_DEADLINE, Duration::from_mins(5));
     Ok(())
 }

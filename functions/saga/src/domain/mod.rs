@@ -278,6 +278,8 @@ pub enum Reason {
     /// A step could never read its message (too large, or malformed), and it was
     /// dead-lettered: the janitor failed the step on its behalf.
     Undeliverable,
+    /// The saga did not end by its deadline (`SAGA_DEADLINE`), and the sweep ended it.
+    TimedOut,
 }
 
 impl Reason {
@@ -292,11 +294,12 @@ impl Reason {
             Reason::InvoiceOverflow => "invoice_overflow",
             Reason::RetriesExhausted => "retries_exhausted",
             Reason::Undeliverable => "undeliverable",
+            Reason::TimedOut => "timed_out",
         }
     }
 
     /// Every reason.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::UnknownUser,
         Reason::UnknownItem,
         Reason::InsufficientStock,
@@ -305,6 +308,7 @@ impl Reason {
         Reason::InvoiceOverflow,
         Reason::RetriesExhausted,
         Reason::Undeliverable,
+        Reason::TimedOut,
     ];
 
     /// The human-readable `status` of the `error` message when `step` fails `order` for this
@@ -327,6 +331,7 @@ impl Reason {
                 format!("Order failed: {step} gave up after repeated delivery attempts")
             }
             Reason::Undeliverable => format!("Order failed: the message for {step} could not be delivered"),
+            Reason::TimedOut => format!("Order failed: it stopped at {step} and did not end in time"),
         }
     }
 }

@@ -36,7 +36,7 @@ impl Deadline {
 
     /// Whether a publish started now gets its full timeout before the handler is cut off;
     /// a publish that cannot would only be dropped half-way, wasting the attempt.
-    pub(super) fn leaves_time_to_publish(self) -> bool {
+    pub fn leaves_time_to_publish(self) -> bool {
         self.left_for_publish() >= PUBLISH_TIMEOUT
     }
 }

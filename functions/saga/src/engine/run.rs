@@ -194,6 +194,21 @@ impl Found {
     }
 }
 
+/// Publishes the stored message of `service`'s record of saga `uuid` unless something
+/// proves it delivered: what a duplicate delivery of the message that step read would do,
+/// for a caller that has no such message (the sweep).
+pub async fn relay(
+    clients: &Clients,
+    uuid: crate::domain::SagaId,
+    service: Service,
+    deadline: Deadline,
+) -> Result<Handled, StepError> {
+    let path = records::step(uuid, service);
+    let evidence = evidence_paths(uuid, service);
+    let found = Found::read(clients, &path, &evidence).await?;
+    resume(clients, &path, &evidence, found, deadline).await
+}
+
 /// Finishes a step whose record already exists: a duplicate or a redelivery. `evidence`
 /// are the paths [`Found`]'s proofs were read from, to read them again while another
 /// delivery holds the publish lease (for at most [`LEASE_WAIT`], and only while a publish
@@ -324,6 +339,10 @@ pub(super) async fn publish_and_mark(
         Some(&["published", "published_at"]),
         Some(Precondition::Exists),
     );
+    // A message no step reads is the saga's last: once it is out, nothing is left to do.
+    if let Some(view) = path.parent() {
+        super::status::mark_ended(&mut writes, view);
+    }
     if let Err(e) = timed("mark", clients.store.commit(writes)).await {
         // The message is out, which is what the ack promises. Left unmarked, the record
         // only makes a later duplicate delivery publish the same message once more.

@@ -52,6 +52,12 @@ pub struct StatusDoc {
     /// When the saga was first seen (its earliest stage): recent sagas sort by it.
     #[serde(default)]
     pub created: i64,
+    /// When nothing was left to do for it, 0 until then: when its last message (`payment-
+    /// created` or `compensated`) was confirmed published ([`mark_ended`]). The sweep looks
+    /// for open sagas by it. Every step writes 0 with Firestore's `maximum`, which creates
+    /// the field and never lowers it, so no late write reopens a saga.
+    #[serde(default)]
+    pub ended: i64,
 }
 
 impl StatusDoc {
@@ -200,6 +206,11 @@ impl StatusEvent {
     #[must_use]
     pub fn after(mut self, stage: Stage, at: i64, msg: &SagaMessage) -> Self {
         self.arrival = Some((stage, at, msg.status.clone()));
+        if stage == Stage::Failed {
+            // The same value the failing step wrote, so the order of the writes is moot; it
+            // is the only one when the janitor failed the step itself (the sweep).
+            self.failed_step = msg.step.map(|s| s.name().to_owned());
+        }
         self
     }
 
@@ -227,6 +238,7 @@ impl StatusEvent {
             .as_ref()
             .map_or(self.at, |(_, at, _)| self.at.min(*at));
         transforms.push(("created".to_owned(), Transform::Minimum(earliest)));
+        transforms.push((ENDED.to_owned(), Transform::Maximum(0)));
         let fields = EventFields {
             uuid: &self.uuid,
             user: &self.user,
@@ -277,6 +289,27 @@ impl Inbound {
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
     firestore::jiff::Timestamp::now().as_microsecond()
+}
+
+/// The field of [`StatusDoc::ended`].
+pub const ENDED: &str = "ended";
+
+/// Queues the write that closes the saga of the view at `view`: its last message is out.
+/// The sweep looks no more at a saga so marked.
+pub fn mark_ended(writes: &mut WriteSet, view: DocPath) {
+    writes.upsert(
+        view,
+        &serde_json::Map::new(),
+        Vec::new(),
+        vec![(ENDED.to_owned(), Transform::Maximum(now_micros()))],
+    );
+}
+
+/// Queues the view's first write, `received`, for the saga that `msg` starts: the frontend
+/// commits it before it publishes `msg`, so that every accepted saga is in the view, and the
+/// sweep finds it if it stops before its first step.
+pub fn record_received(writes: &mut WriteSet, msg: &SagaMessage) {
+    StatusEvent::new(Stage::Received, now_micros(), msg).write(super::records::saga(msg.uuid), writes);
 }
 
 /// Queues the view's write for `service`, which read `msg` (delivered as `inbound`) and
@@ -387,6 +420,34 @@ mod tests {
                 "{order:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_step_opens_the_saga_and_only_the_mark_of_its_last_message_closes_it() {
+        let m = msg();
+        for stage in [
+            Stage::Received,
+            Stage::OrderCreated,
+            Stage::Completed,
+            Stage::Compensated,
+        ] {
+            let mut writes = WriteSet::new();
+            event(stage, 5, &m).write(DocPath::new(["sagas", "x"]), &mut writes);
+            let debug = format!("{writes:?}");
+            assert!(debug.contains("\"ended\", Maximum(0)"), "{stage:?}: {debug}");
+        }
+        let mut writes = WriteSet::new();
+        mark_ended(&mut writes, DocPath::new(["sagas", "x"]));
+        let debug = format!("{writes:?}");
+        assert!(
+            debug.contains("\"ended\", Maximum(") && !debug.contains("Maximum(0)"),
+            "{debug}"
+        );
+        assert_eq!(
+            writes.documents(),
+            [("sagas/x", None)],
+            "blind: no read, no precondition"
+        );
     }
 
     #[test]

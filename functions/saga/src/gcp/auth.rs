@@ -70,6 +70,17 @@ pub enum PushAuth {
 }
 
 impl PushAuth {
+    /// The same check for tokens issued to `account` instead of the push account: for a
+    /// caller other than Pub/Sub on the same service (Cloud Scheduler calling the sweep).
+    #[must_use]
+    pub fn for_account(&self, account: &str) -> PushAuth {
+        let mut auth = self.clone();
+        if let PushAuth::CloudRunIam { expected, .. } | PushAuth::Signature { expected, .. } = &mut auth {
+            account.clone_into(&mut expected.service_account);
+        }
+        auth
+    }
+
     /// The mode's name, as `PUSH_AUTH` ([`crate::runtime::config::env::PUSH_AUTH`]) spells it.
     pub fn name(&self) -> &'static str {
         match self {

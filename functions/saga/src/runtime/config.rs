@@ -5,6 +5,7 @@ use crate::gcp::auth::{PushAuth, PushIdentity};
 use crate::gcp::bus::PubSubTarget;
 use crate::gcp::store::FirestoreTarget;
 use std::fmt;
+use std::time::Duration;
 
 /// The environment variables a service reads. Terraform must set exactly the ones a
 /// deployment needs, and a test compares the two lists.
@@ -37,6 +38,14 @@ pub mod env {
     /// sagas (see [`OrderList`](super::OrderList)). Off by default on Cloud Run, where
     /// Terraform sets it; on elsewhere.
     pub const ORDER_LIST: &str = "ORDER_LIST";
+    /// The janitor only: how long a saga may run before the sweep ends it, as `5m` or
+    /// `300s` (default [`crate::contract::sweep::DEFAULT_DEADLINE`]).
+    pub const SAGA_DEADLINE: &str = "SAGA_DEADLINE";
+    /// The janitor only: the service account Cloud Scheduler calls the sweep as; its tokens
+    /// are checked as push tokens are ([`PUSH_AUTH`]), with this account in place of
+    /// [`PUSH_SERVICE_ACCOUNT`]. Unset: the sweep endpoint refuses every call unless push
+    /// tokens are not checked at all.
+    pub const SWEEP_SERVICE_ACCOUNT: &str = "SWEEP_SERVICE_ACCOUNT";
 }
 
 /// Who gives an environment variable its value in a Cloud Run deployment.
@@ -85,6 +94,12 @@ pub fn reads(service: Service) -> Vec<EnvVar> {
     }
     if service == Service::Frontend {
         vars.push(var(env::ORDER_LIST, Deployment));
+    }
+    if service == Service::Janitor {
+        vars.extend([
+            var(env::SAGA_DEADLINE, Deployment),
+            var(env::SWEEP_SERVICE_ACCOUNT, Deployment),
+        ]);
     }
     vars
 }
@@ -179,6 +194,10 @@ pub struct Config {
     pub push_auth: PushAuth,
     /// Whether `GET /orders` lists everyone's sagas (only the frontend uses it).
     pub order_list: OrderList,
+    /// How long a saga may run before the sweep ends it (only the janitor uses it).
+    pub saga_deadline: Duration,
+    /// Who may call the sweep, checked as push tokens are (only the janitor uses it).
+    pub sweep_account: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -192,6 +211,8 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("push_auth", &self.push_auth)
             .field("order_list", &self.order_list)
+            .field("saga_deadline", &self.saga_deadline)
+            .field("sweep_account", &self.sweep_account)
             .finish()
     }
 }
@@ -261,11 +282,26 @@ impl Config {
                 });
             }
         };
+        let saga_deadline = match get(env::SAGA_DEADLINE) {
+            None => crate::contract::sweep::DEFAULT_DEADLINE,
+            Some(v) => match humantime::parse_duration(&v) {
+                Ok(d) if d >= Duration::from_mins(1) => d,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: env::SAGA_DEADLINE,
+                        value: v,
+                        problem: "expected a duration of a minute or more, such as `5m` or `300s`",
+                    });
+                }
+            },
+        };
         Ok(Config {
             service,
             port,
             push_auth,
             order_list,
+            saga_deadline,
+            sweep_account: get(env::SWEEP_SERVICE_ACCOUNT),
             pubsub: PubSubTarget {
                 project: project.clone(),
                 emulator_endpoint: get(env::PUBSUB_EMULATOR_HOST).map(|h| format!("http://{h}")),
@@ -295,6 +331,8 @@ impl Config {
             log_format: LogFormat::Text,
             push_auth: PushAuth::Off,
             order_list: OrderList::On,
+            saga_deadline: crate::contract::sweep::DEFAULT_DEADLINE,
+            sweep_account: None,
         }
     }
 
@@ -552,6 +590,31 @@ mod tests {
                 .any(|v| v.name == env::ORDER_LIST && v.provider == Provider::Deployment)
         );
         assert!(!reads(Service::Orders).iter().any(|v| v.name == env::ORDER_LIST));
+    }
+
+    #[test]
+    fn the_saga_deadline_reads_as_a_duration_of_a_minute_or_more() {
+        let minutes = |m| Duration::from_mins(m);
+        for (value, want) in [
+            (None, Ok(minutes(5))),
+            (Some("10m"), Ok(minutes(10))),
+            (Some("90s"), Ok(Duration::from_secs(90))),
+            (Some("1h 30m"), Ok(minutes(90))),
+            (Some("30s"), Err("a minute or more")),
+            (Some("300"), Err("SAGA_DEADLINE=\"300\"")),
+            (Some("soon"), Err("such as `5m`")),
+        ] {
+            let got = Config::from_lookup(Service::Janitor, |k| match k {
+                "PROJECT_ID" => Some("p".into()),
+                "SAGA_DEADLINE" => value.map(str::to_owned),
+                _ => None,
+            });
+            match (got, want) {
+                (Ok(c), Ok(deadline)) => assert_eq!(c.saga_deadline, deadline, "{value:?}"),
+                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{value:?}: {e}"),
+                (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -57,6 +57,13 @@ impl DocPath {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The document this one's collection belongs to: `sagas/u` for `sagas/u/steps/s`.
+    pub fn parent(&self) -> Option<DocPath> {
+        let mut parts: Vec<&str> = self.0.split('/').collect();
+        parts.truncate(parts.len().checked_sub(2)?);
+        (!parts.is_empty()).then(|| DocPath(parts.join("/")))
+    }
 }
 
 impl fmt::Display for DocPath {
@@ -192,6 +199,8 @@ pub enum Transform {
     Increment(i64),
     /// Keeps the smaller of the current value and this one (sets it if absent).
     Minimum(i64),
+    /// Keeps the larger of the current value and this one (sets it if absent).
+    Maximum(i64),
 }
 
 impl WriteSet {
@@ -405,6 +414,40 @@ impl Store {
         Ok(docs.into_iter().map(|doc| Snapshot { doc }).collect())
     }
 
+    /// Up to `limit` documents of the top-level `collection` whose integer `flag` is
+    /// `flag_value` and whose integer `field` is below `before`, smallest `field` first.
+    /// Firestore needs a composite index on (`flag`, `field`) for it (Terraform creates the
+    /// one the sweep uses; the emulator needs none).
+    pub async fn flagged_before(
+        &self,
+        collection: &str,
+        flag: (&str, i64),
+        field: &str,
+        before: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Snapshot>> {
+        let query = self
+            .db
+            .fluent()
+            .select()
+            .from(collection)
+            .filter(|q| q.for_all([q.field(flag.0).eq(flag.1), q.field(field).less_than(before)]))
+            .order(|o| o.fields([o.field(field).asc()]))
+            .limit(limit)
+            .query();
+        let docs = tokio::time::timeout(CALL_TIMEOUT, query)
+            .await
+            .context("querying Firestore timed out")?
+            .with_context(|| {
+                format!(
+                    "querying {collection} where {} = {} and {field} < {before}",
+                    flag.0, flag.1
+                )
+            })?;
+        tracing::debug!(target: "saga::reads", documents = docs.len().max(1), "read");
+        Ok(docs.into_iter().map(|doc| Snapshot { doc }).collect())
+    }
+
     /// Applies every write of `set` atomically, or none of them. Returns each written
     /// document's new update time, in the order the writes were queued.
     pub async fn commit(&self, set: WriteSet) -> Result<Vec<Timestamp>, CommitError> {
@@ -444,6 +487,7 @@ impl Store {
                 transform_type: Some(match transform {
                     Transform::Increment(by) => TransformType::Increment(integer(by)),
                     Transform::Minimum(n) => TransformType::Minimum(integer(n)),
+                    Transform::Maximum(n) => TransformType::Maximum(integer(n)),
                 }),
             })
             .collect();

@@ -1,0 +1,694 @@
+//! The sweep: ends the sagas that passed their deadline, whatever stopped them.
+//!
+//! Every saga has a deadline, `SAGA_DEADLINE` after it was received (5 minutes by
+//! default). Pub/Sub's retries and dead-lettering end almost every saga long before; the
+//! sweep is for what they cannot: a janitor outage longer than its subscriptions keep
+//! messages, a message lost before its first step, a bug. It finds the open sagas past the
+//! deadline by the status view's `ended == 0` and `created` (an indexed query), and for
+//! each decides from its step records ([`decide`], pure) one of:
+//!
+//! - **relay**: the last step that ran holds a message nothing proves delivered (no record
+//!   of the step that reads it): publish it again, through the engine's own path for a
+//!   duplicate delivery ([`saga::engine::relay`]), under the record's publish lease. Only
+//!   within twice the deadline: a saga that a relay did not move on by then is compensated.
+//! - **compensate**: through the janitor's one compensation path ([`crate::compensate`]),
+//!   exactly once however many sweeps race (the janitor's record is created only if absent),
+//!   tombstoning the steps that never ran so that a message still in flight cannot run them
+//!   later. For a step that failed, with its own failure; otherwise as `timed_out`, failing
+//!   the first step that did not run. A paid saga is never compensated.
+//! - **leave**: it ended after all (paid, or compensated) and only its view says otherwise;
+//!   the view's `ended` is set so the next sweep does not look at it again.
+//!
+//! Every action is idempotent, so a sweep is safe to run twice at once and to repeat.
+
+use crate::compensate;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use futures::StreamExt as _;
+use saga::contract::{Service, collections, sweep as contract};
+use saga::domain::{Order, Quantity, Reason, SagaId};
+use saga::engine::records::{self, StepRecord, StepState};
+use saga::engine::status::{self, StatusDoc};
+use saga::engine::{self, Deadline, Handled, Inbound, StepError};
+use saga::gcp::Clients;
+use saga::gcp::auth::{AuthError, PushAuth, PushVerifier};
+use saga::gcp::store::WriteSet;
+use saga::runtime::config::{Config, env};
+use saga::runtime::server::AnswerLog;
+use saga::wire::message::SagaMessage;
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+/// The forward steps, in the order a saga runs them.
+const FORWARD: [Service; 3] = [Service::Orders, Service::Inventory, Service::Payments];
+
+/// How many sagas one sweep works on at once.
+const CONCURRENCY: usize = 8;
+
+/// How a sweep runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// How long a saga may run, from `received`, before the sweep ends it.
+    pub deadline: Duration,
+    /// Decide, and report, but change nothing.
+    pub dry_run: bool,
+    /// Most sagas to look at; the next sweep takes the rest.
+    pub limit: u32,
+}
+
+impl Options {
+    /// A sweep of sagas older than `deadline`, with the contract's batch size.
+    pub fn new(deadline: Duration) -> Self {
+        Options {
+            deadline,
+            dry_run: false,
+            limit: contract::BATCH,
+        }
+    }
+}
+
+/// What the sweep does to one saga.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Publish `step`'s stored message again: nothing proves it delivered.
+    Relay {
+        /// The step whose record holds the message.
+        #[serde(serialize_with = "by_name")]
+        step: Service,
+    },
+    /// Compensate the saga, `step` having failed for `reason`.
+    Compensate {
+        /// The step that failed, or the first that did not run.
+        #[serde(serialize_with = "by_name")]
+        step: Service,
+        /// Its failure, or `timed_out`.
+        reason: Reason,
+    },
+    /// Nothing to undo or send: the saga ended, and only its view is behind.
+    Leave {
+        /// Why.
+        why: &'static str,
+    },
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's serialize_with passes a reference"
+)]
+fn by_name<S: Serializer>(service: &Service, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(service.name())
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Relay { step } => write!(f, "relay {step}'s message"),
+            Action::Compensate { step, reason } => {
+                write!(f, "compensate ({step} failed: {})", reason.as_str())
+            }
+            Action::Leave { why } => write!(f, "leave ({why})"),
+        }
+    }
+}
+
+/// What the sweep read of one saga: its view and its records.
+#[derive(Clone, Debug, Default)]
+pub struct Saga {
+    /// `sagas/{uuid}`.
+    pub view: StatusDoc,
+    /// The forward steps' records, in [`FORWARD`] order.
+    pub steps: [Option<StepRecord>; 3],
+    /// The compensation's record.
+    pub janitor: Option<StepRecord>,
+}
+
+/// What to do with `saga`, `age` after it was received, given the saga `deadline`.
+pub fn decide(saga: &Saga, age: Duration, deadline: Duration) -> Action {
+    if let Some(janitor) = &saga.janitor {
+        return if janitor.published {
+            Action::Leave { why: "compensated" }
+        } else {
+            Action::Relay {
+                step: Service::Janitor,
+            }
+        };
+    }
+    let mut last_done = None;
+    for (service, record) in FORWARD.into_iter().zip(&saga.steps) {
+        let Some(record) = record else { break };
+        match record.state {
+            StepState::Done if service == Service::Payments => {
+                return if record.published {
+                    Action::Leave { why: "paid" }
+                } else {
+                    Action::Relay { step: service }
+                };
+            }
+            StepState::Done => last_done = Some(service),
+            StepState::Rejected | StepState::Failed => {
+                let reason = record
+                    .reason
+                    .as_deref()
+                    .and_then(|r| Reason::ALL.into_iter().find(|x| x.as_str() == r))
+                    .unwrap_or(Reason::TimedOut);
+                return Action::Compensate {
+                    step: service,
+                    reason,
+                };
+            }
+            // Only a compensation writes these, with its own record: a half-written saga.
+            StepState::Compensated | StepState::Tombstone => {
+                return Action::Compensate {
+                    step: service,
+                    reason: Reason::TimedOut,
+                };
+            }
+        }
+    }
+    match last_done {
+        Some(step) if age < deadline.saturating_mul(2) => Action::Relay { step },
+        _ => {
+            let next = last_done.map_or(0, |s| FORWARD.iter().position(|f| *f == s).map_or(0, |i| i + 1));
+            Action::Compensate {
+                step: FORWARD[next.min(FORWARD.len() - 1)],
+                reason: Reason::TimedOut,
+            }
+        }
+    }
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Whether it changed nothing.
+    pub dry_run: bool,
+    /// The open sagas past their deadline it looked at.
+    pub examined: usize,
+    /// Each of them.
+    pub sagas: Vec<Swept>,
+}
+
+/// What a sweep did to one saga.
+#[derive(Clone, Debug, Serialize)]
+pub struct Swept {
+    /// The saga.
+    pub uuid: String,
+    /// Seconds since it was received.
+    pub age_secs: u64,
+    /// Where it stood.
+    pub stage: &'static str,
+    /// What the sweep decided; `None` when it could not read the saga or ran out of time.
+    #[serde(flatten)]
+    pub action: Option<Action>,
+    /// `done`, `dry_run`, or what went wrong (the next sweep tries again).
+    pub outcome: String,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.dry_run { "would end" } else { "ended" };
+        writeln!(
+            f,
+            "{} open saga(s) past the deadline; {verb} {}",
+            self.examined,
+            self.sagas.iter().filter(|s| s.ended()).count()
+        )?;
+        for s in &self.sagas {
+            let action = s.action.map_or_else(|| "-".to_owned(), |a| a.to_string());
+            writeln!(
+                f,
+                "{}  {:>6}s  {:<14} {action}: {}",
+                s.uuid, s.age_secs, s.stage, s.outcome
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Swept {
+    fn ended(&self) -> bool {
+        matches!(self.outcome.as_str(), "done" | "dry_run")
+    }
+}
+
+/// Sweeps once: looks at up to `options.limit` open sagas received more than
+/// `options.deadline` ago and ends each, while `until` leaves time. `Err` only if the
+/// open sagas cannot be listed; a saga that could not be ended says so in the report.
+///
+/// # Errors
+/// When Firestore cannot be queried.
+pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> anyhow::Result<Report> {
+    let now = status::now_micros();
+    let cutoff = now.saturating_sub(micros(options.deadline));
+    let open = clients
+        .store
+        .flagged_before(
+            collections::SAGAS,
+            (contract::INDEX_FIELDS[0], 0),
+            contract::INDEX_FIELDS[1],
+            cutoff,
+            options.limit,
+        )
+        .await?;
+    let views: Vec<StatusDoc> = open
+        .into_iter()
+        .filter_map(|doc| match doc.decode::<StatusDoc>() {
+            Ok(view) => Some(view),
+            Err(e) => {
+                tracing::error!(error = %e, "an unreadable saga view; the sweep skips it");
+                None
+            }
+        })
+        .collect();
+    let sagas: Vec<Swept> = futures::stream::iter(views)
+        .map(|view| sweep_one(clients, view, now, options, until))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    Ok(Report {
+        dry_run: options.dry_run,
+        examined: sagas.len(),
+        sagas,
+    })
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+async fn sweep_one(
+    clients: &Clients,
+    view: StatusDoc,
+    now: i64,
+    options: &Options,
+    until: Deadline,
+) -> Swept {
+    let age = Duration::from_micros(u64::try_from(now.saturating_sub(view.created)).unwrap_or(0));
+    let mut swept = Swept {
+        uuid: view.uuid.clone(),
+        age_secs: age.as_secs(),
+        stage: view.status().as_str(),
+        action: None,
+        outcome: String::new(),
+    };
+    let Some(uuid) = SagaId::parse(&view.uuid) else {
+        "its view names no valid uuid".clone_into(&mut swept.outcome);
+        return swept;
+    };
+    if !until.leaves_time_to_publish() {
+        "left for the next sweep".clone_into(&mut swept.outcome);
+        return swept;
+    }
+    let saga = match read(clients, uuid, view).await {
+        Ok(saga) => saga,
+        Err(e) => {
+            swept.outcome = format!("could not read its records: {e}");
+            return swept;
+        }
+    };
+    let action = decide(&saga, age, options.deadline);
+    swept.action = Some(action);
+    if options.dry_run {
+        "dry_run".clone_into(&mut swept.outcome);
+        return swept;
+    }
+    swept.outcome = match act(clients, uuid, &saga, action, until).await {
+        Ok(handled) => {
+            tracing::info!(%uuid, action = %action, outcome = handled.word(), "the sweep ended a saga past its deadline");
+            "done".to_owned()
+        }
+        Err(e) => {
+            tracing::warn!(%uuid, action = %action, error = %e, "the sweep could not end a saga; the next sweep tries again");
+            e.to_string()
+        }
+    };
+    swept
+}
+
+async fn read(clients: &Clients, uuid: SagaId, view: StatusDoc) -> anyhow::Result<Saga> {
+    let paths: Vec<_> = FORWARD
+        .iter()
+        .chain([&Service::Janitor])
+        .map(|s| records::step(uuid, *s))
+        .collect();
+    let mut docs = clients.store.get_all(&paths).await?.into_iter();
+    let mut next = || -> anyhow::Result<Option<StepRecord>> {
+        docs.next()
+            .flatten()
+            .map(|d| d.decode::<StepRecord>())
+            .transpose()
+    };
+    Ok(Saga {
+        view,
+        steps: [next()?, next()?, next()?],
+        janitor: next()?,
+    })
+}
+
+async fn act(
+    clients: &Clients,
+    uuid: SagaId,
+    saga: &Saga,
+    action: Action,
+    until: Deadline,
+) -> Result<Handled, StepError> {
+    match action {
+        Action::Relay { step } => engine::relay(clients, uuid, step, until).await,
+        Action::Compensate { step, reason } => {
+            let failure = failure(uuid, saga, step, reason)?;
+            compensate(clients, &failure, &Inbound::default(), until).await
+        }
+        Action::Leave { .. } => {
+            let mut writes = WriteSet::new();
+            status::mark_ended(&mut writes, records::saga(uuid));
+            clients.store.commit(writes).await.map_err(anyhow::Error::from)?;
+            Ok(Handled::Recorded)
+        }
+    }
+}
+
+/// The `error` message the saga is compensated for: the one the failed step stored, or one
+/// failing `step` for `reason` on the saga's order (from its records, else its view).
+fn failure(uuid: SagaId, saga: &Saga, step: Service, reason: Reason) -> Result<SagaMessage, StepError> {
+    let index = FORWARD.iter().position(|s| *s == step);
+    let stored = index
+        .and_then(|i| saga.steps[i].as_ref())
+        .and_then(|r| r.outbox.as_ref())
+        .and_then(|out| SagaMessage::parse_any_size(out.data.as_bytes()).ok())
+        .filter(|m| m.uuid == uuid && m.reason.is_some());
+    if let Some(message) = stored {
+        return Ok(message);
+    }
+    let order = saga
+        .steps
+        .iter()
+        .flatten()
+        .find_map(StepRecord::order)
+        .or_else(|| order_of(&saga.view))
+        .ok_or_else(|| anyhow::anyhow!("neither its records nor its view hold a readable order"))?;
+    Ok(SagaMessage::new(uuid, order, serde_json::Map::new()).fail(step, reason))
+}
+
+fn order_of(view: &StatusDoc) -> Option<Order> {
+    Some(Order {
+        user: saga::domain::UserName::parse(&view.user).ok()?,
+        item: saga::domain::ItemName::parse(&view.item).ok()?,
+        quantity: Quantity::new(u64::from(view.quantity)).ok()?,
+    })
+}
+
+/// Who may call the sweep endpoint.
+#[derive(Clone, Debug)]
+enum Caller {
+    /// Anyone: push tokens are not checked at all (the emulators).
+    Anyone,
+    /// A token of the sweep's account, checked as push tokens are.
+    Verified(Arc<PushVerifier>),
+    /// Nobody: tokens are checked, but no account may sweep.
+    Nobody,
+}
+
+/// The janitor's `POST` [`contract::PATH`]: one sweep with the configured deadline, by
+/// whom the configuration allows ([`env::SWEEP_SERVICE_ACCOUNT`]).
+pub fn route(config: &Config) -> MethodRouter<Clients> {
+    let caller = match (&config.push_auth, &config.sweep_account) {
+        (PushAuth::Off, _) => Caller::Anyone,
+        (auth, Some(account)) => PushVerifier::from_config(&auth.for_account(account))
+            .map_or(Caller::Anyone, |v| Caller::Verified(Arc::new(v))),
+        (_, None) => Caller::Nobody,
+    };
+    let options = Options::new(config.saga_deadline);
+    post(move |State(clients): State<Clients>, headers: HeaderMap| {
+        let until = Deadline::arrived_at(Instant::now());
+        let (caller, options) = (caller.clone(), options.clone());
+        async move {
+            match caller {
+                Caller::Anyone => {}
+                Caller::Verified(verifier) => {
+                    if let Err(e) = verifier.verify(&headers).await {
+                        return SweepReply::Refused(e);
+                    }
+                }
+                Caller::Nobody => return SweepReply::Closed,
+            }
+            match sweep(&clients, &options, until).await {
+                Ok(report) => SweepReply::Swept(report),
+                Err(e) => SweepReply::Unavailable(format!("{e:#}")),
+            }
+        }
+    })
+}
+
+/// The sweep endpoint's answers.
+enum SweepReply {
+    Swept(Report),
+    Refused(AuthError),
+    Closed,
+    Unavailable(String),
+}
+
+impl IntoResponse for SweepReply {
+    fn into_response(self) -> Response {
+        let refused = |status, error, message: &str| {
+            (
+                status,
+                Json(serde_json::json!({ "error": error, "message": message })),
+            )
+                .into_response()
+        };
+        let mut response = match &self {
+            SweepReply::Swept(report) => (StatusCode::OK, Json(report)).into_response(),
+            SweepReply::Refused(AuthError::Unavailable(_)) => refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "cannot verify tokens right now; retry",
+            ),
+            SweepReply::Refused(AuthError::Unauthenticated(_)) => refused(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the sweep takes calls only from the sweep's service account",
+            ),
+            SweepReply::Refused(AuthError::Forbidden(_)) | SweepReply::Closed => refused(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the sweep takes calls only from the sweep's service account",
+            ),
+            SweepReply::Unavailable(_) => refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "cannot list the open sagas right now; the next sweep tries again",
+            ),
+        };
+        AnswerLog::attach(&mut response, move || match &self {
+            // Each saga ended has its own line; a sweep with nothing to do is not news.
+            SweepReply::Swept(report) if report.examined == 0 => {
+                tracing::debug!("sweep done: no open saga past its deadline");
+            }
+            SweepReply::Swept(report) => tracing::info!(
+                examined = report.examined,
+                ended = report.sagas.iter().filter(|s| s.ended()).count(),
+                "sweep done"
+            ),
+            SweepReply::Refused(error) => tracing::warn!(error = %error, "a sweep call was refused"),
+            SweepReply::Closed => tracing::warn!(
+                "a sweep call was refused: set {} to the account that may sweep",
+                env::SWEEP_SERVICE_ACCOUNT
+            ),
+            SweepReply::Unavailable(why) => {
+                tracing::warn!(error = why, "the sweep could not list open sagas");
+            }
+        });
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_mins(5);
+
+    #[allow(
+        clippy::unnecessary_wraps,
+        reason = "records are optional where they are used"
+    )]
+    fn record(
+        step: Service,
+        state: StepState,
+        published: bool,
+        reason: Option<Reason>,
+    ) -> Option<StepRecord> {
+        let order = Order {
+            user: saga::domain::UserName::parse("jack").unwrap(),
+            item: saga::domain::ItemName::parse("widget").unwrap(),
+            quantity: Quantity::new(2).unwrap(),
+        };
+        let mut r = StepRecord::new(step, SagaId::new(), &order, state);
+        r.published = published;
+        r.reason = reason.map(|r| r.as_str().to_owned());
+        Some(r)
+    }
+
+    fn saga(steps: [Option<StepRecord>; 3], janitor: Option<StepRecord>) -> Saga {
+        Saga {
+            view: StatusDoc::default(),
+            steps,
+            janitor,
+        }
+    }
+
+    #[test]
+    fn each_kind_of_stopped_saga_is_ended_the_safe_way() {
+        use Service::{Inventory, Janitor, Orders, Payments};
+        use StepState::{Compensated, Done, Rejected, Tombstone};
+        let done = |s| record(s, Done, false, None);
+        let late = DEADLINE * 2;
+        let timed_out = |step| Action::Compensate {
+            step,
+            reason: Reason::TimedOut,
+        };
+        let cases: Vec<(&str, Saga, Duration, Action)> = vec![
+            (
+                "no step ran",
+                saga([None, None, None], None),
+                DEADLINE,
+                timed_out(Orders),
+            ),
+            (
+                "orders ran, its message may be lost",
+                saga([done(Orders), None, None], None),
+                DEADLINE,
+                Action::Relay { step: Orders },
+            ),
+            (
+                "a relay did not help in time",
+                saga([done(Orders), None, None], None),
+                late,
+                timed_out(Inventory),
+            ),
+            (
+                "stock reserved, payment never ran",
+                saga([done(Orders), done(Inventory), None], None),
+                late,
+                timed_out(Payments),
+            ),
+            (
+                "paid, its message not confirmed",
+                saga([done(Orders), done(Inventory), done(Payments)], None),
+                late,
+                Action::Relay { step: Payments },
+            ),
+            (
+                "paid and published: never compensated",
+                saga(
+                    [done(Orders), done(Inventory), record(Payments, Done, true, None)],
+                    None,
+                ),
+                late,
+                Action::Leave { why: "paid" },
+            ),
+            (
+                "inventory refused, the janitor never compensated",
+                saga(
+                    [
+                        done(Orders),
+                        record(Inventory, Rejected, false, Some(Reason::InsufficientStock)),
+                        None,
+                    ],
+                    None,
+                ),
+                DEADLINE,
+                Action::Compensate {
+                    step: Inventory,
+                    reason: Reason::InsufficientStock,
+                },
+            ),
+            (
+                "compensated, the message not confirmed",
+                saga([done(Orders), None, None], record(Janitor, Done, false, None)),
+                late,
+                Action::Relay { step: Janitor },
+            ),
+            (
+                "compensated and published",
+                saga(
+                    [record(Orders, Compensated, false, None), None, None],
+                    record(Janitor, Done, true, None),
+                ),
+                late,
+                Action::Leave { why: "compensated" },
+            ),
+            (
+                "a tombstone without its compensation",
+                saga([record(Orders, Tombstone, false, None), None, None], None),
+                DEADLINE,
+                timed_out(Orders),
+            ),
+        ];
+        for (what, saga, age, want) in cases {
+            assert_eq!(decide(&saga, age, DEADLINE), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_timed_out_saga_fails_the_first_step_that_did_not_run_with_the_order_it_recorded() {
+        let mut s = saga(
+            [record(Service::Orders, StepState::Done, false, None), None, None],
+            None,
+        );
+        s.view.user = "someone-else".to_owned();
+        let uuid = SagaId::new();
+        let msg = failure(uuid, &s, Service::Inventory, Reason::TimedOut).unwrap();
+        assert_eq!(msg.uuid, uuid);
+        assert_eq!(msg.reason, Some(Reason::TimedOut));
+        assert_eq!(msg.step, Some(Service::Inventory));
+        assert_eq!(msg.order.user.as_str(), "jack", "the records win over the view");
+
+        let mut stranded = saga([None, None, None], None);
+        stranded.view = StatusDoc {
+            user: "jill".to_owned(),
+            item: "wotsit".to_owned(),
+            quantity: 3,
+            ..StatusDoc::default()
+        };
+        let msg = failure(uuid, &stranded, Service::Orders, Reason::TimedOut).unwrap();
+        assert_eq!(msg.order.user.as_str(), "jill", "no record: the view's order");
+        assert!(
+            failure(
+                uuid,
+                &saga([None, None, None], None),
+                Service::Orders,
+                Reason::TimedOut
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_report_serialises_each_action_by_name() {
+        let swept = Swept {
+            uuid: "u".to_owned(),
+            age_secs: 400,
+            stage: "order_created",
+            action: Some(Action::Compensate {
+                step: Service::Inventory,
+                reason: Reason::TimedOut,
+            }),
+            outcome: "done".to_owned(),
+        };
+        assert_eq!(
+            serde_json::to_value(&swept).unwrap(),
+            serde_json::json!({
+                "uuid": "u", "age_secs": 400, "stage": "order_created",
+                "action": "compensate", "step": "inventory", "reason": "timed_out", "outcome": "done"
+            })
+        );
+    }
+}
