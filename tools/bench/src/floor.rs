@@ -8,13 +8,23 @@
 //! once Pub/Sub accepted it; every other push (status view, errors, dead letters) is
 //! answered 200 at once. Each hop publishes with its own connection and the services'
 //! own publisher settings (`saga::gcp::bus::Bus`), as the real services do.
+//!
+//! Its pushes are delivered as the saga's are (`--push`, see [`crate::delivery`]): under
+//! GCP-like delivery each worker service of the contract gets its own Cloud Run front end,
+//! all of them in front of the floor's one listener, so that the floor and the saga are
+//! compared under one delivery. The handlers read no token: the front ends check them, and
+//! what a worker then does with a checked token (decoding claims, no signature) is part of
+//! the saga's cost, not of the floor's.
 
+use crate::delivery::{self, Push};
+use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
+use devstack::gcp_like::GcpLike;
 use saga::contract::{PUSH_POLICY, Service, Topic, push_path};
 use saga::gcp::bus::PubSubTarget;
 use saga::gcp::bus::{Bus, Outgoing};
@@ -54,11 +64,14 @@ pub struct Floor {
     addr: std::net::SocketAddr,
     publishes: Arc<Mutex<Vec<Duration>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The GCP-like delivery, unless the emulator pushes.
+    pub gcp: Option<GcpLike>,
 }
 
 impl Floor {
-    /// Starts the floor on a free loopback port and provisions its project.
-    pub async fn start(pubsub_endpoint: &str) -> anyhow::Result<Self> {
+    /// Starts the floor on a free loopback port and provisions its project, its pushes
+    /// delivered as `push` says (`seed`: see [`delivery::settings`]).
+    pub async fn start(pubsub_endpoint: &str, push: Push, seed: u64) -> anyhow::Result<Self> {
         let project = crate::stack::fresh_project("floor");
         let target = PubSubTarget {
             project: project.clone(),
@@ -104,18 +117,30 @@ impl Floor {
                 })
                 .await;
         });
-        devstack::pubsub::provision(
-            pubsub_endpoint,
-            &project,
-            |_| format!("http://{addr}"),
-            &PUSH_POLICY,
-        )
-        .await?;
+        let worker_url = |_: Service| format!("http://{addr}");
+        let gcp = match push {
+            Push::Gcp => Some(
+                GcpLike::start(
+                    pubsub_endpoint,
+                    &project,
+                    worker_url,
+                    &PUSH_POLICY,
+                    delivery::settings(seed),
+                )
+                .await
+                .context("starting the floor's GCP-like delivery")?,
+            ),
+            Push::Emulator => {
+                devstack::pubsub::provision(pubsub_endpoint, &project, worker_url, &PUSH_POLICY).await?;
+                None
+            }
+        };
         Ok(Floor {
             project,
             addr,
             publishes,
             stop: Some(stop),
+            gcp,
         })
     }
 
@@ -132,8 +157,11 @@ impl Floor {
             .unwrap_or_default()
     }
 
-    /// Stops serving.
-    pub fn stop(mut self) {
+    /// Stops delivering, then serving.
+    pub async fn stop(mut self) {
+        if let Some(gcp) = self.gcp.take() {
+            gcp.stop().await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -7,12 +7,17 @@
 //! ```
 //!
 //! It starts emulators of its own on free ports, in projects of its own, and the five
-//! service binaries next to its own executable, and stops all of them when it ends. Exit
-//! code 1 means a correctness violation (never slowness), 2 that the benchmark could not run.
+//! service binaries next to its own executable, and stops all of them when it ends. Pushes
+//! are delivered as on Google Cloud unless `--push emulator` says otherwise (see
+//! [`delivery`]). Exit code 1 means a correctness violation (never slowness), 2 that the
+//! benchmark could not run.
 
+mod bill;
 mod check;
+mod delivery;
 mod floor;
 mod load;
+mod logs;
 mod observe;
 mod orders;
 mod phases;
@@ -22,12 +27,15 @@ mod scenario;
 mod stack;
 mod stats;
 mod taps;
+mod writes;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use delivery::{Counts, Push};
 use devstack::emulators::{Emulators, Options};
 use observe::Observer;
-use report::{Machine, Report, ServiceReport};
+use report::{BillReport, DeliveryReport, Machine, Report, ServiceReport};
+use saga::contract::Service;
 use scenario::{Load, RunReport, Target, Waits};
 use stack::{EmulatorHosts, RssSampler, Stack};
 use std::collections::BTreeMap;
@@ -51,12 +59,16 @@ enum Command {
     All,
     /// Capacity: `--orders` valid orders from `--concurrency` clients.
     Capacity,
-    /// Latency: `--rate` orders per second for `--duration` seconds.
+    /// Latency: `--rate` orders per second for `--duration` seconds, on the floor and then
+    /// on the saga, so that the saga's p99 can be judged against the floor's.
     Latency,
     /// Hot item: `--orders` orders all for one item whose stock runs out part-way.
     Hot,
     /// The floor alone: the same topology with no-op handlers that only re-publish.
     Floor,
+    /// What a completed and a compensated saga cost on a bill: `--bill-orders` of each, no
+    /// warm-up (the counts do not depend on the emulators' speed).
+    Bill,
     /// Correctness only, for CI: 50 orders from 8 clients, with payment errors and unknown
     /// users mixed in. Exit code 1 on any violation, whatever the speed.
     Smoke,
@@ -99,16 +111,42 @@ struct Opts {
     /// ended by then is a violation. Longer than Pub/Sub's retry backoff (up to 60 s).
     #[arg(long, global = true, default_value_t = 150)]
     settle: u64,
-    /// `RUST_LOG` of the services. With `warn,saga::timing=debug` they also log how long
-    /// each Firestore read, commit, publish and mark of a step takes, and the latency run
-    /// reports those per service; logging costs the services some CPU, so capacity
-    /// figures are best taken without.
-    #[arg(long, global = true, default_value = "warn")]
+    /// `RUST_LOG` of the services. The default has them log each Firestore read call, each
+    /// document written and each message published, for the write rates and the bill
+    /// (which costs them some CPU: about twenty short lines per saga). Add
+    /// `saga::timing=debug` for how long each Firestore read, commit, publish and mark of a
+    /// step takes, reported per service.
+    #[arg(long, global = true, default_value = DEFAULT_SERVICE_LOG)]
     service_log: String,
+    /// Who delivers the pushes: `gcp`, as Google Cloud would (many at a time, with tokens,
+    /// through a model of Cloud Run's front end per worker), or `emulator`, the Pub/Sub
+    /// emulator's own push (at most two at a time per subscription, on a 100 ms cycle).
+    #[arg(long, global = true, value_enum, default_value_t = Push::Gcp)]
+    push: Push,
+    /// Seed of the GCP-like deliverer's decisions, to replay a run [default: random; the
+    /// report prints it].
+    #[arg(long, global = true)]
+    seed: Option<u64>,
+    /// Orders of each of the two bill runs (all completing, all compensated), sent at 5 per
+    /// second.
+    #[arg(long, global = true, default_value_t = 100)]
+    bill_orders: usize,
     /// Container images are looked up as PREFIX + service name (`docker image inspect`).
     #[arg(long, global = true, default_value = "")]
     image_prefix: String,
 }
+
+/// What the services log unless `--service-log` says otherwise: warnings, and the lines the
+/// write rates and the bill are counted from.
+const DEFAULT_SERVICE_LOG: &str = "warn,saga::writes=debug,saga::reads=debug,saga::publishes=debug";
+
+/// Orders per second of the bill runs: slow enough that sagas rarely overlap, so that
+/// what is counted is what one saga costs, without the reads and commits that conflicts on
+/// a shared document add (the other runs show those).
+const BILL_RATE: f64 = 5.0;
+
+/// Shared documents listed per run.
+const SHARED_LISTED: usize = 5;
 
 /// Stock of the two ordinary items: more than any run here can sell, so that only the
 /// hot-item run ever runs out.
@@ -215,6 +253,20 @@ fn port_of(host: &str) -> &str {
     host.rsplit(':').next().unwrap_or(host)
 }
 
+/// What every run of one benchmark shares.
+struct Ctx<'a> {
+    opts: &'a Opts,
+    hosts: EmulatorHosts,
+    http: reqwest::Client,
+    waits: Waits,
+    /// Orders of the closed-loop runs.
+    orders_n: usize,
+    /// Clients of the closed-loop runs.
+    concurrency: usize,
+    /// Seed of the GCP-like deliverer.
+    seed: u64,
+}
+
 async fn bench(command: Command, opts: &Opts) -> anyhow::Result<Report> {
     let mut machine = machine();
     let log_dir = std::env::temp_dir().join(format!("saga-bench-{}", std::process::id()));
@@ -227,8 +279,15 @@ async fn bench(command: Command, opts: &Opts) -> anyhow::Result<Report> {
         None
     };
     let profile = profile_of_exe().unwrap_or_default();
+    let seed = opts.seed.unwrap_or_else(rand::random);
 
     say(&format!("logs go to {}", log_dir.display()));
+    say(&match opts.push {
+        Push::Gcp => {
+            format!("pushes delivered as on Google Cloud (GCP-like), seed {seed} (replay: --seed {seed})")
+        }
+        Push::Emulator => "pushes delivered by the Pub/Sub emulator".to_owned(),
+    });
     let options = Options {
         pubsub_port: 0,
         firestore_port: 0,
@@ -236,21 +295,22 @@ async fn bench(command: Command, opts: &Opts) -> anyhow::Result<Report> {
         progress: true,
     };
     let emulators = tokio::task::spawn_blocking(move || Emulators::start(&options)).await??;
-    let hosts = EmulatorHosts {
-        pubsub: emulators.pubsub.clone(),
-        firestore: emulators.firestore.clone(),
+    let smoke = command == Command::Smoke;
+    let ctx = Ctx {
+        opts,
+        hosts: EmulatorHosts {
+            pubsub: emulators.pubsub.clone(),
+            firestore: emulators.firestore.clone(),
+        },
+        http: load::client()?,
+        waits: Waits {
+            idle: Duration::from_secs(opts.settle),
+            grace: Duration::from_secs(2),
+        },
+        orders_n: opts.orders.unwrap_or(if smoke { 50 } else { 1000 }),
+        concurrency: opts.concurrency.unwrap_or(if smoke { 8 } else { 32 }),
+        seed,
     };
-    let http = load::client()?;
-    let waits = Waits {
-        idle: Duration::from_secs(opts.settle),
-        grace: Duration::from_secs(2),
-    };
-    let orders_n = opts
-        .orders
-        .unwrap_or(if command == Command::Smoke { 50 } else { 1000 });
-    let concurrency = opts
-        .concurrency
-        .unwrap_or(if command == Command::Smoke { 8 } else { 32 });
 
     let mut report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -259,40 +319,22 @@ async fn bench(command: Command, opts: &Opts) -> anyhow::Result<Report> {
             .to_string(),
         profile,
         machine: machine.clone(),
+        delivery: DeliveryReport::new(opts.push, seed),
         runs: Vec::new(),
         capacity_pct_of_floor: None,
         services: Vec::new(),
         firestore_probe: None,
         publish_idle: None,
+        bill: Vec::new(),
         image_note: None,
         passed: true,
     };
 
     if command == Command::Floor {
-        run_floor(
-            opts,
-            &hosts,
-            &http,
-            waits,
-            orders_n,
-            concurrency,
-            &mut report,
-            true,
-        )
-        .await?;
+        run_floor(&ctx, &mut report, FloorRuns::All, true).await?;
     }
     if let Some(bin_dir) = bin_dir {
-        run_stack(
-            command,
-            opts,
-            &hosts,
-            &bin_dir,
-            &log_dir,
-            &http,
-            waits,
-            &mut report,
-        )
-        .await?;
+        run_stack(command, &ctx, &bin_dir, &log_dir, &mut report).await?;
     }
 
     if let (Some(floor), Some(capacity)) = (
@@ -315,100 +357,111 @@ fn profile_of_exe() -> Option<String> {
     Some(exe.parent()?.file_name()?.to_string_lossy().into_owned())
 }
 
+/// Which of the floor's runs to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FloorRuns {
+    /// One order at a time, the closed loop, and the latency run.
+    All,
+    /// The latency run only, for the saga's latency to be judged against.
+    Latency,
+}
+
+/// What the GCP-like delivery of a floor or stack has done so far, if it has one.
+fn counts(gcp: Option<&devstack::gcp_like::GcpLike>) -> Option<Counts> {
+    gcp.map(Counts::of)
+}
+
 /// The floor's runs. `warm`: warm the Pub/Sub emulator up on the floor first (when the
-/// floor runs alone; in `all` the stack's warm-up has done it).
-#[allow(clippy::too_many_arguments)]
-async fn run_floor(
-    opts: &Opts,
-    hosts: &EmulatorHosts,
-    http: &reqwest::Client,
-    waits: Waits,
-    orders_n: usize,
-    concurrency: usize,
-    report: &mut Report,
-    warm: bool,
-) -> anyhow::Result<()> {
+/// floor runs alone; otherwise the stack's warm-up has done it).
+async fn run_floor(ctx: &Ctx<'_>, report: &mut Report, runs: FloorRuns, warm: bool) -> anyhow::Result<()> {
     say("floor: no-op handlers that only re-publish, in a project of their own");
-    let floor = floor::Floor::start(&hosts.pubsub_endpoint()).await?;
-    let mut observer = Observer::start(&hosts.pubsub_endpoint(), &floor.project).await?;
+    let floor = floor::Floor::start(&ctx.hosts.pubsub_endpoint(), ctx.opts.push, ctx.seed).await?;
+    let mut observer = Observer::start(&ctx.hosts.pubsub_endpoint(), &floor.project).await?;
     if warm {
-        WarmUp::new(opts, hosts, http, waits, concurrency)
+        WarmUp { ctx }
             .run(&mut observer, &Under::Floor(&floor), report)
             .await?;
         floor.take_publishes();
     }
-    // One order at a time first: what a publish costs when nothing else is going on.
-    say("floor: 50 orders, one at a time");
-    let (mut idle, _) = scenario::run(
-        "floor sequential",
-        http,
-        floor_target(&floor, &mut observer),
-        orders::spread(50),
-        Load::Closed { concurrency: 1 },
-        waits,
-    )
-    .await?;
-    report.publish_idle = stats::summarize(&floor.take_publishes());
-    idle.publish.clone_from(&report.publish_idle);
-    report.runs.push(idle);
+    let since = |before: Option<Counts>| Some(counts(floor.gcp.as_ref())?.since(before?));
+    if runs == FloorRuns::All {
+        // One order at a time first: what a publish costs when nothing else is going on.
+        say("floor: 50 orders, one at a time");
+        let before = counts(floor.gcp.as_ref());
+        let (mut idle, _) = scenario::run(
+            "floor sequential",
+            &ctx.http,
+            floor_target(&floor, &mut observer),
+            orders::spread(50),
+            Load::Closed { concurrency: 1 },
+            ctx.waits,
+        )
+        .await?;
+        report.publish_idle = stats::summarize(&floor.take_publishes());
+        idle.publish.clone_from(&report.publish_idle);
+        idle.delivery = since(before);
+        report.runs.push(idle);
 
-    say(&format!("floor: {orders_n} orders from {concurrency} clients"));
-    let mut target = floor_target(&floor, &mut observer);
-    target.meter = Some(procfs::CpuMeter::start(emulator_and_bench_groups(hosts)));
-    let (mut run, _) = scenario::run(
-        "floor",
-        http,
-        target,
-        orders::spread(orders_n),
-        Load::Closed { concurrency },
-        waits,
-    )
-    .await?;
-    run.publish = stats::summarize(&floor.take_publishes());
-    report.runs.push(run);
+        say(&format!(
+            "floor: {} orders from {} clients",
+            ctx.orders_n, ctx.concurrency
+        ));
+        let before = counts(floor.gcp.as_ref());
+        let mut target = floor_target(&floor, &mut observer);
+        target.meter = Some(procfs::CpuMeter::start(emulator_and_bench_groups(&ctx.hosts)));
+        let (mut run, _) = scenario::run(
+            "floor",
+            &ctx.http,
+            target,
+            orders::spread(ctx.orders_n),
+            Load::Closed {
+                concurrency: ctx.concurrency,
+            },
+            ctx.waits,
+        )
+        .await?;
+        run.publish = stats::summarize(&floor.take_publishes());
+        run.delivery = since(before);
+        report.runs.push(run);
+    }
 
     say(&format!(
         "floor: {} orders per second for {} s",
-        opts.rate, opts.duration
+        ctx.opts.rate, ctx.opts.duration
     ));
+    let before = counts(floor.gcp.as_ref());
     let target = floor_target(&floor, &mut observer);
-    let run = latency_run("floor latency", opts, hosts, &floor.project, http, target, waits).await?;
+    let mut run = latency_run("floor latency", ctx, &floor.project, target).await?;
+    run.delivery = since(before);
     floor.take_publishes();
     report.runs.push(run);
     observer.stop().await;
-    floor.stop();
+    floor.stop().await;
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_stack(
     command: Command,
-    opts: &Opts,
-    hosts: &EmulatorHosts,
+    ctx: &Ctx<'_>,
     bin_dir: &Path,
     log_dir: &Path,
-    http: &reqwest::Client,
-    waits: Waits,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let orders_n = opts
-        .orders
-        .unwrap_or(if command == Command::Smoke { 50 } else { 1000 });
-    let concurrency = opts
-        .concurrency
-        .unwrap_or(if command == Command::Smoke { 8 } else { 32 });
+    let opts = ctx.opts;
     say(&format!(
         "starting the five services from {} ({} starts each, one service at a time)",
         bin_dir.display(),
         opts.startup_samples
     ));
     let stack = Stack::start(
-        hosts,
+        &ctx.hosts,
         bin_dir,
         log_dir,
         &stack::seed_documents(PLENTY, opts.hot_stock),
         opts.startup_samples,
         &opts.service_log,
+        opts.push,
+        ctx.seed,
     )
     .await?;
     // Let start-up allocations settle before calling memory idle.
@@ -435,93 +488,76 @@ async fn run_stack(
     }
     report.image_note = image_note;
 
-    let result = measured_runs(
-        command,
-        opts,
-        hosts,
-        &stack,
-        http,
-        waits,
-        orders_n,
-        concurrency,
-        report,
-        &mut services,
-    )
-    .await;
+    let mut observer = Observer::start(&ctx.hosts.pubsub_endpoint(), &stack.project).await?;
+    let result = measured_runs(command, ctx, &stack, &mut observer, report, &mut services).await;
+    observer.stop().await;
     for (s, p) in services.iter_mut().zip(&stack.processes) {
         s.rss_after_bytes = procfs::rss(p.pid);
     }
     report.services = services;
+    if let Some(gcp) = &stack.gcp {
+        report.delivery.totals = Some(Counts::of(gcp));
+        report.delivery.peak_in_flight = delivery::peak_in_flight(gcp);
+    }
     say("stopping the services");
     stack.stop().await;
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn measured_runs(
     command: Command,
-    opts: &Opts,
-    hosts: &EmulatorHosts,
+    ctx: &Ctx<'_>,
     stack: &Stack,
-    http: &reqwest::Client,
-    waits: Waits,
-    orders_n: usize,
-    concurrency: usize,
+    observer: &mut Observer,
     report: &mut Report,
     services: &mut [ServiceReport],
 ) -> anyhow::Result<()> {
-    let mut observer = Observer::start(&hosts.pubsub_endpoint(), &stack.project).await?;
-    // The closed-loop runs differ only in their name and their orders.
-    let closed = async |name: &str, orders: Vec<orders::OrderSpec>, observer: &mut Observer| {
-        let target = stack_target(stack, observer);
-        let (run, _) = scenario::run(name, http, target, orders, Load::Closed { concurrency }, waits).await?;
-        anyhow::Ok(run)
-    };
-
+    let (orders_n, concurrency) = (ctx.orders_n, ctx.concurrency);
     if command == Command::Smoke {
         say(&format!("smoke: {orders_n} orders from {concurrency} clients"));
-        report
-            .runs
-            .push(closed("smoke", orders::smoke(orders_n), &mut observer).await?);
-        observer.stop().await;
+        let run = saga_closed(
+            ctx,
+            stack,
+            observer,
+            "smoke",
+            orders::smoke(orders_n),
+            concurrency,
+        )
+        .await?;
+        report.runs.push(run);
         return Ok(());
     }
+    if command == Command::Bill {
+        return bill_runs(ctx, stack, observer, report).await;
+    }
 
-    WarmUp::new(opts, hosts, http, waits, concurrency)
-        .run(&mut observer, &Under::Stack(stack), report)
-        .await?;
+    WarmUp { ctx }.run(observer, &Under::Stack(stack), report).await?;
     if command == Command::All {
         // After the warm-up, so that the floor, too, is measured on warm emulators.
-        run_floor(opts, hosts, http, waits, orders_n, concurrency, report, false).await?;
+        run_floor(ctx, report, FloorRuns::All, false).await?;
         say("probing Firestore round trips on the idle emulator");
         report.firestore_probe = Some(scenario::probe_firestore(&stack.store, 100).await?);
+    }
+    if command == Command::Latency {
+        run_floor(ctx, report, FloorRuns::Latency, false).await?;
     }
 
     if matches!(command, Command::All | Command::Capacity) {
         say(&format!("capacity: {orders_n} orders from {concurrency} clients"));
-        let run = capacity(
-            hosts,
-            stack,
-            http,
-            &mut observer,
-            waits,
-            orders_n,
-            concurrency,
-            services,
-        )
-        .await?;
+        let run = capacity(ctx, stack, observer, services).await?;
         report.runs.push(run);
     }
 
     if matches!(command, Command::All | Command::Latency) {
         say(&format!(
             "latency: {} orders per second for {} s",
-            opts.rate, opts.duration
+            ctx.opts.rate, ctx.opts.duration
         ));
-        let marks = phases::mark(stack)?;
-        let target = stack_target(stack, &mut observer);
-        let mut run = latency_run("latency", opts, hosts, &stack.project, http, target, waits).await?;
-        run.phases = phases::since(&marks)?;
+        let measure = Measure::start(stack)?;
+        let mut target = stack_target(stack, observer);
+        target.meter = Some(procfs::CpuMeter::start(stack_groups(&ctx.hosts, stack)));
+        let mut run = latency_run("latency", ctx, &stack.project, target).await?;
+        measure.finish(stack, observer, &mut run)?;
         report.runs.push(run);
     }
 
@@ -529,13 +565,134 @@ async fn measured_runs(
         say(&format!(
             "hot item: {orders_n} orders from {concurrency} clients, all for {} (stock {})",
             orders::HOT_ITEM.0,
-            opts.hot_stock
+            ctx.opts.hot_stock
         ));
-        report
-            .runs
-            .push(closed("hot", orders::hot(orders_n), &mut observer).await?);
+        let run = saga_closed(ctx, stack, observer, "hot", orders::hot(orders_n), concurrency).await?;
+        report.runs.push(run);
     }
-    observer.stop().await;
+
+    if command == Command::All {
+        bill_runs(ctx, stack, observer, report).await?;
+    }
+    Ok(())
+}
+
+/// What a run of the saga measures besides the scenario's own figures: the services' log
+/// lines (write rates, the bill's counts, step timings) and the delivery's counters.
+struct Measure {
+    marks: logs::Marks,
+    counts: Option<Counts>,
+}
+
+impl Measure {
+    /// Notes where the logs and counters stand before a run.
+    fn start(stack: &Stack) -> anyhow::Result<Self> {
+        Ok(Measure {
+            marks: logs::mark(stack)?,
+            counts: counts(stack.gcp.as_ref()),
+        })
+    }
+
+    /// Adds what happened since [`Measure::start`] to `run`, which has just ended (its sagas
+    /// are known to `observer`).
+    fn finish(self, stack: &Stack, observer: &Observer, run: &mut RunReport) -> anyhow::Result<()> {
+        let logs = logs::since(&self.marks)?;
+        run.phases = phases::summarize(&logs);
+        let tally = logs::tally(&logs);
+        let mut shared = writes::shared(tally.written.iter().copied(), |segment| {
+            observer.is_earlier(segment)
+        });
+        shared.truncate(SHARED_LISTED);
+        run.shared_writes = shared;
+        let delivered = match (counts(stack.gcp.as_ref()), self.counts) {
+            (Some(now), Some(before)) => Some(now.since(before)),
+            _ => None,
+        };
+        run.delivery = delivered;
+        let service_cpu: Vec<f64> = run
+            .cpu
+            .iter()
+            .flat_map(|c| Service::ALL.into_iter().filter_map(|s| c.group(s.name())))
+            .map(|g| g.cpu_s)
+            .collect();
+        run.usage = Some(bill::Usage {
+            sagas: run.check.ended.len(),
+            posts: run.orders,
+            read_calls: tally.read_calls,
+            documents_read: tally.documents_read,
+            documents_written: u64::try_from(tally.written.len()).unwrap_or(u64::MAX),
+            documents_deleted: 0,
+            published: tally.published,
+            published_bytes: tally.published_bytes,
+            published_billed_bytes: tally.published_billed_bytes,
+            largest_message: tally.largest_message,
+            pushes: delivered.map(|d| d.pushes),
+            push_bytes: delivered.map(|d| d.bytes),
+            forwarded: delivered.map(|d| d.forwarded),
+            service_cpu_s: (!service_cpu.is_empty()).then(|| service_cpu.iter().sum()),
+        });
+        Ok(())
+    }
+}
+
+/// A closed-loop run of the saga, measured.
+async fn saga_closed(
+    ctx: &Ctx<'_>,
+    stack: &Stack,
+    observer: &mut Observer,
+    name: &str,
+    orders: Vec<orders::OrderSpec>,
+    concurrency: usize,
+) -> anyhow::Result<RunReport> {
+    saga_run(ctx, stack, observer, name, orders, Load::Closed { concurrency }).await
+}
+
+/// A run of the saga, measured.
+async fn saga_run(
+    ctx: &Ctx<'_>,
+    stack: &Stack,
+    observer: &mut Observer,
+    name: &str,
+    orders: Vec<orders::OrderSpec>,
+    load: Load,
+) -> anyhow::Result<RunReport> {
+    let measure = Measure::start(stack)?;
+    let mut target = stack_target(stack, observer);
+    target.meter = Some(procfs::CpuMeter::start(stack_groups(&ctx.hosts, stack)));
+    let (mut run, _) = scenario::run(name, &ctx.http, target, orders, load, ctx.waits).await?;
+    measure.finish(stack, observer, &mut run)?;
+    Ok(run)
+}
+
+/// The two runs the bill is counted from: `--bill-orders` sagas that complete, and as many
+/// that fail at the last step and are compensated, each sent at [`BILL_RATE`].
+async fn bill_runs(
+    ctx: &Ctx<'_>,
+    stack: &Stack,
+    observer: &mut Observer,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let n = ctx.opts.bill_orders;
+    for (name, orders) in [
+        ("bill completed", orders::spread(n)),
+        ("bill compensated", orders::declined(n)),
+    ] {
+        say(&format!(
+            "{name}: {n} orders at {BILL_RATE} per second, counting what a bill counts"
+        ));
+        let run = saga_run(ctx, stack, observer, name, orders, Load::Open { rate: BILL_RATE }).await?;
+        if let Some(usage) = &run.usage
+            && let Some(per_saga) = usage.per_saga()
+        {
+            report.bill.push(BillReport {
+                run: name.to_owned(),
+                per_million: bill::per_million(&per_saga),
+                per_saga,
+                usage: usage.clone(),
+            });
+        }
+        report.runs.push(run);
+    }
     Ok(())
 }
 
@@ -555,31 +712,11 @@ impl Under<'_> {
 }
 
 /// The warm-up before the measured runs.
-struct WarmUp<'a> {
-    opts: &'a Opts,
-    hosts: &'a EmulatorHosts,
-    http: &'a reqwest::Client,
-    waits: Waits,
-    concurrency: usize,
+struct WarmUp<'a, 'b> {
+    ctx: &'a Ctx<'b>,
 }
 
-impl<'a> WarmUp<'a> {
-    fn new(
-        opts: &'a Opts,
-        hosts: &'a EmulatorHosts,
-        http: &'a reqwest::Client,
-        waits: Waits,
-        concurrency: usize,
-    ) -> Self {
-        WarmUp {
-            opts,
-            hosts,
-            http,
-            waits,
-            concurrency,
-        }
-    }
-
+impl WarmUp<'_, '_> {
     /// Sends rounds of [`WARMUP_ROUND`] orders to `under` until the emulators' JIT
     /// compilers have been quiet for [`QUIET_ROUNDS`] rounds in a row, or `--warmup` orders
     /// went out. Each round is checked like any run; a violation ends the warm-up (and
@@ -590,23 +727,24 @@ impl<'a> WarmUp<'a> {
         under: &Under<'_>,
         report: &mut Report,
     ) -> anyhow::Result<()> {
+        let ctx = self.ctx;
         let mut sent = 0;
         let mut quiet = 0;
         let mut round = 0;
-        while sent < self.opts.warmup && quiet < QUIET_ROUNDS {
+        while sent < ctx.opts.warmup && quiet < QUIET_ROUNDS {
             round += 1;
-            let n = WARMUP_ROUND.min(self.opts.warmup - sent);
+            let n = WARMUP_ROUND.min(ctx.opts.warmup - sent);
             let mut t = under.target(observer);
-            t.meter = Some(procfs::CpuMeter::start(emulator_and_bench_groups(self.hosts)));
+            t.meter = Some(procfs::CpuMeter::start(emulator_and_bench_groups(&ctx.hosts)));
             let (run, _) = scenario::run(
                 &format!("warm-up {round}"),
-                self.http,
+                &ctx.http,
                 t,
                 orders::spread(n),
                 Load::Closed {
-                    concurrency: self.concurrency,
+                    concurrency: ctx.concurrency,
                 },
-                self.waits,
+                ctx.waits,
             )
             .await?;
             sent += n;
@@ -632,39 +770,24 @@ impl<'a> WarmUp<'a> {
 }
 
 /// The capacity run, measuring what each process (services, emulators, the bench itself)
-/// costs while it goes on.
-#[allow(clippy::too_many_arguments)]
+/// costs while it goes on, and the services' memory.
 async fn capacity(
-    hosts: &EmulatorHosts,
+    ctx: &Ctx<'_>,
     stack: &Stack,
-    http: &reqwest::Client,
     observer: &mut Observer,
-    waits: Waits,
-    orders_n: usize,
-    concurrency: usize,
     services: &mut [ServiceReport],
 ) -> anyhow::Result<RunReport> {
-    let mut groups: Vec<(String, Vec<u32>)> = stack
-        .pids()
-        .into_iter()
-        .map(|(service, pid)| (service.name().to_owned(), vec![pid]))
-        .collect();
-    groups.extend(emulator_and_bench_groups(hosts));
     let service_pids: Vec<u32> = stack.pids().into_iter().map(|(_, p)| p).collect();
     let sampler = RssSampler::start(service_pids.clone(), Duration::from_millis(100));
-    let mut target = stack_target(stack, observer);
-    target.meter = Some(procfs::CpuMeter::start(groups));
-
-    let (run, _) = scenario::run(
+    let run = saga_closed(
+        ctx,
+        stack,
+        observer,
         "capacity",
-        http,
-        target,
-        orders::spread(orders_n),
-        Load::Closed { concurrency },
-        waits,
+        orders::spread(ctx.orders_n),
+        ctx.concurrency,
     )
     .await?;
-
     let max_rss = sampler.finish().await;
     for (s, pid) in services.iter_mut().zip(&service_pids) {
         s.rss_capacity_max_bytes = max_rss.get(pid).copied();
@@ -675,6 +798,17 @@ async fn capacity(
         }
     }
     Ok(run)
+}
+
+/// Each service's process, the emulators' Java servers and this process, as CPU groups.
+fn stack_groups(hosts: &EmulatorHosts, stack: &Stack) -> Vec<(String, Vec<u32>)> {
+    let mut groups: Vec<(String, Vec<u32>)> = stack
+        .pids()
+        .into_iter()
+        .map(|(service, pid)| (service.name().to_owned(), vec![pid]))
+        .collect();
+    groups.extend(emulator_and_bench_groups(hosts));
+    groups
 }
 
 /// The emulators' Java servers (found by their ports: gcloud starts them as grandchildren
@@ -692,22 +826,19 @@ fn emulator_and_bench_groups(hosts: &EmulatorHosts) -> Vec<(String, Vec<u32>)> {
 /// tapping the topics between the steps.
 async fn latency_run(
     name: &str,
-    opts: &Opts,
-    hosts: &EmulatorHosts,
+    ctx: &Ctx<'_>,
     project: &str,
-    http: &reqwest::Client,
     target: Target<'_>,
-    waits: Waits,
 ) -> anyhow::Result<RunReport> {
-    let n = latency_orders(opts.rate, opts.duration);
-    let taps = taps::Taps::start(&hosts.pubsub_endpoint(), project).await?;
+    let n = latency_orders(ctx.opts.rate, ctx.opts.duration);
+    let taps = taps::Taps::start(&ctx.hosts.pubsub_endpoint(), project).await?;
     let (mut run, sent) = scenario::run(
         name,
-        http,
+        &ctx.http,
         target,
         orders::spread(n),
-        Load::Open { rate: opts.rate },
-        waits,
+        Load::Open { rate: ctx.opts.rate },
+        ctx.waits,
     )
     .await?;
     let completed: Vec<String> = run

@@ -79,6 +79,18 @@ pub fn hot(n: usize) -> Vec<OrderSpec> {
         .collect()
 }
 
+/// `n` orders like [`spread`]'s, every one asking for a payment error: each fails at the
+/// last step and is compensated, the most expensive way a saga can end.
+pub fn declined(n: usize) -> Vec<OrderSpec> {
+    spread(n)
+        .into_iter()
+        .map(|mut order| {
+            order.expect = Expect::Declined;
+            order
+        })
+        .collect()
+}
+
 /// The smoke run's `n` orders: mostly valid, with every tenth asking for a payment error
 /// and every tenth (another one) from an unknown user, so that both failure paths and their
 /// compensations run.
@@ -131,6 +143,20 @@ mod tests {
         let orders = hot(1000);
         assert!(orders.iter().all(|o| o.item == HOT_ITEM.0));
         assert_eq!(demand(&orders)[HOT_ITEM.0], 3000);
+    }
+
+    #[test]
+    fn declined_orders_all_ask_for_a_payment_error_over_every_item_and_user() {
+        let orders = declined(100);
+        assert!(orders.iter().all(|o| o.expect == Expect::Declined));
+        assert!(
+            orders
+                .iter()
+                .all(|o| o.body().get(saga::wire::message::PAYMENT_ERROR_FIELD).is_some())
+        );
+        let pairs: BTreeSet<(String, String)> =
+            orders.iter().map(|o| (o.item.clone(), o.user.clone())).collect();
+        assert_eq!(pairs.len(), 4);
     }
 
     #[test]

@@ -2,14 +2,10 @@
 //! (`--service-log warn,saga::timing=debug`), one per Firestore read, commit, publish and
 //! `published` mark, summarised per service and phase for one run.
 
-use crate::stack::Stack;
 use crate::stats::{self, Summary};
-use anyhow::Context as _;
 use saga::contract::Service;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::{Read as _, Seek as _, SeekFrom};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long one kind of call took in one service during a run.
@@ -23,35 +19,11 @@ pub struct PhaseReport {
     pub times: Summary,
 }
 
-/// Where each service's log ended when a run began, so that only the run's own events count.
-pub struct Marks(Vec<(Service, PathBuf, u64)>);
-
-/// Notes where the logs of `stack`'s services end now.
-pub fn mark(stack: &Stack) -> anyhow::Result<Marks> {
-    stack
-        .processes
-        .iter()
-        .map(|p| {
-            let path = stack.log_path(p.service);
-            let len = std::fs::metadata(&path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .len();
-            Ok((p.service, path, len))
-        })
-        .collect::<anyhow::Result<_>>()
-        .map(Marks)
-}
-
-/// The phases logged since `marks`, per service in saga order; empty unless the services
-/// log `saga::timing` events.
-pub fn since(marks: &Marks) -> anyhow::Result<Vec<PhaseReport>> {
+/// The phases in `logs` (each service's log text of one run, see [`crate::logs`]), per
+/// service in saga order; empty unless the services log `saga::timing` events.
+pub fn summarize(logs: &[(Service, String)]) -> Vec<PhaseReport> {
     let mut out = Vec::new();
-    for (service, path, from) in &marks.0 {
-        let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        file.seek(SeekFrom::Start(*from))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .with_context(|| format!("reading {}", path.display()))?;
+    for (service, text) in logs {
         let mut by_phase: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
         for (phase, ms) in text.lines().filter_map(parse) {
             by_phase
@@ -69,7 +41,7 @@ pub fn since(marks: &Marks) -> anyhow::Result<Vec<PhaseReport>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// `(phase, milliseconds)` of a text-format log line `… phase="read" ms=1.234`.

@@ -123,6 +123,16 @@ pub struct RunReport {
     /// Publish latency inside the floor's handlers (floor runs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish: Option<Summary>,
+    /// What the run used, as a bill counts it (the saga's runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::bill::Usage>,
+    /// The shared documents written, hottest first (the saga's runs, when the services log
+    /// `saga::writes`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shared_writes: Vec<crate::writes::DocumentWrites>,
+    /// What the GCP-like deliverer and front ends did during the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::delivery::Counts>,
 }
 
 async fn read_stock(store: Option<&Store>, items: &[String]) -> anyhow::Result<BTreeMap<String, i64>> {
@@ -161,6 +171,20 @@ fn timing(sent: &[Sent], verdict: &Verdict) -> (Option<Duration>, Option<f64>, O
         .filter(|s| !s.is_zero())
         .map(|s| stats::as_f64(verdict.ended.len()) / s.as_secs_f64());
     (span, sagas_per_s, stats::summarize(&end_to_end))
+}
+
+/// Notes what the check should know about how the run's outcomes were collected.
+fn add_notes(verdict: &mut Verdict, late: usize, settled: bool, idle: Duration) {
+    if late > 0 {
+        verdict.notes.push(format!(
+            "{late} late messages about sagas of earlier runs were set aside"
+        ));
+    }
+    if !settled {
+        verdict
+            .notes
+            .push(format!("gave up waiting: nothing new arrived for {idle:?}"));
+    }
 }
 
 /// Runs `orders` against `target`.
@@ -243,17 +267,7 @@ pub async fn run(
         })
         .collect();
     let mut verdict = verdict;
-    if late > 0 {
-        verdict.notes.push(format!(
-            "{late} late messages about sagas of earlier runs were set aside"
-        ));
-    }
-    if !collected.settled {
-        verdict.notes.push(format!(
-            "gave up waiting: nothing new arrived for {:?}",
-            waits.idle
-        ));
-    }
+    add_notes(&mut verdict, late, collected.settled, waits.idle);
     let report = RunReport {
         name: name.to_owned(),
         load,
@@ -271,6 +285,9 @@ pub async fn run(
         phases: Vec::new(),
         cpu,
         publish: None,
+        usage: None,
+        shared_writes: Vec::new(),
+        delivery: None,
     };
     Ok((report, sent))
 }

@@ -2,13 +2,20 @@
 //! processes on loopback, on emulators started for this benchmark alone, in a project of
 //! its own, so nothing else on the machine shares its topics, documents or stock.
 //!
+//! Pushes reach the workers as `--push` says (see [`crate::delivery`]): by default through
+//! the GCP-like deliverer and a Cloud Run front end per worker, with the workers configured
+//! as on Cloud Run behind invoker IAM; or by the emulator's own push.
+//!
 //! Processes are started one at a time, so that the time from spawn to the first healthy
 //! answer is each service's own and not five competing for two cores. They run under
 //! [`devstack::process`], so they stop with the bench however it ends, SIGKILL included.
 
+use crate::delivery::{self, Push};
 use crate::procfs;
 use anyhow::{Context as _, bail};
+use devstack::gcp_like::{self, GcpLike};
 use devstack::process::{self, Output, Probe, Spec};
+use devstack::pubsub::Pusher;
 use saga::contract::{PUSH_POLICY, Service, collections};
 use saga::gcp::store::FirestoreTarget;
 use saga::gcp::store::{DocPath, Store};
@@ -118,6 +125,10 @@ pub struct Stack {
     pub log_dir: PathBuf,
     /// `RUST_LOG` of the services.
     service_log: String,
+    /// Who delivers the pushes.
+    push: Push,
+    /// The GCP-like delivery, unless the emulator pushes.
+    pub gcp: Option<GcpLike>,
 }
 
 /// Where the emulators are.
@@ -137,8 +148,10 @@ impl EmulatorHosts {
 }
 
 impl Stack {
-    /// Provisions and seeds a fresh project, then starts the five services, each
+    /// Provisions and seeds a fresh project, starts delivering pushes as `push` says (with
+    /// `seed` for the GCP-like deliverer's decisions), then starts the five services, each
     /// `startup_samples` times (all but the last start are stopped again at once).
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         hosts: &EmulatorHosts,
         bin_dir: &Path,
@@ -146,17 +159,25 @@ impl Stack {
         docs: &[(DocPath, Value)],
         startup_samples: usize,
         service_log: &str,
+        push: Push,
+        seed: u64,
     ) -> anyhow::Result<Self> {
         let project = fresh_project("bench");
         let mut ports = BTreeMap::new();
         for service in Service::ALL {
             ports.insert(service, free_port()?);
         }
-        devstack::pubsub::provision(
+        let worker_url = |s: Service| format!("http://127.0.0.1:{}", ports[&s]);
+        let pusher = match push {
+            Push::Gcp => Pusher::Pulled,
+            Push::Emulator => Pusher::Emulator,
+        };
+        devstack::pubsub::provision_for(
             &hosts.pubsub_endpoint(),
             &project,
-            |s| format!("http://127.0.0.1:{}", ports[&s]),
+            worker_url,
             &PUSH_POLICY,
+            pusher,
         )
         .await
         .context("creating the topics and subscriptions")?;
@@ -173,12 +194,29 @@ impl Stack {
             processes: Vec::new(),
             log_dir: log_dir.to_path_buf(),
             service_log: service_log.to_owned(),
+            push,
+            gcp: None,
         };
         for service in Service::ALL {
             let process = stack
                 .start_service(service, hosts, bin_dir, ports[&service], startup_samples.max(1))
                 .await?;
             stack.processes.push(process);
+        }
+        // Only now that every service holds its port: the front ends take free ports of
+        // their own, which could otherwise be one chosen above for a service.
+        if push == Push::Gcp {
+            stack.gcp = Some(
+                GcpLike::start(
+                    &hosts.pubsub_endpoint(),
+                    &stack.project,
+                    worker_url,
+                    &PUSH_POLICY,
+                    delivery::settings(seed),
+                )
+                .await
+                .context("starting the GCP-like delivery")?,
+            );
         }
         Ok(stack)
     }
@@ -215,6 +253,12 @@ impl Stack {
             env::PUSH_AUTH,
         ] {
             spec = spec.env_remove(var);
+        }
+        // Behind a front end, a worker runs as on Cloud Run behind invoker IAM.
+        if self.push == Push::Gcp && service.takes_pushes() {
+            for (var, value) in gcp_like::worker_env(&self.project, service) {
+                spec = spec.env(var, value);
+            }
         }
         // Built before the clock starts, so that only the service's start is timed.
         let probe = Probe::new(format!(
@@ -269,9 +313,12 @@ impl Stack {
         self.processes.iter().map(|p| (p.service, p.pid)).collect()
     }
 
-    /// Stops the services with SIGTERM, as Cloud Run does, and waits for them (SIGKILL for
-    /// any still running after the deadline).
+    /// Stops delivering, then stops the services with SIGTERM, as Cloud Run does, and waits
+    /// for them (SIGKILL for any still running after the deadline).
     pub async fn stop(self) {
+        if let Some(gcp) = self.gcp {
+            gcp.stop().await;
+        }
         futures::future::join_all(
             self.processes
                 .iter()
