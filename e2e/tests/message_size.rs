@@ -49,7 +49,11 @@ fn decisions(first: &SagaMessage) -> Vec<Decision> {
         item(json!({"quantity": 1})),
         None,
     ] {
-        out.push(Inventory.decide(&created, &[stock, ordered.clone()]).unwrap());
+        out.push(
+            Inventory::default()
+                .decide(&created, &[stock, ordered.clone()])
+                .unwrap(),
+        );
     }
     let reserved = out[2].message.clone();
     let held = record(&reserved, Service::Inventory, Some(max));

@@ -28,7 +28,18 @@ use serde::Serialize;
 
 /// The inventory step.
 #[derive(Clone, Copy, Debug)]
-pub struct Inventory;
+pub struct Inventory {
+    /// The least time between two writes of an item's stock (`SHARED_WRITE_GAP`).
+    pub write_gap: std::time::Duration,
+}
+
+impl Default for Inventory {
+    fn default() -> Self {
+        Inventory {
+            write_gap: saga::engine::SHARED_WRITE_GAP,
+        }
+    }
+}
 
 #[derive(Serialize)]
 struct StockLevel {
@@ -53,6 +64,10 @@ impl Step for Inventory {
     /// meanwhile, in one commit that writes the stock once (see the module doc).
     fn shared_document(&self, msg: &SagaMessage) -> Option<DocPath> {
         Some(records::item(&msg.order.item))
+    }
+
+    fn shared_write_gap(&self) -> std::time::Duration {
+        self.write_gap
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
@@ -115,9 +130,12 @@ impl Step for Inventory {
 }
 
 /// The inventory service's routes.
-pub fn router(clients: Clients, _config: &Config) -> Router {
+pub fn router(clients: Clients, config: &Config) -> Router {
+    let step = Inventory {
+        write_gap: config.shared_write_gap,
+    };
     let routes = Router::new()
-        .route(push_path(Topic::OrderCreated), step_route(Inventory))
+        .route(push_path(Topic::OrderCreated), step_route(step))
         .with_state(clients);
     saga::runtime::server::standard(routes, MAX_PUSH_BYTES)
 }
@@ -150,7 +168,7 @@ mod tests {
     }
 
     fn decide(msg: &SagaMessage, stock: Option<Snapshot>) -> Result<Decision, StepError> {
-        Inventory.decide(msg, &[stock, ordered(msg, StepState::Done, &msg.order)])
+        Inventory::default().decide(msg, &[stock, ordered(msg, StepState::Done, &msg.order)])
     }
 
     #[test]
@@ -222,7 +240,7 @@ mod tests {
             ("another quantity", ordered(&msg, StepState::Done, &other)),
         ];
         for (what, record) in cases {
-            match Inventory.decide(&msg, &[stock.clone(), record]) {
+            match Inventory::default().decide(&msg, &[stock.clone(), record]) {
                 Err(StepError::Poison { code, .. }) => assert_eq!(code, saga::engine::UNMATCHED, "{what}"),
                 other => panic!("{what}: {other:?}"),
             }

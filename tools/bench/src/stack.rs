@@ -254,11 +254,16 @@ impl Stack {
         ] {
             spec = spec.env_remove(var);
         }
-        // Behind a front end, a worker runs as on Cloud Run behind invoker IAM.
-        if self.push == Push::Gcp && service.takes_pushes() {
-            for (var, value) in gcp_like::worker_env(&self.project, service) {
-                spec = spec.env(var, value);
-            }
+        // Behind a front end, a worker runs as on Cloud Run behind invoker IAM; under the
+        // emulator's push, as the devstack runs it.
+        spec = spec.env_remove(env::SHARED_WRITE_GAP);
+        let extra = match self.push {
+            Push::Gcp if service.takes_pushes() => gcp_like::worker_env(&self.project, service),
+            Push::Gcp => Vec::new(),
+            Push::Emulator => devstack::pubsub::emulator_push_env(service),
+        };
+        for (var, value) in extra {
+            spec = spec.env(var, value);
         }
         // Built before the clock starts, so that only the service's start is timed.
         let probe = Probe::new(format!(

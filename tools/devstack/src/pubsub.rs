@@ -23,6 +23,20 @@ fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
     e.status().is_some_and(|s| s.code == Code::AlreadyExists)
 }
 
+/// What a worker gets, besides the common settings, when the emulator pushes to it:
+/// inventory runs without a gap between writes of an item's stock (`SHARED_WRITE_GAP=0s`).
+/// The emulator keeps at most 2 pushes in flight per subscription, which leaves nothing to
+/// batch, so the gap (kept under GCP-like delivery, as a deployment keeps it) would only make
+/// each sale wait for it, about 8 sales a second in all; and the emulator has no
+/// per-document write limit to keep to.
+pub fn emulator_push_env(service: Service) -> Vec<(&'static str, String)> {
+    if service == Service::Inventory {
+        vec![(saga::runtime::config::env::SHARED_WRITE_GAP, "0s".to_owned())]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Who delivers the messages of the contract's push subscriptions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pusher {
@@ -292,5 +306,26 @@ impl Puller {
     pub async fn hold(&self, subscription: &str, max: usize, quiet: Duration) -> anyhow::Result<Held> {
         let rest = crate::held::Rest::for_target(&self.target)?;
         Held::read(rest, self.path(subscription), max, quiet).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_the_emulators_push_only_inventory_runs_without_a_stock_write_gap() {
+        for service in Service::ALL {
+            let want = (service == Service::Inventory).then_some("0s");
+            let env = emulator_push_env(service);
+            assert_eq!(
+                env.iter()
+                    .find(|(var, _)| *var == "SHARED_WRITE_GAP")
+                    .map(|(_, v)| v.as_str()),
+                want,
+                "{service}"
+            );
+            assert!(env.len() <= 1, "{service}: {env:?}");
+        }
     }
 }

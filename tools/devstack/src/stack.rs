@@ -210,11 +210,19 @@ async fn start_services(
     let mut children = Vec::new();
     for service in Service::ALL {
         let behind_front_end = args.push == Push::Gcp && service.takes_pushes();
-        let extra = if behind_front_end {
+        let mut extra = if behind_front_end {
             gcp_like::worker_env(&args.project, service)
         } else {
             Vec::new()
         };
+        if args.push == Push::Emulator {
+            // What the caller's environment sets wins.
+            extra.extend(
+                devstack::pubsub::emulator_push_env(service)
+                    .into_iter()
+                    .filter(|(var, _)| std::env::var_os(var).is_none()),
+            );
+        }
         let spec = service_spec(service, &args.project, emulators, ports, &extra)?;
         let mut child = spec.spawn().with_context(|| format!("starting {service}"))?;
         relay_output(&mut child, &output_prefix(service))?;

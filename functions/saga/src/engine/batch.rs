@@ -43,7 +43,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
-/// The least time between two writes of a shared document: at most four a second.
+/// The least time between two writes of a shared document, by default: at most four a
+/// second. A step may configure its own ([`Step::shared_write_gap`](super::Step::shared_write_gap)).
 pub const SHARED_WRITE_GAP: Duration = Duration::from_millis(250);
 
 /// Most members in one batch: each adds its record, its domain writes and its view to the
@@ -133,7 +134,7 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
             continue;
         }
         if let Some(written) = last_written {
-            sleep_until(written + SHARED_WRITE_GAP).await;
+            sleep_until(written + step.shared_write_gap()).await;
             while let Ok(member) = members.try_recv() {
                 waiting.push(member);
             }
@@ -209,7 +210,7 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
     // The shared document must not be written more often than SHARED_WRITE_GAP, whoever
     // wrote it last.
     if let Some(doc) = &shared_doc
-        && let Some(next) = update_time(doc).map(|t| t + SHARED_WRITE_GAP)
+        && let Some(next) = update_time(doc).map(|t| t + step.shared_write_gap())
         && next > SystemTime::now()
     {
         sleep_until(next).await;

@@ -248,6 +248,12 @@ pub trait Step: Send + Sync + 'static {
         None
     }
 
+    /// The least time between two writes of a [`Step::shared_document`]
+    /// ([`SHARED_WRITE_GAP`] unless configured otherwise).
+    fn shared_write_gap(&self) -> std::time::Duration {
+        SHARED_WRITE_GAP
+    }
+
     /// Decides what to do, given the documents of [`Step::reads`], in the same order.
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError>;
 }

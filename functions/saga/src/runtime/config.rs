@@ -46,6 +46,12 @@ pub mod env {
     /// [`PUSH_SERVICE_ACCOUNT`]. Unset: the sweep endpoint refuses every call unless push
     /// tokens are not checked at all.
     pub const SWEEP_SERVICE_ACCOUNT: &str = "SWEEP_SERVICE_ACCOUNT";
+    /// Inventory only, for local runs: the least time between two writes of an item's stock
+    /// document, as `250ms` (the default, [`crate::engine::SHARED_WRITE_GAP`]) or `0s`. The
+    /// devstack sets `0s` under the emulator's push, which keeps at most 2 pushes in flight
+    /// and so leaves nothing to batch: the gap would only make every sale wait, and the
+    /// emulator has no per-document write limit to keep to. A deployment leaves it unset.
+    pub const SHARED_WRITE_GAP: &str = "SHARED_WRITE_GAP";
 }
 
 /// Who gives an environment variable its value in a Cloud Run deployment.
@@ -94,6 +100,9 @@ pub fn reads(service: Service) -> Vec<EnvVar> {
     }
     if service == Service::Frontend {
         vars.push(var(env::ORDER_LIST, Deployment));
+    }
+    if service == Service::Inventory {
+        vars.push(var(env::SHARED_WRITE_GAP, Local));
     }
     if service == Service::Janitor {
         vars.extend([
@@ -198,6 +207,8 @@ pub struct Config {
     pub saga_deadline: Duration,
     /// Who may call the sweep, checked as push tokens are (only the janitor uses it).
     pub sweep_account: Option<String>,
+    /// The least time between two writes of a shared document (only inventory uses it).
+    pub shared_write_gap: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -213,6 +224,7 @@ impl fmt::Debug for Config {
             .field("order_list", &self.order_list)
             .field("saga_deadline", &self.saga_deadline)
             .field("sweep_account", &self.sweep_account)
+            .field("shared_write_gap", &self.shared_write_gap)
             .finish()
     }
 }
@@ -295,12 +307,26 @@ impl Config {
                 }
             },
         };
+        let shared_write_gap = match get(env::SHARED_WRITE_GAP) {
+            None => crate::engine::SHARED_WRITE_GAP,
+            Some(v) => match humantime::parse_duration(&v) {
+                Ok(d) if d <= Duration::from_secs(1) => d,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: env::SHARED_WRITE_GAP,
+                        value: v,
+                        problem: "expected a duration of a second or less, such as `250ms` or `0s`",
+                    });
+                }
+            },
+        };
         Ok(Config {
             service,
             port,
             push_auth,
             order_list,
             saga_deadline,
+            shared_write_gap,
             sweep_account: get(env::SWEEP_SERVICE_ACCOUNT),
             pubsub: PubSubTarget {
                 project: project.clone(),
@@ -333,6 +359,7 @@ impl Config {
             order_list: OrderList::On,
             saga_deadline: crate::contract::sweep::DEFAULT_DEADLINE,
             sweep_account: None,
+            shared_write_gap: crate::engine::SHARED_WRITE_GAP,
         }
     }
 
@@ -617,6 +644,29 @@ mod tests {
             });
             match (got, want) {
                 (Ok(c), Ok(deadline)) => assert_eq!(c.saga_deadline, deadline, "{value:?}"),
+                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{value:?}: {e}"),
+                (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_shared_write_gap_reads_as_a_duration_of_a_second_or_less() {
+        for (value, want) in [
+            (None, Ok(crate::engine::SHARED_WRITE_GAP)),
+            (Some("0s"), Ok(Duration::ZERO)),
+            (Some("100ms"), Ok(Duration::from_millis(100))),
+            (Some("1s"), Ok(Duration::from_secs(1))),
+            (Some("2s"), Err("a second or less")),
+            (Some("fast"), Err("SHARED_WRITE_GAP=\"fast\"")),
+        ] {
+            let got = Config::from_lookup(Service::Inventory, |k| match k {
+                "PROJECT_ID" => Some("p".into()),
+                "SHARED_WRITE_GAP" => value.map(str::to_owned),
+                _ => None,
+            });
+            match (got, want) {
+                (Ok(c), Ok(gap)) => assert_eq!(c.shared_write_gap, gap, "{value:?}"),
                 (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{value:?}: {e}"),
                 (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
             }
