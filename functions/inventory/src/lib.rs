@@ -44,6 +44,8 @@ impl Default for Inventory {
 #[derive(Serialize)]
 struct StockLevel {
     quantity: i64,
+    /// When this sale wrote it ([`inventory_fields::SOLD_AT`]).
+    sold_at: i64,
 }
 
 impl Step for Inventory {
@@ -68,6 +70,14 @@ impl Step for Inventory {
 
     fn shared_write_gap(&self) -> std::time::Duration {
         self.write_gap
+    }
+
+    /// The sales' own mark: a compensation's increment of the stock moves the document's
+    /// update time but not this, so compensations never make sales wait. A stock no sale
+    /// has written yet (seeded) waits for nothing.
+    fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
+        let micros = u64::try_from(shared.integer(inventory_fields::SOLD_AT)?).ok()?;
+        Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(micros))
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
@@ -105,8 +115,9 @@ impl Step for Inventory {
             records::item(item),
             &StockLevel {
                 quantity: level - i64::from(wanted),
+                sold_at: saga::engine::status::now_micros(),
             },
-            Some(&[inventory_fields::QUANTITY]),
+            Some(&[inventory_fields::QUANTITY, inventory_fields::SOLD_AT]),
             Some(Precondition::Unchanged(stock.update_time())),
         );
         writes.create(
@@ -169,6 +180,43 @@ mod tests {
 
     fn decide(msg: &SagaMessage, stock: Option<Snapshot>) -> Result<Decision, StepError> {
         Inventory::default().decide(msg, &[stock, ordered(msg, StepState::Done, &msg.order)])
+    }
+
+    #[test]
+    fn the_write_gap_counts_from_the_last_sale_not_from_a_compensations_increment() {
+        use std::time::{Duration, SystemTime};
+        let step = Inventory::default();
+        let msg = message(2);
+        let seeded = item(&msg, &json!({"quantity": 9, "price_per_unit": 3})).unwrap();
+        assert_eq!(
+            step.shared_written_at(&seeded),
+            None,
+            "a stock no sale wrote waits for nothing"
+        );
+
+        // A sale marks the stock with its time, in the same write as the level.
+        let before = SystemTime::now();
+        let mut d = decide(&msg, Some(seeded.clone())).unwrap();
+        let sold = seeded.after(&d.writes.split_off_document(&records::item(&msg.order.item)));
+        let marked = step.shared_written_at(&sold).expect("the sale's mark");
+        assert!(
+            marked >= before - Duration::from_millis(1),
+            "{marked:?} {before:?}"
+        );
+        assert_eq!(sold.integer(inventory_fields::QUANTITY), Some(7));
+
+        // A compensation gives units back with an increment of the level alone: the
+        // document's update time moves, the sales' mark does not.
+        let mut increment = WriteSet::new();
+        increment.increment(
+            records::item(&msg.order.item),
+            inventory_fields::QUANTITY,
+            2,
+            None,
+        );
+        let compensated = sold.after(&increment);
+        assert_eq!(compensated.integer(inventory_fields::QUANTITY), Some(9));
+        assert_eq!(step.shared_written_at(&compensated), Some(marked));
     }
 
     #[test]

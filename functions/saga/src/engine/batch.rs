@@ -21,10 +21,13 @@
 //! instance's batch, a compensation's increment), the commit fails as a whole, nothing is
 //! written, and the worker reads and decides again.
 //!
-//! **How often the shared document is written.** A commit of it starts only once its last
-//! write (by its update time, which every instance sees) is [`SHARED_WRITE_GAP`] old, so it
-//! is written at most `1 s / SHARED_WRITE_GAP` times a second, however many instances sell
-//! it: a failed precondition writes nothing. Sales that arrive meanwhile wait and join the
+//! **How often the shared document is written.** A commit of it starts only once the step's
+//! last write of it (as the document records it, [`Step::shared_written_at`], which every
+//! instance reads) is [`SHARED_WRITE_GAP`] old, so the step writes it at most
+//! `1 s / SHARED_WRITE_GAP` times a second, however many instances sell it: a failed
+//! precondition writes nothing. Others' writes (a compensation's increment of the stock)
+//! do not move that time, so they cannot hold the sales back; they only make a commit
+//! fail its precondition, and the batch decide again at once. Sales that arrive meanwhile wait and join the
 //! next batch, which is what makes the batches large under load; a document last written
 //! long ago is committed at once.
 
@@ -207,10 +210,10 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
     };
     let mut docs = docs.into_iter();
     let shared_doc = docs.next().flatten();
-    // The shared document must not be written more often than SHARED_WRITE_GAP, whoever
-    // wrote it last.
+    // The shared document must not be written by the step more often than its gap, whichever
+    // instance wrote it last.
     if let Some(doc) = &shared_doc
-        && let Some(next) = update_time(doc).map(|t| t + step.shared_write_gap())
+        && let Some(next) = step.shared_written_at(doc).map(|t| t + step.shared_write_gap())
         && next > SystemTime::now()
     {
         sleep_until(next).await;
@@ -306,13 +309,6 @@ async fn commit(
             Err((e.into(), batch))
         }
     }
-}
-
-fn update_time(doc: &Snapshot) -> Option<SystemTime> {
-    let t = doc.update_time();
-    let secs = u64::try_from(t.seconds).ok()?;
-    let nanos = u32::try_from(t.nanos).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 /// What a member reads besides the shared document, where its own record lives, and what

@@ -254,6 +254,17 @@ pub trait Step: Send + Sync + 'static {
         SHARED_WRITE_GAP
     }
 
+    /// When this step's decisions last wrote `shared` (its [`Step::shared_document`]), as
+    /// read: the next write waits until [`Step::shared_write_gap`] after it. By default the
+    /// document's update time, which any write moves; a step whose shared document others
+    /// write too (inventory's stock, which compensations increment) records its own.
+    fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
+        let t = shared.update_time();
+        let secs = u64::try_from(t.seconds).ok()?;
+        let nanos = u32::try_from(t.nanos).ok()?;
+        Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+    }
+
     /// Decides what to do, given the documents of [`Step::reads`], in the same order.
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError>;
 }
