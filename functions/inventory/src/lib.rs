@@ -44,8 +44,6 @@ impl Default for Inventory {
 #[derive(Serialize)]
 struct StockLevel {
     quantity: i64,
-    /// When this sale wrote it ([`inventory_fields::SOLD_AT`]).
-    sold_at: i64,
 }
 
 impl Step for Inventory {
@@ -76,8 +74,10 @@ impl Step for Inventory {
     /// update time but not this, so compensations never make sales wait. A stock no sale
     /// has written yet (seeded) waits for nothing.
     fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
-        let micros = u64::try_from(shared.integer(inventory_fields::SOLD_AT)?).ok()?;
-        Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(micros))
+        let t = shared.timestamp(inventory_fields::SOLD_AT)?;
+        let secs = u64::try_from(t.seconds).ok()?;
+        let nanos = u32::try_from(t.nanos).ok()?;
+        Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
@@ -111,15 +111,16 @@ impl Step for Inventory {
         }
 
         let mut writes = WriteSet::new();
-        writes.update(
-            records::item(item),
-            &StockLevel {
-                quantity: level - i64::from(wanted),
-                sold_at: saga::engine::status::now_micros(),
-            },
-            Some(&[inventory_fields::QUANTITY, inventory_fields::SOLD_AT]),
-            Some(Precondition::Unchanged(stock.update_time())),
-        );
+        writes
+            .update(
+                records::item(item),
+                &StockLevel {
+                    quantity: level - i64::from(wanted),
+                },
+                Some(&[inventory_fields::QUANTITY]),
+                Some(Precondition::Unchanged(stock.update_time())),
+            )
+            .and_request_time(inventory_fields::SOLD_AT);
         writes.create(
             records::reservation(item, msg.uuid),
             &ReservationDoc {

@@ -23,13 +23,13 @@
 //!
 //! **How often the shared document is written.** A commit of it starts only once the step's
 //! last write of it (as the document records it, [`Step::shared_written_at`], which every
-//! instance reads) is [`SHARED_WRITE_GAP`] old, so the step writes it at most
-//! `1 s / SHARED_WRITE_GAP` times a second, however many instances sell it: a failed
-//! precondition writes nothing. Others' writes (a compensation's increment of the stock)
-//! do not move that time, so they cannot hold the sales back; they only make a commit
-//! fail its precondition, and the batch decide again at once. Sales that arrive meanwhile wait and join the
-//! next batch, which is what makes the batches large under load; a document last written
-//! long ago is committed at once.
+//! instance reads) is the step's gap ([`Step::shared_write_gap`], by default
+//! [`SHARED_WRITE_GAP`]) old, so the step writes it at most once per gap, however many
+//! instances sell it: a failed precondition writes nothing. Others' writes (a compensation's
+//! increment of the stock) do not move that time, so they cannot hold the sales back; they
+//! only make a commit fail its precondition, and the batch decides again at once. Sales that
+//! arrive meanwhile wait and join the next batch, which is what makes the batches large
+//! under load; a document last written long ago is committed at once.
 
 use super::deadline::Deadline;
 use super::lease::HeldLease;
@@ -213,7 +213,10 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
     // The shared document must not be written by the step more often than its gap, whichever
     // instance wrote it last.
     if let Some(doc) = &shared_doc
-        && let Some(next) = step.shared_written_at(doc).map(|t| t + step.shared_write_gap())
+        // A mark in the future (a hand-edited document) waits one gap, not until then.
+        && let Some(next) = step
+            .shared_written_at(doc)
+            .map(|t| t.min(SystemTime::now()) + step.shared_write_gap())
         && next > SystemTime::now()
     {
         sleep_until(next).await;

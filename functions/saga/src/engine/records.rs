@@ -69,7 +69,7 @@ pub mod inventory_fields {
     pub const QUANTITY: &str = "quantity";
     /// Price of one unit.
     pub const PRICE_PER_UNIT: &str = "price_per_unit";
-    /// When inventory's sales last wrote the stock, in microseconds since the epoch. The gap
+    /// When inventory's sales last wrote the stock: Firestore's time of that commit. The gap
     /// between two writes of an item's stock is counted from it, not from the document's
     /// update time, which a compensation's increment moves too: compensations of a hot
     /// item must not hold its sales back.

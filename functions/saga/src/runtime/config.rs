@@ -310,6 +310,14 @@ impl Config {
         let shared_write_gap = match get(env::SHARED_WRITE_GAP) {
             None => crate::engine::SHARED_WRITE_GAP,
             Some(v) => match humantime::parse_duration(&v) {
+                // On Cloud Run a shorter gap would give up Firestore's per-document rate.
+                Ok(d) if get(env::K_SERVICE).is_some() && d < crate::engine::SHARED_WRITE_GAP => {
+                    return Err(ConfigError::Invalid {
+                        name: env::SHARED_WRITE_GAP,
+                        value: v,
+                        problem: "is for local runs: on Cloud Run the gap may not be shorter than 250ms",
+                    });
+                }
                 Ok(d) if d <= Duration::from_secs(1) => d,
                 _ => {
                     return Err(ConfigError::Invalid {
@@ -662,6 +670,25 @@ mod tests {
         ] {
             let got = Config::from_lookup(Service::Inventory, |k| match k {
                 "PROJECT_ID" => Some("p".into()),
+                "SHARED_WRITE_GAP" => value.map(str::to_owned),
+                _ => None,
+            });
+            match (got, want) {
+                (Ok(c), Ok(gap)) => assert_eq!(c.shared_write_gap, gap, "{value:?}"),
+                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{value:?}: {e}"),
+                (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        // On Cloud Run: never shorter than the default.
+        for (value, want) in [
+            (None, Ok(crate::engine::SHARED_WRITE_GAP)),
+            (Some("500ms"), Ok(Duration::from_millis(500))),
+            (Some("0s"), Err("on Cloud Run the gap may not be shorter")),
+        ] {
+            let got = Config::from_lookup(Service::Inventory, |k| match k {
+                "PROJECT_ID" => Some("p".into()),
+                "K_SERVICE" => Some("inventory".into()),
+                "PUSH_AUTH" => Some("off".into()),
                 "SHARED_WRITE_GAP" => value.map(str::to_owned),
                 _ => None,
             });

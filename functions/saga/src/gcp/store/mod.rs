@@ -113,6 +113,18 @@ impl Snapshot {
                 }
             }
             for (field, transform) in &write.transforms {
+                if matches!(transform, Transform::RequestTime) {
+                    let now = firestore::jiff::Timestamp::now();
+                    doc.fields.insert(
+                        field.clone(),
+                        fs::Value {
+                            value_type: Some(fs::value::ValueType::TimestampValue(Timestamp {
+                                seconds: now.as_second(),
+                                nanos: now.subsec_nanosecond(),
+                            })),
+                        },
+                    );
+                }
                 if let Transform::Increment(by) = transform {
                     let now = match doc.fields.get(field).and_then(|v| v.value_type.as_ref()) {
                         Some(fs::value::ValueType::IntegerValue(n)) => *n,
@@ -139,6 +151,14 @@ impl Snapshot {
     pub fn decode<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
         FirestoreDb::deserialize_doc_to(&self.doc)
             .with_context(|| format!("decoding document {}", self.doc.name))
+    }
+
+    /// A timestamp field, if it holds one.
+    pub fn timestamp(&self, field: &str) -> Option<Timestamp> {
+        match self.doc.fields.get(field)?.value_type.as_ref()? {
+            fs::value::ValueType::TimestampValue(t) => Some(*t),
+            _ => None,
+        }
     }
 
     /// An integer field, also accepting a double that holds a whole number (the console
@@ -201,6 +221,9 @@ pub enum Transform {
     Minimum(i64),
     /// Keeps the larger of the current value and this one (sets it if absent).
     Maximum(i64),
+    /// Sets a timestamp: the time Firestore processes the commit (its request time), the
+    /// clock every instance's reads share, as the document's update time does.
+    RequestTime,
 }
 
 impl WriteSet {
@@ -271,6 +294,15 @@ impl WriteSet {
         self.put(path, obj, Some(mask), None);
         if let Some(last) = self.writes.last_mut() {
             last.transforms = transforms;
+        }
+        self
+    }
+
+    /// Also sets `field` of the document the last queued write changes to the time
+    /// Firestore processes the commit ([`Transform::RequestTime`]).
+    pub fn and_request_time(&mut self, field: &str) -> &mut Self {
+        if let Some(last) = self.writes.last_mut() {
+            last.transforms.push((field.to_owned(), Transform::RequestTime));
         }
         self
     }
@@ -495,6 +527,9 @@ impl Store {
                     Transform::Increment(by) => TransformType::Increment(integer(by)),
                     Transform::Minimum(n) => TransformType::Minimum(integer(n)),
                     Transform::Maximum(n) => TransformType::Maximum(integer(n)),
+                    Transform::RequestTime => TransformType::SetToServerValue(
+                        fs::document_transform::field_transform::ServerValue::RequestTime.into(),
+                    ),
                 }),
             })
             .collect();
