@@ -627,6 +627,29 @@ mod tests {
         assert!(!reads(Service::Orders).iter().any(|v| v.name == env::ORDER_LIST));
     }
 
+    /// Checks how `service` reads the duration `var` for each `(value, want)`, with `env`
+    /// set besides: the duration `field` holds, or an error naming the problem in `words`.
+    fn reads_duration(
+        service: Service,
+        env: &[(&str, &str)],
+        var: &str,
+        field: fn(&Config) -> Duration,
+        cases: &[(Option<&str>, Result<Duration, &str>)],
+    ) {
+        for (value, want) in cases {
+            let got = Config::from_lookup(service, |k| match k {
+                k if k == var => value.map(str::to_owned),
+                "PROJECT_ID" => Some("p".into()),
+                k => env.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()),
+            });
+            match (got, want) {
+                (Ok(c), Ok(d)) => assert_eq!(field(&c), *d, "{var}={value:?}"),
+                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{var}={value:?}: {e}"),
+                (got, want) => panic!("{var}={value:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
     #[test]
     fn the_saga_deadline_reads_as_a_duration_no_shorter_than_pubsubs_retries() {
         let minutes = |m| Duration::from_mins(m);
@@ -635,69 +658,52 @@ mod tests {
             minutes(3),
             "as the message says"
         );
-        for (value, want) in [
-            (None, Ok(minutes(5))),
-            (Some("10m"), Ok(minutes(10))),
-            (Some("180s"), Ok(minutes(3))),
-            (Some("1h 30m"), Ok(minutes(90))),
-            (Some("179s"), Err("no shorter than Pub/Sub's retries")),
-            (Some("1m"), Err("(3 minutes)")),
-            (Some("300"), Err("SAGA_DEADLINE=\"300\"")),
-            (Some("soon"), Err("such as `5m`")),
-        ] {
-            let got = Config::from_lookup(Service::Janitor, |k| match k {
-                "PROJECT_ID" => Some("p".into()),
-                "SAGA_DEADLINE" => value.map(str::to_owned),
-                _ => None,
-            });
-            match (got, want) {
-                (Ok(c), Ok(deadline)) => assert_eq!(c.saga_deadline, deadline, "{value:?}"),
-                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{value:?}: {e}"),
-                (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
-            }
-        }
+        reads_duration(
+            Service::Janitor,
+            &[],
+            env::SAGA_DEADLINE,
+            |c| c.saga_deadline,
+            &[
+                (None, Ok(minutes(5))),
+                (Some("10m"), Ok(minutes(10))),
+                (Some("180s"), Ok(minutes(3))),
+                (Some("1h 30m"), Ok(minutes(90))),
+                (Some("179s"), Err("no shorter than Pub/Sub's retries")),
+                (Some("1m"), Err("(3 minutes)")),
+                (Some("300"), Err("SAGA_DEADLINE=\"300\"")),
+                (Some("soon"), Err("such as `5m`")),
+            ],
+        );
     }
 
     #[test]
-    fn the_shared_write_gap_reads_as_a_duration_of_a_second_or_less() {
-        for (value, want) in [
-            (None, Ok(crate::engine::SHARED_WRITE_GAP)),
-            (Some("0s"), Ok(Duration::ZERO)),
-            (Some("100ms"), Ok(Duration::from_millis(100))),
-            (Some("1s"), Ok(Duration::from_secs(1))),
-            (Some("2s"), Err("a second or less")),
-            (Some("fast"), Err("SHARED_WRITE_GAP=\"fast\"")),
-        ] {
-            let got = Config::from_lookup(Service::Inventory, |k| match k {
-                "PROJECT_ID" => Some("p".into()),
-                "SHARED_WRITE_GAP" => value.map(str::to_owned),
-                _ => None,
-            });
-            match (got, want) {
-                (Ok(c), Ok(gap)) => assert_eq!(c.shared_write_gap, gap, "{value:?}"),
-                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{value:?}: {e}"),
-                (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
-            }
-        }
-        // On Cloud Run: never shorter than the default.
-        for (value, want) in [
-            (None, Ok(crate::engine::SHARED_WRITE_GAP)),
-            (Some("500ms"), Ok(Duration::from_millis(500))),
-            (Some("0s"), Err("on Cloud Run the gap may not be shorter")),
-        ] {
-            let got = Config::from_lookup(Service::Inventory, |k| match k {
-                "PROJECT_ID" => Some("p".into()),
-                "K_SERVICE" => Some("inventory".into()),
-                "PUSH_AUTH" => Some("off".into()),
-                "SHARED_WRITE_GAP" => value.map(str::to_owned),
-                _ => None,
-            });
-            match (got, want) {
-                (Ok(c), Ok(gap)) => assert_eq!(c.shared_write_gap, gap, "{value:?}"),
-                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{value:?}: {e}"),
-                (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
-            }
-        }
+    fn the_shared_write_gap_reads_as_a_duration_of_a_second_or_less_and_not_shorter_on_cloud_run() {
+        let default = crate::engine::SHARED_WRITE_GAP;
+        reads_duration(
+            Service::Inventory,
+            &[],
+            env::SHARED_WRITE_GAP,
+            |c| c.shared_write_gap,
+            &[
+                (None, Ok(default)),
+                (Some("0s"), Ok(Duration::ZERO)),
+                (Some("100ms"), Ok(Duration::from_millis(100))),
+                (Some("1s"), Ok(Duration::from_secs(1))),
+                (Some("2s"), Err("a second or less")),
+                (Some("fast"), Err("SHARED_WRITE_GAP=\"fast\"")),
+            ],
+        );
+        reads_duration(
+            Service::Inventory,
+            &[("K_SERVICE", "inventory"), ("PUSH_AUTH", "off")],
+            env::SHARED_WRITE_GAP,
+            |c| c.shared_write_gap,
+            &[
+                (None, Ok(default)),
+                (Some("500ms"), Ok(Duration::from_millis(500))),
+                (Some("0s"), Err("on Cloud Run the gap may not be shorter")),
+            ],
+        );
     }
 
     #[test]
