@@ -330,8 +330,8 @@ pub struct PushPolicy {
 impl PushPolicy {
     /// The longest Pub/Sub may keep a message in retries before it dead-letters it: every
     /// delivery timing out at the ack deadline, and the backoff between deliveries doubling
-    /// from the least to the most (Pub/Sub documents the backoff as exponential between the
-    /// two, without saying by how much).
+    /// from the least to the most (Pub/Sub's "Handle message failures", retry policy,
+    /// documents the backoff as exponential between the two, without saying by how much).
     pub const fn retry_horizon(&self) -> Duration {
         let mut total = self.ack_deadline.as_secs() * self.max_delivery_attempts as u64;
         let mut backoff = self.min_backoff.as_secs();

@@ -50,7 +50,8 @@ const SLOTS: usize = 2;
 const MAX_JOBS: usize = 64;
 /// Most writes in one commit (Firestore takes 500).
 const MAX_WRITES: usize = 450;
-/// Most bytes of writes in one commit. Firestore refuses a request over 10 MiB; the
+/// Most bytes of writes in one commit. Firestore refuses a request over 10 MiB (Firestore
+/// "Usage and limits": maximum size of an API request; also of a transaction); the
 /// emulator does not, so only this keeps large jobs (orders near their size limit, batches
 /// of them) from failing together on Google Cloud. A single larger job still goes alone.
 pub(crate) const MAX_BYTES: usize = 8 * 1024 * 1024;
