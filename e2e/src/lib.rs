@@ -405,18 +405,26 @@ impl TestStack {
         uuids.iter().filter_map(|u| seen.remove_entry(u)).collect()
     }
 
+    /// A subscription admin client of the emulator.
+    ///
+    /// # Panics
+    /// If it cannot be built.
+    async fn subscription_admin(&self) -> SubscriptionAdmin {
+        SubscriptionAdmin::builder()
+            .with_endpoint(self.emulators.pubsub_endpoint())
+            .with_credentials(Anonymous::new().build())
+            .build()
+            .await
+            .expect("subscription admin client")
+    }
+
     /// Adds a pull subscription named `name` on `topic`, to watch what a test publishes.
     ///
     /// # Panics
     /// If it cannot be created.
     pub async fn tap(&self, topic: Topic, name: &str) {
-        let admin = SubscriptionAdmin::builder()
-            .with_endpoint(self.emulators.pubsub_endpoint())
-            .with_credentials(Anonymous::new().build())
-            .build()
+        self.subscription_admin()
             .await
-            .expect("subscription admin client");
-        admin
             .create_subscription()
             .set_name(format!("projects/{}/subscriptions/{name}", self.project))
             .set_topic(topic.path(&self.project))
@@ -431,13 +439,8 @@ impl TestStack {
     /// # Panics
     /// If it cannot be deleted.
     pub async fn drop_subscription(&self, name: &str) {
-        let admin = SubscriptionAdmin::builder()
-            .with_endpoint(self.emulators.pubsub_endpoint())
-            .with_credentials(Anonymous::new().build())
-            .build()
+        self.subscription_admin()
             .await
-            .expect("subscription admin client");
-        admin
             .delete_subscription()
             .set_subscription(format!("projects/{}/subscriptions/{name}", self.project))
             .send()

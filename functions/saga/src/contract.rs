@@ -247,6 +247,17 @@ impl Subscription {
     pub fn path(&self, project: &str) -> String {
         format!("projects/{project}/subscriptions/{}", self.name)
     }
+
+    /// Whether Pub/Sub moves what it cannot deliver to the dead-letter topic.
+    pub fn dead_letters(&self) -> bool {
+        matches!(
+            self.delivery,
+            Delivery::Push {
+                dead_letter: true,
+                ..
+            }
+        )
+    }
 }
 
 /// The HTTP path on which a service receives pushes of `topic`.

@@ -266,15 +266,7 @@ fn the_pubsub_agent_may_dead_letter_exactly_the_subscriptions_that_dead_letter()
     }
     let dead_lettering: BTreeSet<&str> = SUBSCRIPTIONS
         .iter()
-        .filter(|s| {
-            matches!(
-                s.delivery,
-                Delivery::Push {
-                    dead_letter: true,
-                    ..
-                }
-            )
-        })
+        .filter(|s| s.dead_letters())
         .map(|s| s.name)
         .collect();
     assert_eq!(acks, dead_lettering, "subscriptions the agent may ack on");

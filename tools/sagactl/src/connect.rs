@@ -4,7 +4,7 @@
 //! services' own ([`saga::runtime::config`], [`saga::gcp`], [`devstack::pubsub`]).
 
 use devstack::pubsub::Puller;
-use saga::contract::{Delivery, SUBSCRIPTIONS, Service, Topic};
+use saga::contract::{SUBSCRIPTIONS, Service, Topic};
 use saga::gcp::Clients;
 use saga::gcp::auth::PushAuth;
 use saga::gcp::bus::Bus;
@@ -80,15 +80,7 @@ pub async fn clients(config: &Config) -> anyhow::Result<Clients> {
 pub fn redrive_topics() -> Vec<Topic> {
     let mut topics: Vec<Topic> = SUBSCRIPTIONS
         .iter()
-        .filter(|s| {
-            matches!(
-                s.delivery,
-                Delivery::Push {
-                    dead_letter: true,
-                    ..
-                }
-            )
-        })
+        .filter(|s| s.dead_letters())
         .map(|s| s.topic)
         .collect();
     topics.dedup();
