@@ -602,6 +602,20 @@ fn the_scheduler_sweeps_the_janitor_on_the_contracts_schedule_as_the_one_account
 }
 
 #[test]
+fn the_stocks_sales_mark_is_not_indexed() -> Result<()> {
+    let tf = terraform();
+    let field = tf.resource("google_firestore_field", "inventory_sold_at")?;
+    assert_eq!(field.str("collection")?, saga::contract::collections::INVENTORY);
+    assert_eq!(field.str("field")?, saga::engine::records::inventory_fields::SOLD_AT);
+    // An empty block is what turns a field's single-field indexes off.
+    match field.get("index_config")? {
+        Value::Array(blocks) => assert_eq!(blocks, &[Value::Object(Default::default())]),
+        other => anyhow::bail!("index_config is {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
 fn the_sweeps_query_has_its_index_and_the_deadline_is_one_the_janitor_reads() -> Result<()> {
     let tf = terraform();
     let index = tf.resource("google_firestore_index", "open_sagas")?;
