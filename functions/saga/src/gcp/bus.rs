@@ -8,8 +8,10 @@ use crate::contract::{Service, Topic};
 use crate::faults::Faults;
 use anyhow::{Context as _, bail};
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
+use google_cloud_gax::retry_policy::RetryPolicyExt as _;
 use google_cloud_pubsub::client::{BasePublisher, Publisher};
 use google_cloud_pubsub::model::Message;
+use google_cloud_pubsub::retry_policy::RetryableErrors;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -23,9 +25,18 @@ pub struct PubSubTarget {
     pub emulator_endpoint: Option<String>,
 }
 
-/// How long a publish may take before the step gives up and answers 5xx. The message may
-/// still go out afterwards; every consumer is idempotent, so that is harmless.
+/// How long a publish may take before the step gives up and answers 5xx. A message whose
+/// last attempt reached Pub/Sub but whose answer was lost may still have gone out; every
+/// consumer is idempotent, so that is harmless.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the client library may keep one publish going, its retries included. The
+/// library sends from a task of its own, which the step's [`PUBLISH_TIMEOUT`] does not stop,
+/// and by default retries for 10 minutes: a frontend that answered 503 ("not placed") would
+/// place the order minutes later, after the user placed it again, and a step would send
+/// its message long after giving its publish lease back (and with Cloud Run's CPU
+/// throttled after the answer). So the library gives up first.
+pub const PUBLISH_RETRY_LIMIT: Duration = Duration::from_secs(9);
 
 /// A message to publish, exactly as it will be (and was) sent, so that a step can store it
 /// before publishing and send the identical bytes again after a crash.
@@ -94,18 +105,24 @@ impl Bus {
         } else {
             Batching::None
         };
-        Self::build(target, service.publishes(), batching).await
+        Self::build(target, service.publishes(), batching, PUBLISH_RETRY_LIMIT).await
     }
 
     /// Builds a publisher for each of `topics`, each sending every message at once: for an
     /// operator's tool (`sagactl redrive` puts dead letters back on the topics they came
     /// from), which is no service and so not bound to one service's topics.
     pub async fn connect_topics(target: &PubSubTarget, topics: &[Topic]) -> anyhow::Result<Self> {
-        Self::build(target, topics, Batching::None).await
+        Self::build(target, topics, Batching::None, PUBLISH_RETRY_LIMIT).await
     }
 
-    async fn build(target: &PubSubTarget, topics: &[Topic], batching: Batching) -> anyhow::Result<Self> {
-        let mut builder = BasePublisher::builder();
+    async fn build(
+        target: &PubSubTarget,
+        topics: &[Topic],
+        batching: Batching,
+        retry_limit: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut builder =
+            BasePublisher::builder().with_retry_policy(RetryableErrors.with_time_limit(retry_limit));
         if let Some(endpoint) = &target.emulator_endpoint {
             // google-cloud-pubsub does not read PUBSUB_EMULATOR_HOST itself.
             builder = builder
@@ -162,5 +179,51 @@ impl Bus {
         // For `RUST_LOG=saga::publishes=debug`: messages and bytes, as a bill counts them.
         tracing::debug!(target: "saga::publishes", %topic, bytes = msg.data.len(), "published");
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::time::Instant;
+
+    /// A loopback port with nothing listening on it (for now).
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_publish_that_gave_up_is_not_sent_later_by_the_library() {
+        let port = closed_port();
+        let target = PubSubTarget {
+            project: "bus-test".to_owned(),
+            emulator_endpoint: Some(format!("http://127.0.0.1:{port}")),
+        };
+        let limit = Duration::from_secs(1);
+        let bus = Bus::build(&target, &[Topic::Frontend], Batching::None, limit)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let outcome = bus
+            .publish(&Outgoing::new(Topic::Frontend, "{}".to_owned()))
+            .await;
+        assert!(outcome.is_err(), "nothing listens: {outcome:?}");
+        assert!(
+            started.elapsed() < limit + Duration::from_secs(2),
+            "the library gave up at its limit, not at the step's timeout: {:?}",
+            started.elapsed()
+        );
+
+        // Had the library kept retrying in its own task (its default: 10 minutes), it would
+        // connect as soon as the port opens.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let connected = tokio::time::timeout(Duration::from_secs(4), listener.accept()).await;
+        assert!(
+            connected.is_err(),
+            "a publish the service gave up on was still being sent"
+        );
     }
 }
