@@ -262,6 +262,23 @@ async fn fill(browser: &Client, id: &str, text: &str) {
 
 /// Places `order` through the form and returns the uuid the page reports for it.
 async fn place(browser: &Client, order: &Order) -> String {
+    submit(browser, order).await;
+    let status = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#form-status[data-uuid]"))
+        .await;
+    match status {
+        Ok(status) => status.attr("data-uuid").await.unwrap().unwrap(),
+        Err(e) => panic!(
+            "the page reports no placed order ({e}): {}",
+            what_went_wrong(browser).await
+        ),
+    }
+}
+
+/// Fills the form with `order` and presses the button.
+async fn submit(browser: &Client, order: &Order) {
     fill(browser, "user", order.user).await;
     fill(browser, "item", order.item).await;
     fill(browser, "quantity", &order.quantity.to_string()).await;
@@ -276,18 +293,6 @@ async fn place(browser: &Client, order: &Order) -> String {
         .click()
         .await
         .unwrap();
-    let status = browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#form-status[data-uuid]"))
-        .await;
-    match status {
-        Ok(status) => status.attr("data-uuid").await.unwrap().unwrap(),
-        Err(e) => panic!(
-            "the page reports no placed order ({e}): {}",
-            what_went_wrong(browser).await
-        ),
-    }
 }
 
 /// The card of saga `uuid` once it shows `status`.
@@ -374,6 +379,45 @@ async fn orders_placed_on_the_page_are_followed_live_to_their_outcome_and_its_re
 
     let png = browser.screenshot().await.unwrap();
     save_screenshot(&png);
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_order_the_page_could_not_place_is_placed_once_when_tried_again() {
+    let driver = Driver::start().await;
+    let stack = TestStack::start("browser retry").await;
+    let browser = driver.browser(DESKTOP).await;
+    browser
+        .goto(&format!("{}/", stack.url(Service::Frontend)))
+        .await
+        .unwrap();
+
+    // The first attempt records the saga, then cannot publish its message: 503, and the
+    // page says it was not placed. The order exists, but has not started.
+    stack.faults(Service::Frontend).fail_publishes(1);
+    submit(&browser, &PAID).await;
+    let refused = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#form-status.error"))
+        .await
+        .unwrap();
+    assert_shows(&refused.text().await.unwrap(), &["Not placed"]);
+    assert_eq!(stack.faults(Service::Frontend).publish_failures_left(), 0);
+
+    // Placing it again sends the same idempotency key: the same saga goes on, no second
+    // one starts.
+    let uuid = place(&browser, &PAID).await;
+    card(&browser, &uuid, "completed").await;
+    let (code, list) = stack.get("/orders?limit=10").await;
+    assert_eq!(code, 200, "{list}");
+    let sagas: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(sagas, [uuid.as_str()], "one saga for one order placed twice");
     browser.close().await.unwrap();
 }
 

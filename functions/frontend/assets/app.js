@@ -287,6 +287,13 @@
     ev.target.removeAttribute('aria-describedby');
   });
 
+  // The order whose last attempt failed without a clear answer, and its idempotency key.
+  let pending = null;
+  const newKey = () =>
+    crypto.randomUUID
+      ? crypto.randomUUID()
+      : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (busy) return;
@@ -304,15 +311,26 @@
       user: f('user').value.trim(),
     };
     if (f('payment-error').checked) body['payment-error'] = 'null';
+    const text = JSON.stringify(body);
+    // An attempt that failed (5xx, no answer) may still have placed the order: placing the
+    // same order again sends the same key, so the server answers with that order instead
+    // of starting a second one. A changed order gets a new key.
+    if (!pending || pending.text !== text) pending = { text, key: newKey() };
     setFormStatus('Placing the order…');
     delete formStatus.dataset.uuid;
     try {
       const res = await fetch('order', {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify(body),
+        headers: {
+          'Content-Type': 'application/json',
+          Accept: 'application/json',
+          'Idempotency-Key': pending.key,
+        },
+        body: text,
       });
       const answer = await res.json().catch(() => ({}));
+      // Only a server error leaves the outcome open; any other answer settles the key.
+      if (res.status < 500) pending = null;
       if (res.status === 202 && answer.uuid) {
         placed.set(answer.uuid, { uuid: answer.uuid, status: 'received', finished: false, timeline: [], ...body });
         follow(answer.uuid);

@@ -606,7 +606,10 @@ fn the_stocks_sales_mark_is_not_indexed() -> Result<()> {
     let tf = terraform();
     let field = tf.resource("google_firestore_field", "inventory_sold_at")?;
     assert_eq!(field.str("collection")?, saga::contract::collections::INVENTORY);
-    assert_eq!(field.str("field")?, saga::engine::records::inventory_fields::SOLD_AT);
+    assert_eq!(
+        field.str("field")?,
+        saga::engine::records::inventory_fields::SOLD_AT
+    );
     // An empty block is what turns a field's single-field indexes off.
     match field.get("index_config")? {
         Value::Array(blocks) => assert_eq!(blocks, &[Value::Object(Default::default())]),
