@@ -8,6 +8,9 @@
 //!   janitor still ends its saga: stock held for it goes back, once.
 //! - A message on `inventory-updated` that no reservation backs pays nothing, whatever price
 //!   it carries.
+//! - An order whose reservation document is already there (the original's data, a restore)
+//!   is reserved all the same, and the item's other sales, decided in the same batches, go
+//!   on.
 
 // A failed unwrap in a test is a failed assertion.
 #![allow(clippy::unwrap_used)]
@@ -228,4 +231,52 @@ async fn a_forged_inventory_updated_message_with_no_reservation_pays_nothing() {
         "and no saga was invented for it: {compensated:?}"
     );
     assert!(stack.step(&uuid, Service::Payments).await.is_none());
+}
+
+#[tokio::test]
+async fn an_order_whose_reservation_is_already_on_file_is_reserved_and_the_items_other_sales_go_on() {
+    use saga::gcp::store::{DocPath, WriteSet};
+    let stack = TestStack::start("leftover reservation").await;
+    let before = stack.stock("widget").await;
+    let uuid = new_uuid();
+    let mut leftover = WriteSet::new();
+    leftover.update(
+        DocPath::new(["inventory", "widget", "orders", &uuid]),
+        &json!({"item": "widget", "quantity": 9, "user": "jill"}),
+        None,
+        None,
+    );
+    stack.store.commit(leftover).await.unwrap();
+
+    // Its order comes in as other producers send them; ordinary orders of the same item
+    // come meanwhile.
+    stack
+        .publish(
+            Topic::Frontend,
+            saga_message(&uuid, "widget", 2, "jack").to_string().as_bytes(),
+            &[],
+        )
+        .await;
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        others.push(
+            stack
+                .place(&json!({"item": "widget", "quantity": 1, "user": "jill"}))
+                .await,
+        );
+    }
+    for u in std::iter::once(&uuid).chain(&others) {
+        let view = stack.finished(u, WAIT).await;
+        assert_eq!(view["status"], "completed", "{u}: {view}");
+    }
+    let reservation = stack
+        .doc(&format!("inventory/widget/orders/{uuid}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&reservation["quantity"], &reservation["user"]),
+        (&json!(2), &json!("jack")),
+        "the saga's reservation replaced what was there: {reservation}"
+    );
+    assert_eq!(stack.stock("widget").await, before - 2 - 4);
 }

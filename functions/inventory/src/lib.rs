@@ -2,8 +2,8 @@
 //!
 //! The check and the reservation are one atomic commit: the stock level is written with a
 //! precondition that `inventory/{item}` has not changed since it was read, together with
-//! the reservation `inventory/{item}/orders/{uuid}` (which must not exist) and the step's
-//! record. Two orders racing for the last units cannot both win: the loser's commit fails,
+//! the reservation `inventory/{item}/orders/{uuid}` and the step's record (which must not
+//! exist: that makes the reservation once). Two orders racing for the last units cannot both win: the loser's commit fails,
 //! and it reads the new level and decides again. Stock never goes negative.
 //!
 //! The item's stock is the step's shared document: the sales of one item that arrive
@@ -121,7 +121,10 @@ impl Step for Inventory {
                 Some(Precondition::Unchanged(stock.update_time())),
             )
             .and_request_time(inventory_fields::SOLD_AT);
-        writes.create(
+        // Unconditional: the step's record, created only if absent in the same commit, is
+        // what makes the reservation happen once. A document already there (the original's
+        // data, a restore) would otherwise fail every commit of the item's batch for ever.
+        writes.update(
             records::reservation(item, msg.uuid),
             &ReservationDoc {
                 item: item.as_str().to_owned(),
@@ -132,6 +135,8 @@ impl Step for Inventory {
                 status: DocStatus::Reserved,
                 created: FirestoreTimestamp::now(),
             },
+            None,
+            None,
         );
         Ok(Decision::done(
             Topic::InventoryUpdated,
@@ -235,7 +240,11 @@ mod tests {
             writes[0],
             ("inventory/widget", Some(Precondition::Unchanged(stamp)))
         );
-        assert_eq!(writes[1].1, Some(Precondition::Absent), "the reservation, once");
+        assert_eq!(
+            writes[1],
+            (records::reservation(&msg.order.item, msg.uuid).as_str(), None),
+            "the reservation, written whatever is there: the step's record makes it once"
+        );
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! refused for stock only if, at that point of that serial order, less than it asked for was
 //! left, a level which later sales can only lower. If anything changed the document (another
 //! instance's batch, a compensation's increment), the commit fails as a whole, nothing is
-//! written, and the worker reads and decides again.
+//! written, and the worker reads and decides again, after a back-off that grows while the
+//! commits keep failing.
 //!
 //! **How often the shared document is written.** A commit of it starts only once the step's
 //! last write of it (as the document records it, [`Step::shared_written_at`], which every
@@ -120,6 +121,7 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
     let shared = key.2.clone();
     let mut waiting: Vec<Member> = Vec::new();
     let mut last_written: Option<SystemTime> = None;
+    let mut conflicts = 0;
     loop {
         while let Ok(member) = members.try_recv() {
             waiting.push(member);
@@ -145,9 +147,19 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
         let take = batch_len(waiting.iter().map(|m| m.bytes));
         let batch: Vec<Member> = waiting.drain(..take).collect();
         match round(step.as_ref(), &clients, &shared, batch).await {
-            Ok((written, unsettled)) => {
-                if written.is_some() {
-                    last_written = written;
+            Ok((outcome, unsettled)) => {
+                match outcome {
+                    Outcome::Wrote(at) => {
+                        last_written = Some(at);
+                        conflicts = 0;
+                    }
+                    Outcome::Settled => conflicts = 0,
+                    // Whatever changed the document may change it again at once (another
+                    // instance, a compensation's increment): back off, longer each time.
+                    Outcome::Conflict => {
+                        conflicts += 1;
+                        super::retry::backoff(conflicts).await;
+                    }
                 }
                 // Members that lost this round to a concurrent change go first next time.
                 waiting.splice(0..0, unsettled);
@@ -178,15 +190,37 @@ fn batch_len(sizes: impl ExactSizeIterator<Item = usize>) -> usize {
         .max(waiting.min(1))
 }
 
+/// When the step may next write its shared document, whose last write by the step is
+/// marked `mark`: `None` for now. A mark in the future is another clock's (Firestore's
+/// commit time against this machine's): within a gap of now it counts as now, so the step
+/// waits one gap; further out it is no mark the step wrote (a hand-edited document), and
+/// waiting for it could hold the sales back for ever, so it is ignored and the next write
+/// replaces it.
+fn next_write(mark: Option<SystemTime>, now: SystemTime, gap: Duration) -> Option<SystemTime> {
+    let mark = mark.filter(|m| *m <= now + gap)?;
+    let next = mark.min(now) + gap;
+    (next > now).then_some(next)
+}
+
 async fn sleep_until(at: SystemTime) {
     if let Ok(left) = at.duration_since(SystemTime::now()) {
         tokio::time::sleep(left).await;
     }
 }
 
-/// What one round did: when it wrote the shared document (if it did), and the members left
-/// to try again. `Err` for a failure that fails every member of the batch.
-type RoundResult = Result<(Option<SystemTime>, Vec<Member>), (StepError, Vec<Member>)>;
+/// What one round did, and the members left to try again. `Err` for a failure that fails
+/// every member of the batch.
+type RoundResult = Result<(Outcome, Vec<Member>), (StepError, Vec<Member>)>;
+
+/// How a round ended, for the worker's pacing.
+enum Outcome {
+    /// It wrote the shared document, at about this time.
+    Wrote(SystemTime),
+    /// It wrote nothing of the shared document, or waited for its gap.
+    Settled,
+    /// Its commit lost to a concurrent change: nothing was written.
+    Conflict,
+}
 
 /// One read, the decisions, one commit, then the publishes.
 async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<Member>) -> RoundResult {
@@ -213,15 +247,15 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
     // The shared document must not be written by the step more often than its gap, whichever
     // instance wrote it last.
     if let Some(doc) = &shared_doc
-        // A mark in the future (a hand-edited document) waits one gap, not until then.
-        && let Some(next) = step
-            .shared_written_at(doc)
-            .map(|t| t.min(SystemTime::now()) + step.shared_write_gap())
-        && next > SystemTime::now()
+        && let Some(next) = next_write(
+            step.shared_written_at(doc),
+            SystemTime::now(),
+            step.shared_write_gap(),
+        )
     {
         sleep_until(next).await;
         batch.extend(repeats);
-        return Ok((None, batch));
+        return Ok((Outcome::Settled, batch));
     }
     let mut state = shared_doc;
     let mut writes = WriteSet::new();
@@ -264,7 +298,7 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
         }
     }
     if committing.is_empty() {
-        return Ok((None, repeats));
+        return Ok((Outcome::Settled, repeats));
     }
     let wrote_shared = !shared_write.is_empty();
     writes.extend(shared_write);
@@ -298,13 +332,18 @@ async fn commit(
                     let _ = member.answer.send(published);
                 });
             }
-            Ok((wrote_shared.then(SystemTime::now), repeats))
+            let outcome = if wrote_shared {
+                Outcome::Wrote(SystemTime::now())
+            } else {
+                Outcome::Settled
+            };
+            Ok((outcome, repeats))
         }
         Err(CommitError::Conflict(_)) => {
             tracing::debug!(%shared, "a batch lost its commit to a concurrent change; deciding again");
             let mut again: Vec<Member> = committing.into_iter().map(|(member, ..)| member).collect();
             again.extend(repeats);
-            Ok((None, again))
+            Ok((Outcome::Conflict, again))
         }
         Err(CommitError::Unavailable(e)) => {
             let mut batch: Vec<Member> = committing.into_iter().map(|(member, ..)| member).collect();
@@ -386,6 +425,34 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_document_is_written_a_gap_after_the_last_mark_and_a_bogus_mark_holds_nothing_back() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let gap = Duration::from_millis(250);
+        let ms = Duration::from_millis;
+        for (what, mark, want) in [
+            ("never written by the step", None, None),
+            ("written long ago", Some(now - ms(5_000)), None),
+            ("written exactly a gap ago", Some(now - gap), None),
+            ("written 100 ms ago", Some(now - ms(100)), Some(now + ms(150))),
+            ("written just now", Some(now), Some(now + gap)),
+            ("another clock, 30 ms ahead", Some(now + ms(30)), Some(now + gap)),
+            ("a gap ahead", Some(now + gap), Some(now + gap)),
+            (
+                "a hand-edited mark, a day ahead",
+                Some(now + ms(86_400_000)),
+                None,
+            ),
+        ] {
+            assert_eq!(next_write(mark, now, gap), want, "{what}");
+        }
+        // A mark just ahead is waited for once, then written after: it never stalls.
+        let mark = Some(now + ms(30));
+        let then = next_write(mark, now, gap).unwrap();
+        assert_eq!(next_write(mark, then, gap), Some(now + ms(280)));
+        assert_eq!(next_write(mark, now + ms(280), gap), None);
+    }
 
     #[test]
     fn a_batch_takes_members_up_to_the_count_and_the_byte_limit_and_never_none() {

@@ -1,7 +1,7 @@
 //! The read-decide-commit rounds, written once: read without locks, decide, commit guarded by
 //! preconditions on what was read; if a precondition failed, something changed concurrently,
 //! so back off and read again. Used by the step engine, the janitor's compensation and the
-//! frontend's idempotency keys.
+//! frontend's idempotency keys; a batch's rounds ([`super::batch`]) use its back-off.
 
 use rand::Rng as _;
 use std::time::Duration;
@@ -37,8 +37,8 @@ where
 }
 
 /// Pauses before another round, longer each round, with jitter so that competing deliveries
-/// spread out.
-async fn backoff(round: u32) {
+/// spread out. Also paces the rounds of a batch ([`super::batch`]) that lost its commit.
+pub(super) async fn backoff(round: u32) {
     let base = 5u64 << round.min(6);
     let jitter = rand::rng().random_range(0..=base);
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
