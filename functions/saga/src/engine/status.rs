@@ -189,7 +189,7 @@ impl StatusEvent {
             user: msg.order.user.as_str().to_owned(),
             item: msg.order.item.as_str().to_owned(),
             quantity: msg.order.quantity.get(),
-            text: msg.status.clone(),
+            text: clipped(msg.status.as_deref()),
             failed_step: match stage {
                 Stage::Failed => msg.step.map(|s| s.name().to_owned()),
                 _ => None,
@@ -205,7 +205,7 @@ impl StatusEvent {
     /// This event, with the stage of the message the step read (`msg`, published at `at`).
     #[must_use]
     pub fn after(mut self, stage: Stage, at: i64, msg: &SagaMessage) -> Self {
-        self.arrival = Some((stage, at, msg.status.clone()));
+        self.arrival = Some((stage, at, clipped(msg.status.as_deref())));
         if stage == Stage::Failed {
             // The same value the failing step wrote, so the order of the writes is moot; it
             // is the only one when the janitor failed the step itself (the sweep).
@@ -293,6 +293,25 @@ pub fn now_micros() -> i64 {
 
 /// The field of [`StatusDoc::ended`].
 pub const ENDED: &str = "ended";
+
+/// Most bytes of a message's status text the view keeps. The steps' own texts are far
+/// shorter; a foreign message's (on `error`, or dead-lettered) is bounded only by Pub/Sub's
+/// 10 MB, and a view over Firestore's 1 MiB document limit (which the emulator does not
+/// enforce) would fail its commit, and every commit grouped with it, on each redelivery.
+pub const MAX_TEXT_BYTES: usize = 1024;
+
+/// `text`, cut to [`MAX_TEXT_BYTES`] at a character boundary, marked with `…` if cut.
+fn clipped(text: Option<&str>) -> Option<String> {
+    let text = text?;
+    if text.len() <= MAX_TEXT_BYTES {
+        return Some(text.to_owned());
+    }
+    let mut end = MAX_TEXT_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(format!("{}…", &text[..end]))
+}
 
 /// Queues the write that closes the saga of the view at `view`: its last message is out.
 /// The sweep looks no more at a saga so marked.
@@ -389,6 +408,35 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_status_text_is_kept_whole_up_to_the_limit_and_cut_at_a_character_after_it() {
+        let at_limit = "a".repeat(MAX_TEXT_BYTES);
+        let cut = clipped(Some(&"é".repeat(MAX_TEXT_BYTES))).unwrap();
+        assert!(cut.len() <= MAX_TEXT_BYTES && cut.ends_with('…'), "{}", cut.len());
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
+        for (what, text, want) in [
+            ("none", None, None),
+            ("short", Some("Order received"), Some("Order received".to_owned())),
+            ("at the limit", Some(at_limit.as_str()), Some(at_limit.clone())),
+        ] {
+            assert_eq!(clipped(text), want, "{what}");
+        }
+
+        // A foreign failure with a 2 MB status: the view keeps a kilobyte of it.
+        let mut failure = msg().fail(Service::Inventory, Reason::InsufficientStock);
+        failure.status = Some("x".repeat(2_000_000));
+        let doc = StatusDoc::default().apply(&StatusEvent::new(Stage::Failed, 100, &failure));
+        let kept = doc.texts.get(&Stage::Failed).unwrap();
+        assert_eq!(kept.len(), MAX_TEXT_BYTES);
+        let later = StatusEvent::new(Stage::Compensated, 200, &msg().compensated(0, true)).after(
+            Stage::Failed,
+            100,
+            &failure,
+        );
+        let doc = StatusDoc::default().apply(&later);
+        assert!(doc.texts.get(&Stage::Failed).unwrap().len() <= MAX_TEXT_BYTES);
     }
 
     #[test]
