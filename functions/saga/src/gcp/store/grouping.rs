@@ -295,9 +295,10 @@ async fn commit_group(db: &FirestoreDb, mut group: Vec<CommitJob>) {
                 let _ = job.reply.send(Ok(own));
             }
         }
-        Err(CommitError::Conflict(_)) => {
+        Err(e) if nothing_written(&e) => {
             // Nothing of the group was written, so a job whose caller has gone since can
-            // still be dropped whole.
+            // still be dropped whole; each of the others goes alone, so that one job's
+            // failure is its own.
             let wanted = group.into_iter().filter(|job| !job.abandoned());
             futures::future::join_all(wanted.map(|job| async move {
                 let result = commit_once(db, job.writes).await;
@@ -305,7 +306,7 @@ async fn commit_group(db: &FirestoreDb, mut group: Vec<CommitJob>) {
             }))
             .await;
         }
-        Err(CommitError::Unavailable(e)) => {
+        Err(e) => {
             // The outcome is unknown, for all of them alike.
             let why = format!("{e:#}");
             for job in group {
@@ -314,6 +315,19 @@ async fn commit_group(db: &FirestoreDb, mut group: Vec<CommitJob>) {
                     .send(Err(CommitError::Unavailable(anyhow::anyhow!(why.clone()))));
             }
         }
+    }
+}
+
+/// Whether a failed commit certainly wrote nothing: a precondition failed (a conflict), or
+/// Firestore refused the request as invalid, which one job can cause alone (a document
+/// over 1 MiB, say, which the emulator accepts). A timeout or an outage leaves the outcome
+/// unknown.
+fn nothing_written(error: &CommitError) -> bool {
+    match error {
+        CommitError::Conflict(_) => true,
+        CommitError::Unavailable(e) => e
+            .downcast_ref::<firestore::gcloud_sdk::tonic::Status>()
+            .is_some_and(|status| status.code() == Code::InvalidArgument),
     }
 }
 
@@ -471,6 +485,35 @@ mod tests {
         let group = gather_commits(next, &mut held, || None);
         assert_eq!(docs_of(&group), [["x"]]);
         assert!(held.is_empty());
+    }
+
+    #[test]
+    fn a_group_is_split_after_a_failure_that_wrote_nothing_and_only_then() {
+        use firestore::gcloud_sdk::tonic::Status;
+        let unavailable = |status: Status| {
+            CommitError::Unavailable(anyhow::Error::new(status).context("committing sagas/x"))
+        };
+        for (what, error, split) in [
+            ("a conflict", CommitError::Conflict("stale".to_owned()), true),
+            (
+                "an invalid request",
+                unavailable(Status::invalid_argument("too big")),
+                true,
+            ),
+            ("an outage", unavailable(Status::unavailable("down")), false),
+            (
+                "a deadline",
+                unavailable(Status::deadline_exceeded("slow")),
+                false,
+            ),
+            (
+                "a timeout of ours",
+                CommitError::Unavailable(anyhow::anyhow!("committing to Firestore timed out")),
+                false,
+            ),
+        ] {
+            assert_eq!(nothing_written(&error), split, "{what}");
+        }
     }
 
     #[test]
