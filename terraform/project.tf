@@ -72,14 +72,14 @@ resource "google_firestore_field" "idempotency_key_ttl" {
   index_config {}
 }
 
-# Each sale of an item stamps its stock with the commit's time (sold_at), which the stock's
-# write gap counts from. Firestore indexes every field unless told otherwise, and an
+# Each write of an item's stock by the saga (a batch of sales or of returns) stamps it with
+# the commit's time (written_at), which the stock's write gap counts from. Firestore indexes every field unless told otherwise, and an
 # indexed field whose value only grows, written across a collection at a high rate, makes
 # a hotspot in its index ("Best practices", "Index exemptions"). Nothing queries by it.
-resource "google_firestore_field" "inventory_sold_at" {
+resource "google_firestore_field" "inventory_written_at" {
   database   = google_firestore_database.default.name
   collection = "inventory"
-  field      = "sold_at"
+  field      = "written_at"
 
   index_config {}
 }

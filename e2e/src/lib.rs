@@ -317,6 +317,51 @@ impl TestStack {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The views of all of `uuids` once every one of them has finished, read from
+    /// Firestore in pages (for runs of hundreds of sagas).
+    ///
+    /// # Panics
+    /// If some have not finished within `timeout`, or a view cannot be read.
+    pub async fn all_finished<'a>(
+        &self,
+        uuids: impl IntoIterator<Item = &'a str>,
+        timeout: Duration,
+    ) -> HashMap<String, saga::engine::status::StatusDoc> {
+        let uuids: Vec<&str> = uuids.into_iter().collect();
+        let mut done = HashMap::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while done.len() < uuids.len() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {} sagas never ended",
+                uuids.len() - done.len(),
+                uuids.len()
+            );
+            let pending: Vec<DocPath> = uuids
+                .iter()
+                .filter(|u| !done.contains_key(**u))
+                .map(|u| DocPath::new(["sagas", u]))
+                .collect();
+            for chunk in pending.chunks(200) {
+                for view in self
+                    .store
+                    .get_all(chunk)
+                    .await
+                    .expect("reading views")
+                    .into_iter()
+                    .flatten()
+                {
+                    let view: saga::engine::status::StatusDoc = view.decode().expect("a view decodes");
+                    if view.finished() {
+                        done.insert(view.uuid.clone(), view);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        done
+    }
+
     /// Polls `GET /orders/{uuid}` until the saga has finished, and returns its view.
     ///
     /// # Panics

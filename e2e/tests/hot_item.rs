@@ -11,10 +11,7 @@ use e2e::written::{most_in_any_window, writes_of};
 use e2e::{Delivery, TestStack};
 use futures::StreamExt;
 use saga::domain::{Reason, Stage};
-use saga::engine::status::StatusDoc;
-use saga::gcp::store::DocPath;
 use serde_json::json;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const ORDERS: usize = 1_000;
@@ -43,7 +40,9 @@ async fn a_hot_item_sells_out_at_full_concurrency_with_no_false_failure_no_overs
         .buffer_unordered(64)
         .collect()
         .await;
-    let views = all_finished(&stack, &placed, Duration::from_mins(5)).await;
+    let views = stack
+        .all_finished(placed.iter().map(|(u, _)| u.as_str()), Duration::from_mins(5))
+        .await;
     let took = started.elapsed();
 
     let left = stack.stock("widget").await;
@@ -94,37 +93,4 @@ async fn a_hot_item_sells_out_at_full_concurrency_with_no_false_failure_no_overs
         busiest <= 5,
         "inventory/widget was written {busiest} times in one second; Firestore sustains about one"
     );
-}
-
-/// Every saga's view once all have finished.
-async fn all_finished(
-    stack: &TestStack,
-    placed: &[(String, u32)],
-    timeout: Duration,
-) -> HashMap<String, StatusDoc> {
-    let mut done = HashMap::new();
-    let deadline = Instant::now() + timeout;
-    while done.len() < placed.len() {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} sagas never ended",
-            placed.len() - done.len(),
-            placed.len()
-        );
-        let pending: Vec<DocPath> = placed
-            .iter()
-            .filter(|(u, _)| !done.contains_key(u))
-            .map(|(u, _)| DocPath::new(["sagas", u.as_str()]))
-            .collect();
-        for chunk in pending.chunks(200) {
-            for view in stack.store.get_all(chunk).await.unwrap().into_iter().flatten() {
-                let view: StatusDoc = view.decode().unwrap();
-                if view.finished() {
-                    done.insert(view.uuid.clone(), view);
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    done
 }

@@ -3,13 +3,15 @@
 //! The check and the reservation are one atomic commit: the stock level is written with a
 //! precondition that `inventory/{item}` has not changed since it was read, together with
 //! the reservation `inventory/{item}/orders/{uuid}` and the step's record (which must not
-//! exist: that makes the reservation once). Two orders racing for the last units cannot both win: the loser's commit fails,
-//! and it reads the new level and decides again. Stock never goes negative.
+//! exist: that makes the reservation once). Two orders racing for the last units cannot
+//! both win: the loser's commit fails, and it reads the new level and decides again. Stock
+//! never goes negative.
 //!
 //! The item's stock is the step's shared document: the sales of one item that arrive
 //! together are decided one after the other against the level the earlier ones left, and
 //! committed at once, writing the stock document once, at most four times a second however
-//! hot the item (`saga::engine`'s batches, whose docs say why that stays exact).
+//! hot the item (`saga::engine`'s batches, whose docs say why that stays exact). The
+//! janitor's returns of stock are batched the same way and count against the same gap.
 
 use axum::Router;
 use firestore::FirestoreTimestamp;
@@ -19,12 +21,11 @@ use saga::engine::records;
 use saga::engine::records::{DocStatus, ReservationDoc, inventory_fields};
 use saga::engine::{Decision, Step, StepError, earlier_step};
 use saga::gcp::Clients;
-use saga::gcp::store::{DocPath, Precondition, Snapshot, WriteSet};
+use saga::gcp::store::{DocPath, Snapshot, WriteSet};
 use saga::runtime::config::Config;
 use saga::runtime::push_route::step_route;
 use saga::wire::envelope::MAX_PUSH_BYTES;
 use saga::wire::message::SagaMessage;
-use serde::Serialize;
 
 /// The inventory step.
 #[derive(Clone, Copy, Debug)]
@@ -39,11 +40,6 @@ impl Default for Inventory {
             write_gap: saga::engine::SHARED_WRITE_GAP,
         }
     }
-}
-
-#[derive(Serialize)]
-struct StockLevel {
-    quantity: i64,
 }
 
 impl Step for Inventory {
@@ -70,14 +66,11 @@ impl Step for Inventory {
         self.write_gap
     }
 
-    /// The sales' own mark: a compensation's increment of the stock moves the document's
-    /// update time but not this, so compensations never make sales wait. A stock no sale
-    /// has written yet (seeded) waits for nothing.
+    /// The saga's own mark, which the janitor's returns set too: both count the gap from
+    /// the last write of either. A stock the saga has not written yet (seeded) waits for
+    /// nothing.
     fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
-        let t = shared.timestamp(inventory_fields::SOLD_AT)?;
-        let secs = u64::try_from(t.seconds).ok()?;
-        let nanos = u32::try_from(t.nanos).ok()?;
-        Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+        records::stock_written_at(shared)
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
@@ -111,16 +104,7 @@ impl Step for Inventory {
         }
 
         let mut writes = WriteSet::new();
-        writes
-            .update(
-                records::item(item),
-                &StockLevel {
-                    quantity: level - i64::from(wanted),
-                },
-                Some(&[inventory_fields::QUANTITY]),
-                Some(Precondition::Unchanged(stock.update_time())),
-            )
-            .and_request_time(inventory_fields::SOLD_AT);
+        records::set_stock_level(&mut writes, item, stock, level - i64::from(wanted));
         // Unconditional: the step's record, created only if absent in the same commit, is
         // what makes the reservation happen once. A document already there (the original's
         // data, a restore) would otherwise fail every commit of the item's batch for ever.
@@ -189,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn the_write_gap_counts_from_the_last_sale_not_from_a_compensations_increment() {
+    fn the_write_gap_counts_from_the_sagas_last_write_of_the_level_not_from_anyone_elses() {
         use std::time::{Duration, SystemTime};
         let step = Inventory::default();
         let msg = message(2);
@@ -211,8 +195,9 @@ mod tests {
         );
         assert_eq!(sold.integer(inventory_fields::QUANTITY), Some(7));
 
-        // A compensation gives units back with an increment of the level alone: the
-        // document's update time moves, the sales' mark does not.
+        // An operator adds units with an increment of the level alone: the document's
+        // update time moves, the saga's mark does not (the janitor's returns set it, as
+        // sales do: `records::set_stock_level`).
         let mut increment = WriteSet::new();
         increment.increment(
             records::item(&msg.order.item),

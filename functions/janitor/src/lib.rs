@@ -4,8 +4,11 @@
 //! its own commit, the janitor's included: see [`saga::engine::status`]):
 //! - `error-sub`: a step failed. The janitor undoes every earlier step in one atomic commit,
 //!   from the last step back: the payment step is closed, reserved stock goes back (the
-//!   reservation turns from `reserved` to `released` in the same write as the stock
-//!   increment, so it happens exactly once), the user's order is marked `cancelled`. Steps
+//!   reservation turns from `reserved` to `released` in the same commit as the stock's new
+//!   level, so it happens exactly once), the user's order is marked `cancelled`. The
+//!   compensation is a step of the saga's engine ([`Compensation`]) that shares the item's
+//!   stock with inventory's sales: the returns of one item are batched and keep to its
+//!   write gap, as its sales do. Steps
 //!   that never ran get tombstones, so a forward message still in flight can never run them
 //!   later. The commit also records the compensation with its `compensated` message, which is
 //!   then published.
@@ -30,11 +33,8 @@ use firestore::FirestoreTimestamp;
 use saga::contract::{Delivery, Purpose, Service, Subscription, Topic};
 use saga::domain::Reason;
 use saga::engine::records::{self, DocStatus, StateChange, StatusChange, StepRecord, StepState};
-use saga::engine::retry::until_committed;
-use saga::engine::status::record_step;
-use saga::engine::{self, Deadline, Decision, Found, Handled, Inbound, Step, StepError, UNMATCHED};
+use saga::engine::{self, Deadline, Decision, Handled, Inbound, Step, StepError, UNMATCHED};
 use saga::gcp::Clients;
-use saga::gcp::bus::Outgoing;
 use saga::gcp::store::{DocPath, Precondition, Snapshot, WriteSet};
 use saga::runtime::config::Config;
 use saga::runtime::push_route::{Poison, dead_letter_attributes, parse_message, push_route, push_route_with};
@@ -59,8 +59,10 @@ pub struct Plan {
 }
 
 /// Decides the compensation of a saga from its step records (in [`UNDO_ORDER`]) and queues
-/// the writes. `Err` names why there is nothing to compensate.
+/// the writes; `stock` is the item's stock as the returns before this one in the batch left
+/// it. `Err` names why there is nothing to compensate.
 pub fn plan(
+    stock: Option<&Snapshot>,
     records: &[(Service, Option<(StepRecord, Snapshot)>)],
     writes: &mut WriteSet,
     uuid: saga::domain::SagaId,
@@ -80,7 +82,8 @@ pub fn plan(
                 return Err("the saga completed: its payment was made, so there is nothing to compensate");
             }
             Some((record, snapshot)) if record.state == StepState::Done => {
-                undo(*service, record, snapshot, uuid, writes, &mut plan)?;
+                let shared = stock.map(|stock| (&fallback.order.item, stock));
+                undo(*service, record, snapshot, shared, uuid, writes, &mut plan)?;
             }
             // Failed, rejected, compensated or tombstoned: nothing of this step to undo.
             Some(_) => {}
@@ -96,6 +99,7 @@ fn undo(
     service: Service,
     record: &StepRecord,
     snapshot: &Snapshot,
+    stock: Option<(&saga::domain::ItemName, &Snapshot)>,
     uuid: saga::domain::SagaId,
     writes: &mut WriteSet,
     plan: &mut Plan,
@@ -118,12 +122,27 @@ fn undo(
                 Some(StatusChange::MASK),
                 Some(Precondition::Exists),
             );
-            writes.increment(
-                records::item(&order.item),
-                records::inventory_fields::QUANTITY,
-                i64::from(order.quantity),
-                None,
-            );
+            let returned = i64::from(order.quantity);
+            let level = stock
+                .filter(|(item, _)| **item == order.item)
+                .and_then(|(_, stock)| Some((stock, stock.integer(records::inventory_fields::QUANTITY)?)));
+            match level {
+                // The stock the batch shares: the level written as the sales write it, only
+                // if unchanged since read, and counting against the item's write gap.
+                Some((stock, level)) => {
+                    records::set_stock_level(writes, &order.item, stock, level + returned);
+                }
+                // Not the stock this batch read (a failure message naming another item than
+                // the reservation), or not a level: added server-side, as a one-off.
+                None => {
+                    writes.increment(
+                        records::item(&order.item),
+                        records::inventory_fields::QUANTITY,
+                        returned,
+                        None,
+                    );
+                }
+            }
             plan.released = order.quantity.get();
         }
         Service::Orders => {
@@ -140,72 +159,102 @@ fn undo(
     Ok(())
 }
 
+/// The compensation of a failed saga, as a step of the engine: its record is the janitor's
+/// own (`sagas/{uuid}/steps/janitor`), made once, with the `compensated` message as its
+/// outbox; it reads the item's stock and the forward steps' records, and it shares the stock
+/// with inventory's sales. So the returns of one item that arrive together are decided one
+/// after the other and written in one commit, and every write of the stock, a sale's or a
+/// return's, keeps to the item's write gap (`saga::engine`'s batches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compensation {
+    /// The least time between two writes of an item's stock (`SHARED_WRITE_GAP`).
+    pub write_gap: std::time::Duration,
+}
+
+impl Default for Compensation {
+    fn default() -> Self {
+        Compensation {
+            write_gap: engine::SHARED_WRITE_GAP,
+        }
+    }
+}
+
+/// The stock and the forward steps' records, from the documents [`Compensation`] reads.
+type Read = (Option<Snapshot>, Vec<(Service, Option<(StepRecord, Snapshot)>)>);
+
+fn found(docs: &[Option<Snapshot>]) -> Result<Read, StepError> {
+    let [stock, steps @ ..] = docs else {
+        return Err(anyhow::anyhow!("compensation reads the stock first").into());
+    };
+    let mut found = Vec::with_capacity(UNDO_ORDER.len());
+    for (service, doc) in UNDO_ORDER.iter().zip(steps) {
+        let record = match doc {
+            Some(snapshot) => Some((snapshot.decode::<StepRecord>()?, snapshot.clone())),
+            None => None,
+        };
+        found.push((*service, record));
+    }
+    Ok((stock.clone(), found))
+}
+
+impl Step for Compensation {
+    fn service(&self) -> Service {
+        Service::Janitor
+    }
+
+    /// The item's stock, then the forward steps' records, last step first.
+    fn reads(&self, msg: &SagaMessage) -> Vec<DocPath> {
+        std::iter::once(records::item(&msg.order.item))
+            .chain(UNDO_ORDER.iter().map(|s| records::step(msg.uuid, *s)))
+            .collect()
+    }
+
+    fn shared_document(&self, msg: &SagaMessage) -> Option<DocPath> {
+        Some(records::item(&msg.order.item))
+    }
+
+    fn shared_write_gap(&self) -> std::time::Duration {
+        self.write_gap
+    }
+
+    fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
+        records::stock_written_at(shared)
+    }
+
+    /// A paid saga is never compensated; nor is one whose records cannot be read.
+    fn nothing_to_do(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Option<&'static str> {
+        let (stock, records) = found(docs).ok()?;
+        let why = plan(stock.as_ref(), &records, &mut WriteSet::new(), msg.uuid, msg).err()?;
+        tracing::warn!(why, "not compensating");
+        Some(why)
+    }
+
+    fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
+        let (stock, records) = found(docs)?;
+        let mut writes = WriteSet::new();
+        let plan =
+            plan(stock.as_ref(), &records, &mut writes, msg.uuid, msg).map_err(|why| anyhow::anyhow!(why))?;
+        tracing::debug!(
+            released = plan.released,
+            cancelled = plan.cancelled,
+            tombstoned = ?plan.tombstoned,
+            "compensation decided"
+        );
+        let message = msg.compensated(plan.released, plan.cancelled).fitted();
+        Ok(Decision::done(Topic::Compensated, message, writes))
+    }
+}
+
 /// Compensates the saga of the failure message `msg` (delivered as `inbound`), before
 /// `deadline`.
 pub async fn compensate(
     clients: &Clients,
+    step: Compensation,
     msg: &SagaMessage,
     inbound: &Inbound,
     deadline: Deadline,
 ) -> Result<Handled, StepError> {
-    let uuid = msg.uuid;
-    let own_path = records::step(uuid, Service::Janitor);
-    let mut paths = vec![own_path.clone()];
-    paths.extend(UNDO_ORDER.iter().map(|s| records::step(uuid, *s)));
-
-    until_committed(|_| {
-        let (paths, own_path) = (&paths, &own_path);
-        async move {
-            let mut docs = clients.store.get_all(paths).await?;
-            if let Some(own) = docs.remove(0) {
-                // No step consumes `compensated`: the record's own mark tells.
-                let found = Found::new(own, &[], Vec::new());
-                return engine::resume(clients, own_path, &[], found, deadline)
-                    .await
-                    .map(Some);
-            }
-            let mut found = Vec::with_capacity(UNDO_ORDER.len());
-            for (service, doc) in UNDO_ORDER.iter().zip(docs) {
-                let record = match doc {
-                    Some(snapshot) => Some((snapshot.decode::<StepRecord>()?, snapshot)),
-                    None => None,
-                };
-                found.push((*service, record));
-            }
-            let mut writes = WriteSet::new();
-            let plan = match plan(&found, &mut writes, uuid, msg) {
-                Ok(plan) => plan,
-                Err(why) => {
-                    tracing::warn!(why, "not compensating");
-                    return Ok(Some(Handled::Ignored(why)));
-                }
-            };
-            let message = msg.compensated(plan.released, plan.cancelled).fitted();
-            record_step(
-                &mut writes,
-                Service::Janitor,
-                msg,
-                inbound,
-                Topic::Compensated,
-                &message,
-            );
-            let mut record = StepRecord::new(Service::Janitor, uuid, &msg.order, StepState::Done);
-            record.reason = msg.reason.map(|r| r.as_str().to_owned());
-            let outgoing = Outgoing::new(Topic::Compensated, message.to_json()).traced(&inbound.trace);
-            let handled =
-                engine::commit_and_publish(clients, own_path, record, outgoing, writes, deadline).await?;
-            if handled.is_some() {
-                tracing::info!(
-                    released = plan.released,
-                    cancelled = plan.cancelled,
-                    tombstoned = ?plan.tombstoned,
-                    "saga compensated"
-                );
-            }
-            Ok(handled)
-        }
-    })
-    .await
+    engine::run(std::sync::Arc::new(step), clients, msg, inbound, deadline).await
 }
 
 /// Fails a forward step on its behalf: Pub/Sub gave up delivering its message
@@ -232,7 +281,12 @@ impl Step for GiveUp {
 
 /// Handles a message that Pub/Sub (or a service) moved to the dead-letter topic, before
 /// `deadline`.
-pub async fn dead_lettered(clients: &Clients, push: &Push, deadline: Deadline) -> Result<Handled, StepError> {
+pub async fn dead_lettered(
+    clients: &Clients,
+    compensation: Compensation,
+    push: &Push,
+    deadline: Deadline,
+) -> Result<Handled, StepError> {
     let origin = dead_letter_attributes::origin(&push.attributes);
     let poison = origin.poison;
     if poison == Some(UNMATCHED) {
@@ -278,7 +332,7 @@ pub async fn dead_lettered(clients: &Clients, push: &Push, deadline: Deadline) -
             )
             .await
         }
-        Purpose::Compensation => compensate(clients, &msg, &Inbound::of(push), deadline).await,
+        Purpose::Compensation => compensate(clients, compensation, &msg, &Inbound::of(push), deadline).await,
         Purpose::DeadLetters => Ok(Handled::Ignored(
             "a dead letter that could not be processed; kept on dead-letter-sub",
         )),
@@ -340,19 +394,24 @@ async fn saga_of_dead_letter(
 
 /// The janitor's routes: one per push subscription the contract gives it.
 pub fn router(clients: Clients, config: &Config) -> Router {
+    let compensation = Compensation {
+        write_gap: config.shared_write_gap,
+    };
     let mut routes = Router::new().route(saga::contract::sweep::PATH, sweep::route(config));
     for subscription in Service::Janitor.push_subscriptions() {
         let Delivery::Push { purpose, path, .. } = subscription.delivery else {
             continue;
         };
         let route = match purpose {
-            Purpose::Compensation => push_route(|clients, push, deadline| async move {
+            Purpose::Compensation => push_route(move |clients, push, deadline| async move {
                 let msg = parse_message(&push)?;
-                compensate(&clients, &msg, &Inbound::of(&push), deadline).await
+                compensate(&clients, compensation, &msg, &Inbound::of(&push), deadline).await
             }),
-            Purpose::DeadLetters => push_route_with(Poison::Keep, |clients, push, deadline| async move {
-                dead_lettered(&clients, &push, deadline).await
-            }),
+            Purpose::DeadLetters => {
+                push_route_with(Poison::Keep, move |clients, push, deadline| async move {
+                    dead_lettered(&clients, compensation, &push, deadline).await
+                })
+            }
             Purpose::Step => continue,
         };
         routes = routes.route(path, route);
@@ -476,11 +535,29 @@ mod tests {
         ];
         for (states, expected, documents) in cases {
             let mut writes = WriteSet::new();
-            let got = plan(&records_in(&msg, states), &mut writes, uuid, &msg).unwrap();
+            let got = plan(
+                Some(&stock(9)),
+                &records_in(&msg, states),
+                &mut writes,
+                uuid,
+                &msg,
+            )
+            .unwrap();
             assert_eq!(got, expected, "{states:?}");
             let written: Vec<&str> = writes.documents().into_iter().map(|(path, _)| path).collect();
             assert_eq!(written, documents, "{states:?}");
         }
+    }
+
+    /// `inventory/widget` holding `quantity`, as read at time 3.
+    fn stock(quantity: i64) -> Snapshot {
+        let path = records::item(&saga::domain::ItemName::parse("widget").unwrap());
+        Snapshot::of(
+            &path,
+            &serde_json::json!({"quantity": quantity, "price_per_unit": 10}),
+            3,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -496,17 +573,73 @@ mod tests {
                 Some(StepState::Done),
             ],
         );
-        plan(&records, &mut writes, uuid, &msg).unwrap();
+        let read = stock(9);
+        plan(Some(&read), &records, &mut writes, uuid, &msg).unwrap();
         let guards: Vec<Option<Precondition>> = writes.documents().into_iter().map(|(_, p)| p).collect();
         let read_at = records[1].1.as_ref().unwrap().1.update_time();
         // The inventory record changes only as it was read, so a second compensation racing
         // this one fails its commit instead of returning the stock again.
         assert_eq!(guards[0], Some(Precondition::Unchanged(read_at)));
         assert_eq!(guards[1], Some(Precondition::Exists), "the reservation");
+        // The level, written as sales write it: only if the stock is still as read, and
+        // marked, so that the item's write gap counts this write too.
         assert_eq!(
             guards[2],
-            Some(Precondition::Exists),
-            "the stock, incremented server-side"
+            Some(Precondition::Unchanged(read.update_time())),
+            "the stock"
+        );
+        let item = records::item(&msg.order.item);
+        let after = read.after(&writes.split_off_document(&item));
+        assert_eq!(after.integer(records::inventory_fields::QUANTITY), Some(9 + 4));
+        assert!(records::stock_written_at(&after).is_some(), "marked");
+    }
+
+    #[test]
+    fn returns_in_one_batch_add_up_and_a_stock_the_batch_did_not_read_is_incremented() {
+        let records = |msg: &SagaMessage| {
+            records_in(
+                msg,
+                [
+                    Some(StepState::Rejected),
+                    Some(StepState::Done),
+                    Some(StepState::Done),
+                ],
+            )
+        };
+        let item = records::item(&message(SagaId::new()).order.item);
+        // Two returns decided one after the other, the second on the stock as the first
+        // left it: the last level written holds both.
+        let mut state = stock(9);
+        for _ in 0..2 {
+            let uuid = SagaId::new();
+            let msg = message(uuid);
+            let mut writes = WriteSet::new();
+            plan(Some(&state), &records(&msg), &mut writes, uuid, &msg).unwrap();
+            state = state.after(&writes.split_off_document(&item));
+        }
+        assert_eq!(
+            state.integer(records::inventory_fields::QUANTITY),
+            Some(9 + 4 + 4)
+        );
+
+        // A failure message naming another item than its reservation: the batch read the
+        // wrong stock, so the reservation's own stock is incremented server-side.
+        let uuid = SagaId::new();
+        let mut msg = message(uuid);
+        let records = records(&msg);
+        msg.order.item = saga::domain::ItemName::parse("wotsit").unwrap();
+        let mut writes = WriteSet::new();
+        plan(Some(&stock(9)), &records, &mut writes, uuid, &msg).unwrap();
+        let increment = writes.split_off_document(&item);
+        assert_eq!(
+            increment.documents(),
+            [(item.as_str(), Some(Precondition::Exists))]
+        );
+        assert_eq!(
+            stock(9)
+                .after(&increment)
+                .integer(records::inventory_fields::QUANTITY),
+            Some(13)
         );
     }
 
@@ -523,7 +656,7 @@ mod tests {
                 Some(StepState::Done),
             ],
         );
-        let why = plan(&records, &mut writes, uuid, &msg).unwrap_err();
+        let why = plan(Some(&stock(9)), &records, &mut writes, uuid, &msg).unwrap_err();
         assert!(why.contains("payment was made"), "{why}");
         assert!(writes.is_empty());
     }
@@ -536,7 +669,7 @@ mod tests {
         if let Some((record, _)) = records[1].1.as_mut() {
             record.item = "a/b".into();
         }
-        let why = plan(&records, &mut WriteSet::new(), uuid, &msg).unwrap_err();
+        let why = plan(None, &records, &mut WriteSet::new(), uuid, &msg).unwrap_err();
         assert!(why.contains("unreadable"), "{why}");
     }
 }

@@ -62,6 +62,8 @@ pub struct Options {
     pub limit: u32,
     /// Sagas read by one query.
     pub page: u32,
+    /// How compensations write the stock (its write gap).
+    pub compensation: crate::Compensation,
 }
 
 impl Options {
@@ -72,6 +74,7 @@ impl Options {
             dry_run: false,
             limit: contract::MOST,
             page: contract::BATCH,
+            compensation: crate::Compensation::default(),
         }
     }
 }
@@ -365,7 +368,7 @@ async fn sweep_one(
         "dry_run".clone_into(&mut swept.outcome);
         return swept;
     }
-    swept.outcome = match act(clients, uuid, &saga, action, until).await {
+    swept.outcome = match act(clients, options.compensation, uuid, &saga, action, until).await {
         Ok(handled) => {
             tracing::info!(%uuid, action = %action, outcome = handled.word(), "the sweep ended a saga past its deadline");
             "done".to_owned()
@@ -400,6 +403,7 @@ async fn read(clients: &Clients, uuid: SagaId, view: StatusDoc) -> anyhow::Resul
 
 async fn act(
     clients: &Clients,
+    compensation: crate::Compensation,
     uuid: SagaId,
     saga: &Saga,
     action: Action,
@@ -409,7 +413,7 @@ async fn act(
         Action::Relay { step } => engine::relay(clients, uuid, step, until).await,
         Action::Compensate { step, reason } => {
             let failure = failure(uuid, saga, step, reason)?;
-            compensate(clients, &failure, &Inbound::default(), until).await
+            compensate(clients, compensation, &failure, &Inbound::default(), until).await
         }
         Action::Leave { .. } => {
             let mut writes = WriteSet::new();
@@ -470,7 +474,12 @@ pub fn route(config: &Config) -> MethodRouter<Clients> {
             .map_or(Caller::Nobody, |v| Caller::Verified(Arc::new(v))),
         (_, None) => Caller::Nobody,
     };
-    let options = Options::new(config.saga_deadline);
+    let options = Options {
+        compensation: crate::Compensation {
+            write_gap: config.shared_write_gap,
+        },
+        ..Options::new(config.saga_deadline)
+    };
     post(move |State(clients): State<Clients>, headers: HeaderMap| {
         let until = Deadline::arrived_at(Instant::now());
         let (caller, options) = (caller.clone(), options.clone());

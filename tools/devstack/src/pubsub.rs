@@ -24,13 +24,14 @@ fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
 }
 
 /// What a worker gets, besides the common settings, when the emulator pushes to it:
-/// inventory runs without a gap between writes of an item's stock (`SHARED_WRITE_GAP=0s`).
+/// inventory and the janitor write an item's stock without a gap between writes
+/// (`SHARED_WRITE_GAP=0s`).
 /// The emulator keeps at most 2 pushes in flight per subscription, which leaves nothing to
 /// batch, so the gap (kept under GCP-like delivery, as a deployment keeps it) would only make
 /// each sale wait for it, about 8 sales a second in all; and the emulator has no
 /// per-document write limit to keep to.
 pub fn emulator_push_env(service: Service) -> Vec<(&'static str, String)> {
-    if service == Service::Inventory {
+    if matches!(service, Service::Inventory | Service::Janitor) {
         vec![(saga::runtime::config::env::SHARED_WRITE_GAP, "0s".to_owned())]
     } else {
         Vec::new()
@@ -314,9 +315,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn under_the_emulators_push_only_inventory_runs_without_a_stock_write_gap() {
+    fn under_the_emulators_push_only_the_stocks_writers_run_without_a_stock_write_gap() {
         for service in Service::ALL {
-            let want = (service == Service::Inventory).then_some("0s");
+            let want = matches!(service, Service::Inventory | Service::Janitor).then_some("0s");
             let env = emulator_push_env(service);
             assert_eq!(
                 env.iter()

@@ -274,6 +274,9 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
             Settled::Refused(error) => {
                 let _ = member.answer.send(Err(error));
             }
+            Settled::Nothing(why) => {
+                let _ = member.answer.send(Ok(Handled::Ignored(why)));
+            }
             Settled::Decided(mut decision) => {
                 let mine = decision.writes.split_off_document(shared);
                 if !mine.is_empty() {
@@ -367,6 +370,8 @@ enum Settled {
     Exists(Found),
     /// The step refused its message (poison).
     Refused(StepError),
+    /// The step has nothing to do for it.
+    Nothing(&'static str),
     /// The step decided.
     Decided(super::Decision),
 }
@@ -414,6 +419,9 @@ impl Plan {
             .collect();
         if let Err(e) = step.check(&member.msg) {
             return Settled::Refused(e.into());
+        }
+        if let Some(why) = step.nothing_to_do(&member.msg, &docs) {
+            return Settled::Nothing(why);
         }
         match step.decide(&member.msg, &docs) {
             Ok(decision) => Settled::Decided(decision),

@@ -256,13 +256,20 @@ pub trait Step: Send + Sync + 'static {
 
     /// When this step's decisions last wrote `shared` (its [`Step::shared_document`]), as
     /// read: the next write waits until [`Step::shared_write_gap`] after it. By default the
-    /// document's update time, which any write moves; a step whose shared document others
-    /// write too (inventory's stock, which compensations increment) records its own.
+    /// document's update time, which any write moves; a step whose shared document is
+    /// written by others too records its own mark (the stock's, [`records::stock_written_at`]).
     fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
         let t = shared.update_time();
         let secs = u64::try_from(t.seconds).ok()?;
         let nanos = u32::try_from(t.nanos).ok()?;
         Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+    }
+
+    /// Why there is nothing to do for `msg`, if so, given what [`Step::decide`] would be
+    /// given: the delivery is answered as ignored and nothing is written, not even the
+    /// step's record (the janitor, for a saga that was paid). Asked before every decision.
+    fn nothing_to_do(&self, _msg: &SagaMessage, _docs: &[Option<Snapshot>]) -> Option<&'static str> {
+        None
     }
 
     /// Decides what to do, given the documents of [`Step::reads`], in the same order.

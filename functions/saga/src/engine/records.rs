@@ -9,7 +9,7 @@
 use crate::contract::{Service, collections};
 use crate::domain::{ItemName, Money, Order, SagaId, UserName};
 use crate::gcp::bus::Outgoing;
-use crate::gcp::store::DocPath;
+use crate::gcp::store::{DocPath, Precondition, Snapshot, WriteSet};
 use firestore::FirestoreTimestamp;
 use serde::{Deserialize, Serialize};
 
@@ -69,11 +69,38 @@ pub mod inventory_fields {
     pub const QUANTITY: &str = "quantity";
     /// Price of one unit.
     pub const PRICE_PER_UNIT: &str = "price_per_unit";
-    /// When inventory's sales last wrote the stock: Firestore's time of that commit. The gap
-    /// between two writes of an item's stock is counted from it, not from the document's
-    /// update time, which a compensation's increment moves too: compensations of a hot
-    /// item must not hold its sales back.
-    pub const SOLD_AT: &str = "sold_at";
+    /// When the saga last wrote the level (a sale or a return): Firestore's time of that
+    /// commit. The gap between two writes of an item's stock is counted from it, by
+    /// inventory and the janitor alike ([`super::stock_written_at`]).
+    pub const WRITTEN_AT: &str = "written_at";
+}
+
+#[derive(Serialize)]
+struct StockLevel {
+    quantity: i64,
+}
+
+/// Queues the write of `item`'s stock `level`, as every step of the saga writes it: the
+/// level alone, only if the stock is still as read (`stock`), marked with the commit's time.
+pub fn set_stock_level(writes: &mut WriteSet, item: &ItemName, stock: &Snapshot, level: i64) {
+    writes
+        .update(
+            self::item(item),
+            &StockLevel { quantity: level },
+            Some(&[inventory_fields::QUANTITY]),
+            Some(Precondition::Unchanged(stock.update_time())),
+        )
+        .and_request_time(inventory_fields::WRITTEN_AT);
+}
+
+/// When the saga last wrote `stock`'s level ([`inventory_fields::WRITTEN_AT`]), if it ever
+/// did: what the write gap of the item's stock counts from ([`super::Step::shared_written_at`]).
+/// A write of anyone else (a seed, an operator's edit) holds no sale or return back.
+pub fn stock_written_at(stock: &Snapshot) -> Option<std::time::SystemTime> {
+    let t = stock.timestamp(inventory_fields::WRITTEN_AT)?;
+    let secs = u64::try_from(t.seconds).ok()?;
+    let nanos = u32::try_from(t.nanos).ok()?;
+    Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
 }
 
 /// Status of a domain document: its `status` field.

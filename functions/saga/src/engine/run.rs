@@ -78,6 +78,9 @@ pub async fn run(
                 }
                 docs
             };
+            if let Some(why) = step.nothing_to_do(msg, &docs) {
+                return Ok(Some(Handled::Ignored(why)));
+            }
             let mut decision = step.decide(msg, &docs)?;
             record_step(
                 &mut decision.writes,

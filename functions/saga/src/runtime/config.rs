@@ -46,8 +46,8 @@ pub mod env {
     /// [`PUSH_SERVICE_ACCOUNT`]. Unset: the sweep endpoint refuses every call unless push
     /// tokens are not checked at all.
     pub const SWEEP_SERVICE_ACCOUNT: &str = "SWEEP_SERVICE_ACCOUNT";
-    /// Inventory only, for local runs: the least time between two writes of an item's stock
-    /// document, as `250ms` (the default, [`crate::engine::SHARED_WRITE_GAP`]) or `0s`. The
+    /// Inventory and the janitor (its returns of stock), for local runs: the least time
+    /// between two writes of an item's stock document, as `250ms` (the default, [`crate::engine::SHARED_WRITE_GAP`]) or `0s`. The
     /// devstack sets `0s` under the emulator's push, which keeps at most 2 pushes in flight
     /// and so leaves nothing to batch: the gap would only make every sale wait, and the
     /// emulator has no per-document write limit to keep to. A deployment leaves it unset.
@@ -101,7 +101,7 @@ pub fn reads(service: Service) -> Vec<EnvVar> {
     if service == Service::Frontend {
         vars.push(var(env::ORDER_LIST, Deployment));
     }
-    if service == Service::Inventory {
+    if matches!(service, Service::Inventory | Service::Janitor) {
         vars.push(var(env::SHARED_WRITE_GAP, Local));
     }
     if service == Service::Janitor {
