@@ -122,27 +122,15 @@ fn undo(
                 Some(StatusChange::MASK),
                 Some(Precondition::Exists),
             );
-            let returned = i64::from(order.quantity);
-            let level = stock
+            // The stock the batch shares (`Compensation::decide` refuses any other first):
+            // the level written as sales write it, only if unchanged since read, and
+            // counting against the item's write gap. Every member of a batch writes the
+            // whole level, so the last one written holds them all.
+            let (stock, level) = stock
                 .filter(|(item, _)| **item == order.item)
-                .and_then(|(_, stock)| Some((stock, stock.integer(records::inventory_fields::QUANTITY)?)));
-            match level {
-                // The stock the batch shares: the level written as the sales write it, only
-                // if unchanged since read, and counting against the item's write gap.
-                Some((stock, level)) => {
-                    records::set_stock_level(writes, &order.item, stock, level + returned);
-                }
-                // Not the stock this batch read (a failure message naming another item than
-                // the reservation), or not a level: added server-side, as a one-off.
-                None => {
-                    writes.increment(
-                        records::item(&order.item),
-                        records::inventory_fields::QUANTITY,
-                        returned,
-                        None,
-                    );
-                }
-            }
+                .and_then(|(_, stock)| Some((stock, stock.integer(records::inventory_fields::QUANTITY)?)))
+                .ok_or("the reservation's stock cannot take its units back")?;
+            records::set_stock_level(writes, &order.item, stock, level + i64::from(order.quantity));
             plan.released = order.quantity.get();
         }
         Service::Orders => {
@@ -224,6 +212,8 @@ impl Step for Compensation {
     /// A paid saga is never compensated; nor is one whose records cannot be read.
     fn nothing_to_do(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Option<&'static str> {
         let (stock, records) = found(docs).ok()?;
+        // What `decide` refuses, it refuses itself.
+        can_return(stock.as_ref(), &records, msg).ok()?;
         let why = plan(stock.as_ref(), &records, &mut WriteSet::new(), msg.uuid, msg).err()?;
         tracing::warn!(why, "not compensating");
         Some(why)
@@ -231,6 +221,7 @@ impl Step for Compensation {
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
         let (stock, records) = found(docs)?;
+        can_return(stock.as_ref(), &records, msg)?;
         let mut writes = WriteSet::new();
         let plan =
             plan(stock.as_ref(), &records, &mut writes, msg.uuid, msg).map_err(|why| anyhow::anyhow!(why))?;
@@ -242,6 +233,44 @@ impl Step for Compensation {
         );
         let message = msg.compensated(plan.released, plan.cancelled).fitted();
         Ok(Decision::done(Topic::Compensated, message, writes))
+    }
+}
+
+/// Whether the units the saga reserved, if it holds any, can go back to the stock this
+/// batch read (`stock`, the item of the failure message `msg`). A message naming another
+/// item than the reservation's is not the saga's (a forgery, or another producer's slip):
+/// it is dead-lettered as unmatched, and the saga, if it really failed, is ended by the
+/// sweep from its own records. A stock that is gone or holds no integer level needs a
+/// person: the message is retried, and no units are lost meanwhile.
+fn can_return(
+    stock: Option<&Snapshot>,
+    records: &[(Service, Option<(StepRecord, Snapshot)>)],
+    msg: &SagaMessage,
+) -> Result<(), StepError> {
+    let reserved = records.iter().find_map(|(service, record)| match record {
+        Some((record, _)) if *service == Service::Inventory && record.state == StepState::Done => {
+            record.order()
+        }
+        _ => None,
+    });
+    let Some(order) = reserved else {
+        return Ok(());
+    };
+    if order.item != msg.order.item {
+        return Err(StepError::unmatched(
+            Service::Inventory,
+            msg.uuid,
+            "the failure names another item than the reservation",
+        ));
+    }
+    match stock.and_then(|s| s.integer(records::inventory_fields::QUANTITY)) {
+        Some(_) => Ok(()),
+        None => Err(anyhow::anyhow!(
+            "inventory/{} is gone or has no integer quantity: the units reserved for saga {} cannot go back",
+            order.item.as_str(),
+            msg.uuid
+        )
+        .into()),
     }
 }
 
@@ -595,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn returns_in_one_batch_add_up_and_a_stock_the_batch_did_not_read_is_incremented() {
+    fn returns_in_one_batch_add_up() {
         let records = |msg: &SagaMessage| {
             records_in(
                 msg,
@@ -621,26 +650,57 @@ mod tests {
             state.integer(records::inventory_fields::QUANTITY),
             Some(9 + 4 + 4)
         );
+    }
 
-        // A failure message naming another item than its reservation: the batch read the
-        // wrong stock, so the reservation's own stock is incremented server-side.
-        let uuid = SagaId::new();
-        let mut msg = message(uuid);
-        let records = records(&msg);
-        msg.order.item = saga::domain::ItemName::parse("wotsit").unwrap();
-        let mut writes = WriteSet::new();
-        plan(Some(&stock(9)), &records, &mut writes, uuid, &msg).unwrap();
-        let increment = writes.split_off_document(&item);
-        assert_eq!(
-            increment.documents(),
-            [(item.as_str(), Some(Precondition::Exists))]
-        );
-        assert_eq!(
-            stock(9)
-                .after(&increment)
-                .integer(records::inventory_fields::QUANTITY),
-            Some(13)
-        );
+    #[test]
+    fn units_go_back_only_to_the_reservations_own_stock_with_a_level_and_otherwise_nothing_is_written() {
+        let step = Compensation::default();
+        let msg = message(SagaId::new());
+        let read = |stock: Option<Snapshot>| {
+            let records = records_in(
+                &msg,
+                [
+                    Some(StepState::Rejected),
+                    Some(StepState::Done),
+                    Some(StepState::Done),
+                ],
+            );
+            std::iter::once(stock)
+                .chain(records.into_iter().map(|(_, r)| r.map(|(_, snapshot)| snapshot)))
+                .collect::<Vec<_>>()
+        };
+        let no_level = Snapshot::of(
+            &records::item(&msg.order.item),
+            &serde_json::json!({"quantity": "nine"}),
+            3,
+        )
+        .unwrap();
+        let mut elsewhere = msg.clone();
+        elsewhere.order.item = saga::domain::ItemName::parse("wotsit").unwrap();
+        let cases: [(&str, &SagaMessage, Option<Snapshot>, Option<&str>); 4] = [
+            ("its stock", &msg, Some(stock(9)), None),
+            (
+                "a failure naming another item",
+                &elsewhere,
+                Some(stock(9)),
+                Some(UNMATCHED),
+            ),
+            ("a stock that is gone", &msg, None, Some("transient")),
+            ("a stock with no level", &msg, Some(no_level), Some("transient")),
+        ];
+        for (what, msg, stock, refused) in cases {
+            let docs = read(stock);
+            assert_eq!(step.nothing_to_do(msg, &docs), None, "{what}: decide says");
+            let got = match step.decide(msg, &docs) {
+                Ok(decision) => {
+                    assert_eq!(decision.topic, Topic::Compensated, "{what}");
+                    None
+                }
+                Err(StepError::Poison { code, .. }) => Some(code),
+                Err(StepError::Transient(_)) => Some("transient"),
+            };
+            assert_eq!(got, refused, "{what}");
+        }
     }
 
     #[test]
