@@ -20,7 +20,7 @@ const ORDERS: usize = 400;
 /// Order `i`: how many units it asks for, and whether its payment is declined (every
 /// third).
 fn order(i: usize) -> (u32, bool) {
-    ([2, 1, 3, 1, 2][i % 5], i % 3 == 0)
+    ([2, 1, 3, 1, 2][i % 5], i.is_multiple_of(3))
 }
 
 #[tokio::test]

@@ -58,12 +58,24 @@ pub struct Plan {
     pub tombstoned: Vec<Service>,
 }
 
+/// Which of the saga's domain documents compensation changes were there when read: a
+/// document written only if it exists must be known to, or one that was deleted (a restore,
+/// a user's data removed) would fail the commit of every return batched with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OnFile {
+    /// `inventory/{item}/orders/{uuid}`.
+    pub reservation: bool,
+    /// `users/{user}/orders/{uuid}`.
+    pub user_order: bool,
+}
+
 /// Decides the compensation of a saga from its step records (in [`UNDO_ORDER`]) and queues
 /// the writes; `stock` is the item's stock as the returns before this one in the batch left
 /// it. `Err` names why there is nothing to compensate.
 pub fn plan(
     stock: Option<&Snapshot>,
     records: &[(Service, Option<(StepRecord, Snapshot)>)],
+    on_file: OnFile,
     writes: &mut WriteSet,
     uuid: saga::domain::SagaId,
     fallback: &SagaMessage,
@@ -82,14 +94,24 @@ pub fn plan(
                 return Err("the saga completed: its payment was made, so there is nothing to compensate");
             }
             Some((record, snapshot)) if record.state == StepState::Done => {
-                let shared = stock.map(|stock| (&fallback.order.item, stock));
-                undo(*service, record, snapshot, shared, uuid, writes, &mut plan)?;
+                let domain = Domain {
+                    stock: stock.map(|stock| (&fallback.order.item, stock)),
+                    on_file,
+                };
+                undo(*service, record, snapshot, domain, uuid, writes, &mut plan)?;
             }
             // Failed, rejected, compensated or tombstoned: nothing of this step to undo.
             Some(_) => {}
         }
     }
     Ok(plan)
+}
+
+/// The domain documents a compensation changes, as read: the stock (of the item it was read
+/// for) and which of the others are there.
+struct Domain<'a> {
+    stock: Option<(&'a saga::domain::ItemName, &'a Snapshot)>,
+    on_file: OnFile,
 }
 
 /// Queues the undoing of `service`'s completed step: its record becomes compensated (only as
@@ -99,7 +121,7 @@ fn undo(
     service: Service,
     record: &StepRecord,
     snapshot: &Snapshot,
-    stock: Option<(&saga::domain::ItemName, &Snapshot)>,
+    Domain { stock, on_file }: Domain<'_>,
     uuid: saga::domain::SagaId,
     writes: &mut WriteSet,
     plan: &mut Plan,
@@ -116,12 +138,16 @@ fn undo(
     );
     match service {
         Service::Inventory => {
-            writes.update(
-                records::reservation(&order.item, uuid),
-                &StatusChange::now(DocStatus::Released),
-                Some(StatusChange::MASK),
-                Some(Precondition::Exists),
-            );
+            // The record proves the units were taken; a reservation document that is gone
+            // (a restore) is not made again, and its units still go back.
+            if on_file.reservation {
+                writes.update(
+                    records::reservation(&order.item, uuid),
+                    &StatusChange::now(DocStatus::Released),
+                    Some(StatusChange::MASK),
+                    Some(Precondition::Exists),
+                );
+            }
             // The stock the batch shares (`Compensation::decide` refuses any other first):
             // the level written as sales write it, only if unchanged since read, and
             // counting against the item's write gap. Every member of a batch writes the
@@ -133,7 +159,8 @@ fn undo(
             records::set_stock_level(writes, &order.item, stock, level + i64::from(order.quantity));
             plan.released = order.quantity.get();
         }
-        Service::Orders => {
+        // A user's order that is gone (deleted with the user's data) is not made again.
+        Service::Orders if on_file.user_order => {
             writes.update(
                 records::user_order(&order.user, uuid),
                 &StatusChange::now(DocStatus::Cancelled),
@@ -168,11 +195,15 @@ impl Default for Compensation {
 }
 
 /// The stock and the forward steps' records, from the documents [`Compensation`] reads.
-type Read = (Option<Snapshot>, Vec<(Service, Option<(StepRecord, Snapshot)>)>);
+type Read = (
+    Option<Snapshot>,
+    Vec<(Service, Option<(StepRecord, Snapshot)>)>,
+    OnFile,
+);
 
 fn found(docs: &[Option<Snapshot>]) -> Result<Read, StepError> {
-    let [stock, steps @ ..] = docs else {
-        return Err(anyhow::anyhow!("compensation reads the stock first").into());
+    let [stock, steps @ .., reservation, user_order] = docs else {
+        return Err(anyhow::anyhow!("compensation reads the stock, the records, then two documents").into());
     };
     let mut found = Vec::with_capacity(UNDO_ORDER.len());
     for (service, doc) in UNDO_ORDER.iter().zip(steps) {
@@ -182,7 +213,11 @@ fn found(docs: &[Option<Snapshot>]) -> Result<Read, StepError> {
         };
         found.push((*service, record));
     }
-    Ok((stock.clone(), found))
+    let on_file = OnFile {
+        reservation: reservation.is_some(),
+        user_order: user_order.is_some(),
+    };
+    Ok((stock.clone(), found, on_file))
 }
 
 impl Step for Compensation {
@@ -190,10 +225,15 @@ impl Step for Compensation {
         Service::Janitor
     }
 
-    /// The item's stock, then the forward steps' records, last step first.
+    /// The item's stock, the forward steps' records (last step first), the reservation and
+    /// the user's order.
     fn reads(&self, msg: &SagaMessage) -> Vec<DocPath> {
         std::iter::once(records::item(&msg.order.item))
             .chain(UNDO_ORDER.iter().map(|s| records::step(msg.uuid, *s)))
+            .chain([
+                records::reservation(&msg.order.item, msg.uuid),
+                records::user_order(&msg.order.user, msg.uuid),
+            ])
             .collect()
     }
 
@@ -211,21 +251,30 @@ impl Step for Compensation {
 
     /// A paid saga is never compensated; nor is one whose records cannot be read.
     fn nothing_to_do(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Option<&'static str> {
-        let (stock, records) = found(docs).ok()?;
+        let (stock, records, on_file) = found(docs).ok()?;
         // What `decide` refuses, it refuses itself.
         can_return(stock.as_ref(), &records, msg).ok()?;
-        let why = plan(stock.as_ref(), &records, &mut WriteSet::new(), msg.uuid, msg).err()?;
-        tracing::warn!(why, "not compensating");
+        let why = plan(
+            stock.as_ref(),
+            &records,
+            on_file,
+            &mut WriteSet::new(),
+            msg.uuid,
+            msg,
+        )
+        .err()?;
+        tracing::warn!(uuid = %msg.uuid, why, "not compensating");
         Some(why)
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
-        let (stock, records) = found(docs)?;
+        let (stock, records, on_file) = found(docs)?;
         can_return(stock.as_ref(), &records, msg)?;
         let mut writes = WriteSet::new();
-        let plan =
-            plan(stock.as_ref(), &records, &mut writes, msg.uuid, msg).map_err(|why| anyhow::anyhow!(why))?;
+        let plan = plan(stock.as_ref(), &records, on_file, &mut writes, msg.uuid, msg)
+            .map_err(|why| anyhow::anyhow!(why))?;
         tracing::debug!(
+            uuid = %msg.uuid,
             released = plan.released,
             cancelled = plan.cancelled,
             tombstoned = ?plan.tombstoned,
@@ -247,13 +296,21 @@ fn can_return(
     records: &[(Service, Option<(StepRecord, Snapshot)>)],
     msg: &SagaMessage,
 ) -> Result<(), StepError> {
-    let reserved = records.iter().find_map(|(service, record)| match record {
-        Some((record, _)) if *service == Service::Inventory && record.state == StepState::Done => {
-            record.order()
-        }
-        _ => None,
-    });
-    let Some(order) = reserved else {
+    let done = |step: Service| {
+        records.iter().find_map(|(service, record)| match record {
+            Some((record, _)) if *service == step && record.state == StepState::Done => record.order(),
+            _ => None,
+        })
+    };
+    // The user's order is read at the message's user: another user is not this saga's.
+    if done(Service::Orders).is_some_and(|order| order.user != msg.order.user) {
+        return Err(StepError::unmatched(
+            Service::Orders,
+            msg.uuid,
+            "the failure names another user than the order",
+        ));
+    }
+    let Some(order) = done(Service::Inventory) else {
         return Ok(());
     };
     if order.item != msg.order.item {
@@ -283,7 +340,11 @@ pub async fn compensate(
     inbound: &Inbound,
     deadline: Deadline,
 ) -> Result<Handled, StepError> {
-    engine::run(std::sync::Arc::new(step), clients, msg, inbound, deadline).await
+    let handled = engine::run(std::sync::Arc::new(step), clients, msg, inbound, deadline).await?;
+    if handled == Handled::Published(Topic::Compensated) {
+        tracing::info!(uuid = %msg.uuid, reason = ?msg.reason, "saga compensated");
+    }
+    Ok(handled)
 }
 
 /// Fails a forward step on its behalf: Pub/Sub gave up delivering its message
@@ -457,6 +518,12 @@ mod tests {
     use super::*;
     use saga::domain::SagaId;
 
+    /// Both domain documents there, as they are unless someone deleted them.
+    const ON_FILE: OnFile = OnFile {
+        reservation: true,
+        user_order: true,
+    };
+
     fn message(uuid: SagaId) -> SagaMessage {
         let obj =
             serde_json::json!({"item": "widget", "quantity": 4, "user": "jack", "uuid": uuid.to_string()});
@@ -567,6 +634,7 @@ mod tests {
             let got = plan(
                 Some(&stock(9)),
                 &records_in(&msg, states),
+                ON_FILE,
                 &mut writes,
                 uuid,
                 &msg,
@@ -603,7 +671,7 @@ mod tests {
             ],
         );
         let read = stock(9);
-        plan(Some(&read), &records, &mut writes, uuid, &msg).unwrap();
+        plan(Some(&read), &records, ON_FILE, &mut writes, uuid, &msg).unwrap();
         let guards: Vec<Option<Precondition>> = writes.documents().into_iter().map(|(_, p)| p).collect();
         let read_at = records[1].1.as_ref().unwrap().1.update_time();
         // The inventory record changes only as it was read, so a second compensation racing
@@ -643,7 +711,7 @@ mod tests {
             let uuid = SagaId::new();
             let msg = message(uuid);
             let mut writes = WriteSet::new();
-            plan(Some(&state), &records(&msg), &mut writes, uuid, &msg).unwrap();
+            plan(Some(&state), &records(&msg), ON_FILE, &mut writes, uuid, &msg).unwrap();
             state = state.after(&writes.split_off_document(&item));
         }
         assert_eq!(
@@ -665,8 +733,13 @@ mod tests {
                     Some(StepState::Done),
                 ],
             );
+            let on_file = |path: DocPath| Snapshot::of(&path, &serde_json::json!({"status": "x"}), 1).ok();
             std::iter::once(stock)
                 .chain(records.into_iter().map(|(_, r)| r.map(|(_, snapshot)| snapshot)))
+                .chain([
+                    on_file(records::reservation(&msg.order.item, msg.uuid)),
+                    on_file(records::user_order(&msg.order.user, msg.uuid)),
+                ])
                 .collect::<Vec<_>>()
         };
         let no_level = Snapshot::of(
@@ -704,6 +777,58 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_reservation_or_users_order_is_not_written_and_the_units_still_go_back() {
+        let uuid = SagaId::new();
+        let msg = message(uuid);
+        let records = records_in(
+            &msg,
+            [
+                Some(StepState::Rejected),
+                Some(StepState::Done),
+                Some(StepState::Done),
+            ],
+        );
+        let (reservation, user_order) = (
+            records::reservation(&msg.order.item, uuid),
+            records::user_order(&msg.order.user, uuid),
+        );
+        for (on_file, writes_reservation, cancelled) in [
+            (ON_FILE, true, true),
+            (
+                OnFile {
+                    reservation: false,
+                    ..ON_FILE
+                },
+                false,
+                true,
+            ),
+            (
+                OnFile {
+                    user_order: false,
+                    ..ON_FILE
+                },
+                true,
+                false,
+            ),
+        ] {
+            let mut writes = WriteSet::new();
+            let got = plan(Some(&stock(9)), &records, on_file, &mut writes, uuid, &msg).unwrap();
+            assert_eq!((got.released, got.cancelled), (4, cancelled), "{on_file:?}");
+            let written: Vec<&str> = writes.documents().into_iter().map(|(p, _)| p).collect();
+            assert_eq!(
+                written.contains(&reservation.as_str()),
+                writes_reservation,
+                "{on_file:?}"
+            );
+            assert_eq!(written.contains(&user_order.as_str()), cancelled, "{on_file:?}");
+            assert!(
+                written.contains(&"inventory/widget"),
+                "{on_file:?}: the units go back"
+            );
+        }
+    }
+
+    #[test]
     fn a_paid_saga_is_never_compensated() {
         let uuid = SagaId::new();
         let msg = message(uuid);
@@ -716,7 +841,7 @@ mod tests {
                 Some(StepState::Done),
             ],
         );
-        let why = plan(Some(&stock(9)), &records, &mut writes, uuid, &msg).unwrap_err();
+        let why = plan(Some(&stock(9)), &records, ON_FILE, &mut writes, uuid, &msg).unwrap_err();
         assert!(why.contains("payment was made"), "{why}");
         assert!(writes.is_empty());
     }
@@ -729,7 +854,7 @@ mod tests {
         if let Some((record, _)) = records[1].1.as_mut() {
             record.item = "a/b".into();
         }
-        let why = plan(None, &records, &mut WriteSet::new(), uuid, &msg).unwrap_err();
+        let why = plan(None, &records, ON_FILE, &mut WriteSet::new(), uuid, &msg).unwrap_err();
         assert!(why.contains("unreadable"), "{why}");
     }
 }

@@ -52,8 +52,13 @@ use tokio::sync::{mpsc, oneshot};
 pub const SHARED_WRITE_GAP: Duration = Duration::from_millis(250);
 
 /// Most members in one batch: each adds its record, its domain writes and its view to the
-/// commit, which Firestore caps at 500 writes.
+/// commit (see [`MAX_WRITES`]).
 pub const MAX_MEMBERS: usize = 100;
+
+/// Most writes in a batch's commit: Firestore takes at most 500 in one, and the emulator
+/// does not enforce it. A member whose writes would go past it waits for the next round
+/// (inventory's members write 3 documents; the janitor's returns up to 7).
+pub const MAX_WRITES: usize = 450;
 
 /// Most bytes of members' messages in one batch. Each member's record holds the message it
 /// publishes (its own, grown by a few fields), so this keeps a batch's commit well under the
@@ -202,6 +207,15 @@ fn next_write(mark: Option<SystemTime>, now: SystemTime, gap: Duration) -> Optio
     (next > now).then_some(next)
 }
 
+/// Whether a member whose decision writes `own` documents fits in a commit that has
+/// `queued` writes of `members` members so far, within [`MAX_WRITES`]. The first member
+/// always fits.
+fn fits(queued: usize, own: usize, members: usize) -> bool {
+    // Its record and its view, and the shared document's one write.
+    let with_it = queued + own + 2 + 1;
+    members == 0 || with_it <= MAX_WRITES
+}
+
 async fn sleep_until(at: SystemTime) {
     if let Ok(left) = at.duration_since(SystemTime::now()) {
         tokio::time::sleep(left).await;
@@ -228,7 +242,7 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
     // A second delivery of a message already in this round waits for the next one, where it
     // finds the first one's record: deciding both here would sell the stock twice.
     let mut seen = std::collections::HashSet::new();
-    let (mut batch, repeats): (Vec<Member>, Vec<Member>) =
+    let (mut batch, mut repeats): (Vec<Member>, Vec<Member>) =
         batch.into_iter().partition(|m| seen.insert(m.msg.uuid));
     let plans: Vec<Plan> = batch.iter().map(|m| Plan::new(step, service, &m.msg)).collect();
     let mut paths = vec![shared.clone()];
@@ -276,6 +290,12 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
             }
             Settled::Nothing(why) => {
                 let _ = member.answer.send(Ok(Handled::Ignored(why)));
+            }
+            Settled::Decided(decision) if !fits(writes.len(), decision.writes.len(), committing.len()) => {
+                // Decided on the stock as the members before it left it, which stays so:
+                // the next round decides it again from what this one commits.
+                drop(decision);
+                repeats.push(member);
             }
             Settled::Decided(mut decision) => {
                 let mine = decision.writes.split_off_document(shared);
@@ -460,6 +480,20 @@ mod tests {
         let then = next_write(mark, now, gap).unwrap();
         assert_eq!(next_write(mark, then, gap), Some(now + ms(280)));
         assert_eq!(next_write(mark, now + ms(280), gap), None);
+    }
+
+    #[test]
+    fn a_member_joins_the_commit_only_while_its_writes_fit_and_the_first_always() {
+        for (what, queued, own, members, want) in [
+            ("the first, however large", 0, 900, 0, true),
+            ("a sale into an empty commit", 0, 2, 0, true),
+            ("a sale with room", 300, 2, 100, true),
+            ("a return at the edge", MAX_WRITES - 10, 7, 60, true),
+            ("a return past it", MAX_WRITES - 9, 7, 60, false),
+            ("anything into a full commit", MAX_WRITES, 0, 90, false),
+        ] {
+            assert_eq!(fits(queued, own, members), want, "{what}");
+        }
     }
 
     #[test]

@@ -237,6 +237,11 @@ impl WriteSet {
         self.writes.is_empty()
     }
 
+    /// How many writes are queued: what Firestore counts against its 500 a commit.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
     /// The documents written, in order, each with the precondition that guards it: what a
     /// decision's tests look at.
     pub fn documents(&self) -> Vec<(&str, Option<Precondition>)> {
