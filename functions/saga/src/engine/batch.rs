@@ -26,11 +26,14 @@
 //! last write of it (as the document records it, [`Step::shared_written_at`], which every
 //! instance reads) is the step's gap ([`Step::shared_write_gap`], by default
 //! [`SHARED_WRITE_GAP`]) old, so the step writes it at most once per gap, however many
-//! instances sell it: a failed precondition writes nothing. Others' writes (a compensation's
-//! increment of the stock) do not move that time, so they cannot hold the sales back; they
-//! only make a commit fail its precondition, and the batch decides again at once. Sales that
-//! arrive meanwhile wait and join the next batch, which is what makes the batches large
-//! under load; a document last written long ago is committed at once.
+//! instances and steps write it (inventory's sales and the janitor's returns both mark it):
+//! a commit guarded by the document as read fails if anyone wrote it since, and writes
+//! nothing. Writes outside the saga (an operator's edit) do not move the mark, so they hold
+//! nothing back; they only make a commit fail its precondition, and the batch decides
+//! again. A batch that must wait for the gap decides, after waiting, on what it read (its
+//! guard covers the wait). Deliveries that arrive meanwhile wait and join the next batch,
+//! which is what makes the batches large under load; a document last written long ago is
+//! committed at once.
 
 use super::deadline::Deadline;
 use super::lease::HeldLease;
@@ -259,7 +262,9 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
     let mut docs = docs.into_iter();
     let shared_doc = docs.next().flatten();
     // The shared document must not be written by the step more often than its gap, whichever
-    // instance wrote it last.
+    // instance wrote it last. The batch waits, then decides on what it read: reading again
+    // would bill every member's documents twice, and the commit is guarded anyway, so a
+    // write made meanwhile fails it and the next round reads that write's mark.
     if let Some(doc) = &shared_doc
         && let Some(next) = next_write(
             step.shared_written_at(doc),
@@ -268,8 +273,6 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
         )
     {
         sleep_until(next).await;
-        batch.extend(repeats);
-        return Ok((Outcome::Settled, batch));
     }
     let mut state = shared_doc;
     let mut writes = WriteSet::new();
