@@ -84,6 +84,12 @@ type Key = (String, Service, DocPath);
 
 static QUEUES: LazyLock<Mutex<HashMap<Key, mpsc::UnboundedSender<Member>>>> = LazyLock::new(Mutex::default);
 
+/// When this process last wrote each shared document, kept across workers: a worker ends
+/// when its queue is empty, and the next one, started by the next delivery, must wait for
+/// the gap before it reads, so that what arrives meanwhile joins its read and nothing waits
+/// for a second gap.
+static WRITTEN: LazyLock<Mutex<HashMap<Key, SystemTime>>> = LazyLock::new(Mutex::default);
+
 /// Runs `step` for `msg` as a member of the batch of `shared`, and returns its outcome.
 pub(super) async fn join(
     step: Arc<dyn Step>,
@@ -128,7 +134,11 @@ pub(super) async fn join(
 async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc::UnboundedReceiver<Member>) {
     let shared = key.2.clone();
     let mut waiting: Vec<Member> = Vec::new();
-    let mut last_written: Option<SystemTime> = None;
+    let mut last_written: Option<SystemTime> = WRITTEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+        .copied();
     let mut conflicts = 0;
     loop {
         while let Ok(member) = members.try_recv() {
@@ -159,6 +169,10 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
                 match outcome {
                     Outcome::Wrote(at) => {
                         last_written = Some(at);
+                        WRITTEN
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(key.clone(), at);
                         conflicts = 0;
                     }
                     Outcome::Settled => conflicts = 0,
