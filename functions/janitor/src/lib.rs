@@ -70,8 +70,9 @@ pub struct OnFile {
 }
 
 /// Decides the compensation of a saga from its step records (in [`UNDO_ORDER`]) and queues
-/// the writes; `stock` is the item's stock as the returns before this one in the batch left
-/// it. `Err` names why there is nothing to compensate.
+/// the writes; `stock` is the stock of the saga's item (its reservation's, which
+/// `Compensation::decide` checks first) as the returns before this one in the batch left it.
+/// `Err` names why there is nothing to compensate.
 pub fn plan(
     stock: Option<&Snapshot>,
     records: &[(Service, Option<(StepRecord, Snapshot)>)],
@@ -94,10 +95,7 @@ pub fn plan(
                 return Err("the saga completed: its payment was made, so there is nothing to compensate");
             }
             Some((record, snapshot)) if record.state == StepState::Done => {
-                let domain = Domain {
-                    stock: stock.map(|stock| (&fallback.order.item, stock)),
-                    on_file,
-                };
+                let domain = Domain { stock, on_file };
                 undo(*service, record, snapshot, domain, uuid, writes, &mut plan)?;
             }
             // Failed, rejected, compensated or tombstoned: nothing of this step to undo.
@@ -107,10 +105,10 @@ pub fn plan(
     Ok(plan)
 }
 
-/// The domain documents a compensation changes, as read: the stock (of the item it was read
-/// for) and which of the others are there.
+/// The domain documents a compensation changes, as read: the stock of the saga's item, and
+/// which of the others are there.
 struct Domain<'a> {
-    stock: Option<(&'a saga::domain::ItemName, &'a Snapshot)>,
+    stock: Option<&'a Snapshot>,
     on_file: OnFile,
 }
 
@@ -153,8 +151,7 @@ fn undo(
             // counting against the item's write gap. Every member of a batch writes the
             // whole level, so the last one written holds them all.
             let (stock, level) = stock
-                .filter(|(item, _)| **item == order.item)
-                .and_then(|(_, stock)| Some((stock, stock.integer(records::inventory_fields::QUANTITY)?)))
+                .and_then(|stock| Some((stock, stock.integer(records::inventory_fields::QUANTITY)?)))
                 .ok_or("the reservation's stock cannot take its units back")?;
             records::set_stock_level(writes, &order.item, stock, level + i64::from(order.quantity));
             plan.released = order.quantity.get();

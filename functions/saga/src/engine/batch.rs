@@ -90,6 +90,10 @@ static QUEUES: LazyLock<Mutex<HashMap<Key, mpsc::UnboundedSender<Member>>>> = La
 /// for a second gap.
 static WRITTEN: LazyLock<Mutex<HashMap<Key, SystemTime>>> = LazyLock::new(Mutex::default);
 
+fn written() -> std::sync::MutexGuard<'static, HashMap<Key, SystemTime>> {
+    WRITTEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs `step` for `msg` as a member of the batch of `shared`, and returns its outcome.
 pub(super) async fn join(
     step: Arc<dyn Step>,
@@ -134,11 +138,6 @@ pub(super) async fn join(
 async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc::UnboundedReceiver<Member>) {
     let shared = key.2.clone();
     let mut waiting: Vec<Member> = Vec::new();
-    let mut last_written: Option<SystemTime> = WRITTEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
-        .copied();
     let mut conflicts = 0;
     loop {
         while let Ok(member) = members.try_recv() {
@@ -156,8 +155,9 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
             waiting.push(member);
             continue;
         }
-        if let Some(written) = last_written {
-            sleep_until(written + step.shared_write_gap()).await;
+        let last_written = written().get(&key).copied();
+        if let Some(at) = last_written {
+            sleep_until(at + step.shared_write_gap()).await;
             while let Ok(member) = members.try_recv() {
                 waiting.push(member);
             }
@@ -168,11 +168,7 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
             Ok((outcome, unsettled)) => {
                 match outcome {
                     Outcome::Wrote(at) => {
-                        last_written = Some(at);
-                        WRITTEN
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .insert(key.clone(), at);
+                        written().insert(key.clone(), at);
                         conflicts = 0;
                     }
                     Outcome::Settled => conflicts = 0,
@@ -311,7 +307,6 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
             Settled::Decided(decision) if !fits(writes.len(), decision.writes.len(), committing.len()) => {
                 // Decided on the stock as the members before it left it, which stays so:
                 // the next round decides it again from what this one commits.
-                drop(decision);
                 repeats.push(member);
             }
             Settled::Decided(mut decision) => {

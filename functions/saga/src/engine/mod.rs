@@ -259,10 +259,7 @@ pub trait Step: Send + Sync + 'static {
     /// document's update time, which any write moves; a step whose shared document is
     /// written by others too records its own mark (the stock's, [`records::stock_written_at`]).
     fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
-        let t = shared.update_time();
-        let secs = u64::try_from(t.seconds).ok()?;
-        let nanos = u32::try_from(t.nanos).ok()?;
-        Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+        shared.updated_at()
     }
 
     /// Why there is nothing to do for `msg`, if so, given what [`Step::decide`] would be

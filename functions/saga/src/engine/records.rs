@@ -97,10 +97,7 @@ pub fn set_stock_level(writes: &mut WriteSet, item: &ItemName, stock: &Snapshot,
 /// did: what the write gap of the item's stock counts from ([`super::Step::shared_written_at`]).
 /// A write of anyone else (a seed, an operator's edit) holds no sale or return back.
 pub fn stock_written_at(stock: &Snapshot) -> Option<std::time::SystemTime> {
-    let t = stock.timestamp(inventory_fields::WRITTEN_AT)?;
-    let secs = u64::try_from(t.seconds).ok()?;
-    let nanos = u32::try_from(t.nanos).ok()?;
-    Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+    stock.time(inventory_fields::WRITTEN_AT)
 }
 
 /// Status of a domain document: its `status` field.

@@ -72,6 +72,13 @@ impl fmt::Display for DocPath {
     }
 }
 
+/// A Firestore timestamp as a clock time; `None` before the epoch.
+fn system_time(t: Timestamp) -> Option<std::time::SystemTime> {
+    let secs = u64::try_from(t.seconds).ok()?;
+    let nanos = u32::try_from(t.nanos).ok()?;
+    Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+}
+
 /// A document as read, with the update time that a later write can be conditioned on.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -145,6 +152,16 @@ impl Snapshot {
     /// When the document last changed.
     pub fn update_time(&self) -> Timestamp {
         self.doc.update_time.unwrap_or_default()
+    }
+
+    /// [`Snapshot::update_time`] as a clock time.
+    pub fn updated_at(&self) -> Option<std::time::SystemTime> {
+        system_time(self.update_time())
+    }
+
+    /// [`Snapshot::timestamp`] as a clock time.
+    pub fn time(&self, field: &str) -> Option<std::time::SystemTime> {
+        system_time(self.timestamp(field)?)
     }
 
     /// The document's fields as `T`.
