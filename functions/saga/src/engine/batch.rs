@@ -58,8 +58,8 @@ pub const SHARED_WRITE_GAP: Duration = Duration::from_millis(250);
 /// commit (see [`MAX_WRITES`]).
 pub const MAX_MEMBERS: usize = 100;
 
-/// Most writes in a batch's commit: Firestore takes at most 500 in one, and the emulator
-/// does not enforce it. A member whose writes would go past it waits for the next round
+/// Most writes in a batch's commit: Firestore takes at most 500 in one (Firestore "Usage and
+/// limits"), and the emulator does not enforce it. A member whose writes would go past it waits for the next round
 /// (inventory's members write 3 documents; the janitor's returns up to 7).
 pub const MAX_WRITES: usize = 450;
 

@@ -296,8 +296,8 @@ pub const ENDED: &str = "ended";
 
 /// Most bytes of a message's status text the view keeps. The steps' own texts are far
 /// shorter; a foreign message's (on `error`, or dead-lettered) is bounded only by Pub/Sub's
-/// 10 MB, and a view over Firestore's 1 MiB document limit (which the emulator does not
-/// enforce) would fail its commit, and every commit grouped with it, on each redelivery.
+/// 10 MB, and a view over Firestore's 1 MiB document limit (Firestore "Usage and limits";
+/// the emulator does not enforce it) would fail its commit, and every commit grouped with it, on each redelivery.
 pub const MAX_TEXT_BYTES: usize = 1024;
 
 /// `text`, cut to [`MAX_TEXT_BYTES`] at a character boundary, marked with `…` if cut.

@@ -29,7 +29,8 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 
 /// Bytes of request bodies one process works on at once, each counted [`BODY_COPIES`]
 /// times. Cloud Run gives an instance 512 MiB (Terraform's `memory`) for up to 80 requests at
-/// once, and a push may carry Pub/Sub's largest message, 10 MB (13.4 MB of base64): a handful
+/// once, and a push may carry Pub/Sub's largest message, 10 MB (Pub/Sub "Quotas and limits";
+/// 13.4 MB as base64; Cloud Run "Configure memory limits" for what an instance has): a handful
 /// of those at once would exhaust it, and the kill would fail every request on the instance.
 /// Past the budget a request is answered 503 before its body is read, and Pub/Sub delivers
 /// it again later. The saga's own messages (72 KiB at most) never come near it.

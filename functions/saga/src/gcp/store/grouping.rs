@@ -320,7 +320,7 @@ async fn commit_group(db: &FirestoreDb, mut group: Vec<CommitJob>) {
 
 /// Whether a failed commit certainly wrote nothing: a precondition failed (a conflict), or
 /// Firestore refused the request as invalid, which one job can cause alone (a document
-/// over 1 MiB, say, which the emulator accepts). A timeout or an outage leaves the outcome
+/// over 1 MiB, say: Firestore "Usage and limits"; the emulator accepts it). A timeout or an outage leaves the outcome
 /// unknown.
 fn nothing_written(error: &CommitError) -> bool {
     match error {
