@@ -47,7 +47,7 @@ use crate::gcp::store::{CommitError, DocPath, Snapshot, WriteSet};
 use crate::wire::message::SagaMessage;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 /// The least time between two writes of a shared document, by default: at most four a
@@ -87,10 +87,11 @@ static QUEUES: LazyLock<Mutex<HashMap<Key, mpsc::UnboundedSender<Member>>>> = La
 /// When this process last wrote each shared document, kept across workers: a worker ends
 /// when its queue is empty, and the next one, started by the next delivery, must wait for
 /// the gap before it reads, so that what arrives meanwhile joins its read and nothing waits
-/// for a second gap.
-static WRITTEN: LazyLock<Mutex<HashMap<Key, SystemTime>>> = LazyLock::new(Mutex::default);
+/// for a second gap. On the monotonic clock: a wall clock stepped back after a write would
+/// otherwise hold the item's worker (and every delivery queued behind it) for the step.
+static WRITTEN: LazyLock<Mutex<HashMap<Key, Instant>>> = LazyLock::new(Mutex::default);
 
-fn written() -> std::sync::MutexGuard<'static, HashMap<Key, SystemTime>> {
+fn written() -> std::sync::MutexGuard<'static, HashMap<Key, Instant>> {
     WRITTEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -157,7 +158,7 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
         }
         let last_written = written().get(&key).copied();
         if let Some(at) = last_written {
-            sleep_until(at + step.shared_write_gap()).await;
+            tokio::time::sleep_until((at + step.shared_write_gap()).into()).await;
             while let Ok(member) = members.try_recv() {
                 waiting.push(member);
             }
@@ -242,7 +243,7 @@ type RoundResult = Result<(Outcome, Vec<Member>), (StepError, Vec<Member>)>;
 /// How a round ended, for the worker's pacing.
 enum Outcome {
     /// It wrote the shared document, at about this time.
-    Wrote(SystemTime),
+    Wrote(Instant),
     /// It wrote nothing of the shared document, or waited for its gap.
     Settled,
     /// Its commit lost to a concurrent change: nothing was written.
@@ -368,7 +369,7 @@ async fn commit(
                 });
             }
             let outcome = if wrote_shared {
-                Outcome::Wrote(SystemTime::now())
+                Outcome::Wrote(Instant::now())
             } else {
                 Outcome::Settled
             };
