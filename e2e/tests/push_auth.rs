@@ -60,6 +60,7 @@ async fn front_end(google: &Issuer, worker: &Running) -> FrontEnd {
         },
         request_timeout: saga::contract::PUSH_POLICY.ack_deadline,
         max_concurrent_requests: 240,
+        pending_timeout: cloud_run::PENDING_TIMEOUT,
     })
     .await
     .unwrap()

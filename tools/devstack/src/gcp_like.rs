@@ -114,6 +114,7 @@ impl GcpLike {
                 },
                 request_timeout: policy.ack_deadline,
                 max_concurrent_requests: MAX_CONCURRENT_REQUESTS,
+                pending_timeout: cloud_run::PENDING_TIMEOUT,
             })
             .await
             .with_context(|| format!("starting {service}'s front end"))?;

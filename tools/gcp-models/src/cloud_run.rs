@@ -6,10 +6,10 @@
 //! before a request reaches it:
 //!
 //! 1. **Concurrency.** At most `max_instance_count × max_instance_request_concurrency`
-//!    requests are in flight; one more is answered 429 at once, as Cloud Run answers when no
-//!    instance can take a request (Cloud Run "Concurrency", "Instance autoscaling", and
-//!    "Troubleshooting", 429 "no available instance"). Cloud Run first holds such a request
-//!    for a while in the hope that an instance frees up; the model does not, which is harsher.
+//!    requests are in flight (Cloud Run "Concurrency", "Instance autoscaling"). One more is
+//!    held pending until a request in flight ends, for at most [`PENDING_TIMEOUT`], and is
+//!    answered 429 "no available instance" if none does (Cloud Run "About instance
+//!    autoscaling", section "Exceeding maximum instances", and "Troubleshooting", 429).
 //! 2. **Authentication** (Cloud Run "Authenticating service-to-service" and
 //!    "Troubleshooting"): the token is read from `X-Serverless-Authorization` when the request
 //!    carries it, else from `Authorization: Bearer`. No token: 403. A token that does not
@@ -52,6 +52,12 @@ pub const X_SERVERLESS_AUTHORIZATION: &str = "x-serverless-authorization";
 /// The largest HTTP/1 request Cloud Run takes.
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
+/// How long a request that finds every instance busy is held before it is refused with 429:
+/// the average start-up time of an instance or 10 seconds, whichever is longer (Cloud Run
+/// "About instance autoscaling", "Exceeding maximum instances"); the services start in
+/// milliseconds, so 10 seconds.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The issuers Cloud Run accepts in Google-signed ID tokens.
 const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 
@@ -71,6 +77,9 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// `max_instance_count × max_instance_request_concurrency`.
     pub max_concurrent_requests: usize,
+    /// How long a request over that limit waits for a slot before 429 ([`PENDING_TIMEOUT`]
+    /// on Google Cloud).
+    pub pending_timeout: Duration,
 }
 
 /// What the front end did, for tests and the benchmark's bill.
@@ -80,7 +89,9 @@ pub struct Counters {
     pub forwarded: AtomicU64,
     /// Requests refused for their token (401) or their caller (403).
     pub refused_auth: AtomicU64,
-    /// Requests refused because every slot was taken (429).
+    /// Requests that found every slot taken and were held pending.
+    pub pended: AtomicU64,
+    /// Requests refused because no slot freed up while they were pending (429).
     pub refused_busy: AtomicU64,
     /// Requests the container did not answer within the timeout (504).
     pub timed_out: AtomicU64,
@@ -181,13 +192,23 @@ impl Refusal {
 }
 
 async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
-        shared.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(target: "cloud_run", "429: no available instance (every slot is taken)");
-        return google_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "The request was aborted because there was no available instance.",
+    let slot = if let Ok(slot) = shared.slots.clone().try_acquire_owned() {
+        slot
+    } else {
+        shared.counters.pended.fetch_add(1, Ordering::Relaxed);
+        let pending = tokio::time::timeout(
+            shared.settings.pending_timeout,
+            shared.slots.clone().acquire_owned(),
         );
+        let Ok(Ok(slot)) = pending.await else {
+            shared.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "cloud_run", "429: no available instance (every slot stayed taken)");
+            return google_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "The request was aborted because there was no available instance.",
+            );
+        };
+        slot
     };
     let in_flight = shared.settings.max_concurrent_requests - shared.slots.available_permits();
     shared
@@ -348,6 +369,7 @@ mod tests {
                 },
                 request_timeout: Duration::from_secs(1),
                 max_concurrent_requests: 1,
+                pending_timeout: Duration::from_millis(100),
             },
             audiences: vec!["aud".to_owned(), "http://127.0.0.1:1".to_owned()],
             slots: Arc::new(Semaphore::new(1)),
@@ -419,5 +441,100 @@ mod tests {
         );
         let checked = authenticate(&shared(&google), &headers).expect("accepted");
         assert_eq!(checked.header.as_str(), X_SERVERLESS_AUTHORIZATION);
+    }
+
+    /// A worker whose every request waits until the test lets it answer.
+    async fn held_worker() -> (String, Arc<Semaphore>) {
+        let gate = Arc::new(Semaphore::new(0));
+        let held = gate.clone();
+        let app = axum::Router::new().fallback(move || {
+            let held = held.clone();
+            async move {
+                let _ = held.acquire().await.map(tokio::sync::SemaphorePermit::forget);
+                "answered"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, gate)
+    }
+
+    async fn front_end_of_one_slot(issuer: &Issuer, upstream: String, pending: Duration) -> FrontEnd {
+        FrontEnd::start(Settings {
+            upstream,
+            audiences: vec!["aud".to_owned()],
+            invokers: vec!["push@p".to_owned()],
+            jwks: JwkSet {
+                keys: vec![issuer.jwk()],
+            },
+            request_timeout: Duration::from_secs(5),
+            max_concurrent_requests: 1,
+            pending_timeout: pending,
+        })
+        .await
+        .expect("a front end")
+    }
+
+    async fn push(front: &FrontEnd, token: &str) -> (u16, String) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/push", front.url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("an answer");
+        (answer.status().as_u16(), answer.text().await.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_limit_waits_pending_and_is_served_when_a_slot_frees() {
+        let google = Issuer::generate();
+        let (upstream, gate) = held_worker().await;
+        let front = Arc::new(front_end_of_one_slot(&google, upstream, Duration::from_secs(5)).await);
+        let token = google.push_token("aud", "push@p");
+        let first = tokio::spawn({
+            let (front, token) = (front.clone(), token.clone());
+            async move { push(&front, &token).await }
+        });
+        while front.counters().peak_in_flight.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let second = tokio::spawn({
+            let (front, token) = (front.clone(), token.clone());
+            async move { push(&front, &token).await }
+        });
+        while front.counters().pended.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        gate.add_permits(2);
+        assert_eq!(first.await.expect("the first push").0, 200);
+        assert_eq!(
+            second.await.expect("the second push"),
+            (200, "answered".to_owned())
+        );
+        assert_eq!(front.counters().refused_busy.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_still_pending_when_its_time_is_up_gets_cloud_runs_429_page() {
+        let google = Issuer::generate();
+        let (upstream, gate) = held_worker().await;
+        let front = Arc::new(front_end_of_one_slot(&google, upstream, Duration::from_millis(200)).await);
+        let token = google.push_token("aud", "push@p");
+        let first = tokio::spawn({
+            let (front, token) = (front.clone(), token.clone());
+            async move { push(&front, &token).await }
+        });
+        while front.counters().peak_in_flight.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (status, page) = push(&front, &token).await;
+        assert_eq!(status, 429);
+        assert!(page.contains("no available instance"), "{page}");
+        assert_eq!(front.counters().refused_busy.load(Ordering::Relaxed), 1);
+        gate.add_permits(1);
+        assert_eq!(first.await.expect("the first push").0, 200);
     }
 }
