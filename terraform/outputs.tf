@@ -28,7 +28,7 @@ output "pull_outcomes" {
     gcloud pubsub subscriptions pull payment-created-sub --auto-ack --limit=10 --project=${var.project_id}
     gcloud pubsub subscriptions pull error-cli-sub --auto-ack --limit=10 --project=${var.project_id}
     gcloud pubsub subscriptions pull compensated-sub --auto-ack --limit=10 --project=${var.project_id}
-    gcloud pubsub subscriptions pull dead-letter-sub --auto-ack --limit=10 --format=json --project=${var.project_id}
+    gcloud pubsub subscriptions pull dead-letter-sub --limit=10 --format=json --project=${var.project_id}  # no --auto-ack: an acked letter is gone
   EOT
 }
 

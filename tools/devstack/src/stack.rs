@@ -505,8 +505,8 @@ fn print_banner(
         "  export CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB=http://{}/ CLOUDSDK_AUTH_DISABLE_CREDENTIALS=true CLOUDSDK_CORE_PROJECT={project}",
         emulators.pubsub
     ));
-    lines.push("  gcloud pubsub subscriptions pull payment-created-sub --auto-ack".to_owned());
-    lines.push("  gcloud pubsub subscriptions pull error-cli-sub --auto-ack".to_owned());
+    lines.push("  gcloud pubsub subscriptions pull payment-created-sub --auto-ack --limit=10".to_owned());
+    lines.push("  gcloud pubsub subscriptions pull error-cli-sub --auto-ack --limit=10".to_owned());
     lines.push("look into sagas and dead letters (docs/operations.md, sagactl):".to_owned());
     lines.push(format!(
         "  export PUBSUB_EMULATOR_HOST={} FIRESTORE_EMULATOR_HOST={} PROJECT_ID={project}",
