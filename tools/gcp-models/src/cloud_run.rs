@@ -488,11 +488,19 @@ mod tests {
         (answer.status().as_u16(), answer.text().await.unwrap_or_default())
     }
 
-    #[tokio::test]
-    async fn a_request_over_the_limit_waits_pending_and_is_served_when_a_slot_frees() {
+    /// A front end of one slot in front of a held worker, a push token for it, and a first
+    /// push already holding the slot: the second push finds every slot taken.
+    struct Busy {
+        front: Arc<FrontEnd>,
+        gate: Arc<Semaphore>,
+        token: String,
+        first: tokio::task::JoinHandle<(u16, String)>,
+    }
+
+    async fn busy(pending: Duration) -> Busy {
         let google = Issuer::generate();
         let (upstream, gate) = held_worker().await;
-        let front = Arc::new(front_end_of_one_slot(&google, upstream, Duration::from_secs(5)).await);
+        let front = Arc::new(front_end_of_one_slot(&google, upstream, pending).await);
         let token = google.push_token("aud", "push@p");
         let first = tokio::spawn({
             let (front, token) = (front.clone(), token.clone());
@@ -501,8 +509,24 @@ mod tests {
         while front.counters().peak_in_flight.load(Ordering::Relaxed) == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        Busy {
+            front,
+            gate,
+            token,
+            first,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_limit_waits_pending_and_is_served_when_a_slot_frees() {
+        let Busy {
+            front,
+            gate,
+            token,
+            first,
+        } = busy(Duration::from_secs(5)).await;
         let second = tokio::spawn({
-            let (front, token) = (front.clone(), token.clone());
+            let front = front.clone();
             async move { push(&front, &token).await }
         });
         while front.counters().pended.load(Ordering::Relaxed) == 0 {
@@ -519,17 +543,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_still_pending_when_its_time_is_up_gets_cloud_runs_429_page() {
-        let google = Issuer::generate();
-        let (upstream, gate) = held_worker().await;
-        let front = Arc::new(front_end_of_one_slot(&google, upstream, Duration::from_millis(200)).await);
-        let token = google.push_token("aud", "push@p");
-        let first = tokio::spawn({
-            let (front, token) = (front.clone(), token.clone());
-            async move { push(&front, &token).await }
-        });
-        while front.counters().peak_in_flight.load(Ordering::Relaxed) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let Busy {
+            front,
+            gate,
+            token,
+            first,
+        } = busy(Duration::from_millis(200)).await;
         let (status, page) = push(&front, &token).await;
         assert_eq!(status, 429);
         assert!(page.contains("no available instance"), "{page}");
