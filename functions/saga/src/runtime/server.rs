@@ -125,19 +125,12 @@ async fn within_budget(State(budget): State<Budget>, req: Request, next: Next) -
         return next.run(req).await;
     }
     match budget.kib.clone().try_acquire_many_owned(kib) {
-        Ok(held) => {
-            let res = next.run(req).await;
-            drop(held);
-            res
-        }
-        Err(_) => (
+        Ok(_held) => next.run(req).await,
+        Err(_) => error_answer(
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({
-                "error": "busy",
-                "message": "too many large requests at once; try again",
-            })),
-        )
-            .into_response(),
+            "busy",
+            "too many large requests at once; try again",
+        ),
     }
 }
 
@@ -211,19 +204,19 @@ fn json_errors(res: Response, body_limit: usize) -> Response {
     };
     let (mut parts, _) = res.into_parts();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    let body = axum::Json(json!({ "error": code, "message": message })).into_response();
-    let (body_parts, body) = body.into_parts();
+    let (body_parts, body) = error_answer(status, &code, &message).into_parts();
     parts.headers.extend(body_parts.headers);
     Response::from_parts(parts, body)
 }
 
+/// The answer of an error the layers decide: `status`, with `{"error": code, "message"}`.
+fn error_answer(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": code, "message": message }))).into_response()
+}
+
 fn internal_error() -> Response {
     tracing::error!("a request handler panicked");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(json!({ "error": "internal", "message": "internal error" })),
-    )
-        .into_response()
+    error_answer(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; then stops taking requests,
@@ -268,11 +261,7 @@ async fn cut_off(
         res = next.run(req) => res,
         _ = cut.wait_for(|cut| *cut) => {
             tracing::warn!("shutting down: request cut off; answering 503 so that it is retried");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({ "error": "shutting_down", "message": "the instance is stopping; retry" })),
-            )
-                .into_response()
+            error_answer(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the instance is stopping; retry")
         }
     }
 }
