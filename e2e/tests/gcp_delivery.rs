@@ -1,12 +1,13 @@
-//! The GCP-like delivery itself, on the real emulators: it pushes many requests at once,
-//! each with a token that the model of Cloud Run's front end checks, and delivers some
-//! messages twice, as Google's Pub/Sub does; every saga still ends exactly once.
+//! The GCP-like delivery itself, on the real emulators: it pushes many requests at once
+//! (its push window opening from a slow start), each with a token that the model of Cloud
+//! Run's front end checks, and delivers some messages twice, as Google's Pub/Sub does;
+//! every saga still ends exactly once.
 
 // A failed unwrap in a test is a failed assertion.
 #![allow(clippy::unwrap_used)]
 
 use e2e::{Delivery, TestStack};
-use gcp_models::pubsub_push::Faults;
+use gcp_models::pubsub_push::{Faults, START_WINDOW};
 use saga::contract::Service;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -41,6 +42,10 @@ async fn many_pushes_are_in_flight_at_once_some_twice_and_every_saga_ends_exactl
     assert!(
         delivered.lost_answers.load(Ordering::Relaxed) > 0,
         "some answers were lost"
+    );
+    assert!(
+        delivered.widest_window.load(Ordering::Relaxed) > START_WINDOW as u64,
+        "the push window opened past its slow start"
     );
     let inventory = gcp.front_end(Service::Inventory).unwrap().counters();
     assert!(

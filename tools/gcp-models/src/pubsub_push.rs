@@ -12,6 +12,12 @@
 //!   `messageId`, `publishTime`, `subscription`), success is a 102/200/201/202/204 answer,
 //!   anything else (or no answer within the ack deadline) is a failed delivery; Pub/Sub
 //!   pushes many requests at once, adjusting to the rate of successful answers.
+//! - Pub/Sub "Push subscriptions", "Delivery rate": the pushes in flight are limited by a
+//!   push window, which starts at a small single-digit size, grows on each successful
+//!   delivery (so it doubles every round trip, as a slow start does) and shrinks on each
+//!   failure ([`Window`]: here it starts at 3, grows by one, halves on a failure, and never
+//!   passes [`Settings::max_in_flight`]). The page gives no exact rule; these are the
+//!   model's choice, and the cap is what Terraform's Cloud Run services can take at once.
 //! - Pub/Sub "Authentication for push subscriptions": each push carries an OIDC token for
 //!   the subscription's audience, issued to its push service account (minted here by
 //!   [`crate::oidc::Issuer`]).
@@ -23,8 +29,9 @@
 //! The fault knobs of [`Faults`] (duplicates, also after a 2xx; answers lost as if the ack
 //! deadline passed; random delays, which reorder) are decided per message from the run's
 //! seed and the message id, so a run prints its seed and a failure can be replayed with the
-//! same decisions for the same messages. What it leaves out: Pub/Sub's slow start and its
-//! push backoff (the flow here is limited only by `max_in_flight`), and the 10 MB push size.
+//! same decisions for the same messages. What it leaves out: Pub/Sub's push backoff (the
+//! same page: after "too many" negative answers Pub/Sub may stop pushing a subscription for
+//! 100 ms to 60 s; the page gives no threshold), and the 10 MB push size.
 
 use crate::oidc::Issuer;
 use anyhow::Context as _;
@@ -36,7 +43,7 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 /// Where one subscription's messages go.
 #[derive(Clone, Debug)]
@@ -66,8 +73,9 @@ pub struct Faults {
 /// How the deliverer delivers.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Most pushes in flight per subscription: Cloud Run's `max_instance_count ×
-    /// max_instance_request_concurrency` for the default deployment.
+    /// Most pushes in flight per subscription, the most its push window grows to: Cloud
+    /// Run's `max_instance_count × max_instance_request_concurrency` for the default
+    /// deployment.
     pub max_in_flight: usize,
     /// How long a push may wait for its answer: the subscription's ack deadline.
     pub ack_deadline: Duration,
@@ -104,6 +112,138 @@ pub struct Counters {
     pub lost_answers: AtomicU64,
     /// Bytes of message data pushed.
     pub bytes: AtomicU64,
+    /// The widest any subscription's push window grew.
+    pub widest_window: AtomicU64,
+}
+
+/// The window a push starts with: "a small single-digit window size".
+pub const START_WINDOW: usize = 3;
+
+/// A subscription's push window: how many of its pushes may be in flight. Pure, so that its
+/// rule is tested on its own; [`Gate`] holds the deliveries to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    size: usize,
+    max: usize,
+}
+
+impl Window {
+    /// A window that starts at [`START_WINDOW`] and grows to at most `max` (at least 1).
+    pub fn new(max: usize) -> Window {
+        let max = max.max(1);
+        Window {
+            size: START_WINDOW.min(max),
+            max,
+        }
+    }
+
+    /// How many pushes may be in flight now.
+    pub fn size(self) -> usize {
+        self.size
+    }
+
+    /// After a successful delivery: one more. Each push of a full window that succeeds adds
+    /// one, so the window doubles every round trip.
+    #[must_use]
+    pub fn widened(self) -> Window {
+        Window {
+            size: (self.size + 1).min(self.max),
+            ..self
+        }
+    }
+
+    /// After a failed delivery (a non-success answer, or none in time): half, at least 1.
+    #[must_use]
+    pub fn narrowed(self) -> Window {
+        Window {
+            size: (self.size / 2).max(1),
+            ..self
+        }
+    }
+}
+
+/// Admits a subscription's deliveries within its push window. One task waits to enter (the
+/// subscription's pull loop); any number of passes leave.
+#[derive(Debug)]
+struct Gate {
+    state: std::sync::Mutex<(Window, usize)>,
+    freed: Notify,
+}
+
+/// A delivery in flight; [`Pass::leave`] says how it went, and dropping it unsaid (a task
+/// cancelled at shutdown) frees its place without moving the window.
+struct Pass {
+    gate: Arc<Gate>,
+    left: bool,
+}
+
+impl Gate {
+    fn new(max: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            state: std::sync::Mutex::new((Window::new(max), 0)),
+            freed: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Window, usize)> {
+        // Nothing panics while holding it; a poisoned lock still holds a consistent pair.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until the window has room for one more delivery.
+    async fn enter(self: &Arc<Self>) -> Pass {
+        loop {
+            if let Some(pass) = self.try_enter() {
+                return pass;
+            }
+            // `notify_one` keeps a permit when nobody waits yet, so a place freed between
+            // the check above and this wait is not missed.
+            self.freed.notified().await;
+        }
+    }
+
+    /// A place in the window, if there is one now.
+    fn try_enter(self: &Arc<Self>) -> Option<Pass> {
+        let mut state = self.lock();
+        let (window, in_flight) = &mut *state;
+        (*in_flight < window.size()).then(|| {
+            *in_flight += 1;
+            Pass {
+                gate: self.clone(),
+                left: false,
+            }
+        })
+    }
+}
+
+impl Pass {
+    /// The delivery ended: widens the window if it succeeded, narrows it if not. The
+    /// window's size after.
+    fn leave(mut self, delivered: bool) -> usize {
+        self.left = true;
+        let mut state = self.gate.lock();
+        state.0 = if delivered {
+            state.0.widened()
+        } else {
+            state.0.narrowed()
+        };
+        state.1 -= 1;
+        let size = state.0.size();
+        drop(state);
+        self.gate.freed.notify_one();
+        size
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        if !self.left {
+            self.gate.lock().1 -= 1;
+            self.gate.freed.notify_one();
+        }
+    }
 }
 
 /// The decisions for one delivery of one message, derived from the seed and its id.
@@ -161,7 +301,7 @@ struct Shared {
     issuer: Arc<Issuer>,
     http: reqwest::Client,
     counters: Arc<Counters>,
-    slots: Arc<Semaphore>,
+    gate: Arc<Gate>,
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
@@ -205,7 +345,7 @@ impl Deliverer {
                 issuer: issuer.clone(),
                 http: http.clone(),
                 counters: counters.clone(),
-                slots: Arc::new(Semaphore::new(settings.max_in_flight)),
+                gate: Gate::new(settings.max_in_flight),
                 token: tokio::sync::Mutex::new(None),
             });
             tasks.push(tokio::spawn(async move {
@@ -217,13 +357,12 @@ impl Deliverer {
                             continue;
                         }
                     };
-                    let Ok(slot) = shared.slots.clone().acquire_owned().await else {
-                        return;
-                    };
+                    let pass = shared.gate.enter().await;
                     let shared = shared.clone();
                     tokio::spawn(async move {
-                        deliver(&shared, message, handler).await;
-                        drop(slot);
+                        let delivered = deliver(&shared, message, handler).await;
+                        let window = u64::try_from(pass.leave(delivered)).unwrap_or(u64::MAX);
+                        shared.counters.widest_window.fetch_max(window, Ordering::Relaxed);
                     });
                 }
             }));
@@ -312,11 +451,13 @@ impl Shared {
     }
 }
 
+/// Delivers `message` (twice, if its fate says so); whether Pub/Sub would count it as a
+/// successful delivery.
 async fn deliver(
     shared: &Shared,
     message: google_cloud_pubsub::model::Message,
     handler: google_cloud_pubsub::subscriber::handler::Handler,
-) {
+) -> bool {
     let attempt = handler.delivery_attempt();
     let fate = Fate::of(
         &shared.settings.faults,
@@ -334,7 +475,8 @@ async fn deliver(
     } else {
         shared.push(body.clone(), size).await
     };
-    if delivered && !fate.lose_answer {
+    let succeeded = delivered && !fate.lose_answer;
+    if succeeded {
         handler.ack();
         shared.counters.acked.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -348,11 +490,101 @@ async fn deliver(
         shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
         shared.push(body, size).await;
     }
+    succeeded
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_push_window_starts_small_grows_by_one_per_success_and_halves_on_a_failure() {
+        // (max, outcomes in order, size after each)
+        let cases: &[(usize, &str, &[usize])] = &[
+            (240, "", &[]),
+            (240, "+++", &[4, 5, 6]),
+            (240, "++++-", &[4, 5, 6, 7, 3]),
+            (240, "----+", &[1, 1, 1, 1, 2]),
+            (5, "+++++", &[4, 5, 5, 5, 5]),
+            (2, "+-", &[2, 1]),
+            (0, "++", &[1, 1]),
+        ];
+        for &(max, outcomes, sizes) in cases {
+            let mut window = Window::new(max);
+            assert_eq!(window.size(), START_WINDOW.min(max.max(1)), "max {max}: start");
+            for (outcome, &size) in outcomes.chars().zip(sizes) {
+                window = if outcome == '+' {
+                    window.widened()
+                } else {
+                    window.narrowed()
+                };
+                assert_eq!(window.size(), size, "max {max}, {outcomes}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_window_doubles_each_round_trip_while_every_push_succeeds() {
+        let mut window = Window::new(240);
+        let mut trips = 0;
+        while window.size() < 240 {
+            let before = window.size();
+            for _ in 0..before {
+                window = window.widened();
+            }
+            assert_eq!(window.size(), (2 * before).min(240));
+            trips += 1;
+        }
+        assert_eq!(trips, 7, "3 → 240 in seven round trips");
+    }
+
+    #[test]
+    fn the_gate_admits_only_what_the_window_allows_and_failures_admit_fewer() {
+        let gate = Gate::new(240);
+        let passes: Vec<Pass> = (0..START_WINDOW).map_while(|_| gate.try_enter()).collect();
+        assert_eq!(passes.len(), START_WINDOW);
+        assert!(gate.try_enter().is_none(), "a full window admits no more");
+
+        let mut passes = passes.into_iter();
+        assert_eq!(passes.next().map(|p| p.leave(true)), Some(4));
+        let more: Vec<Pass> = std::iter::from_fn(|| gate.try_enter()).collect();
+        assert_eq!(more.len(), 2, "a success frees one place and adds one");
+
+        let sizes: Vec<usize> = passes.chain(more).map(|p| p.leave(false)).collect();
+        assert_eq!(sizes, vec![2, 1, 1, 1]);
+        let after: Vec<Pass> = std::iter::from_fn(|| gate.try_enter()).collect();
+        assert_eq!(after.len(), 1, "after failures, one at a time");
+    }
+
+    #[test]
+    fn a_pass_dropped_unsaid_frees_its_place_and_leaves_the_window_as_it_was() {
+        let gate = Gate::new(240);
+        let passes: Vec<Pass> = std::iter::from_fn(|| gate.try_enter()).collect();
+        assert_eq!(passes.len(), START_WINDOW);
+        drop(passes);
+        let again: Vec<Pass> = std::iter::from_fn(|| gate.try_enter()).collect();
+        assert_eq!(again.len(), START_WINDOW);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_waiting_at_a_full_window_enters_when_one_leaves() {
+        let gate = Gate::new(1);
+        let first = gate
+            .try_enter()
+            .unwrap_or_else(|| panic!("an empty window admits one"));
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.enter().await.leave(true) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "it waits while the window is full");
+        first.leave(true);
+        let entered = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(
+            matches!(entered, Ok(Ok(1))),
+            "woken when a place freed: {entered:?}"
+        );
+    }
 
     #[test]
     fn a_messages_fate_depends_only_on_the_seed_and_the_message() {
