@@ -13,7 +13,7 @@ use inventory::Inventory;
 use orders::Orders;
 use payments::Payments;
 use proptest::prelude::*;
-use saga::contract::Service;
+use saga::contract::{Service, Topic};
 use saga::domain::{Money, Order, Reason, SagaId};
 use saga::engine::records;
 use saga::engine::records::{StepRecord, StepState};
@@ -26,9 +26,15 @@ fn snapshot(path: &saga::gcp::store::DocPath, fields: &impl serde::Serialize) ->
     Some(Snapshot::of(path, fields, 1).unwrap())
 }
 
+/// `step`'s record of having published `msg` (its outbox), at `price`.
 fn record(msg: &SagaMessage, step: Service, price: Option<Money>) -> Option<Snapshot> {
     let mut record = StepRecord::new(step, msg.uuid, &msg.order, StepState::Done);
     record.price_per_unit = price.map(Money::get);
+    let topic = match step {
+        Service::Orders => Topic::OrderCreated,
+        _ => Topic::InventoryUpdated,
+    };
+    record.outbox = Some(saga::gcp::bus::Outgoing::new(topic, msg.to_json()));
     snapshot(&records::step(msg.uuid, step), &record)
 }
 
@@ -57,9 +63,10 @@ fn decisions(first: &SagaMessage) -> Vec<Decision> {
     }
     let reserved = out[2].message.clone();
     let held = record(&reserved, Service::Inventory, Some(max));
-    out.push(Payments.decide(&reserved, std::slice::from_ref(&held)).unwrap());
+    out.push(Payments.decide(&reserved, &[held]).unwrap());
     let mut declined = reserved.clone();
     declined.extra.insert("payment-error".into(), json!(null));
+    let held = record(&declined, Service::Inventory, Some(max));
     out.push(Payments.decide(&declined, &[held]).unwrap());
     let small = record(&reserved, Service::Inventory, Some(Money::new(1).unwrap()));
     out.push(Payments.decide(&reserved, &[small]).unwrap());

@@ -77,57 +77,51 @@ impl Step for Inventory {
         let [stock, ordered] = docs else {
             return Err(anyhow::anyhow!("inventory reads two documents, got {}", docs.len()).into());
         };
-        earlier_step(ordered.as_ref(), Service::Orders, msg)?;
-        let item = &msg.order.item;
-        let wanted = msg.order.quantity;
-        let Some(stock) = stock else {
-            return Ok(Decision::rejected(Service::Inventory, msg, Reason::UnknownItem));
-        };
-        let level = stock.integer(inventory_fields::QUANTITY);
-        let price = stock
-            .integer(inventory_fields::PRICE_PER_UNIT)
-            .and_then(|p| u64::try_from(p).ok())
-            .and_then(Money::new);
-        let (Some(level), Some(price)) = (level, price) else {
-            return Ok(Decision::rejected(
-                Service::Inventory,
-                msg,
-                Reason::InvalidInventoryRecord,
-            ));
-        };
-        if level < i64::from(wanted) {
-            return Ok(Decision::rejected(
-                Service::Inventory,
-                msg,
-                Reason::InsufficientStock,
-            ));
-        }
-
-        let mut writes = WriteSet::new();
-        records::set_stock_level(&mut writes, item, stock, level - i64::from(wanted));
-        // Unconditional: the step's record, created only if absent in the same commit, is
-        // what makes the reservation happen once. A document already there (the original's
-        // data, a restore) would otherwise fail every commit of the item's batch for ever.
-        writes.update(
-            records::reservation(item, msg.uuid),
-            &ReservationDoc {
-                item: item.as_str().to_owned(),
-                quantity: wanted.get(),
-                user: msg.order.user.as_str().to_owned(),
-                uuid: msg.uuid.to_string(),
-                price_per_unit: price.get(),
-                status: DocStatus::Reserved,
-                created: FirestoreTimestamp::now(),
-            },
-            None,
-            None,
-        );
-        Ok(Decision::done(
-            Topic::InventoryUpdated,
-            msg.stock_reserved(price),
-            writes,
-        ))
+        // Goes on with the message orders published, not the delivered copy.
+        let (_, published) = earlier_step(ordered.as_ref(), Service::Orders, msg)?;
+        Ok(reserve(&published, stock.as_ref()).going_on_with(published))
     }
+}
+
+/// Reserves `msg`'s units from `stock` (the item's document as read), or refuses the order.
+fn reserve(msg: &SagaMessage, stock: Option<&Snapshot>) -> Decision {
+    let item = &msg.order.item;
+    let wanted = msg.order.quantity;
+    let Some(stock) = stock else {
+        return Decision::rejected(Service::Inventory, msg, Reason::UnknownItem);
+    };
+    let level = stock.integer(inventory_fields::QUANTITY);
+    let price = stock
+        .integer(inventory_fields::PRICE_PER_UNIT)
+        .and_then(|p| u64::try_from(p).ok())
+        .and_then(Money::new);
+    let (Some(level), Some(price)) = (level, price) else {
+        return Decision::rejected(Service::Inventory, msg, Reason::InvalidInventoryRecord);
+    };
+    if level < i64::from(wanted) {
+        return Decision::rejected(Service::Inventory, msg, Reason::InsufficientStock);
+    }
+
+    let mut writes = WriteSet::new();
+    records::set_stock_level(&mut writes, item, stock, level - i64::from(wanted));
+    // Unconditional: the step's record, created only if absent in the same commit, is
+    // what makes the reservation happen once. A document already there (the original's
+    // data, a restore) would otherwise fail every commit of the item's batch for ever.
+    writes.update(
+        records::reservation(item, msg.uuid),
+        &ReservationDoc {
+            item: item.as_str().to_owned(),
+            quantity: wanted.get(),
+            user: msg.order.user.as_str().to_owned(),
+            uuid: msg.uuid.to_string(),
+            price_per_unit: price.get(),
+            status: DocStatus::Reserved,
+            created: FirestoreTimestamp::now(),
+        },
+        None,
+        None,
+    );
+    Decision::done(Topic::InventoryUpdated, msg.stock_reserved(price), writes)
 }
 
 /// The inventory service's routes.
@@ -164,12 +158,32 @@ mod tests {
     }
 
     fn ordered(msg: &SagaMessage, state: StepState, order: &Order) -> Option<Snapshot> {
-        let record = StepRecord::new(Service::Orders, msg.uuid, order, state);
+        let mut record = StepRecord::new(Service::Orders, msg.uuid, order, state);
+        record.outbox = Some(saga::gcp::bus::Outgoing::new(Topic::OrderCreated, msg.to_json()));
         Some(Snapshot::of(&records::step(msg.uuid, Service::Orders), &record, 1).unwrap())
     }
 
     fn decide(msg: &SagaMessage, stock: Option<Snapshot>) -> Result<Decision, StepError> {
         Inventory::default().decide(msg, &[stock, ordered(msg, StepState::Done, &msg.order)])
+    }
+
+    #[test]
+    fn the_message_orders_published_goes_on_not_the_copy_delivered() {
+        let published = message(2);
+        let stock = item(&published, &json!({"quantity": 10, "price_per_unit": 3}));
+        let mut copy = published.clone();
+        copy.extra.insert("payment-error".to_owned(), json!(true));
+        let d = Inventory::default()
+            .decide(
+                &copy,
+                &[stock, ordered(&published, StepState::Done, &published.order)],
+            )
+            .unwrap();
+        assert_eq!(d.state, StepState::Done);
+        assert!(
+            !d.message.wants_payment_error(),
+            "the forged key does not travel on"
+        );
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! checked) and publishes `payment-created`, the saga's success. The price is the one
 //! inventory recorded when it reserved the stock, read from its step record in the same round
 //! trip as payments' own; whatever price a message carries is ignored, and a message that
-//! does not match a completed reservation of the same order is poison, never a payment. A message carrying the key
-//! `payment-error` (any value) is declined, as in the original, and the failure goes to
-//! `error`.
+//! does not match a completed reservation of the same order is poison, never a payment. An
+//! order whose message carries the key `payment-error` (any value) is declined, as in the
+//! original, and the failure goes to `error`; the key is read from the message inventory
+//! published, as its record stores it, not from the delivered copy.
 
 use axum::Router;
 use firestore::FirestoreTimestamp;
 use saga::contract::{Service, Topic, push_path};
-use saga::domain::Reason;
+use saga::domain::{Money, Reason};
 use saga::engine::records;
 use saga::engine::records::{DocStatus, PaymentDoc};
 use saga::engine::{Decision, Step, StepError, earlier_step};
@@ -39,49 +40,44 @@ impl Step for Payments {
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
-        let reserved = earlier_step(docs.first().and_then(Option::as_ref), Service::Inventory, msg)?;
+        let (reserved, published) =
+            earlier_step(docs.first().and_then(Option::as_ref), Service::Inventory, msg)?;
         let price = reserved
             .price()
             .ok_or_else(|| StepError::unmatched(Service::Inventory, msg.uuid, "its record holds no price"))?;
-        // Whatever price the message claims, the saga goes on with the reservation's.
-        let msg = &SagaMessage {
+        // The saga goes on with the message inventory published and the reservation's
+        // price, whatever the delivered copy claims.
+        let msg = SagaMessage {
             price_per_unit: Some(price),
-            ..msg.clone()
+            ..published
         };
-        if msg.wants_payment_error() {
-            return Ok(Decision::rejected(
-                Service::Payments,
-                msg,
-                Reason::PaymentDeclined,
-            ));
-        }
-        let Some(total) = price.times(msg.order.quantity) else {
-            return Ok(Decision::rejected(
-                Service::Payments,
-                msg,
-                Reason::InvoiceOverflow,
-            ));
-        };
-        let mut writes = WriteSet::new();
-        writes.create(
-            records::payment(msg.uuid),
-            &PaymentDoc {
-                item: msg.order.item.as_str().to_owned(),
-                quantity: msg.order.quantity.get(),
-                user: msg.order.user.as_str().to_owned(),
-                uuid: msg.uuid.to_string(),
-                price_per_unit: price.get(),
-                total_invoice: total.get(),
-                status: DocStatus::Paid,
-                created: FirestoreTimestamp::now(),
-            },
-        );
-        Ok(Decision::done(
-            Topic::PaymentCreated,
-            msg.paid(price, total),
-            writes,
-        ))
+        Ok(charge(&msg, price).going_on_with(msg))
     }
+}
+
+/// Charges for `msg`'s order at `price` a unit, or declines it.
+fn charge(msg: &SagaMessage, price: Money) -> Decision {
+    if msg.wants_payment_error() {
+        return Decision::rejected(Service::Payments, msg, Reason::PaymentDeclined);
+    }
+    let Some(total) = price.times(msg.order.quantity) else {
+        return Decision::rejected(Service::Payments, msg, Reason::InvoiceOverflow);
+    };
+    let mut writes = WriteSet::new();
+    writes.create(
+        records::payment(msg.uuid),
+        &PaymentDoc {
+            item: msg.order.item.as_str().to_owned(),
+            quantity: msg.order.quantity.get(),
+            user: msg.order.user.as_str().to_owned(),
+            uuid: msg.uuid.to_string(),
+            price_per_unit: price.get(),
+            total_invoice: total.get(),
+            status: DocStatus::Paid,
+            created: FirestoreTimestamp::now(),
+        },
+    );
+    Decision::done(Topic::PaymentCreated, msg.paid(price, total), writes)
 }
 
 /// The payments service's routes.
@@ -123,6 +119,10 @@ mod tests {
     ) -> Option<Snapshot> {
         let mut record = StepRecord::new(Service::Inventory, msg.uuid, order, state);
         record.price_per_unit = price;
+        record.outbox = Some(saga::gcp::bus::Outgoing::new(
+            Topic::InventoryUpdated,
+            msg.to_json(),
+        ));
         Some(Snapshot::of(&records::step(msg.uuid, Service::Inventory), &record, 1).unwrap())
     }
 
@@ -183,6 +183,60 @@ mod tests {
             );
             assert!(d.writes.is_empty(), "no payment document");
         }
+    }
+
+    #[test]
+    fn the_message_inventory_published_decides_not_the_copy_delivered() {
+        let published = message(&json!({"note": "the client's"}));
+        let altered = |extra: serde_json::Value| {
+            let mut obj: serde_json::Value = serde_json::from_str(&published.to_json()).unwrap();
+            obj.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            SagaMessage::parse(obj.to_string().as_bytes()).unwrap()
+        };
+        let docs = [reservation(
+            &published,
+            StepState::Done,
+            &published.order,
+            Some(10),
+        )];
+        for copy in [
+            altered(json!({"payment-error": true})),
+            altered(json!({"note": "forged"})),
+        ] {
+            let d = Payments.decide(&copy, &docs).unwrap();
+            assert_eq!(
+                d.state,
+                StepState::Done,
+                "paid: the published message asked for no error"
+            );
+            assert_eq!(d.message.extra.get("note"), Some(&json!("the client's")));
+        }
+
+        let declined = message(&json!({"payment-error": 1}));
+        let docs = [reservation(&declined, StepState::Done, &declined.order, Some(10))];
+        let mut copy = declined.clone();
+        copy.extra.remove("payment-error");
+        let d = Payments.decide(&copy, &docs).unwrap();
+        assert_eq!(
+            d.message.reason,
+            Some(Reason::PaymentDeclined),
+            "the client asked for it"
+        );
+
+        let mut record = StepRecord::new(
+            Service::Inventory,
+            declined.uuid,
+            &declined.order,
+            StepState::Done,
+        );
+        record.price_per_unit = Some(10);
+        let doc = Snapshot::of(&records::step(declined.uuid, Service::Inventory), &record, 1).unwrap();
+        assert!(
+            matches!(Payments.decide(&declined, &[Some(doc)]), Err(StepError::Poison { code, .. }) if code == saga::engine::UNMATCHED),
+            "a reservation without the message it published pays nothing"
+        );
     }
 
     #[test]

@@ -319,7 +319,7 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
                 record_step(
                     &mut decision.writes,
                     service,
-                    &member.msg,
+                    decision.went_on_with.as_ref().unwrap_or(&member.msg),
                     &member.inbound,
                     decision.topic,
                     &decision.message,
@@ -406,7 +406,7 @@ enum Settled {
     /// The step has nothing to do for it.
     Nothing(&'static str),
     /// The step decided.
-    Decided(super::Decision),
+    Decided(Box<super::Decision>),
 }
 
 impl Plan {
@@ -457,7 +457,7 @@ impl Plan {
             return Settled::Nothing(why);
         }
         match step.decide(&member.msg, &docs) {
-            Ok(decision) => Settled::Decided(decision),
+            Ok(decision) => Settled::Decided(Box::new(decision)),
             Err(e) => Settled::Refused(e),
         }
     }

@@ -155,14 +155,17 @@ impl From<FieldError> for StepError {
 pub const UNMATCHED: &str = "unmatched_record";
 
 /// The record of the step before, as a step needs it to trust what it acts on: it must exist,
-/// be done (not failed, compensated or a tombstone), and be about the same order as `msg`.
-/// `doc` is that record as read in the step's round trip. Anything else means the message is
-/// not this saga's: poison ([`UNMATCHED`]).
+/// be done (not failed, compensated or a tombstone), and be about the same order as `msg`;
+/// and the message that step published, as its record stores it (its outbox), which the
+/// step goes on with instead of `msg`. So a copy altered on the way (another producer's
+/// `payment-error` or passed-through fields) decides nothing. `doc` is that record as read
+/// in the step's round trip. Anything else means the message is not this saga's: poison
+/// ([`UNMATCHED`]).
 pub fn earlier_step(
     doc: Option<&Snapshot>,
     step: Service,
     msg: &SagaMessage,
-) -> Result<StepRecord, StepError> {
+) -> Result<(StepRecord, SagaMessage), StepError> {
     let unmatched = |why: &str| StepError::unmatched(step, msg.uuid, why);
     let record: StepRecord = doc
         .ok_or_else(|| unmatched("that step never ran"))?
@@ -174,7 +177,13 @@ pub fn earlier_step(
     if record.order().as_ref() != Some(&msg.order) {
         return Err(unmatched("it was about another order"));
     }
-    Ok(record)
+    let published = record
+        .outbox
+        .as_ref()
+        .and_then(|out| SagaMessage::parse_any_size(out.data.as_bytes()).ok())
+        .filter(|published| published.uuid == msg.uuid && published.order == msg.order)
+        .ok_or_else(|| unmatched("its record holds no readable message of this order"))?;
+    Ok((record, published))
 }
 
 /// A step's decision for one message: its outcome, the message it publishes, and the domain
@@ -190,6 +199,10 @@ pub struct Decision {
     pub message: SagaMessage,
     /// Domain writes that commit together with the step's record.
     pub writes: WriteSet,
+    /// The message the step went on with, when it is not the delivered copy but the one the
+    /// saga's records hold ([`earlier_step`], a compensated failure): the status view
+    /// records the arrival of this one.
+    pub went_on_with: Option<SagaMessage>,
 }
 
 impl Decision {
@@ -200,6 +213,7 @@ impl Decision {
             topic,
             message,
             writes,
+            went_on_with: None,
         }
     }
 
@@ -211,6 +225,7 @@ impl Decision {
             topic: Topic::Error,
             message: msg.fail(step, reason),
             writes: WriteSet::new(),
+            went_on_with: None,
         }
     }
 
@@ -223,6 +238,17 @@ impl Decision {
             topic: Topic::Error,
             message: msg.fail(step, reason).fitted(),
             writes: WriteSet::new(),
+            went_on_with: None,
+        }
+    }
+
+    /// This decision, made on `msg` as the saga's records hold it rather than on the
+    /// delivered copy.
+    #[must_use]
+    pub fn going_on_with(self, msg: SagaMessage) -> Self {
+        Decision {
+            went_on_with: Some(msg),
+            ..self
         }
     }
 }

@@ -85,7 +85,7 @@ pub async fn run(
             record_step(
                 &mut decision.writes,
                 service,
-                msg,
+                decision.went_on_with.as_ref().unwrap_or(msg),
                 inbound,
                 decision.topic,
                 &decision.message,
