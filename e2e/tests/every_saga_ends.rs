@@ -8,6 +8,9 @@
 //!   janitor still ends its saga: stock held for it goes back, once.
 //! - A message on `inventory-updated` that no reservation backs pays nothing, whatever price
 //!   it carries.
+//! - A failure no step's record backs, or a dead letter that is not the message its saga's
+//!   records say was published, ends nothing: the saga is fine and stays so. The letter
+//!   that is the published message still ends it.
 //! - An order whose reservation document is already there (the original's data, a restore)
 //!   is reserved all the same, and the item's other sales, decided in the same batches, go
 //!   on.
@@ -17,8 +20,9 @@
 
 use e2e::{TestStack, eventually, new_uuid, saga_message};
 use saga::contract::{Service, Topic};
+use saga::domain::Reason;
 use saga::domain::{Money, Order, SagaId};
-use saga::runtime::push_route::dead_letter_attributes::REASON;
+use saga::runtime::push_route::dead_letter_attributes::{PUBSUB_SOURCE_SUBSCRIPTION, REASON};
 use saga::wire::message::{MAX_MESSAGE_BYTES, SagaMessage};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -231,6 +235,76 @@ async fn a_forged_inventory_updated_message_with_no_reservation_pays_nothing() {
         "and no saga was invented for it: {compensated:?}"
     );
     assert!(stack.step(&uuid, Service::Payments).await.is_none());
+}
+
+#[tokio::test]
+async fn a_forged_failure_or_dead_letter_ends_nothing_and_the_letter_its_records_published_still_does() {
+    let stack = TestStack::start("forged failures").await;
+    // Payments never gets its message: the saga waits there, fine, with stock reserved.
+    stack.drop_subscription("inventory-updated-sub").await;
+    let widgets = stack.stock("widget").await;
+    let uuid = stack
+        .place(&json!({"item": "widget", "quantity": 2, "user": "jack"}))
+        .await;
+    let reserved = eventually(WAIT, || async {
+        let record = stack.step(&uuid, Service::Inventory).await?;
+        (record["state"] == "done").then_some(record)
+    })
+    .await
+    .expect("inventory reserves");
+    let published = reserved["outbox"]["data"].as_str().unwrap().to_owned();
+    let msg = SagaMessage::parse(published.as_bytes()).unwrap();
+
+    // Whoever can publish: a failure of payments, and dead letters of payments' message,
+    // one altered and one unreadable, none of which the records back.
+    let declined = msg.fail(Service::Payments, Reason::PaymentDeclined).to_json();
+    stack.publish(Topic::Error, declined.as_bytes(), &[]).await;
+    let mut altered: Value = serde_json::from_str(&published).unwrap();
+    altered["payment-error"] = json!(true);
+    let from_payments = [(PUBSUB_SOURCE_SUBSCRIPTION, "inventory-updated-sub")];
+    for letter in [
+        altered.to_string(),
+        format!(r#"{{"uuid":"{uuid}","quantity":0}}"#),
+    ] {
+        stack
+            .publish(Topic::DeadLetter, letter.as_bytes(), &from_payments)
+            .await;
+    }
+
+    let refused = eventually(WAIT, || async {
+        stack
+            .pull("dead-letter-sub", 10, Duration::from_millis(500))
+            .await
+            .into_iter()
+            .find(|l| l.attributes.get(REASON).map(String::as_str) == Some("unmatched_record"))
+    })
+    .await
+    .expect("the forged failure is dead-lettered as unmatched");
+    assert_eq!(refused.json()["uuid"], uuid.as_str());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        stack.step(&uuid, Service::Payments).await.is_none(),
+        "payments not failed"
+    );
+    assert!(
+        stack.step(&uuid, Service::Janitor).await.is_none(),
+        "not compensated"
+    );
+    assert_eq!(
+        stack.stock("widget").await,
+        widgets - 2,
+        "the stock is still reserved"
+    );
+
+    // The message inventory published, dead-lettered: the saga ends, and the stock is back.
+    stack
+        .publish(Topic::DeadLetter, published.as_bytes(), &from_payments)
+        .await;
+    let uuids = [uuid.clone()];
+    let compensated = stack.outcomes("compensated-sub", &uuids, WAIT).await;
+    assert_eq!(compensated.get(&uuid).map(Vec::len), Some(1), "compensated once");
+    assert_eq!(compensated[&uuid][0]["reason"], "retries_exhausted");
+    assert_eq!(stack.stock("widget").await, widgets);
 }
 
 #[tokio::test]

@@ -155,12 +155,9 @@ async fn a_late_order_created_after_compensation_changes_nothing() {
     failed_and_compensated(&stack, &uuid).await;
     assert_eq!(stack.pull("inventory-updated-tap", 1, WAIT).await.len(), 1);
 
-    // A saga compensated before inventory ever ran: its failure is published directly.
-    let early = new_uuid();
-    let mut failure = saga_message(&early, "wotsit", 40, "jill");
-    failure["reason"] = json!("unknown_user");
-    stack
-        .publish(Topic::Error, failure.to_string().as_bytes(), &[])
+    // A saga compensated before inventory ever ran: orders refused its unknown user.
+    let early = stack
+        .place(&json!({"item":"wotsit","quantity":40,"user":"jimbo"}))
         .await;
     failed_and_compensated(&stack, &early).await;
 
@@ -173,7 +170,7 @@ async fn a_late_order_created_after_compensation_changes_nothing() {
     stack
         .publish(
             Topic::OrderCreated,
-            saga_message(&early, "wotsit", 40, "jill").to_string().as_bytes(),
+            saga_message(&early, "wotsit", 40, "jimbo").to_string().as_bytes(),
             &[],
         )
         .await;

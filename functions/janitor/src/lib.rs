@@ -25,6 +25,13 @@
 //!   its `uuid`'s saga with the order its records hold. Left on `dead-letter-sub` for people:
 //!   messages with no readable `uuid` (or no saga behind it), and messages that do not match
 //!   their saga's records (`unmatched_record`: a forgery must not end a saga that is fine).
+//!
+//! Only the saga's records can say it failed. An `error` message is compensated only if a
+//! forward step's record holds a failure, and with that failure, not the message's
+//! ([`Failure::Recorded`]); a dead letter of a forward message fails its step only if it is,
+//! byte for byte, the message the step before stored as published. The sweep, which finds
+//! sagas stuck from their records and age, is the one caller whose own finding stands
+//! ([`Failure::Found`]).
 
 pub mod sweep;
 
@@ -181,14 +188,56 @@ fn undo(
 pub struct Compensation {
     /// The least time between two writes of an item's stock (`SHARED_WRITE_GAP`).
     pub write_gap: std::time::Duration,
+    /// What stands for the saga's failure.
+    pub failure: Failure,
 }
 
 impl Default for Compensation {
     fn default() -> Self {
         Compensation {
             write_gap: engine::SHARED_WRITE_GAP,
+            failure: Failure::Recorded,
         }
     }
+}
+
+impl Compensation {
+    /// As `config` sets it: its stock write gap; failures only as records hold them.
+    pub fn configured(config: &Config) -> Self {
+        Compensation {
+            write_gap: config.shared_write_gap,
+            ..Compensation::default()
+        }
+    }
+}
+
+/// What a compensation takes as the saga's failure. Either way, a failure a forward step's
+/// record holds (a rejected or failed step, with its `error` message as its outbox) is the
+/// one compensated: its reason and passed-through fields are the saga's, whatever the
+/// message that asked for the compensation says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A message said the saga failed (`error-sub`, a dead-lettered `error`): only a step's
+    /// record can prove it. A message no record backs is not the saga's (a forgery, another
+    /// producer's slip) and is dead-lettered as unmatched; it never ends a saga that is fine.
+    Recorded,
+    /// The sweep found the saga past its deadline from its records and its age: its own
+    /// message (a step timed out) stands for the failure when no record holds one.
+    Found,
+}
+
+/// The `error` message a forward step's record holds: the failure of a rejected or failed
+/// step, as that step (or the janitor on its behalf) published it.
+fn recorded_failure(
+    records: &[(Service, Option<(StepRecord, Snapshot)>)],
+    uuid: saga::domain::SagaId,
+) -> Option<SagaMessage> {
+    records.iter().find_map(|(_, record)| {
+        let (record, _) = record.as_ref()?;
+        let outbox = record.outbox.as_ref().filter(|out| out.topic == Topic::Error);
+        let failed = SagaMessage::parse_any_size(outbox?.data.as_bytes()).ok()?;
+        (record.state.is_failure() && failed.uuid == uuid && failed.reason.is_some()).then_some(failed)
+    })
 }
 
 /// The stock and the forward steps' records, from the documents [`Compensation`] reads.
@@ -267,6 +316,18 @@ impl Step for Compensation {
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
         let (stock, records, on_file) = found(docs)?;
         can_return(stock.as_ref(), &records, msg)?;
+        let failure = match (recorded_failure(&records, msg.uuid), self.failure) {
+            (Some(recorded), _) => recorded,
+            (None, Failure::Found) => msg.clone(),
+            (None, Failure::Recorded) => {
+                return Err(StepError::unmatched(
+                    Service::Janitor,
+                    msg.uuid,
+                    "no step of this saga failed",
+                ));
+            }
+        };
+        let msg = &failure;
         let mut writes = WriteSet::new();
         let plan = plan(stock.as_ref(), &records, on_file, &mut writes, msg.uuid, msg)
             .map_err(|why| anyhow::anyhow!(why))?;
@@ -278,7 +339,7 @@ impl Step for Compensation {
             "compensation decided"
         );
         let message = msg.compensated(plan.released, plan.cancelled).fitted();
-        Ok(Decision::done(Topic::Compensated, message, writes))
+        Ok(Decision::done(Topic::Compensated, message, writes).going_on_with(failure))
     }
 }
 
@@ -384,6 +445,7 @@ pub async fn dead_lettered(
     }
     let source_name = origin.subscription;
     let Some(Subscription {
+        topic,
         delivery: Delivery::Push { service, purpose, .. },
         ..
     }) = source_name.and_then(Subscription::find)
@@ -406,6 +468,16 @@ pub async fn dead_lettered(
     tracing::error!(step = %service, ?purpose, reason = reason.as_str(), "a saga message was dead-lettered; ending its saga");
     match purpose {
         Purpose::Step => {
+            if !as_published(clients, *topic, msg.uuid, &push.data).await? {
+                tracing::warn!(
+                    uuid = %msg.uuid,
+                    %topic,
+                    "a dead letter that is not the message its saga's records say was published; kept on dead-letter-sub"
+                );
+                return Ok(Handled::Ignored(
+                    "not the message the saga's records say was published; kept on dead-letter-sub",
+                ));
+            }
             let give_up = GiveUp {
                 service: *service,
                 reason,
@@ -424,6 +496,45 @@ pub async fn dead_lettered(
             "a dead letter that could not be processed; kept on dead-letter-sub",
         )),
     }
+}
+
+/// The forward step whose record stores what it published on `topic` (its outbox): none
+/// for the frontend's topic, whose messages no step record holds, and for `error`, which
+/// compensation checks against the records itself ([`Failure::Recorded`]).
+fn producer_step(topic: Topic) -> Option<Service> {
+    if matches!(topic, Topic::Error | Topic::DeadLetter) {
+        return None;
+    }
+    UNDO_ORDER
+        .into_iter()
+        .find(|step| step.publishes().contains(&topic))
+}
+
+/// Whether the dead letter `data` from `topic` is, byte for byte, the message the saga's
+/// records say was published there. A step publishes only what its record stores, and the
+/// janitor's relays publish that same stored message, so a letter that differs is not the
+/// saga's (a forgery, another producer's slip) and must not fail a step of a saga that is
+/// fine. A letter of a version the reader cannot read (poison) that its producer did
+/// publish still ends its saga.
+async fn as_published(
+    clients: &Clients,
+    topic: Topic,
+    uuid: saga::domain::SagaId,
+    data: &[u8],
+) -> Result<bool, StepError> {
+    let Some(producer) = producer_step(topic) else {
+        return Ok(true);
+    };
+    let record = clients
+        .store
+        .get_all(&[records::step(uuid, producer)])
+        .await?
+        .into_iter()
+        .flatten()
+        .find_map(|doc| doc.decode::<StepRecord>().ok());
+    Ok(record
+        .and_then(|record| record.outbox)
+        .is_some_and(|out| out.topic == topic && out.data.as_bytes() == data))
 }
 
 /// The saga message of a dead letter, read whatever its size (it may have been refused for
@@ -481,9 +592,7 @@ async fn saga_of_dead_letter(
 
 /// The janitor's routes: one per push subscription the contract gives it.
 pub fn router(clients: Clients, config: &Config) -> Router {
-    let compensation = Compensation {
-        write_gap: config.shared_write_gap,
-    };
+    let compensation = Compensation::configured(config);
     let mut routes = Router::new().route(saga::contract::sweep::PATH, sweep::route(config));
     for subscription in Service::Janitor.push_subscriptions() {
         let Delivery::Push { purpose, path, .. } = subscription.delivery else {
@@ -538,13 +647,33 @@ mod tests {
             .zip(states)
             .map(|(service, state)| {
                 let record = state.map(|state| {
-                    let record = StepRecord::new(*service, msg.uuid, &msg.order, state);
+                    let mut record = StepRecord::new(*service, msg.uuid, &msg.order, state);
+                    // A step that refused or failed stored its `error` message.
+                    if state.is_failure() {
+                        let failed = msg.fail(*service, Reason::RetriesExhausted);
+                        record.outbox = Some(saga::gcp::bus::Outgoing::new(Topic::Error, failed.to_json()));
+                    }
                     let snapshot = Snapshot::of(&records::step(msg.uuid, *service), &record, 5).unwrap();
                     (record, snapshot)
                 });
                 (*service, record)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_forward_topics_letters_are_checked_against_the_step_that_published_them() {
+        for (topic, producer) in [
+            (Topic::Frontend, None),
+            (Topic::OrderCreated, Some(Service::Orders)),
+            (Topic::InventoryUpdated, Some(Service::Inventory)),
+            (Topic::PaymentCreated, Some(Service::Payments)),
+            (Topic::Error, None),
+            (Topic::DeadLetter, None),
+            (Topic::Compensated, None),
+        ] {
+            assert_eq!(producer_step(topic), producer, "{topic}");
+        }
     }
 
     #[test]
@@ -715,6 +844,62 @@ mod tests {
             state.integer(records::inventory_fields::QUANTITY),
             Some(9 + 4 + 4)
         );
+    }
+
+    /// What compensation reads for `msg`'s saga with its forward records in `states`: a
+    /// stock of 9, the records, both domain documents.
+    fn docs_of(msg: &SagaMessage, states: [Option<StepState>; 3]) -> Vec<Option<Snapshot>> {
+        let on_file = |path: DocPath| Snapshot::of(&path, &serde_json::json!({"status": "x"}), 1).ok();
+        std::iter::once(Some(stock(9)))
+            .chain(
+                records_in(msg, states)
+                    .into_iter()
+                    .map(|(_, r)| r.map(|(_, snapshot)| snapshot)),
+            )
+            .chain([
+                on_file(records::reservation(&msg.order.item, msg.uuid)),
+                on_file(records::user_order(&msg.order.user, msg.uuid)),
+            ])
+            .collect()
+    }
+
+    #[test]
+    fn a_failure_message_no_steps_record_backs_ends_nothing_unless_the_sweep_found_the_saga_stuck() {
+        use StepState::{Done, Rejected};
+        let msg = message(SagaId::new());
+        let forged = msg.fail(Service::Payments, Reason::PaymentDeclined);
+        // Payments has not run; inventory and orders are done: the saga is fine.
+        let fine = docs_of(&msg, [None, Some(Done), Some(Done)]);
+        let recorded = Compensation::default();
+        assert_eq!(recorded.nothing_to_do(&forged, &fine), None, "decide says");
+        match recorded.decide(&forged, &fine) {
+            Err(StepError::Poison { code, .. }) => assert_eq!(code, UNMATCHED),
+            other => panic!("a forged failure must not compensate: {other:?}"),
+        }
+        let swept = Compensation {
+            failure: Failure::Found,
+            ..recorded
+        };
+        let timed_out = msg.fail(Service::Payments, Reason::TimedOut);
+        let d = swept.decide(&timed_out, &fine).unwrap();
+        assert_eq!(
+            (d.topic, d.message.reason),
+            (Topic::Compensated, Some(Reason::TimedOut)),
+            "the sweep's own finding"
+        );
+
+        // A step refused the order: whatever the message says, its record's failure is
+        // the one compensated.
+        let refused = docs_of(&msg, [None, Some(Rejected), Some(Done)]);
+        for step in [recorded, swept] {
+            let d = step.decide(&timed_out, &refused).unwrap();
+            assert_eq!(
+                d.message.reason,
+                Some(Reason::RetriesExhausted),
+                "{:?}: the record's reason, not the message's",
+                step.failure
+            );
+        }
     }
 
     #[test]

@@ -413,6 +413,10 @@ async fn act(
         Action::Relay { step } => engine::relay(clients, uuid, step, until).await,
         Action::Compensate { step, reason } => {
             let failure = failure(uuid, saga, step, reason)?;
+            let compensation = crate::Compensation {
+                failure: crate::Failure::Found,
+                ..compensation
+            };
             compensate(clients, compensation, &failure, &Inbound::default(), until).await
         }
         Action::Leave { .. } => {
@@ -475,9 +479,7 @@ pub fn route(config: &Config) -> MethodRouter<Clients> {
         (_, None) => Caller::Nobody,
     };
     let options = Options {
-        compensation: crate::Compensation {
-            write_gap: config.shared_write_gap,
-        },
+        compensation: crate::Compensation::configured(config),
         ..Options::new(config.saga_deadline)
     };
     post(move |State(clients): State<Clients>, headers: HeaderMap| {
