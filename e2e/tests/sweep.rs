@@ -269,6 +269,41 @@ async fn a_saga_stranded_after_its_reservation_gets_its_stock_back_once_though_t
 }
 
 #[tokio::test]
+async fn a_saga_the_sweep_cannot_end_is_reported_as_not_ended_and_keeps_its_stock() {
+    let stack = start("sweep cannot end").await;
+    let before = stack.stock("widget").await;
+    stack.drop_subscription("inventory-updated-sub").await;
+    let uuid = stack
+        .place(&json!({"item":"widget","quantity":4,"user":"jack"}))
+        .await;
+    reaches(&stack, &uuid, "stock_reserved").await;
+    // Inventory's record no longer says how many units it took: nobody may guess.
+    let mut broken = saga::gcp::store::WriteSet::new();
+    broken.update(
+        saga::gcp::store::DocPath::new(["sagas", &uuid, "steps", "inventory"]),
+        &json!({"quantity": 0}),
+        Some(&["quantity"]),
+        None,
+    );
+    stack.store.commit(broken).await.unwrap();
+
+    tokio::time::sleep(DEADLINE * 2).await;
+    let report = sweep_with(&stack, DEADLINE, false).await;
+    let swept = report.sagas.iter().find(|s| s.uuid == uuid).unwrap();
+    assert!(!swept.ended(), "{report}");
+    assert!(swept.outcome.contains("unreadable"), "{report}");
+    assert!(
+        stack.step(&uuid, Service::Janitor).await.is_none(),
+        "not compensated"
+    );
+    assert_eq!(
+        stack.stock("widget").await,
+        before - 4,
+        "held for a person to decide"
+    );
+}
+
+#[tokio::test]
 async fn behind_cloud_run_only_the_schedulers_account_may_sweep() {
     let stack = TestStack::start_configured(
         Delivery::GCP_WITH_DUPLICATES,

@@ -369,6 +369,11 @@ async fn sweep_one(
         return swept;
     }
     swept.outcome = match act(clients, options.compensation, uuid, &saga, action, until).await {
+        // Nothing was done (a record that cannot be read, say): the saga is still open.
+        Ok(Handled::Ignored(why)) => {
+            tracing::warn!(%uuid, action = %action, why, "the sweep could not end a saga; the next sweep tries again");
+            format!("not ended: {why}")
+        }
         Ok(handled) => {
             tracing::info!(%uuid, action = %action, outcome = handled.word(), "the sweep ended a saga past its deadline");
             "done".to_owned()
