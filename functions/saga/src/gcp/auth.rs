@@ -192,15 +192,21 @@ impl PushVerifier {
         let claims = match &self.check {
             Check::Stripped { on_cloud_run } => {
                 // The header Cloud Run checked: X-Serverless-Authorization when present.
-                let header = headers
-                    .get(X_SERVERLESS_AUTHORIZATION)
-                    .or_else(|| headers.get(AUTHORIZATION));
+                let header = match single(headers, X_SERVERLESS_AUTHORIZATION)? {
+                    Some(header) => Some(header),
+                    None => single(headers, AUTHORIZATION.as_str())?,
+                };
                 stripped_claims(bearer(header)?, *on_cloud_run)?
             }
             Check::Signed { verifier, gate } => {
-                let token = bearer(headers.get(AUTHORIZATION))?;
-                let _one_at_a_time = gate.lock().await;
-                tokio::time::timeout(VERIFY_TIMEOUT, verifier.verify(token))
+                let token = bearer(single(headers, AUTHORIZATION.as_str())?)?;
+                // The wait for the gate counts too: requests that make the verifier fetch
+                // keys must not hold the others past the timeout.
+                let verified = async {
+                    let _one_at_a_time = gate.lock().await;
+                    verifier.verify(token).await
+                };
+                tokio::time::timeout(VERIFY_TIMEOUT, verified)
                     .await
                     .map_err(|_| AuthError::Unavailable("verification timed out".to_owned()))?
                     .map_err(|e| {
@@ -223,6 +229,17 @@ fn key_fetch_is_transient(e: &google_cloud_auth::credentials::idtoken::verifier:
     std::error::Error::source(e)
         .and_then(|source| source.downcast_ref::<google_cloud_auth::errors::CredentialsError>())
         .is_none_or(google_cloud_auth::errors::CredentialsError::is_transient)
+}
+
+/// The one value of header `name`, if any. Two are refused: which of them the front end
+/// checked is not known, so neither can be trusted.
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a axum::http::HeaderValue>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(unauthenticated(format!("more than one {name} header")));
+    }
+    Ok(first)
 }
 
 /// The token of an `Authorization`-style header value.
@@ -451,5 +468,16 @@ mod tests {
             verifier.verify(&HeaderMap::new()).await,
             Err(AuthError::Unauthenticated(_))
         ));
+        // Two of a header: which one the front end checked is not known.
+        for name in [X_SERVERLESS_AUTHORIZATION, "authorization"] {
+            let mut twice = HeaderMap::new();
+            twice.append(name, fresh("push@p").parse().unwrap());
+            twice.append(name, fresh("push@p").parse().unwrap());
+            let refused = verifier.verify(&twice).await;
+            assert!(
+                matches!(&refused, Err(AuthError::Unauthenticated(why)) if why.contains("more than one")),
+                "{name} twice: {refused:?}"
+            );
+        }
     }
 }
