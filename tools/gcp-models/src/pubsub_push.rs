@@ -15,8 +15,9 @@
 //! - Pub/Sub "Push subscriptions", "Delivery rate": the pushes in flight are limited by a
 //!   push window, which starts at a small single-digit size, grows on each successful
 //!   delivery (so it doubles every round trip, as a slow start does) and shrinks on each
-//!   failure ([`Window`]: here it starts at 3, grows by one, halves on a failure, and never
-//!   passes [`Settings::max_in_flight`]). The page gives no exact rule; these are the
+//!   failure ([`Window`]: here it starts at 3, grows by one, halves on a failure, at most
+//!   once a round trip as a congestion window does, and never passes
+//!   [`Settings::max_in_flight`]). The page gives no exact rule; these are the
 //!   model's choice, and the cap is what Terraform's Cloud Run services can take at once.
 //! - Pub/Sub "Authentication for push subscriptions": each push carries an OIDC token for
 //!   the subscription's audience, issued to its push service account (minted here by
@@ -164,29 +165,47 @@ impl Window {
 
 /// Admits a subscription's deliveries within its push window. One task waits to enter (the
 /// subscription's pull loop); any number of passes leave.
+///
+/// A failure narrows the window once per round trip, as a congestion window is: the pushes
+/// already in flight when it narrowed were sent into the old window, so their failures (a
+/// burst of 429s, say) do not narrow it again; a push sent after it narrowed can.
 #[derive(Debug)]
 struct Gate {
-    state: std::sync::Mutex<(Window, usize)>,
+    state: std::sync::Mutex<GateState>,
     freed: Notify,
+}
+
+#[derive(Debug)]
+struct GateState {
+    window: Window,
+    in_flight: usize,
+    /// How many times the window narrowed: a pass remembers it to know whether it was sent
+    /// before the last narrowing.
+    narrowings: u64,
 }
 
 /// A delivery in flight; [`Pass::leave`] says how it went, and dropping it unsaid (a task
 /// cancelled at shutdown) frees its place without moving the window.
 struct Pass {
     gate: Arc<Gate>,
+    sent_after: u64,
     left: bool,
 }
 
 impl Gate {
     fn new(max: usize) -> Arc<Gate> {
         Arc::new(Gate {
-            state: std::sync::Mutex::new((Window::new(max), 0)),
+            state: std::sync::Mutex::new(GateState {
+                window: Window::new(max),
+                in_flight: 0,
+                narrowings: 0,
+            }),
             freed: Notify::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Window, usize)> {
-        // Nothing panics while holding it; a poisoned lock still holds a consistent pair.
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // Nothing panics while holding it; a poisoned lock still holds a consistent state.
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -207,11 +226,11 @@ impl Gate {
     /// A place in the window, if there is one now.
     fn try_enter(self: &Arc<Self>) -> Option<Pass> {
         let mut state = self.lock();
-        let (window, in_flight) = &mut *state;
-        (*in_flight < window.size()).then(|| {
-            *in_flight += 1;
+        (state.in_flight < state.window.size()).then(|| {
+            state.in_flight += 1;
             Pass {
                 gate: self.clone(),
+                sent_after: state.narrowings,
                 left: false,
             }
         })
@@ -219,18 +238,19 @@ impl Gate {
 }
 
 impl Pass {
-    /// The delivery ended: widens the window if it succeeded, narrows it if not. The
-    /// window's size after.
+    /// The delivery ended: widens the window if it succeeded, narrows it if not (unless it
+    /// narrowed since this push was sent). The window's size after.
     fn leave(mut self, delivered: bool) -> usize {
         self.left = true;
         let mut state = self.gate.lock();
-        state.0 = if delivered {
-            state.0.widened()
-        } else {
-            state.0.narrowed()
-        };
-        state.1 -= 1;
-        let size = state.0.size();
+        if delivered {
+            state.window = state.window.widened();
+        } else if self.sent_after == state.narrowings {
+            state.window = state.window.narrowed();
+            state.narrowings += 1;
+        }
+        state.in_flight -= 1;
+        let size = state.window.size();
         drop(state);
         self.gate.freed.notify_one();
         size
@@ -240,7 +260,7 @@ impl Pass {
 impl Drop for Pass {
     fn drop(&mut self) {
         if !self.left {
-            self.gate.lock().1 -= 1;
+            self.gate.lock().in_flight -= 1;
             self.gate.freed.notify_one();
         }
     }
@@ -551,9 +571,19 @@ mod tests {
         assert_eq!(more.len(), 2, "a success frees one place and adds one");
 
         let sizes: Vec<usize> = passes.chain(more).map(|p| p.leave(false)).collect();
-        assert_eq!(sizes, vec![2, 1, 1, 1]);
+        assert_eq!(
+            sizes,
+            vec![2, 2, 2, 2],
+            "halved once: the others were sent before it narrowed"
+        );
         let after: Vec<Pass> = std::iter::from_fn(|| gate.try_enter()).collect();
-        assert_eq!(after.len(), 1, "after failures, one at a time");
+        assert_eq!(after.len(), 2, "after failures, fewer at a time");
+        let sizes: Vec<usize> = after.into_iter().map(|p| p.leave(false)).collect();
+        assert_eq!(
+            sizes,
+            vec![1, 1],
+            "a push sent after it narrowed narrows it again"
+        );
     }
 
     #[test]
