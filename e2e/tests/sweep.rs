@@ -144,7 +144,12 @@ async fn a_saga_stranded_before_its_first_step_is_compensated_as_timed_out_with_
         (&json!("timed_out"), &json!("orders")),
         "{view}"
     );
-    for step in [Service::Orders, Service::Inventory, Service::Payments] {
+    assert_eq!(
+        stack.step(&uuid, Service::Orders).await.unwrap()["state"],
+        "failed",
+        "the step that timed out failed on its record, and can never run now"
+    );
+    for step in [Service::Inventory, Service::Payments] {
         assert_eq!(
             stack.step(&uuid, step).await.unwrap()["state"],
             "tombstone",
@@ -260,7 +265,8 @@ async fn a_saga_stranded_after_its_reservation_gets_its_stock_back_once_though_t
     );
     assert_eq!(
         stack.step(&uuid, Service::Payments).await.unwrap()["state"],
-        "tombstone"
+        "failed",
+        "the step that timed out failed on its record, and can never run now"
     );
     let compensated = stack
         .outcomes("compensated-sub", std::slice::from_ref(&uuid), WAIT)

@@ -26,12 +26,13 @@
 //!   messages with no readable `uuid` (or no saga behind it), and messages that do not match
 //!   their saga's records (`unmatched_record`: a forgery must not end a saga that is fine).
 //!
-//! Only the saga's records can say it failed. An `error` message is compensated only if a
-//! forward step's record holds a failure, and with that failure, not the message's
-//! ([`Failure::Recorded`]); a dead letter of a forward message fails its step only if it is,
-//! byte for byte, the message the step before stored as published. The sweep, which finds
-//! sagas stuck from their records and age, is the one caller whose own finding stands
-//! ([`Failure::Found`]).
+//! Only the saga's records can say it failed. A compensation, whoever asks for it, takes
+//! the failure a forward step's record holds and compensates with it, not with the message
+//! that asked; a message no record backs is `unmatched_record`. A dead letter of a forward
+//! message fails its step only if it is, byte for byte, the message the step before stored
+//! as published (for the first step, whose message no record stores: only for a saga the
+//! frontend recorded, with the same order). The sweep, which finds a saga stuck from its
+//! records and its age, fails the step that timed out on its record first ([`sweep`]).
 
 pub mod sweep;
 
@@ -188,42 +189,23 @@ fn undo(
 pub struct Compensation {
     /// The least time between two writes of an item's stock (`SHARED_WRITE_GAP`).
     pub write_gap: std::time::Duration,
-    /// What stands for the saga's failure.
-    pub failure: Failure,
 }
 
 impl Default for Compensation {
     fn default() -> Self {
         Compensation {
             write_gap: engine::SHARED_WRITE_GAP,
-            failure: Failure::Recorded,
         }
     }
 }
 
 impl Compensation {
-    /// As `config` sets it: its stock write gap; failures only as records hold them.
+    /// As `config` sets it.
     pub fn configured(config: &Config) -> Self {
         Compensation {
             write_gap: config.shared_write_gap,
-            ..Compensation::default()
         }
     }
-}
-
-/// What a compensation takes as the saga's failure. Either way, a failure a forward step's
-/// record holds (a rejected or failed step, with its `error` message as its outbox) is the
-/// one compensated: its reason and passed-through fields are the saga's, whatever the
-/// message that asked for the compensation says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// A message said the saga failed (`error-sub`, a dead-lettered `error`): only a step's
-    /// record can prove it. A message no record backs is not the saga's (a forgery, another
-    /// producer's slip) and is dead-lettered as unmatched; it never ends a saga that is fine.
-    Recorded,
-    /// The sweep found the saga past its deadline from its records and its age: its own
-    /// message (a step timed out) stands for the failure when no record holds one.
-    Found,
 }
 
 /// The `error` message a forward step's record holds: the failure of a rejected or failed
@@ -316,17 +298,11 @@ impl Step for Compensation {
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {
         let (stock, records, on_file) = found(docs)?;
         can_return(stock.as_ref(), &records, msg)?;
-        let failure = match (recorded_failure(&records, msg.uuid), self.failure) {
-            (Some(recorded), _) => recorded,
-            (None, Failure::Found) => msg.clone(),
-            (None, Failure::Recorded) => {
-                return Err(StepError::unmatched(
-                    Service::Janitor,
-                    msg.uuid,
-                    "no step of this saga failed",
-                ));
-            }
-        };
+        // Only the records can say the saga failed, and how: a message no record backs is
+        // not the saga's (a forgery, another producer's slip), and never ends a saga that is
+        // fine. Whoever finds a saga stuck (the sweep) fails its step on its record first.
+        let failure = recorded_failure(&records, msg.uuid)
+            .ok_or_else(|| StepError::unmatched(Service::Janitor, msg.uuid, "no step of this saga failed"))?;
         let msg = &failure;
         let mut writes = WriteSet::new();
         let plan = plan(stock.as_ref(), &records, on_file, &mut writes, msg.uuid, msg)
@@ -427,6 +403,24 @@ impl Step for GiveUp {
     }
 }
 
+/// Fails `step` of `msg`'s saga on its behalf for `reason`: its record, `Failed`, with the
+/// `error` message it stores and publishes. A step that has its record already keeps it,
+/// and what it stored is published instead if nothing shows it delivered.
+pub(crate) async fn give_up(
+    clients: &Clients,
+    step: Service,
+    reason: Reason,
+    msg: &SagaMessage,
+    inbound: &Inbound,
+    deadline: Deadline,
+) -> Result<Handled, StepError> {
+    let give_up = GiveUp {
+        service: step,
+        reason,
+    };
+    engine::run(std::sync::Arc::new(give_up), clients, msg, inbound, deadline).await
+}
+
 /// Handles a message that Pub/Sub (or a service) moved to the dead-letter topic, before
 /// `deadline`.
 pub async fn dead_lettered(
@@ -478,18 +472,7 @@ pub async fn dead_lettered(
                     "not the message the saga's records say was published; kept on dead-letter-sub",
                 ));
             }
-            let give_up = GiveUp {
-                service: *service,
-                reason,
-            };
-            engine::run(
-                std::sync::Arc::new(give_up),
-                clients,
-                &msg,
-                &Inbound::of(push),
-                deadline,
-            )
-            .await
+            give_up(clients, *service, reason, &msg, &Inbound::of(push), deadline).await
         }
         Purpose::Compensation => compensate(clients, compensation, &msg, &Inbound::of(push), deadline).await,
         Purpose::DeadLetters => Ok(Handled::Ignored(
@@ -500,7 +483,7 @@ pub async fn dead_lettered(
 
 /// The forward step whose record stores what it published on `topic` (its outbox): none
 /// for the frontend's topic, whose messages no step record holds, and for `error`, which
-/// compensation checks against the records itself ([`Failure::Recorded`]).
+/// compensation checks against the records itself.
 fn producer_step(topic: Topic) -> Option<Service> {
     if matches!(topic, Topic::Error | Topic::DeadLetter) {
         return None;
@@ -515,7 +498,8 @@ fn producer_step(topic: Topic) -> Option<Service> {
 /// janitor's relays publish that same stored message, so a letter that differs is not the
 /// saga's (a forgery, another producer's slip) and must not fail a step of a saga that is
 /// fine. A letter of a version the reader cannot read (poison) that its producer did
-/// publish still ends its saga.
+/// publish still ends its saga. The frontend's letters are checked against the saga it
+/// recorded instead.
 async fn as_published(
     clients: &Clients,
     topic: Topic,
@@ -523,7 +507,11 @@ async fn as_published(
     data: &[u8],
 ) -> Result<bool, StepError> {
     let Some(producer) = producer_step(topic) else {
-        return Ok(true);
+        return if topic == Topic::Frontend {
+            started_by_the_frontend(clients, uuid, data).await
+        } else {
+            Ok(true)
+        };
     };
     let record = clients
         .store
@@ -535,6 +523,27 @@ async fn as_published(
     Ok(record
         .and_then(|record| record.outbox)
         .is_some_and(|out| out.topic == topic && out.data.as_bytes() == data))
+}
+
+/// Whether the frontend started the saga of the dead letter `data` from its own topic, with
+/// the same order: it stores no message, but it records every saga it starts in the status
+/// view, with the order, before it publishes.
+async fn started_by_the_frontend(
+    clients: &Clients,
+    uuid: saga::domain::SagaId,
+    data: &[u8],
+) -> Result<bool, StepError> {
+    let Ok(letter) = SagaMessage::parse_any_size(data) else {
+        return Ok(false);
+    };
+    let view = clients
+        .store
+        .get_all(&[records::saga(uuid)])
+        .await?
+        .into_iter()
+        .flatten()
+        .find_map(|doc| doc.decode::<saga::engine::status::StatusDoc>().ok());
+    Ok(view.and_then(|view| sweep::order_of(&view)) == Some(letter.order))
 }
 
 /// The saga message of a dead letter, read whatever its size (it may have been refused for
@@ -864,42 +873,33 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_message_no_steps_record_backs_ends_nothing_unless_the_sweep_found_the_saga_stuck() {
+    fn only_a_failure_a_steps_record_holds_is_compensated_and_with_that_record_s_reason() {
         use StepState::{Done, Rejected};
         let msg = message(SagaId::new());
-        let forged = msg.fail(Service::Payments, Reason::PaymentDeclined);
+        let step = Compensation::default();
         // Payments has not run; inventory and orders are done: the saga is fine.
         let fine = docs_of(&msg, [None, Some(Done), Some(Done)]);
-        let recorded = Compensation::default();
-        assert_eq!(recorded.nothing_to_do(&forged, &fine), None, "decide says");
-        match recorded.decide(&forged, &fine) {
-            Err(StepError::Poison { code, .. }) => assert_eq!(code, UNMATCHED),
-            other => panic!("a forged failure must not compensate: {other:?}"),
+        for forged in [
+            msg.fail(Service::Payments, Reason::PaymentDeclined),
+            msg.fail(Service::Payments, Reason::TimedOut),
+        ] {
+            assert_eq!(step.nothing_to_do(&forged, &fine), None, "decide says");
+            match step.decide(&forged, &fine) {
+                Err(StepError::Poison { code, .. }) => assert_eq!(code, UNMATCHED),
+                other => panic!("a failure no record backs must not compensate: {other:?}"),
+            }
         }
-        let swept = Compensation {
-            failure: Failure::Found,
-            ..recorded
-        };
-        let timed_out = msg.fail(Service::Payments, Reason::TimedOut);
-        let d = swept.decide(&timed_out, &fine).unwrap();
-        assert_eq!(
-            (d.topic, d.message.reason),
-            (Topic::Compensated, Some(Reason::TimedOut)),
-            "the sweep's own finding"
-        );
-
         // A step refused the order: whatever the message says, its record's failure is
         // the one compensated.
         let refused = docs_of(&msg, [None, Some(Rejected), Some(Done)]);
-        for step in [recorded, swept] {
-            let d = step.decide(&timed_out, &refused).unwrap();
-            assert_eq!(
-                d.message.reason,
-                Some(Reason::RetriesExhausted),
-                "{:?}: the record's reason, not the message's",
-                step.failure
-            );
-        }
+        let d = step
+            .decide(&msg.fail(Service::Payments, Reason::TimedOut), &refused)
+            .unwrap();
+        assert_eq!(
+            (d.topic, d.message.reason),
+            (Topic::Compensated, Some(Reason::RetriesExhausted)),
+            "the record's reason, not the message's"
+        );
     }
 
     #[test]

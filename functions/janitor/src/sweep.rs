@@ -369,10 +369,15 @@ async fn sweep_one(
         return swept;
     }
     swept.outcome = match act(clients, options.compensation, uuid, &saga, action, until).await {
-        // Nothing was done (a record that cannot be read, say): the saga is still open.
+        // Nothing was done: the saga ended meanwhile (paid as the sweep read it, say), or it
+        // cannot be ended (a record that cannot be read) and a person must look.
         Ok(Handled::Ignored(why)) => {
-            tracing::warn!(%uuid, action = %action, why, "the sweep could not end a saga; the next sweep tries again");
-            format!("not ended: {why}")
+            if let Ok(true) = ended(clients, uuid).await {
+                "done".to_owned()
+            } else {
+                tracing::warn!(%uuid, action = %action, why, "the sweep could not end a saga; the next sweep tries again");
+                format!("not ended: {why}")
+            }
         }
         Ok(handled) => {
             tracing::info!(%uuid, action = %action, outcome = handled.word(), "the sweep ended a saga past its deadline");
@@ -417,10 +422,18 @@ async fn act(
     match action {
         Action::Relay { step } => engine::relay(clients, uuid, step, until).await,
         Action::Compensate { step, reason } => {
-            let failure = failure(uuid, saga, step, reason)?;
-            let compensation = crate::Compensation {
-                failure: crate::Failure::Found,
-                ..compensation
+            let failure = if let Some(stored) = stored_failure(uuid, saga, step) {
+                stored
+            } else {
+                // Only records say a saga failed: the step that timed out fails on its
+                // record first, as a dead letter would fail it. A step that has run
+                // meanwhile keeps its record, and the saga goes on from it.
+                let msg = SagaMessage::new(uuid, order(saga)?, serde_json::Map::new());
+                let handled = crate::give_up(clients, step, reason, &msg, &Inbound::default(), until).await?;
+                if handled != Handled::Published(saga::contract::Topic::Error) {
+                    return Ok(handled);
+                }
+                msg.fail(step, reason)
             };
             compensate(clients, compensation, &failure, &Inbound::default(), until).await
         }
@@ -433,29 +446,39 @@ async fn act(
     }
 }
 
-/// The `error` message the saga is compensated for: the one the failed step stored, or one
-/// failing `step` for `reason` on the saga's order (from its records, else its view).
-fn failure(uuid: SagaId, saga: &Saga, step: Service, reason: Reason) -> Result<SagaMessage, StepError> {
-    let index = FORWARD.iter().position(|s| *s == step);
-    let stored = index
-        .and_then(|i| saga.steps[i].as_ref())
+/// Whether the saga's view says it ended.
+async fn ended(clients: &Clients, uuid: SagaId) -> Result<bool, StepError> {
+    let view = clients.store.get_all(&[records::saga(uuid)]).await?;
+    Ok(view
+        .into_iter()
+        .flatten()
+        .find_map(|doc| doc.decode::<StatusDoc>().ok())
+        .is_some_and(|view| view.ended != 0))
+}
+
+/// The `error` message `step`'s record holds, if it failed.
+fn stored_failure(uuid: SagaId, saga: &Saga, step: Service) -> Option<SagaMessage> {
+    let index = FORWARD.iter().position(|s| *s == step)?;
+    saga.steps[index]
+        .as_ref()
         .and_then(|r| r.outbox.as_ref())
         .and_then(|out| SagaMessage::parse_any_size(out.data.as_bytes()).ok())
-        .filter(|m| m.uuid == uuid && m.reason.is_some());
-    if let Some(message) = stored {
-        return Ok(message);
-    }
-    let order = saga
+        .filter(|m| m.uuid == uuid && m.reason.is_some())
+}
+
+/// The saga's order, from its records, else its view.
+fn order(saga: &Saga) -> Result<Order, StepError> {
+    Ok(saga
         .steps
         .iter()
         .flatten()
         .find_map(StepRecord::order)
         .or_else(|| order_of(&saga.view))
-        .ok_or_else(|| anyhow::anyhow!("neither its records nor its view hold a readable order"))?;
-    Ok(SagaMessage::new(uuid, order, serde_json::Map::new()).fail(step, reason))
+        .ok_or_else(|| anyhow::anyhow!("neither its records nor its view hold a readable order"))?)
 }
 
-fn order_of(view: &StatusDoc) -> Option<Order> {
+/// The order a saga's view records (the frontend writes it before it publishes).
+pub(crate) fn order_of(view: &StatusDoc) -> Option<Order> {
     Some(Order {
         user: saga::domain::UserName::parse(&view.user).ok()?,
         item: saga::domain::ItemName::parse(&view.item).ok()?,
@@ -700,18 +723,18 @@ mod tests {
     }
 
     #[test]
-    fn a_timed_out_saga_fails_the_first_step_that_did_not_run_with_the_order_it_recorded() {
+    fn a_timed_out_saga_fails_its_step_with_the_order_it_recorded_else_the_views() {
         let mut s = saga(
             [record(Service::Orders, StepState::Done, false, None), None, None],
             None,
         );
         s.view.user = "someone-else".to_owned();
-        let uuid = SagaId::new();
-        let msg = failure(uuid, &s, Service::Inventory, Reason::TimedOut).unwrap();
-        assert_eq!(msg.uuid, uuid);
-        assert_eq!(msg.reason, Some(Reason::TimedOut));
-        assert_eq!(msg.step, Some(Service::Inventory));
-        assert_eq!(msg.order.user.as_str(), "jack", "the records win over the view");
+        assert_eq!(
+            order(&s).unwrap().user.as_str(),
+            "jack",
+            "the records win over the view"
+        );
+        assert_eq!(stored_failure(SagaId::new(), &s, Service::Inventory), None);
 
         let mut stranded = saga([None, None, None], None);
         stranded.view = StatusDoc {
@@ -720,17 +743,12 @@ mod tests {
             quantity: 3,
             ..StatusDoc::default()
         };
-        let msg = failure(uuid, &stranded, Service::Orders, Reason::TimedOut).unwrap();
-        assert_eq!(msg.order.user.as_str(), "jill", "no record: the view's order");
-        assert!(
-            failure(
-                uuid,
-                &saga([None, None, None], None),
-                Service::Orders,
-                Reason::TimedOut
-            )
-            .is_err()
+        assert_eq!(
+            order(&stranded).unwrap().user.as_str(),
+            "jill",
+            "no record: the view's order"
         );
+        assert!(order(&saga([None, None, None], None)).is_err());
     }
 
     #[test]
