@@ -422,13 +422,23 @@ async fn act(
     match action {
         Action::Relay { step } => engine::relay(clients, uuid, step, until).await,
         Action::Compensate { step, reason } => {
+            let index = FORWARD.iter().position(|s| *s == step);
             let failure = if let Some(stored) = stored_failure(uuid, saga, step) {
                 stored
+            } else if let Some(record) = index.and_then(|i| saga.steps[i].as_ref()) {
+                // A tombstone or a compensated record without the janitor's (a restore, a
+                // hand edit): no failure to compensate with, and no step to fail.
+                return Err(anyhow::anyhow!(
+                    "its {step} record is {:?} and holds no failure; a person must look",
+                    record.state
+                )
+                .into());
             } else {
                 // Only records say a saga failed: the step that timed out fails on its
-                // record first, as a dead letter would fail it. A step that has run
-                // meanwhile keeps its record, and the saga goes on from it.
-                let msg = SagaMessage::new(uuid, order(saga)?, serde_json::Map::new());
+                // record first, as a dead letter would fail it, given the message it would
+                // have read. A step that has run meanwhile keeps its record, and the saga
+                // goes on from it.
+                let msg = awaited(uuid, saga, index)?;
                 let handled = crate::give_up(clients, step, reason, &msg, &Inbound::default(), until).await?;
                 if handled != Handled::Published(saga::contract::Topic::Error) {
                     return Ok(handled);
@@ -464,6 +474,22 @@ fn stored_failure(uuid: SagaId, saga: &Saga, step: Service) -> Option<SagaMessag
         .and_then(|r| r.outbox.as_ref())
         .and_then(|out| SagaMessage::parse_any_size(out.data.as_bytes()).ok())
         .filter(|m| m.uuid == uuid && m.reason.is_some())
+}
+
+/// The message the step at `index` in [`FORWARD`] waits for: the one the step before
+/// stored as published, or for the first step (or a record that holds none), the saga's
+/// order as the frontend starts it.
+fn awaited(uuid: SagaId, saga: &Saga, index: Option<usize>) -> Result<SagaMessage, StepError> {
+    let stored = index
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|before| saga.steps[before].as_ref())
+        .and_then(|r| r.outbox.as_ref())
+        .and_then(|out| SagaMessage::parse_any_size(out.data.as_bytes()).ok())
+        .filter(|m| m.uuid == uuid && m.reason.is_none());
+    match stored {
+        Some(stored) => Ok(stored),
+        None => Ok(SagaMessage::new(uuid, order(saga)?, serde_json::Map::new())),
+    }
 }
 
 /// The saga's order, from its records, else its view.
@@ -749,6 +775,31 @@ mod tests {
             "no record: the view's order"
         );
         assert!(order(&saga([None, None, None], None)).is_err());
+    }
+
+    #[test]
+    fn a_timed_out_step_fails_on_the_message_it_waited_for() {
+        let uuid = SagaId::new();
+        let mut ordered = record(Service::Orders, StepState::Done, false, None).unwrap();
+        let mut extra = serde_json::Map::new();
+        extra.insert("note".to_owned(), serde_json::json!("the client's"));
+        let created = SagaMessage::new(uuid, ordered.order().unwrap(), extra);
+        ordered.outbox = Some(saga::gcp::bus::Outgoing::new(
+            saga::contract::Topic::OrderCreated,
+            created.to_json(),
+        ));
+        let s = saga([Some(ordered), None, None], None);
+        assert_eq!(
+            awaited(uuid, &s, Some(1)).unwrap(),
+            created,
+            "what orders published"
+        );
+        let first = awaited(uuid, &s, Some(0)).unwrap();
+        assert!(first.extra.is_empty(), "the first step: the order alone");
+        assert!(
+            awaited(SagaId::new(), &s, Some(1)).unwrap().extra.is_empty(),
+            "another saga's message is not awaited"
+        );
     }
 
     #[test]
