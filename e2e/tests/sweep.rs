@@ -59,6 +59,19 @@ async fn reaches(stack: &TestStack, uuid: &str, stage: &str) -> Value {
     .unwrap_or_else(|| panic!("{uuid} never reached {stage}"))
 }
 
+/// A saga of 4 widgets whose reservation's message is lost with its subscription, so that it
+/// waits after inventory for ever: the stock before it, and its uuid.
+async fn stranded_after_reservation(stack: &TestStack) -> (i64, String) {
+    let before = stack.stock("widget").await;
+    stack.drop_subscription("inventory-updated-sub").await;
+    let uuid = stack
+        .place(&json!({"item":"widget","quantity":4,"user":"jack"}))
+        .await;
+    reaches(stack, &uuid, "stock_reserved").await;
+    assert_eq!(stack.stock("widget").await, before - 4);
+    (before, uuid)
+}
+
 #[tokio::test]
 async fn a_forward_message_lost_after_its_commit_is_relayed_by_the_sweep_and_the_saga_is_paid() {
     let stack = start("sweep relays").await;
@@ -203,13 +216,7 @@ async fn a_sweep_reads_page_after_page_and_ends_every_saga_past_its_deadline() {
 #[tokio::test]
 async fn a_saga_stranded_after_its_reservation_gets_its_stock_back_once_though_two_sweeps_race() {
     let stack = start("sweep stranded after inventory").await;
-    let before = stack.stock("widget").await;
-    stack.drop_subscription("inventory-updated-sub").await;
-    let uuid = stack
-        .place(&json!({"item":"widget","quantity":4,"user":"jack"}))
-        .await;
-    reaches(&stack, &uuid, "stock_reserved").await;
-    assert_eq!(stack.stock("widget").await, before - 4);
+    let (before, uuid) = stranded_after_reservation(&stack).await;
 
     // Within twice the deadline the sweep relays inventory's message (which goes nowhere);
     // past it, it compensates. Two sweeps at once: the stock comes back once.
@@ -277,12 +284,7 @@ async fn a_saga_stranded_after_its_reservation_gets_its_stock_back_once_though_t
 #[tokio::test]
 async fn a_saga_the_sweep_cannot_end_is_reported_as_not_ended_and_keeps_its_stock() {
     let stack = start("sweep cannot end").await;
-    let before = stack.stock("widget").await;
-    stack.drop_subscription("inventory-updated-sub").await;
-    let uuid = stack
-        .place(&json!({"item":"widget","quantity":4,"user":"jack"}))
-        .await;
-    reaches(&stack, &uuid, "stock_reserved").await;
+    let (before, uuid) = stranded_after_reservation(&stack).await;
     // Inventory's record no longer says how many units it took: nobody may guess.
     let mut broken = saga::gcp::store::WriteSet::new();
     broken.update(
