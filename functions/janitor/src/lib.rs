@@ -515,11 +515,9 @@ async fn as_published(
     };
     let record = clients
         .store
-        .get_all(&[records::step(uuid, producer)])
+        .get(&records::step(uuid, producer))
         .await?
-        .into_iter()
-        .flatten()
-        .find_map(|doc| doc.decode::<StepRecord>().ok());
+        .and_then(|doc| doc.decode::<StepRecord>().ok());
     Ok(record
         .and_then(|record| record.outbox)
         .is_some_and(|out| out.topic == topic && out.data.as_bytes() == data))
@@ -538,11 +536,9 @@ async fn started_by_the_frontend(
     };
     let view = clients
         .store
-        .get_all(&[records::saga(uuid)])
+        .get(&records::saga(uuid))
         .await?
-        .into_iter()
-        .flatten()
-        .find_map(|doc| doc.decode::<saga::engine::status::StatusDoc>().ok());
+        .and_then(|doc| doc.decode::<saga::engine::status::StatusDoc>().ok());
     Ok(view.and_then(|view| sweep::order_of(&view)) == Some(letter.order))
 }
 

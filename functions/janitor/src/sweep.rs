@@ -458,11 +458,9 @@ async fn act(
 
 /// Whether the saga's view says it ended.
 async fn ended(clients: &Clients, uuid: SagaId) -> Result<bool, StepError> {
-    let view = clients.store.get_all(&[records::saga(uuid)]).await?;
+    let view = clients.store.get(&records::saga(uuid)).await?;
     Ok(view
-        .into_iter()
-        .flatten()
-        .find_map(|doc| doc.decode::<StatusDoc>().ok())
+        .and_then(|doc| doc.decode::<StatusDoc>().ok())
         .is_some_and(|view| view.ended != 0))
 }
 
