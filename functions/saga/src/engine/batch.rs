@@ -40,7 +40,7 @@ use super::lease::HeldLease;
 use super::run::{Found, commit_record, evidence_paths, publish_and_mark, record_of, resume};
 use super::status::{Inbound, record_step};
 use super::{Handled, Step, StepError, records};
-use crate::contract::{Service, Topic};
+use crate::contract::Service;
 use crate::gcp::Clients;
 use crate::gcp::bus::Outgoing;
 use crate::gcp::store::{CommitError, DocPath, Snapshot, WriteSet};
@@ -292,11 +292,21 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
     for (member, plan) in batch.into_iter().zip(plans) {
         let own: Vec<Option<Snapshot>> = docs.by_ref().take(plan.count()).collect();
         match plan.settle(step, shared, state.as_ref(), own, &member) {
-            Settled::Exists(found) => {
+            Settled::Exists(record) => {
                 let (clients, member) = (clients.clone(), member);
                 tokio::spawn(async move {
-                    let Member { deadline, answer, .. } = member;
-                    let _ = answer.send(resume(&clients, &plan.path, &plan.evidence, found, deadline).await);
+                    let Member {
+                        deadline,
+                        answer,
+                        msg,
+                        ..
+                    } = member;
+                    let evidence = evidence_paths(msg.uuid, service);
+                    let resumed = match Found::with_proofs(&clients, record, &evidence).await {
+                        Ok(found) => resume(&clients, &plan.path, &evidence, found, deadline).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = answer.send(resumed);
                 });
             }
             Settled::Refused(error) => {
@@ -389,18 +399,16 @@ async fn commit(
     }
 }
 
-/// What a member reads besides the shared document, where its own record lives, and what
-/// would prove its message delivered.
+/// What a member reads besides the shared document, and where its own record lives.
 struct Plan {
     path: DocPath,
     reads: Vec<DocPath>,
-    evidence: Vec<(Topic, DocPath)>,
 }
 
 /// What became of one member in a round.
 enum Settled {
-    /// Its record exists already: a duplicate, finished apart.
-    Exists(Found),
+    /// Its record exists already (as read): a duplicate, finished apart.
+    Exists(Snapshot),
     /// The step refused its message (poison).
     Refused(StepError),
     /// The step has nothing to do for it.
@@ -414,19 +422,16 @@ impl Plan {
         Plan {
             path: records::step(msg.uuid, service),
             reads: step.reads(msg),
-            evidence: evidence_paths(msg.uuid, service),
         }
     }
 
     /// The member's own documents, in the order [`Plan::settle`] takes them.
     fn paths(&self) -> impl Iterator<Item = DocPath> + '_ {
-        std::iter::once(self.path.clone())
-            .chain(self.reads.iter().cloned())
-            .chain(self.evidence.iter().map(|(_, p)| p.clone()))
+        std::iter::once(self.path.clone()).chain(self.reads.iter().cloned())
     }
 
     fn count(&self) -> usize {
-        1 + self.reads.len() + self.evidence.len()
+        1 + self.reads.len()
     }
 
     /// Decides the member, the shared document standing as `state`, its own documents
@@ -439,9 +444,8 @@ impl Plan {
         mut own: Vec<Option<Snapshot>>,
         member: &Member,
     ) -> Settled {
-        let proofs = own.split_off(1 + self.reads.len());
         if let Some(record) = own.remove(0) {
-            return Settled::Exists(Found::new(record, &self.evidence, proofs));
+            return Settled::Exists(record);
         }
         // The step sees the shared document as the members before it left it.
         let docs: Vec<Option<Snapshot>> = self

@@ -4,8 +4,9 @@
 //! 1. Read the step's record and whatever the step needs, in one round trip.
 //! 2. If the record exists, this delivery is a duplicate (or a redelivery after a crash):
 //!    publish the stored message if nothing shows it was delivered, otherwise do nothing.
-//!    What shows delivery is the record of the step that consumes the message (read in the
-//!    same round trip), or, for a message no step consumes, a `published` mark.
+//!    What shows delivery is the record of the step that consumes the message (read only
+//!    then: a first delivery never needs it), or, for a message no step consumes, a
+//!    `published` mark.
 //! 3. Otherwise decide (a pure function of the message and the documents read) and commit
 //!    the record, its outbox message and the step's domain writes in one atomic write,
 //!    guarded by preconditions. If a precondition fails, something changed concurrently:

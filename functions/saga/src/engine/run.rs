@@ -53,13 +53,11 @@ pub async fn run(
     let service = step.service();
     let record_path = records::step(msg.uuid, service);
     let reads = step.reads(msg);
-    let evidence = evidence_paths(msg.uuid, service);
     let mut paths = vec![record_path.clone()];
     paths.extend(reads.iter().cloned());
-    paths.extend(evidence.iter().map(|(_, p)| p.clone()));
 
     until_committed(|round| {
-        let (paths, evidence, record_path) = (&paths, &evidence, &record_path);
+        let (paths, record_path) = (&paths, &record_path);
         let reads = reads.len();
         async move {
             // A step that reads nothing can decide without a read: its first commit is
@@ -69,10 +67,10 @@ pub async fn run(
                 Vec::new()
             } else {
                 let mut docs = timed("read", clients.store.get_all(paths)).await?;
-                let proofs = docs.split_off(1 + reads);
                 if let Some(record) = docs.remove(0) {
-                    let found = Found::new(record, evidence, proofs);
-                    return resume(clients, record_path, evidence, found, deadline)
+                    let evidence = evidence_paths(msg.uuid, service);
+                    let found = Found::with_proofs(clients, record, &evidence).await?;
+                    return resume(clients, record_path, &evidence, found, deadline)
                         .await
                         .map(Some);
                 }
@@ -168,6 +166,12 @@ async fn timed<T>(phase: &'static str, call: impl Future<Output = T>) -> T {
 /// A step's record as read, with the records that would prove its message delivered: for
 /// each topic the step publishes to, the record of the step consuming it (see
 /// `evidence_paths`).
+///
+/// A first delivery finds no record and never needs the proofs, so they are read only once
+/// a record has been found ([`Found::with_proofs`]): a completed saga's steps skip five
+/// reads of documents that do not exist yet, each billed as a read. Reading them after the
+/// record is safe, because a proof only ever appears (records are never deleted), and
+/// anything [`resume`] writes is conditioned on the record as read.
 #[derive(Debug)]
 pub struct Found {
     record: Snapshot,
@@ -176,9 +180,24 @@ pub struct Found {
 
 impl Found {
     /// `proofs` are the documents read at the paths of `evidence`, in the same order.
-    pub fn new(record: Snapshot, evidence: &[(Topic, DocPath)], proofs: Vec<Option<Snapshot>>) -> Self {
+    fn new(record: Snapshot, evidence: &[(Topic, DocPath)], proofs: Vec<Option<Snapshot>>) -> Self {
         let proofs = evidence.iter().map(|(topic, _)| *topic).zip(proofs).collect();
         Found { record, proofs }
+    }
+
+    /// `record` as read already, with its proofs read now from the paths of `evidence`.
+    pub(super) async fn with_proofs(
+        clients: &Clients,
+        record: Snapshot,
+        evidence: &[(Topic, DocPath)],
+    ) -> Result<Self, StepError> {
+        let paths: Vec<DocPath> = evidence.iter().map(|(_, p)| p.clone()).collect();
+        let proofs = if paths.is_empty() {
+            Vec::new()
+        } else {
+            clients.store.get_all(&paths).await?
+        };
+        Ok(Found::new(record, evidence, proofs))
     }
 
     async fn read(
