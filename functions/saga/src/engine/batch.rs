@@ -302,11 +302,11 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
                         ..
                     } = member;
                     let evidence = evidence_paths(msg.uuid, service);
-                    let resumed = match Found::with_proofs(&clients, record, &evidence).await {
-                        Ok(found) => resume(&clients, &plan.path, &evidence, found, deadline).await,
-                        Err(e) => Err(e),
+                    let resumed = async {
+                        let found = Found::with_proofs(&clients, record, &evidence).await?;
+                        resume(&clients, &plan.path, &evidence, found, deadline).await
                     };
-                    let _ = answer.send(resumed);
+                    let _ = answer.send(resumed.await);
                 });
             }
             Settled::Refused(error) => {

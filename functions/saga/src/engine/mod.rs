@@ -34,7 +34,7 @@ pub mod status;
 pub use batch::{MAX_MEMBERS, SHARED_WRITE_GAP};
 pub use deadline::Deadline;
 pub use lease::{LEASE_MARGIN, LEASE_WAIT, PUBLISH_LEASE};
-pub use run::{Found, commit_and_publish, relay, resume, run};
+pub use run::{relay, run};
 pub use status::Inbound;
 
 use crate::contract::{Service, Topic};

@@ -109,7 +109,7 @@ pub(super) fn record_of(service: Service, msg: &SagaMessage, decision: &Decision
 /// outbox, together with `writes`; then publishes and marks it, if that fits before
 /// `deadline`. `None` if a precondition failed and nothing was written: the caller reads
 /// again.
-pub async fn commit_and_publish(
+pub(super) async fn commit_and_publish(
     clients: &Clients,
     path: &DocPath,
     record: StepRecord,
@@ -168,12 +168,12 @@ async fn timed<T>(phase: &'static str, call: impl Future<Output = T>) -> T {
 /// `evidence_paths`).
 ///
 /// A first delivery finds no record and never needs the proofs, so they are read only once
-/// a record has been found ([`Found::with_proofs`]): a completed saga's steps skip five
+/// a record has been found (`Found::with_proofs`): a completed saga's steps skip five
 /// reads of documents that do not exist yet, each billed as a read. Reading them after the
-/// record is safe, because a proof only ever appears (records are never deleted), and
-/// anything [`resume`] writes is conditioned on the record as read.
+/// record is safe because a proof only ever appears (records are never deleted): one seen
+/// later proves delivery as well, and none seen later means none when the record was read.
 #[derive(Debug)]
-pub struct Found {
+pub(super) struct Found {
     record: Snapshot,
     proofs: Vec<(Topic, Option<Snapshot>)>,
 }
@@ -235,7 +235,7 @@ pub async fn relay(
 /// are the paths [`Found`]'s proofs were read from, to read them again while another
 /// delivery holds the publish lease (for at most [`LEASE_WAIT`], and only while a publish
 /// would still fit before `deadline`).
-pub async fn resume(
+pub(super) async fn resume(
     clients: &Clients,
     path: &DocPath,
     evidence: &[(Topic, DocPath)],
