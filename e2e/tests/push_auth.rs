@@ -336,6 +336,63 @@ async fn a_stripped_token_outside_cloud_run_and_a_signature_check_behind_it_are_
     signature.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn made_up_key_ids_make_one_key_download_at_most_and_google_tokens_still_pass() {
+    let stack = TestStack::start("push auth key ids").await;
+    let google = Issuer::generate();
+    let jwks = JwksServer::start(vec![google.jwk()]).await.unwrap();
+    let signature = worker(
+        &stack,
+        PushAuth::Signature {
+            expected: identity(),
+            jwks_url: Some(jwks.url.clone()),
+        },
+    )
+    .await;
+    let good = || bearer(&google.push_token(AUDIENCE, PUSH_ACCOUNT));
+    assert_eq!(push(&stack, &signature.url(), &good()).await.status, 200);
+    let downloads = jwks.fetches();
+
+    // Google's token with its key id swapped for made-up ones, as a flood would send them:
+    // the first makes the worker look for the key (401: Google has none such), the others
+    // are answered 503 without a download, so the genuine pushes are not queued behind them.
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let token = google.push_token(AUDIENCE, PUSH_ACCOUNT);
+        let (_, rest) = token.split_once('.').unwrap();
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": format!("made-up-{i}")});
+        let forged = format!(
+            "{}.{rest}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string())
+        );
+        let refused = push(&stack, &signature.url(), &bearer(&forged)).await;
+        let json: Value = serde_json::from_str(&refused.body).unwrap_or(Value::Null);
+        assert!(json["error"].is_string(), "made-up key id {i}: {}", refused.body);
+        assert_no_trace(&stack, "a made-up key id", &refused.uuid).await;
+        statuses.push(refused.status);
+    }
+    let mut expected = vec![503; 20];
+    expected[0] = 401;
+    assert_eq!(
+        statuses,
+        expected,
+        "one look-up, then none for {:?}",
+        saga::gcp::auth::KEY_LOOKUP_EVERY
+    );
+    assert!(
+        jwks.fetches() - downloads <= 1,
+        "{} key downloads for twenty made-up key ids",
+        jwks.fetches() - downloads
+    );
+
+    assert_eq!(
+        push(&stack, &signature.url(), &good()).await.status,
+        200,
+        "a genuine push passes at once"
+    );
+    signature.stop().await.unwrap();
+}
+
 /// Pushes Cloud Run's front end refuses before the worker sees them, with its statuses.
 fn refused_by_cloud_run(google: &Issuer, impostor: &Issuer) -> Vec<Case> {
     let tampered = {

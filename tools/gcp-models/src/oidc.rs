@@ -134,6 +134,7 @@ impl Issuer {
 pub struct JwksServer {
     /// The URL of the key set.
     pub url: String,
+    fetches: std::sync::Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -141,7 +142,15 @@ impl JwksServer {
     /// Serves `keys` at `http://127.0.0.1:PORT/certs`.
     pub async fn start(keys: Vec<Jwk>) -> anyhow::Result<Self> {
         let set = serde_json::to_value(JwkSet { keys })?;
-        let app = axum::Router::new().route("/certs", get(move || async move { Json(set.clone()) }));
+        let fetches = std::sync::Arc::new(AtomicU64::new(0));
+        let counted = fetches.clone();
+        let app = axum::Router::new().route(
+            "/certs",
+            get(move || async move {
+                counted.fetch_add(1, Ordering::Relaxed);
+                Json(set.clone())
+            }),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the JWKS port")?;
@@ -149,7 +158,12 @@ impl JwksServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(JwksServer { url, task })
+        Ok(JwksServer { url, fetches, task })
+    }
+
+    /// How many times the key set was downloaded.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
     }
 }
 

@@ -23,13 +23,18 @@
 //! verifier leaves out or gets wrong in version 1.19: it accepts tokens without `iss` or
 //! `aud`, and IAP's issuer; its email check panics when a claim is missing (so the email is
 //! checked here); its key cache fails concurrent calls instead of waiting (so calls are
-//! serialised); and its key download has no timeout (so one is added).
+//! serialised); its key download has no timeout (so one is added); and it downloads the
+//! keys again for every token whose key id it does not hold, so that a flood of made-up key
+//! ids would make one download each, every push queued behind them (so, once a token has
+//! verified, a key id not seen in a valid token makes at most one look-up per
+//! [`KEY_LOOKUP_EVERY`]; see `KeyIds`).
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use google_cloud_auth::credentials::idtoken::verifier::{Builder, Map, Value, Verifier};
+use std::collections::HashSet;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Who a push token must name: the audience the subscription mints it for and the account
 /// it is issued to.
@@ -94,6 +99,11 @@ impl PushAuth {
 /// Longest a verification may take, key download included.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Least time between two key look-ups for tokens whose key id no valid token carried yet
+/// (see `KeyIds`). Google publishes a key well before it signs with it, so a genuine push
+/// meets this only after a rotation, as one 503 that Pub/Sub retries.
+pub const KEY_LOOKUP_EVERY: Duration = Duration::from_secs(10);
+
 /// What Cloud Run's front end puts in place of a token's signature once it has verified it.
 pub const SIGNATURE_REMOVED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
 
@@ -136,11 +146,47 @@ pub struct PushVerifier {
 enum Check {
     /// Cloud Run verified the signature; `on_cloud_run` is whether `K_SERVICE` is set.
     Stripped { on_cloud_run: bool },
-    /// The worker verifies the signature, one call at a time (see the module doc).
+    /// The worker verifies the signature, one call at a time (see the module doc): the
+    /// lock on the key ids is that gate.
     Signed {
         verifier: Box<Verifier>,
-        gate: tokio::sync::Mutex<()>,
+        key_ids: tokio::sync::Mutex<KeyIds>,
     },
+}
+
+/// The key ids of the tokens that verified, and when a token with another key id last made
+/// the verifier look for its key. A pure rule, [`KeyIds::may_look_up`], decides whether a
+/// token may reach the verifier.
+#[derive(Debug, Default)]
+struct KeyIds {
+    verified: HashSet<String>,
+    last_lookup: Option<Instant>,
+}
+
+impl KeyIds {
+    /// Whether a token signed with key id `kid` may be verified at `now` (and if that may
+    /// download keys, the look-up is recorded). Yes for a key id a valid token carried
+    /// before, and for any token until one has verified (a worker that just started holds
+    /// no keys, and must not refuse Google's while it learns them). Otherwise only if no
+    /// such look-up was made in the last [`KEY_LOOKUP_EVERY`].
+    fn may_look_up(&mut self, kid: &str, now: Instant) -> bool {
+        if self.verified.is_empty() || self.verified.contains(kid) {
+            return true;
+        }
+        if self
+            .last_lookup
+            .is_some_and(|at| now.saturating_duration_since(at) < KEY_LOOKUP_EVERY)
+        {
+            return false;
+        }
+        self.last_lookup = Some(now);
+        true
+    }
+
+    /// A token signed with `kid` verified: its key is Google's.
+    fn verified(&mut self, kid: String) {
+        self.verified.insert(kid);
+    }
 }
 
 impl fmt::Debug for PushVerifier {
@@ -172,7 +218,7 @@ impl PushVerifier {
                     expected: expected.clone(),
                     check: Check::Signed {
                         verifier: Box::new(builder.build()),
-                        gate: tokio::sync::Mutex::new(()),
+                        key_ids: tokio::sync::Mutex::new(KeyIds::default()),
                     },
                 })
             }
@@ -198,24 +244,41 @@ impl PushVerifier {
                 };
                 stripped_claims(bearer(header)?, *on_cloud_run)?
             }
-            Check::Signed { verifier, gate } => {
+            Check::Signed { verifier, key_ids } => {
                 let token = bearer(single(headers, AUTHORIZATION.as_str())?)?;
+                // A token whose header cannot be read has no key id to look up: the
+                // verifier refuses it without downloading anything.
+                let kid = jsonwebtoken::decode_header(token)
+                    .ok()
+                    .and_then(|header| header.kid);
                 // The wait for the gate counts too: requests that make the verifier fetch
                 // keys must not hold the others past the timeout.
                 let verified = async {
-                    let _one_at_a_time = gate.lock().await;
-                    verifier.verify(token).await
-                };
-                tokio::time::timeout(VERIFY_TIMEOUT, verified)
-                    .await
-                    .map_err(|_| AuthError::Unavailable("verification timed out".to_owned()))?
-                    .map_err(|e| {
+                    let mut key_ids = key_ids.lock().await;
+                    if let Some(kid) = &kid
+                        && !key_ids.may_look_up(kid, Instant::now())
+                    {
+                        return Err(AuthError::Unavailable(format!(
+                            "the token's key is not one this worker holds, and it looked for \
+                             new keys less than {} s ago",
+                            KEY_LOOKUP_EVERY.as_secs()
+                        )));
+                    }
+                    let claims = verifier.verify(token).await.map_err(|e| {
                         if e.is_load_cert() && key_fetch_is_transient(&e) {
                             AuthError::Unavailable(e.to_string())
                         } else {
                             unauthenticated(e.to_string())
                         }
-                    })?
+                    })?;
+                    if let Some(kid) = kid {
+                        key_ids.verified(kid);
+                    }
+                    Ok(claims)
+                };
+                tokio::time::timeout(VERIFY_TIMEOUT, verified)
+                    .await
+                    .map_err(|_| AuthError::Unavailable("verification timed out".to_owned()))??
             }
         };
         check_claims(&claims, &self.expected, SystemTime::now())
@@ -395,6 +458,29 @@ mod tests {
             check(&with("aud", json!("b"))),
             Err(AuthError::Unauthenticated(_))
         ));
+    }
+
+    #[test]
+    fn an_unseen_key_id_makes_at_most_one_look_up_per_interval_once_a_token_verified() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut keys = KeyIds::default();
+        // Until a token verifies, every key id may be looked up, Google's included.
+        assert!(keys.may_look_up("made-up-1", at(0)));
+        assert!(keys.may_look_up("made-up-2", at(0)));
+        keys.verified("google".into());
+        let cases = [
+            ("google", 1, true, "a key id a valid token carried"),
+            ("made-up-3", 1, true, "the first look-up since a token verified"),
+            ("made-up-4", 2, false, "another within the interval"),
+            ("google", 2, true, "a known key id is never held back"),
+            ("made-up-3", 10, false, "the same id again, one second short"),
+            ("made-up-5", 11, true, "the interval after the last look-up"),
+            ("made-up-6", 11, false, "which starts the next interval"),
+        ];
+        for (kid, secs, may, why) in cases {
+            assert_eq!(keys.may_look_up(kid, at(secs)), may, "{kid} at {secs} s: {why}");
+        }
     }
 
     fn part(v: &Value) -> String {
