@@ -101,7 +101,8 @@ pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Least time between two key look-ups for tokens whose key id no valid token carried yet
 /// (see `KeyIds`). Google publishes a key well before it signs with it, so a genuine push
-/// meets this only after a rotation, as one 503 that Pub/Sub retries.
+/// meets this only once Google signs with a new key: as a 503 that Pub/Sub retries, or,
+/// during a flood of made-up key ids, as retries until its own look-up gets the slot.
 pub const KEY_LOOKUP_EVERY: Duration = Duration::from_secs(10);
 
 /// What Cloud Run's front end puts in place of a token's signature once it has verified it.
