@@ -4,12 +4,16 @@
 //! The hooks are plain counters, inert (zero) unless a test that runs the service
 //! in-process sets them; nothing outside the process can reach them.
 
-use std::sync::Arc;
+use crate::contract::Service;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
-/// Shared fault counters of one service instance.
+/// Shared fault counters of one service: of every instance of it that runs in the process.
 #[derive(Clone, Debug, Default)]
 pub struct Faults(Arc<Counters>);
+
+static OF_SERVICE: LazyLock<Mutex<HashMap<(String, Service), Faults>>> = LazyLock::new(Mutex::default);
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -26,6 +30,17 @@ fn take(counter: &AtomicU32) -> bool {
 }
 
 impl Faults {
+    /// The counters of `service` in `project`: one set however many instances of the
+    /// service a test runs in its process, as an outage hits every instance.
+    pub fn of(project: &str, service: Service) -> Faults {
+        OF_SERVICE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((project.to_owned(), service))
+            .or_default()
+            .clone()
+    }
+
     /// The next `n` publishes fail before reaching Pub/Sub.
     pub fn fail_publishes(&self, n: u32) {
         self.0.publishes.store(n, Ordering::SeqCst);

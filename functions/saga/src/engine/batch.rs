@@ -79,8 +79,9 @@ struct Member {
     answer: oneshot::Sender<Result<Handled, StepError>>,
 }
 
-/// The queue of one shared document of one step of one project.
-type Key = (String, Service, DocPath);
+/// The queue of one shared document of one step, in one instance of the service
+/// ([`Clients::instance`]).
+type Key = (u64, Service, DocPath);
 
 static QUEUES: LazyLock<Mutex<HashMap<Key, mpsc::UnboundedSender<Member>>>> = LazyLock::new(Mutex::default);
 
@@ -112,7 +113,7 @@ pub(super) async fn join(
         deadline,
         answer,
     };
-    let key = (clients.project.clone(), step.service(), shared);
+    let key = (clients.instance, step.service(), shared);
     {
         let mut queues = QUEUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let unsent = match queues.get(&key) {

@@ -159,6 +159,14 @@ impl Bus {
         &self.faults
     }
 
+    /// This bus with `faults` as its test hooks.
+    #[cfg(feature = "test-hooks")]
+    #[must_use]
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
     /// Publishes `msg` and waits until Pub/Sub has accepted it.
     pub async fn publish(&self, msg: &Outgoing) -> anyhow::Result<String> {
         let topic = msg.topic;

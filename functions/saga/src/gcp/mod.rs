@@ -12,6 +12,7 @@ use crate::faults::Faults;
 use auth::{PushAuth, PushVerifier};
 use bus::{Bus, PubSubTarget};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use store::{FirestoreTarget, Store};
 
 /// The clients a service uses, built once at start-up and shared by every request.
@@ -30,7 +31,14 @@ pub struct Clients {
     pub faults: Faults,
     /// Checks that pushes come from Pub/Sub; `None` when verification is off.
     pub push_verifier: Option<Arc<PushVerifier>>,
+    /// Which instance of the service these clients serve, unique in the process: what one
+    /// instance keeps in memory (an item's batch, see `engine::batch`) is its own, as on
+    /// Cloud Run, also when a test runs several instances in one process.
+    pub instance: u64,
 }
+
+/// How many [`Clients`] this process built, which numbers each one's instance.
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
 
 impl Clients {
     /// Connects to Pub/Sub and Firestore as the targets say, and prepares the push-token
@@ -65,6 +73,8 @@ impl Clients {
             ),
         }
         let bus = Bus::connect(pubsub, service).await?;
+        #[cfg(feature = "test-hooks")]
+        let bus = bus.with_faults(Faults::of(&pubsub.project, service));
         Ok(Clients {
             push_verifier,
             service,
@@ -73,6 +83,7 @@ impl Clients {
             #[cfg(feature = "test-hooks")]
             faults: bus.faults().clone(),
             bus,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         })
     }
 }
