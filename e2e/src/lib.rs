@@ -90,8 +90,11 @@ fn project_id(name: &str) -> String {
 pub struct TestStack {
     /// The test's own project.
     pub project: String,
-    /// The running services.
+    /// The running services (with GCP-like delivery, each worker's first instance).
     pub services: BTreeMap<Service, Running>,
+    /// With GCP-like delivery, each worker's other instances, as Cloud Run runs
+    /// [`gcp_like::INSTANCES`] of it: they share its test hooks ([`saga::faults::Faults::of`]).
+    pub more_instances: Vec<Running>,
     /// GCP-like delivery, when the stack was started with it.
     pub gcp: Option<GcpLike>,
     /// Firestore of the project.
@@ -184,6 +187,8 @@ impl TestStack {
     ) -> anyhow::Result<Self> {
         let project = project_id(name);
         let mut services = BTreeMap::new();
+        let mut more_instances = Vec::new();
+        let mut instance_urls: HashMap<Service, Vec<String>> = HashMap::new();
         for service in Service::ALL {
             let mut config =
                 Config::for_emulators(service, &project, &emulators.pubsub, &emulators.firestore);
@@ -195,6 +200,14 @@ impl TestStack {
             }
             configure(&mut config);
             let running = Running::start(&config, devstack::router_of(service)).await?;
+            instance_urls.entry(service).or_default().push(running.url());
+            if delivery != Delivery::Emulator && service.takes_pushes() {
+                for _ in 1..gcp_like::INSTANCES {
+                    let another = Running::start(&config, devstack::router_of(service)).await?;
+                    instance_urls.entry(service).or_default().push(another.url());
+                    more_instances.push(another);
+                }
+            }
             services.insert(service, running);
         }
         let urls: HashMap<Service, String> = services.iter().map(|(s, r)| (*s, r.url())).collect();
@@ -219,7 +232,16 @@ impl TestStack {
                     settings.seed, settings.seed
                 );
                 let endpoint = emulators.pubsub_endpoint();
-                Some(GcpLike::start(&endpoint, &project, |s| urls[&s].clone(), policy, settings).await?)
+                Some(
+                    GcpLike::start(
+                        &endpoint,
+                        &project,
+                        |s| instance_urls[&s].clone(),
+                        policy,
+                        settings,
+                    )
+                    .await?,
+                )
             }
         };
         let store = Store::connect(&saga::gcp::store::FirestoreTarget {
@@ -238,6 +260,7 @@ impl TestStack {
             project,
             gcp,
             services,
+            more_instances,
             store,
             puller,
             http: reqwest::Client::new(),

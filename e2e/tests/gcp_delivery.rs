@@ -53,6 +53,15 @@ async fn many_pushes_are_in_flight_at_once_some_twice_and_every_saga_ends_exactl
         "more than the emulator's two pushes in flight: {}",
         inventory.peak_in_flight.load(Ordering::Relaxed)
     );
+    let by_instance: Vec<u64> = inventory
+        .forwarded_by_instance
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .collect();
+    assert!(
+        by_instance.len() == devstack::gcp_like::INSTANCES && by_instance.iter().all(|&n| n > 0),
+        "the pushes spread over Cloud Run's instances: {by_instance:?}"
+    );
     assert_eq!(
         inventory.refused_auth.load(Ordering::Relaxed),
         0,

@@ -52,14 +52,14 @@ async fn worker(stack: &TestStack, push_auth: PushAuth) -> Running {
 /// Cloud Run's front end for `worker`, as Terraform sets the service up.
 async fn front_end(google: &Issuer, worker: &Running) -> FrontEnd {
     FrontEnd::start(cloud_run::Settings {
-        upstream: worker.url(),
+        instances: vec![worker.url()],
         audiences: vec![AUDIENCE.to_owned()],
         invokers: vec![PUSH_ACCOUNT.to_owned(), OPERATOR.to_owned()],
         jwks: JwkSet {
             keys: vec![google.jwk()],
         },
         request_timeout: saga::contract::PUSH_POLICY.ack_deadline,
-        max_concurrent_requests: 240,
+        requests_per_instance: 240,
         pending_timeout: cloud_run::PENDING_TIMEOUT,
     })
     .await

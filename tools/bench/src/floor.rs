@@ -123,7 +123,7 @@ impl Floor {
                 GcpLike::start(
                     pubsub_endpoint,
                     &project,
-                    worker_url,
+                    |s| vec![worker_url(s)],
                     &PUSH_POLICY,
                     delivery::settings(seed),
                 )

@@ -210,7 +210,7 @@ impl Stack {
                 GcpLike::start(
                     &hosts.pubsub_endpoint(),
                     &stack.project,
-                    worker_url,
+                    |s| vec![worker_url(s)],
                     &PUSH_POLICY,
                     delivery::settings(seed),
                 )

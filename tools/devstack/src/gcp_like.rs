@@ -9,7 +9,10 @@
 //! ```
 //!
 //! The workers run as on Cloud Run behind invoker IAM (`PUSH_AUTH=cloud-run-iam`, with
-//! `K_SERVICE` set), each behind its own front end, which admits only the push account.
+//! `K_SERVICE` set), each behind its own front end, which admits only the push account. The
+//! caller gives each worker's instances: the end-to-end tests run [`INSTANCES`] of each, as
+//! Cloud Run may; the devstack and the bench run one process that stands for all of them
+//! (and takes all their requests), which hides what differs between instances.
 //! What this models and what it does not is said in the docs of
 //! `gcp_models::pubsub_push` and `gcp_models::cloud_run`.
 
@@ -31,8 +34,12 @@ pub const PUSH_ACCOUNT: &str = "saga-push@saga-local.iam.gserviceaccount.com";
 /// The service account Cloud Scheduler calls the janitor's sweep as, locally.
 pub const SCHEDULER_ACCOUNT: &str = "saga-sweep@saga-local.iam.gserviceaccount.com";
 
-/// Terraform's default per-service limit: 3 instances × 80 requests.
-pub const MAX_CONCURRENT_REQUESTS: usize = 3 * 80;
+/// Terraform's `max_instance_count` for each worker.
+pub const INSTANCES: usize = 3;
+
+/// Terraform's default per-service limit: [`INSTANCES`] × 80 requests
+/// (`max_instance_request_concurrency`).
+pub const MAX_CONCURRENT_REQUESTS: usize = INSTANCES * 80;
 
 /// The audience of `service`'s push tokens, as Terraform names it (a custom audience).
 pub fn audience(project: &str, service: Service) -> String {
@@ -92,28 +99,35 @@ pub struct GcpLike {
 
 impl GcpLike {
     /// Provisions `project`'s topology on the emulator at `pubsub_endpoint` for pulled
-    /// delivery with `policy`, puts a front end before each worker (`worker_url(service)`),
-    /// and starts delivering with `settings`.
+    /// delivery with `policy`, puts a front end before each worker's instances
+    /// (`instances(service)`, their URLs), and starts delivering with `settings`.
+    ///
+    /// The front end shares the service's [`MAX_CONCURRENT_REQUESTS`] over the instances
+    /// given: [`INSTANCES`] of them take 80 each, as on Cloud Run; one process standing for
+    /// all of them takes all.
     pub async fn start(
         pubsub_endpoint: &str,
         project: &str,
-        worker_url: impl Fn(Service) -> String,
+        instances: impl Fn(Service) -> Vec<String>,
         policy: &PushPolicy,
         settings: Settings,
     ) -> anyhow::Result<Self> {
-        provision_for(pubsub_endpoint, project, &worker_url, policy, Pusher::Pulled).await?;
+        let first = |service| instances(service).into_iter().next().unwrap_or_default();
+        provision_for(pubsub_endpoint, project, &first, policy, Pusher::Pulled).await?;
         let issuer = Arc::new(Issuer::generate());
         let mut front_ends = BTreeMap::new();
         for service in Service::ALL.into_iter().filter(|s| s.takes_pushes()) {
+            let instances = instances(service);
+            let requests_per_instance = MAX_CONCURRENT_REQUESTS / instances.len().max(1);
             let front_end = FrontEnd::start(cloud_run::Settings {
-                upstream: worker_url(service),
+                instances,
                 audiences: vec![audience(project, service)],
                 invokers: invokers(service),
                 jwks: JwkSet {
                     keys: vec![issuer.jwk()],
                 },
                 request_timeout: policy.ack_deadline,
-                max_concurrent_requests: MAX_CONCURRENT_REQUESTS,
+                requests_per_instance,
                 pending_timeout: cloud_run::PENDING_TIMEOUT,
             })
             .await

@@ -378,7 +378,7 @@ async fn start_gcp_delivery(
                 GcpLike::start(
                     &emulators.pubsub_endpoint(),
                     &args.project,
-                    |service| ports.url(service),
+                    |service| vec![ports.url(service)],
                     &PUSH_POLICY,
                     settings,
                 )

@@ -5,11 +5,17 @@
 //! It is a reverse proxy in front of one container, and does what Google's front end does
 //! before a request reaches it:
 //!
-//! 1. **Concurrency.** At most `max_instance_count × max_instance_request_concurrency`
-//!    requests are in flight (Cloud Run "Concurrency", "Instance autoscaling"). One more is
-//!    held pending until a request in flight ends, for at most [`PENDING_TIMEOUT`], and is
-//!    answered 429 "no available instance" if none does (Cloud Run "About instance
-//!    autoscaling", section "Exceeding maximum instances", and "Troubleshooting", 429).
+//! 1. **Instances and concurrency.** The service runs as `max_instance_count` instances,
+//!    each a container of its own (a process with its own memory: what one instance keeps,
+//!    such as the batches of a hot item, the others do not see), each taking at most
+//!    `max_instance_request_concurrency` requests at once (Cloud Run "Concurrency",
+//!    "About instance autoscaling"). A request goes to the least busy instance, the first
+//!    of equals: requests one at a time all reach one instance, and concurrent ones spread
+//!    over all of them, the case in which the most instances write the same documents at
+//!    once. When every instance is full, a request is held pending until one frees a slot,
+//!    for at most [`PENDING_TIMEOUT`], and is answered 429 "no available instance" if none
+//!    does (Cloud Run "About instance autoscaling", section "Exceeding maximum instances",
+//!    and "Troubleshooting", 429).
 //! 2. **Authentication** (Cloud Run "Authenticating service-to-service" and
 //!    "Troubleshooting"): the token is read from `X-Serverless-Authorization` when the request
 //!    carries it, else from `Authorization: Bearer`. No token: 403. A token that does not
@@ -26,7 +32,9 @@
 //! Cloud Run's refusals are its own HTML pages, never the container's JSON, and the
 //! container sees nothing of them: that is how a log reader tells which link refused a push.
 //! Ingress is modelled only in that the proxy listens on loopback. Left out: cold starts,
-//! instance autoscaling delays, the 32 MiB HTTP/1 request limit's exact page, and the
+//! instance autoscaling (every instance runs from the start; Cloud Run adds them as load
+//! grows, aiming at about 60 % of each one's concurrency, and may send an instance fewer
+//! requests while its CPU is busy), the 32 MiB HTTP/1 request limit's exact page, and the
 //! headers Cloud Run adds (`X-Forwarded-For`, `traceparent`).
 
 use anyhow::Context as _;
@@ -41,7 +49,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What Cloud Run puts in place of a token's signature once it has verified it.
 pub const SIGNATURE_REMOVED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
@@ -64,8 +72,9 @@ const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.goog
 /// How one modelled Cloud Run service is set up.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Where the container listens, `http://host:port`.
-    pub upstream: String,
+    /// Where each instance's container listens, `http://host:port`: `max_instance_count`
+    /// of them.
+    pub instances: Vec<String>,
     /// The service's custom audiences; the front end's own URL is always accepted too, as
     /// Cloud Run accepts the service's `run.app` URL.
     pub audiences: Vec<String>,
@@ -75,10 +84,10 @@ pub struct Settings {
     pub jwks: JwkSet,
     /// `template.timeout`.
     pub request_timeout: Duration,
-    /// `max_instance_count × max_instance_request_concurrency`.
-    pub max_concurrent_requests: usize,
-    /// How long a request over that limit waits for a slot before 429 ([`PENDING_TIMEOUT`]
-    /// on Google Cloud).
+    /// `max_instance_request_concurrency`: the requests one instance takes at once.
+    pub requests_per_instance: usize,
+    /// How long a request that finds every instance full waits for a slot before 429
+    /// ([`PENDING_TIMEOUT`] on Google Cloud).
     pub pending_timeout: Duration,
 }
 
@@ -95,16 +104,44 @@ pub struct Counters {
     pub refused_busy: AtomicU64,
     /// Requests the container did not answer within the timeout (504).
     pub timed_out: AtomicU64,
-    /// The most requests in flight at once so far.
+    /// The most requests in flight at once so far, over all instances.
     pub peak_in_flight: AtomicU64,
+    /// Requests passed to each instance, in the order of [`Settings::instances`].
+    pub forwarded_by_instance: Vec<AtomicU64>,
 }
 
 struct Shared {
     settings: Settings,
     audiences: Vec<String>,
+    /// The service's slots, over all instances: what a request waits for while pending.
+    /// Taken before an instance's slot and given back after it, so that a request holding
+    /// one always finds an instance with a slot free.
     slots: Arc<Semaphore>,
+    /// Each instance's own slots.
+    instances: Vec<Arc<Semaphore>>,
     client: reqwest::Client,
     counters: Arc<Counters>,
+}
+
+impl Shared {
+    fn capacity(&self) -> usize {
+        self.settings.instances.len() * self.settings.requests_per_instance
+    }
+
+    /// A slot on the least busy instance (the first of equals), and that instance's index.
+    /// Only for a request that holds one of [`Shared::slots`], which guarantees a free one.
+    fn instance_slot(&self) -> (usize, OwnedSemaphorePermit) {
+        loop {
+            let least_busy = (0..self.instances.len())
+                .rev()
+                .max_by_key(|&i| self.instances[i].available_permits())
+                .unwrap_or_default();
+            if let Ok(slot) = self.instances[least_busy].clone().try_acquire_owned() {
+                return (least_busy, slot);
+            }
+            // Another request took that slot between the look and the take: look again.
+        }
+    }
 }
 
 /// A running front end.
@@ -129,9 +166,23 @@ impl FrontEnd {
         let addr = listener.local_addr()?;
         let mut audiences = settings.audiences.clone();
         audiences.push(format!("http://{addr}"));
-        let counters = Arc::new(Counters::default());
+        anyhow::ensure!(
+            !settings.instances.is_empty(),
+            "a service runs at least one instance"
+        );
+        let counters = Arc::new(Counters {
+            forwarded_by_instance: settings.instances.iter().map(|_| AtomicU64::new(0)).collect(),
+            ..Counters::default()
+        });
         let shared = Arc::new(Shared {
-            slots: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+            slots: Arc::new(Semaphore::new(
+                settings.instances.len() * settings.requests_per_instance,
+            )),
+            instances: settings
+                .instances
+                .iter()
+                .map(|_| Arc::new(Semaphore::new(settings.requests_per_instance)))
+                .collect(),
             client: reqwest::Client::builder()
                 .build()
                 .context("building the front end's client")?,
@@ -210,12 +261,14 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         };
         slot
     };
-    let in_flight = shared.settings.max_concurrent_requests - shared.slots.available_permits();
+    let in_flight = shared.capacity() - shared.slots.available_permits();
     shared
         .counters
         .peak_in_flight
         .fetch_max(u64::try_from(in_flight).unwrap_or(u64::MAX), Ordering::Relaxed);
+    // Dropped in the reverse order: the instance's slot before the service's.
     let _slot = slot;
+    let (instance, _instance_slot) = shared.instance_slot();
     let (mut parts, body) = request.into_parts();
     let checked = match authenticate(&shared, &parts.headers) {
         Ok(checked) => checked,
@@ -240,9 +293,11 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             "Your client issued a request that was too large.",
         );
     };
-    match tokio::time::timeout(shared.settings.request_timeout, forward(&shared, parts, body)).await {
+    let forwarded = forward(&shared, &shared.settings.instances[instance], parts, body);
+    match tokio::time::timeout(shared.settings.request_timeout, forwarded).await {
         Ok(Ok(response)) => {
             shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+            shared.counters.forwarded_by_instance[instance].fetch_add(1, Ordering::Relaxed);
             response
         }
         Ok(Err(e)) => {
@@ -321,8 +376,13 @@ fn verify(
         .map_err(|e| bad(format!("the token does not verify: {e}")))
 }
 
-/// Sends the request on to the container and relays its answer.
-async fn forward(shared: &Shared, parts: http::request::Parts, body: Bytes) -> anyhow::Result<Response> {
+/// Sends the request on to the container at `instance` and relays its answer.
+async fn forward(
+    shared: &Shared,
+    instance: &str,
+    parts: http::request::Parts,
+    body: Bytes,
+) -> anyhow::Result<Response> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut headers = parts.headers;
     for hop in [
@@ -335,7 +395,7 @@ async fn forward(shared: &Shared, parts: http::request::Parts, body: Bytes) -> a
     }
     let answer = shared
         .client
-        .request(parts.method, format!("{}{path}", shared.settings.upstream))
+        .request(parts.method, format!("{instance}{path}"))
         .headers(headers)
         .body(body)
         .send()
@@ -361,18 +421,19 @@ mod tests {
     fn shared(issuer: &Issuer) -> Shared {
         Shared {
             settings: Settings {
-                upstream: "http://127.0.0.1:9".to_owned(),
+                instances: vec!["http://127.0.0.1:9".to_owned()],
                 audiences: vec!["aud".to_owned()],
                 invokers: vec!["push@p".to_owned()],
                 jwks: JwkSet {
                     keys: vec![issuer.jwk()],
                 },
                 request_timeout: Duration::from_secs(1),
-                max_concurrent_requests: 1,
+                requests_per_instance: 1,
                 pending_timeout: Duration::from_millis(100),
             },
             audiences: vec!["aud".to_owned(), "http://127.0.0.1:1".to_owned()],
             slots: Arc::new(Semaphore::new(1)),
+            instances: vec![Arc::new(Semaphore::new(1))],
             client: reqwest::Client::new(),
             counters: Arc::default(),
         }
@@ -462,16 +523,21 @@ mod tests {
         (url, gate)
     }
 
-    async fn front_end_of_one_slot(issuer: &Issuer, upstream: String, pending: Duration) -> FrontEnd {
+    async fn front_end(
+        issuer: &Issuer,
+        instances: Vec<String>,
+        requests_per_instance: usize,
+        pending: Duration,
+    ) -> FrontEnd {
         FrontEnd::start(Settings {
-            upstream,
+            instances,
             audiences: vec!["aud".to_owned()],
             invokers: vec!["push@p".to_owned()],
             jwks: JwkSet {
                 keys: vec![issuer.jwk()],
             },
             request_timeout: Duration::from_secs(5),
-            max_concurrent_requests: 1,
+            requests_per_instance,
             pending_timeout: pending,
         })
         .await
@@ -500,7 +566,7 @@ mod tests {
     async fn busy(pending: Duration) -> Busy {
         let google = Issuer::generate();
         let (upstream, gate) = held_worker().await;
-        let front = Arc::new(front_end_of_one_slot(&google, upstream, pending).await);
+        let front = Arc::new(front_end(&google, vec![upstream], 1, pending).await);
         let token = google.push_token("aud", "push@p");
         let first = tokio::spawn({
             let (front, token) = (front.clone(), token.clone());
@@ -555,5 +621,46 @@ mod tests {
         assert_eq!(front.counters().refused_busy.load(Ordering::Relaxed), 1);
         gate.add_permits(1);
         assert_eq!(first.await.expect("the first push").0, 200);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_spread_over_the_instances_and_requests_one_at_a_time_reach_the_first() {
+        let google = Issuer::generate();
+        let (a, gate_a) = held_worker().await;
+        let (b, gate_b) = held_worker().await;
+        let front = Arc::new(front_end(&google, vec![a, b], 2, Duration::from_millis(200)).await);
+        let token = google.push_token("aud", "push@p");
+        let forwarded = |front: &FrontEnd| -> Vec<u64> {
+            front
+                .counters()
+                .forwarded_by_instance
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect()
+        };
+
+        let held: Vec<_> = (0..4)
+            .map(|_| {
+                let (front, token) = (front.clone(), token.clone());
+                tokio::spawn(async move { push(&front, &token).await })
+            })
+            .collect();
+        while front.counters().peak_in_flight.load(Ordering::Relaxed) < 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (status, page) = push(&front, &token).await;
+        assert_eq!(status, 429, "two instances of two slots hold four: {page}");
+        gate_a.add_permits(2);
+        gate_b.add_permits(2);
+        for push in held {
+            assert_eq!(push.await.expect("a held push").0, 200);
+        }
+        assert_eq!(forwarded(&front), vec![2, 2], "the four held pushes, two on each");
+
+        gate_a.add_permits(2);
+        for _ in 0..2 {
+            assert_eq!(push(&front, &token).await.0, 200);
+        }
+        assert_eq!(forwarded(&front), vec![4, 2], "one at a time, the first instance");
     }
 }

@@ -16,7 +16,8 @@
 //!   and tokens with the claims Pub/Sub puts in a push token.
 //! - [`cloud_run`]: a reverse proxy that does what Cloud Run's front end does for a private
 //!   service: token verification, the `run.invoker` check, signature stripping, the request
-//!   timeout and the concurrency limit.
+//!   timeout, and spreading requests over the service's instances within their concurrency
+//!   limit.
 //! - [`pubsub_push`]: push delivery as Google's Pub/Sub does it, for subscriptions on the
 //!   emulator: many requests in flight, a token per push, `deliveryAttempt`, duplicates
 //!   (also after a 2xx), delays and lost answers, seeded so a run can be replayed.
