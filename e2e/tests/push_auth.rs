@@ -49,6 +49,17 @@ async fn worker(stack: &TestStack, push_auth: PushAuth) -> Running {
         .unwrap()
 }
 
+/// An orders worker that verifies signatures itself (invoker IAM disabled), against the
+/// keys of `google` served as a JWKS, which is returned to keep it serving.
+async fn signature_worker(stack: &TestStack, google: &Issuer) -> (Running, JwksServer) {
+    let jwks = JwksServer::start(vec![google.jwk()]).await.unwrap();
+    let auth = PushAuth::Signature {
+        expected: identity(),
+        jwks_url: Some(jwks.url.clone()),
+    };
+    (worker(stack, auth).await, jwks)
+}
+
 /// Cloud Run's front end for `worker`, as Terraform sets the service up.
 async fn front_end(google: &Issuer, worker: &Running) -> FrontEnd {
     FrontEnd::start(cloud_run::Settings {
@@ -256,15 +267,7 @@ async fn a_stripped_token_outside_cloud_run_and_a_signature_check_behind_it_are_
 
     // The deployment before PUSH_AUTH existed: a worker checking signatures behind Cloud Run
     // refuses every push, good ones included, because Cloud Run stripped the signature.
-    let jwks = JwksServer::start(vec![google.jwk()]).await.unwrap();
-    let signature = worker(
-        &stack,
-        PushAuth::Signature {
-            expected: identity(),
-            jwks_url: Some(jwks.url.clone()),
-        },
-    )
-    .await;
+    let (signature, _jwks) = signature_worker(&stack, &google).await;
     let front = front_end(&google, &signature).await;
     let refused = push(&stack, &front.url(), &bearer(&good)).await;
     assert_eq!(
@@ -340,15 +343,7 @@ async fn a_stripped_token_outside_cloud_run_and_a_signature_check_behind_it_are_
 async fn made_up_key_ids_make_one_key_download_at_most_and_google_tokens_still_pass() {
     let stack = TestStack::start("push auth key ids").await;
     let google = Issuer::generate();
-    let jwks = JwksServer::start(vec![google.jwk()]).await.unwrap();
-    let signature = worker(
-        &stack,
-        PushAuth::Signature {
-            expected: identity(),
-            jwks_url: Some(jwks.url.clone()),
-        },
-    )
-    .await;
+    let (signature, jwks) = signature_worker(&stack, &google).await;
     let good = || bearer(&google.push_token(AUDIENCE, PUSH_ACCOUNT));
     assert_eq!(push(&stack, &signature.url(), &good()).await.status, 200);
     let downloads = jwks.fetches();
