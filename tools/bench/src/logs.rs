@@ -19,37 +19,38 @@ use std::path::PathBuf;
 /// Where each service's log ended when a run began.
 pub struct Marks(Vec<(Service, PathBuf, u64)>);
 
-/// Notes where the logs of `stack`'s services end now.
+/// Notes where the logs of `stack`'s services (every instance's) end now.
 pub fn mark(stack: &Stack) -> anyhow::Result<Marks> {
     stack
-        .processes
-        .iter()
+        .all_processes()
         .map(|p| {
-            let path = stack.log_path(p.service);
-            let len = std::fs::metadata(&path)
-                .with_context(|| format!("reading {}", path.display()))?
+            let len = std::fs::metadata(&p.log)
+                .with_context(|| format!("reading {}", p.log.display()))?
                 .len();
-            Ok((p.service, path, len))
+            Ok((p.service, p.log.clone(), len))
         })
         .collect::<anyhow::Result<_>>()
         .map(Marks)
 }
 
-/// The text each service logged since `marks`, in saga order.
+/// The text each service logged since `marks`, in saga order, its instances' logs one
+/// after the other.
 pub fn since(marks: &Marks) -> anyhow::Result<Vec<(Service, String)>> {
-    marks
-        .0
-        .iter()
-        .map(|(service, path, from)| {
-            let mut file =
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            file.seek(SeekFrom::Start(*from))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Ok((*service, String::from_utf8_lossy(&bytes).into_owned()))
-        })
-        .collect()
+    let mut out: Vec<(Service, String)> = Vec::new();
+    for (service, path, from) in &marks.0 {
+        let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        file.seek(SeekFrom::Start(*from))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
+        match out.iter_mut().find(|(s, _)| s == service) {
+            Some((_, all)) => all.push_str(&text),
+            None => out.push((*service, text.into_owned())),
+        }
+    }
+    out.sort_by_key(|(service, _)| Service::ALL.iter().position(|s| s == service));
+    Ok(out)
 }
 
 /// One of the lines the library logs for the benchmark.

@@ -800,12 +800,13 @@ async fn capacity(
     Ok(run)
 }
 
-/// Each service's process, the emulators' Java servers and this process, as CPU groups.
+/// Each service's processes (all its instances), the emulators' Java servers and this
+/// process, as CPU groups.
 fn stack_groups(hosts: &EmulatorHosts, stack: &Stack) -> Vec<(String, Vec<u32>)> {
     let mut groups: Vec<(String, Vec<u32>)> = stack
-        .pids()
+        .all_pids()
         .into_iter()
-        .map(|(service, pid)| (service.name().to_owned(), vec![pid]))
+        .map(|(service, pids)| (service.name().to_owned(), pids))
         .collect();
     groups.extend(emulator_and_bench_groups(hosts));
     groups

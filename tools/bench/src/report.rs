@@ -565,8 +565,9 @@ fn render_delivery(report: &Report) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "most requests in flight at once per front end (limit {}): {}",
+            "most requests in flight at once per front end (limit {}, over {} instances of each worker): {}",
             devstack::gcp_like::MAX_CONCURRENT_REQUESTS,
+            devstack::gcp_like::INSTANCES,
             peaks.join(", ")
         );
     }

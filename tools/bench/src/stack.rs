@@ -109,6 +109,8 @@ pub struct Process {
     pub startup: Vec<Duration>,
     /// Size of its binary.
     pub binary_bytes: u64,
+    /// Its log file.
+    pub log: PathBuf,
     child: process::Child,
 }
 
@@ -119,8 +121,11 @@ pub struct Stack {
     pub project: String,
     /// Firestore of the project, for stock.
     pub store: Store,
-    /// The five services, in saga order.
+    /// The five services, in saga order (of each worker, its first instance).
     pub processes: Vec<Process>,
+    /// With GCP-like delivery, each worker's other instances: Cloud Run runs up to
+    /// [`gcp_like::INSTANCES`] of it, each a process with its own memory.
+    pub more_instances: Vec<Process>,
     /// Where the services' logs are.
     pub log_dir: PathBuf,
     /// `RUST_LOG` of the services.
@@ -163,11 +168,19 @@ impl Stack {
         seed: u64,
     ) -> anyhow::Result<Self> {
         let project = fresh_project("bench");
-        let mut ports = BTreeMap::new();
+        let mut ports: BTreeMap<Service, Vec<u16>> = BTreeMap::new();
         for service in Service::ALL {
-            ports.insert(service, free_port()?);
+            let instances = if push == Push::Gcp && service.takes_pushes() {
+                gcp_like::INSTANCES
+            } else {
+                1
+            };
+            for _ in 0..instances {
+                ports.entry(service).or_default().push(free_port()?);
+            }
         }
-        let worker_url = |s: Service| format!("http://127.0.0.1:{}", ports[&s]);
+        let url = |port: &u16| format!("http://127.0.0.1:{port}");
+        let worker_url = |s: Service| url(&ports[&s][0]);
         let pusher = match push {
             Push::Gcp => Pusher::Pulled,
             Push::Emulator => Pusher::Emulator,
@@ -192,16 +205,25 @@ impl Stack {
             project,
             store,
             processes: Vec::new(),
+            more_instances: Vec::new(),
             log_dir: log_dir.to_path_buf(),
             service_log: service_log.to_owned(),
             push,
             gcp: None,
         };
         for service in Service::ALL {
-            let process = stack
-                .start_service(service, hosts, bin_dir, ports[&service], startup_samples.max(1))
-                .await?;
-            stack.processes.push(process);
+            for (instance, &port) in ports[&service].iter().enumerate() {
+                // Start-up is timed on the first instance only.
+                let samples = if instance == 0 { startup_samples.max(1) } else { 1 };
+                let process = stack
+                    .start_service(service, instance, hosts, bin_dir, port, samples)
+                    .await?;
+                if instance == 0 {
+                    stack.processes.push(process);
+                } else {
+                    stack.more_instances.push(process);
+                }
+            }
         }
         // Only now that every service holds its port: the front ends take free ports of
         // their own, which could otherwise be one chosen above for a service.
@@ -210,7 +232,7 @@ impl Stack {
                 GcpLike::start(
                     &hosts.pubsub_endpoint(),
                     &stack.project,
-                    |s| vec![worker_url(s)],
+                    |s| ports[&s].iter().map(url).collect(),
                     &PUSH_POLICY,
                     delivery::settings(seed),
                 )
@@ -224,6 +246,7 @@ impl Stack {
     async fn start_service(
         &self,
         service: Service,
+        instance: usize,
         hosts: &EmulatorHosts,
         bin_dir: &Path,
         port: u16,
@@ -233,7 +256,8 @@ impl Stack {
         let binary_bytes = std::fs::metadata(&binary)
             .with_context(|| format!("reading {}", binary.display()))?
             .len();
-        let log = Output::Append(self.log_path(service));
+        let log_path = self.log_path(service, instance);
+        let log = Output::Append(log_path.clone());
         let mut spec = Spec::new(&binary)
             .env(env::PORT, port.to_string())
             .env(env::PROJECT_ID, &self.project)
@@ -276,7 +300,7 @@ impl Stack {
         for sample in 0..samples {
             let child = spec.spawn()?;
             if let Err(e) = child.wait_healthy(&probe).await {
-                bail!("{service}: {e} (its log: {})", self.log_path(service).display());
+                bail!("{service}: {e} (its log: {})", log_path.display());
             }
             // From the fork of the service's process, not from the spawn of the shell that
             // ties it to the bench: that shell is the bench's cost, not the service's.
@@ -288,6 +312,7 @@ impl Stack {
                     port,
                     startup,
                     binary_bytes,
+                    log: log_path,
                     child,
                 });
             }
@@ -298,9 +323,19 @@ impl Stack {
         unreachable!("samples is at least 1")
     }
 
-    /// The log file of `service`.
-    pub fn log_path(&self, service: Service) -> PathBuf {
-        self.log_dir.join(format!("{service}.log"))
+    /// The log file of `service`'s `instance` (counted from 0): `{service}.log` for the
+    /// first, `{service}-2.log` and on for the others.
+    pub fn log_path(&self, service: Service, instance: usize) -> PathBuf {
+        if instance == 0 {
+            self.log_dir.join(format!("{service}.log"))
+        } else {
+            self.log_dir.join(format!("{service}-{}.log", instance + 1))
+        }
+    }
+
+    /// Every process: each service's first instance, then the workers' other instances.
+    pub fn all_processes(&self) -> impl Iterator<Item = &Process> {
+        self.processes.iter().chain(&self.more_instances)
     }
 
     /// `http://…/order` of the frontend.
@@ -313,23 +348,33 @@ impl Stack {
         format!("http://127.0.0.1:{frontend}/order")
     }
 
-    /// Each service's pid.
+    /// Each service's pid (of its first instance).
     pub fn pids(&self) -> Vec<(Service, u32)> {
         self.processes.iter().map(|p| (p.service, p.pid)).collect()
     }
 
+    /// Each service's pids, of every instance.
+    pub fn all_pids(&self) -> Vec<(Service, Vec<u32>)> {
+        Service::ALL
+            .into_iter()
+            .map(|service| {
+                let pids = self
+                    .all_processes()
+                    .filter(|p| p.service == service)
+                    .map(|p| p.pid)
+                    .collect();
+                (service, pids)
+            })
+            .collect()
+    }
+
     /// Stops delivering, then stops the services with SIGTERM, as Cloud Run does, and waits
     /// for them (SIGKILL for any still running after the deadline).
-    pub async fn stop(self) {
-        if let Some(gcp) = self.gcp {
+    pub async fn stop(mut self) {
+        if let Some(gcp) = self.gcp.take() {
             gcp.stop().await;
         }
-        futures::future::join_all(
-            self.processes
-                .iter()
-                .map(|p| p.child.stop(process::STOP_DEADLINE)),
-        )
-        .await;
+        futures::future::join_all(self.all_processes().map(|p| p.child.stop(process::STOP_DEADLINE))).await;
     }
 }
 

@@ -10,9 +10,9 @@
 //!
 //! The workers run as on Cloud Run behind invoker IAM (`PUSH_AUTH=cloud-run-iam`, with
 //! `K_SERVICE` set), each behind its own front end, which admits only the push account. The
-//! caller gives each worker's instances: the end-to-end tests run [`INSTANCES`] of each, as
-//! Cloud Run may; the devstack and the bench run one process that stands for all of them
-//! (and takes all their requests), which hides what differs between instances.
+//! caller gives each worker's instances: the end-to-end tests and the bench run
+//! [`INSTANCES`] of each, as Cloud Run may; the devstack runs one process that stands for
+//! all of them (and takes all their requests), which hides what differs between instances.
 //! What this models and what it does not is said in the docs of
 //! `gcp_models::pubsub_push` and `gcp_models::cloud_run`.
 
