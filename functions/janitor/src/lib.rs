@@ -216,9 +216,9 @@ fn recorded_failure(
 ) -> Option<SagaMessage> {
     records.iter().find_map(|(_, record)| {
         let (record, _) = record.as_ref()?;
-        let outbox = record.outbox.as_ref().filter(|out| out.topic == Topic::Error);
-        let failed = SagaMessage::parse_any_size(outbox?.data.as_bytes()).ok()?;
-        (record.state.is_failure() && failed.uuid == uuid && failed.reason.is_some()).then_some(failed)
+        record.outbox.as_ref().filter(|out| out.topic == Topic::Error)?;
+        let failed = record.stored_message(uuid)?;
+        (record.state.is_failure() && failed.reason.is_some()).then_some(failed)
     })
 }
 
@@ -534,11 +534,7 @@ async fn started_by_the_frontend(
     let Ok(letter) = SagaMessage::parse_any_size(data) else {
         return Ok(false);
     };
-    let view = clients
-        .store
-        .get(&records::saga(uuid))
-        .await?
-        .and_then(|doc| doc.decode::<saga::engine::status::StatusDoc>().ok());
+    let view = sweep::view(clients, uuid).await?;
     Ok(view.and_then(|view| sweep::order_of(&view)) == Some(letter.order))
 }
 

@@ -456,12 +456,15 @@ async fn act(
     }
 }
 
+/// The saga's view, if it has a readable one.
+pub(crate) async fn view(clients: &Clients, uuid: SagaId) -> Result<Option<StatusDoc>, StepError> {
+    let view = clients.store.get(&records::saga(uuid)).await?;
+    Ok(view.and_then(|doc| doc.decode::<StatusDoc>().ok()))
+}
+
 /// Whether the saga's view says it ended.
 async fn ended(clients: &Clients, uuid: SagaId) -> Result<bool, StepError> {
-    let view = clients.store.get(&records::saga(uuid)).await?;
-    Ok(view
-        .and_then(|doc| doc.decode::<StatusDoc>().ok())
-        .is_some_and(|view| view.ended != 0))
+    Ok(view(clients, uuid).await?.is_some_and(|view| view.ended != 0))
 }
 
 /// The `error` message `step`'s record holds, if it failed.
@@ -469,9 +472,8 @@ fn stored_failure(uuid: SagaId, saga: &Saga, step: Service) -> Option<SagaMessag
     let index = FORWARD.iter().position(|s| *s == step)?;
     saga.steps[index]
         .as_ref()
-        .and_then(|r| r.outbox.as_ref())
-        .and_then(|out| SagaMessage::parse_any_size(out.data.as_bytes()).ok())
-        .filter(|m| m.uuid == uuid && m.reason.is_some())
+        .and_then(|r| r.stored_message(uuid))
+        .filter(|m| m.reason.is_some())
 }
 
 /// The message the step at `index` in [`FORWARD`] waits for: the one the step before
@@ -481,9 +483,8 @@ fn awaited(uuid: SagaId, saga: &Saga, index: Option<usize>) -> Result<SagaMessag
     let stored = index
         .and_then(|i| i.checked_sub(1))
         .and_then(|before| saga.steps[before].as_ref())
-        .and_then(|r| r.outbox.as_ref())
-        .and_then(|out| SagaMessage::parse_any_size(out.data.as_bytes()).ok())
-        .filter(|m| m.uuid == uuid && m.reason.is_none());
+        .and_then(|r| r.stored_message(uuid))
+        .filter(|m| m.reason.is_none());
     match stored {
         Some(stored) => Ok(stored),
         None => Ok(SagaMessage::new(uuid, order(saga)?, serde_json::Map::new())),

@@ -325,7 +325,7 @@ impl Stack {
 
     /// The log file of `service`'s `instance` (counted from 0): `{service}.log` for the
     /// first, `{service}-2.log` and on for the others.
-    pub fn log_path(&self, service: Service, instance: usize) -> PathBuf {
+    fn log_path(&self, service: Service, instance: usize) -> PathBuf {
         if instance == 0 {
             self.log_dir.join(format!("{service}.log"))
         } else {

@@ -37,7 +37,7 @@
 
 use super::deadline::Deadline;
 use super::lease::HeldLease;
-use super::run::{Found, commit_record, evidence_paths, publish_and_mark, record_of, resume};
+use super::run::{commit_record, publish_and_mark, record_of, resume_found};
 use super::status::{Inbound, record_step};
 use super::{Handled, Step, StepError, records};
 use crate::contract::Service;
@@ -302,12 +302,7 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
                         msg,
                         ..
                     } = member;
-                    let evidence = evidence_paths(msg.uuid, service);
-                    let resumed = async {
-                        let found = Found::with_proofs(&clients, record, &evidence).await?;
-                        resume(&clients, &plan.path, &evidence, found, deadline).await
-                    };
-                    let _ = answer.send(resumed.await);
+                    let _ = answer.send(resume_found(&clients, service, msg.uuid, record, deadline).await);
                 });
             }
             Settled::Refused(error) => {

@@ -179,10 +179,8 @@ pub fn earlier_step(
         return Err(unmatched("it was about another order"));
     }
     let published = record
-        .outbox
-        .as_ref()
-        .and_then(|out| SagaMessage::parse_any_size(out.data.as_bytes()).ok())
-        .filter(|published| published.uuid == msg.uuid && published.order == msg.order)
+        .stored_message(msg.uuid)
+        .filter(|published| published.order == msg.order)
         .ok_or_else(|| unmatched("its record holds no readable message of this order"))?;
     Ok((record, published))
 }

@@ -268,6 +268,14 @@ impl StepRecord {
     pub fn price(&self) -> Option<Money> {
         self.price_per_unit.and_then(Money::new)
     }
+
+    /// The message its outbox holds, if it can be read and is saga `uuid`'s.
+    pub fn stored_message(&self, uuid: SagaId) -> Option<crate::wire::message::SagaMessage> {
+        let out = self.outbox.as_ref()?;
+        crate::wire::message::SagaMessage::parse_any_size(out.data.as_bytes())
+            .ok()
+            .filter(|m| m.uuid == uuid)
+    }
 }
 
 /// The fields changed when a step's state changes (a compensation).

@@ -68,9 +68,7 @@ pub async fn run(
             } else {
                 let mut docs = timed("read", clients.store.get_all(paths)).await?;
                 if let Some(record) = docs.remove(0) {
-                    let evidence = evidence_paths(msg.uuid, service);
-                    let found = Found::with_proofs(clients, record, &evidence).await?;
-                    return resume(clients, record_path, &evidence, found, deadline)
+                    return resume_found(clients, service, msg.uuid, record, deadline)
                         .await
                         .map(Some);
                 }
@@ -173,7 +171,7 @@ async fn timed<T>(phase: &'static str, call: impl Future<Output = T>) -> T {
 /// record is safe because a proof only ever appears (records are never deleted): one seen
 /// later proves delivery as well, and none seen later means none when the record was read.
 #[derive(Debug)]
-pub(super) struct Found {
+struct Found {
     record: Snapshot,
     proofs: Vec<(Topic, Option<Snapshot>)>,
 }
@@ -186,7 +184,7 @@ impl Found {
     }
 
     /// `record` as read already, with its proofs read now from the paths of `evidence`.
-    pub(super) async fn with_proofs(
+    async fn with_proofs(
         clients: &Clients,
         record: Snapshot,
         evidence: &[(Topic, DocPath)],
@@ -231,11 +229,26 @@ pub async fn relay(
     resume(clients, &path, &evidence, found, deadline).await
 }
 
+/// Finishes `service`'s step of saga `uuid`, whose record was just read as `record`: a
+/// duplicate or a redelivery. Reads the proofs of delivery first (see [`Found`]).
+pub(super) async fn resume_found(
+    clients: &Clients,
+    service: Service,
+    uuid: crate::domain::SagaId,
+    record: Snapshot,
+    deadline: Deadline,
+) -> Result<Handled, StepError> {
+    let path = records::step(uuid, service);
+    let evidence = evidence_paths(uuid, service);
+    let found = Found::with_proofs(clients, record, &evidence).await?;
+    resume(clients, &path, &evidence, found, deadline).await
+}
+
 /// Finishes a step whose record already exists: a duplicate or a redelivery. `evidence`
 /// are the paths [`Found`]'s proofs were read from, to read them again while another
 /// delivery holds the publish lease (for at most [`LEASE_WAIT`], and only while a publish
 /// would still fit before `deadline`).
-pub(super) async fn resume(
+async fn resume(
     clients: &Clients,
     path: &DocPath,
     evidence: &[(Topic, DocPath)],
