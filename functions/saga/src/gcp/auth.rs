@@ -100,8 +100,10 @@ impl PushAuth {
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Least time between two key look-ups for tokens whose key id no valid token carried yet
-/// (see `KeyIds`). Google publishes a key well before it signs with it, so a genuine push
-/// meets this only once Google signs with a new key: as a 503 that Pub/Sub retries, or,
+/// (see `KeyIds`). Issuers publish a key before they sign with it (the usual rotation; no
+/// Google page found states Google's schedule, and the local JWKS model serves one key, so
+/// rotation is not modelled), so a genuine push meets this only once Google signs with a
+/// new key: as a 503 that Pub/Sub retries, or,
 /// during a flood of made-up key ids, as retries until its own look-up gets the slot.
 pub const KEY_LOOKUP_EVERY: Duration = Duration::from_secs(10);
 
