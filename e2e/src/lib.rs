@@ -434,6 +434,51 @@ impl TestStack {
             .expect("pulling in a test")
     }
 
+    /// Reads `dead-letter-sub` until `want` distinct letters arrived or `timeout` passed, then
+    /// for `quiet` more so that extra letters are seen too, and returns one copy of each.
+    ///
+    /// Pub/Sub delivers at least once: a poison message pushed twice is dead-lettered twice,
+    /// both copies naming the message's id (`saga_dead_letter_message_id`) and carrying its
+    /// data and attributes. Such copies count once. The emulator's push never delivers twice
+    /// after a 2xx, so on it a copy fails the test.
+    ///
+    /// # Panics
+    /// On a copy under the emulator's push, or if the subscription cannot be read.
+    pub async fn dead_letters(&self, want: usize, timeout: Duration, quiet: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut one_each = Vec::new();
+        let mut keep = |letters: Vec<Received>, one_each: &mut Vec<Received>| {
+            for letter in letters {
+                if seen.insert((letter.data.clone(), letter.attributes.clone())) {
+                    one_each.push(letter);
+                } else {
+                    assert!(
+                        self.gcp.is_some(),
+                        "the emulator's push never delivers twice: {letter:?}"
+                    );
+                }
+            }
+        };
+        while one_each.len() < want {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let read = self
+                .pull(
+                    "dead-letter-sub",
+                    want - one_each.len(),
+                    left.min(Duration::from_millis(500)),
+                )
+                .await;
+            keep(read, &mut one_each);
+        }
+        let more = self.pull("dead-letter-sub", 100, quiet).await;
+        keep(more, &mut one_each);
+        one_each
+    }
+
     /// Reads `subscription` until a message for each of `uuids` arrived (or `timeout`), and
     /// returns the messages of those uuids. Messages of other uuids read meanwhile are kept
     /// for later calls, so concurrent sagas can be awaited one after the other.

@@ -333,7 +333,8 @@ async fn poison_pushes_are_acked_dead_lettered_and_the_saga_keeps_working() {
         .publish(Topic::Frontend, ten.to_string().as_bytes(), &[])
         .await;
 
-    let letters = stack.pull("dead-letter-sub", 5, WAIT).await;
+    let letters = stack.dead_letters(5, WAIT, QUIET).await;
+    assert_eq!(letters.len(), 5, "one letter per poison message: {letters:?}");
     let reasons: HashMap<String, &devstack::pubsub::Received> = letters
         .iter()
         .map(|m| (m.attributes["saga_dead_letter_reason"].clone(), m))

@@ -567,53 +567,6 @@ fn poison_messages() -> Vec<Poison> {
     ]
 }
 
-/// Reads `dead-letter-sub` until `want` distinct letters arrived or `WAIT` passed, then for
-/// `QUIET` more, so that extra letters are seen too; one per message.
-///
-/// Pub/Sub delivers at least once: a poison message pushed twice is copied twice, both
-/// copies naming the message's id (`saga_dead_letter_message_id`) and carrying its data. Copies of one message
-/// must be the same letter; on the emulator's push, which never delivers twice after a 2xx,
-/// there must be none.
-async fn dead_letters(stack: &TestStack, want: usize) -> Vec<e2e::pubsub::Received> {
-    let mut letters: Vec<e2e::pubsub::Received> = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let distinct = |letters: &[e2e::pubsub::Received]| {
-        letters
-            .iter()
-            .map(|l| (&l.data, &l.attributes))
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-    };
-    while distinct(&letters) < want && tokio::time::Instant::now() < deadline {
-        letters.extend(
-            stack
-                .pull(
-                    "dead-letter-sub",
-                    want - letters.len(),
-                    Duration::from_millis(500),
-                )
-                .await,
-        );
-    }
-    letters.extend(stack.pull("dead-letter-sub", 100, QUIET).await);
-    // GCP-like delivery may publish a letter twice (its push delivered twice): copies are
-    // identical in data and every attribute, and count once.
-    let mut seen = std::collections::BTreeSet::new();
-    let mut one_each = Vec::new();
-    for letter in letters {
-        if !seen.insert((letter.data.clone(), letter.attributes.clone())) {
-            assert!(
-                super::DELIVERY != e2e::Delivery::Emulator,
-                "the emulator's push never delivers twice: {:?}",
-                describe(&[letter])
-            );
-            continue;
-        }
-        one_each.push(letter);
-    }
-    one_each
-}
-
 fn describe(letters: &[e2e::pubsub::Received]) -> Vec<BTreeMap<String, String>> {
     letters
         .iter()
@@ -639,7 +592,7 @@ async fn hostile_messages_from_other_producers_are_dead_lettered_once_with_a_rea
             .await;
     }
 
-    let letters = dead_letters(&stack, cases.len()).await;
+    let letters = stack.dead_letters(cases.len(), WAIT, QUIET).await;
     let mut by_case: HashMap<&str, Vec<&e2e::pubsub::Received>> = HashMap::new();
     for letter in &letters {
         let case = letter.attributes.get("case").map_or("(none)", String::as_str);
@@ -790,7 +743,7 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
         *want.entry(reason).or_default() += 1;
     }
 
-    let letters = dead_letters(&stack, cases.len()).await;
+    let letters = stack.dead_letters(cases.len(), WAIT, QUIET).await;
     let mut got: BTreeMap<&str, usize> = BTreeMap::new();
     for letter in &letters {
         *got.entry(letter.attributes.get(REASON).map_or("(none)", String::as_str))
@@ -837,7 +790,7 @@ async fn a_push_whose_data_exceeds_the_limit_is_dead_lettered_once_and_nothing_e
         (200, Some("too_large")),
         "{answer}"
     );
-    let letters = dead_letters(&stack, 1).await;
+    let letters = stack.dead_letters(1, WAIT, QUIET).await;
     assert_eq!(
         describe(&letters)
             .iter()
@@ -923,7 +876,7 @@ async fn a_producers_own_total_invoice_price_and_status_never_override_the_sagas
             &[],
         )
         .await;
-    let letters = dead_letters(&stack, 1).await;
+    let letters = stack.dead_letters(1, WAIT, QUIET).await;
     assert_eq!(letters.len(), 1, "{:?}", describe(&letters));
     let attribute = |name: &str| letters[0].attributes.get(name).map(String::as_str);
     assert_eq!(
