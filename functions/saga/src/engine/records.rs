@@ -93,11 +93,31 @@ pub fn set_stock_level(writes: &mut WriteSet, item: &ItemName, stock: &Snapshot,
         .and_request_time(inventory_fields::WRITTEN_AT);
 }
 
-/// When the saga last wrote `stock`'s level ([`inventory_fields::WRITTEN_AT`]), if it ever
-/// did: what the write gap of the item's stock counts from ([`super::Step::shared_written_at`]).
-/// A write of anyone else (a seed, an operator's edit) holds no sale or return back.
+/// When the saga last wrote `stock`'s level, if it ever did: what the write gap of the
+/// item's stock counts from ([`super::Step::shared_written_at`]). A write of anyone else (a
+/// seed, an operator's edit) long after it holds no sale or return back.
 pub fn stock_written_at(stock: &Snapshot) -> Option<std::time::SystemTime> {
-    stock.time(inventory_fields::WRITTEN_AT)
+    gap_start(stock.time(inventory_fields::WRITTEN_AT), stock.updated_at())
+}
+
+/// How long after Firestore takes a commit it may still be applying it.
+const COMMIT_SPAN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where the write gap starts, the saga's last write of a stock being marked `mark` and the
+/// document last changed at `updated`. The mark ([`inventory_fields::WRITTEN_AT`]) is when
+/// Firestore took that commit (its request time); the commit is applied, and the document's
+/// update time set, later by the commit's own length, which for a batch of a hundred sales
+/// the emulator stretches to a hundred milliseconds and more. A write rate is counted on
+/// update times, so an update within [`COMMIT_SPAN`] after the mark (that commit's, or a
+/// write just after it) is where the gap starts; a later one is someone else's and holds
+/// nothing back.
+fn gap_start(
+    mark: Option<std::time::SystemTime>,
+    updated: Option<std::time::SystemTime>,
+) -> Option<std::time::SystemTime> {
+    let mark = mark?;
+    let applied = updated.filter(|u| u.duration_since(mark).is_ok_and(|after| after <= COMMIT_SPAN));
+    Some(applied.unwrap_or(mark))
 }
 
 /// Status of a domain document: its `status` field.
@@ -310,6 +330,49 @@ impl StatusChange {
         StatusChange {
             status,
             updated: FirestoreTimestamp::now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn the_write_gap_starts_when_the_sagas_last_commit_was_applied_not_at_anyone_elses_write() {
+        let mark = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ms = Duration::from_millis;
+        for (what, mark, updated, want) in [
+            ("never written by the saga", None, Some(mark), None),
+            ("applied as it was taken", Some(mark), Some(mark), Some(mark)),
+            (
+                "applied 120 ms after it was taken",
+                Some(mark),
+                Some(mark + ms(120)),
+                Some(mark + ms(120)),
+            ),
+            (
+                "an edit within a second of it",
+                Some(mark),
+                Some(mark + ms(1_000)),
+                Some(mark + ms(1_000)),
+            ),
+            (
+                "an operator's edit long after",
+                Some(mark),
+                Some(mark + ms(60_000)),
+                Some(mark),
+            ),
+            (
+                "an update time before the mark",
+                Some(mark),
+                Some(mark - ms(5)),
+                Some(mark),
+            ),
+            ("no update time", Some(mark), None, Some(mark)),
+        ] {
+            assert_eq!(gap_start(mark, updated), want, "{what}");
         }
     }
 }
