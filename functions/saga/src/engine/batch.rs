@@ -19,8 +19,9 @@
 //! refused for stock only if, at that point of that serial order, less than it asked for was
 //! left, a level which later sales can only lower. If anything changed the document (another
 //! instance's batch, a compensation's increment), the commit fails as a whole, nothing is
-//! written, and the worker reads and decides again, after a back-off that grows while the
-//! commits keep failing.
+//! written, and the batch decides again: on the shared document read again alone, if that
+//! is what moved (see [`round`] for why that is as exact), or else on everything read
+//! again, after a back-off that grows while the commits keep failing.
 //!
 //! **How often the shared document is written.** A commit of it starts only once the step's
 //! last write of it (as the document records it, [`Step::shared_written_at`], which every
@@ -34,6 +35,17 @@
 //! guard covers the wait). Deliveries that arrive meanwhile wait and join the next batch,
 //! which is what makes the batches large under load; a document last written long ago is
 //! committed at once.
+//!
+//! **Several instances.** Cloud Run runs a service as several instances, each with its own
+//! batch of the same item, and every one of them waits for the same next slot. Committing
+//! at its start, one wins at random; the others lose the commit, and by chance alone some
+//! lose slot after slot. So a process that saw another writer of the document lately
+//! ([`CONTENTION_MEMORY`]) lets each slot go by for a while that shrinks as its oldest
+//! member's wait grows ([`yield_for`]), then reads the shared document alone: if another
+//! writer took the slot meanwhile, it decides again on that write at the next slot, without
+//! a lost commit and without reading every member's documents again. The batch that waited
+//! longest commits first. A process that sees no other writer commits at the start of each
+//! slot, as before.
 
 use super::deadline::Deadline;
 use super::lease::HeldLease;
@@ -45,6 +57,7 @@ use crate::gcp::Clients;
 use crate::gcp::bus::Outgoing;
 use crate::gcp::store::{CommitError, DocPath, Snapshot, WriteSet};
 use crate::wire::message::SagaMessage;
+use firestore::gcloud_sdk::prost_types::Timestamp;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -77,6 +90,9 @@ struct Member {
     inbound: Inbound,
     deadline: Deadline,
     answer: oneshot::Sender<Result<Handled, StepError>>,
+    /// When it joined the queue: the batch whose oldest member has waited longest goes
+    /// first when instances contend ([`yield_for`]).
+    joined: Instant,
 }
 
 /// The queue of one shared document of one step, in one instance of the service
@@ -85,15 +101,65 @@ type Key = (u64, Service, DocPath);
 
 static QUEUES: LazyLock<Mutex<HashMap<Key, mpsc::UnboundedSender<Member>>>> = LazyLock::new(Mutex::default);
 
-/// When this process last wrote each shared document, kept across workers: a worker ends
-/// when its queue is empty, and the next one, started by the next delivery, must wait for
-/// the gap before it reads, so that what arrives meanwhile joins its read and nothing waits
-/// for a second gap. On the monotonic clock: a wall clock stepped back after a write would
-/// otherwise hold the item's worker (and every delivery queued behind it) for the step.
-static WRITTEN: LazyLock<Mutex<HashMap<Key, Instant>>> = LazyLock::new(Mutex::default);
+/// How this process paces its writes of each shared document, kept across workers: a
+/// worker ends when its queue is empty, and the next one, started by the next delivery,
+/// must still know both.
+static PACES: LazyLock<Mutex<HashMap<Key, Pace>>> = LazyLock::new(Mutex::default);
 
-fn written() -> std::sync::MutexGuard<'static, HashMap<Key, Instant>> {
-    WRITTEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// What a process knows of the writes of one shared document, on the monotonic clock (a wall
+/// clock stepped back would otherwise hold the item's worker, and every delivery queued
+/// behind it, for the step).
+#[derive(Clone, Copy, Debug, Default)]
+struct Pace {
+    /// When this process last wrote it. The next worker waits for the gap before it reads,
+    /// so that what arrives meanwhile joins its read and nothing waits for a second gap.
+    written: Option<Instant>,
+    /// When this process last saw another writer take a slot of it (another instance of the
+    /// service, or another step such as the janitor's returns).
+    others_seen: Option<Instant>,
+}
+
+impl Pace {
+    /// Whether another writer took a slot within [`CONTENTION_MEMORY`] of `now`.
+    fn contended(self, now: Instant) -> bool {
+        self.others_seen
+            .is_some_and(|seen| now.saturating_duration_since(seen) < CONTENTION_MEMORY)
+    }
+}
+
+/// How long a process goes on yielding slots ([`yield_for`]) after it last saw another
+/// writer of the document: long enough to span the pauses of a steady load, short enough
+/// that a lone instance soon commits at the start of each slot again.
+const CONTENTION_MEMORY: Duration = Duration::from_secs(10);
+
+/// Most slots one round waits for, lost to other writers or to a commit that lost its race,
+/// before it lets the worker drop members that gave up and read everything again.
+const MAX_SLOTS: u32 = 16;
+
+fn paces() -> std::sync::MutexGuard<'static, HashMap<Key, Pace>> {
+    PACES.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn pace(key: &Key) -> Pace {
+    paces().get(key).copied().unwrap_or_default()
+}
+
+fn saw_another_writer(key: &Key) {
+    paces().entry(key.clone()).or_default().others_seen = Some(Instant::now());
+}
+
+/// How long a batch whose oldest member has waited `waited` lets a contended slot go by
+/// before it takes it, the gap being `gap`: from half a gap for a batch just formed down to
+/// nothing for one that has waited three gaps. Several instances batch the same document on
+/// their own and would otherwise all commit at the start of each slot, where one wins at
+/// random and the others, losing slot after slot by chance, make the tail. Yielding by age
+/// lets the batch that waited longest commit first; the others, reading the document again
+/// after their pause, see its write and wait for the next slot without a lost commit.
+fn yield_for(waited: Duration, gap: Duration) -> Duration {
+    let most = gap / 2;
+    let span = gap * 3;
+    let left = span.saturating_sub(waited);
+    most.mul_f64(left.as_secs_f64() / span.as_secs_f64())
 }
 
 /// Runs `step` for `msg` as a member of the batch of `shared`, and returns its outcome.
@@ -112,6 +178,7 @@ pub(super) async fn join(
         inbound: inbound.clone(),
         deadline,
         answer,
+        joined: Instant::now(),
     };
     let key = (clients.instance, step.service(), shared);
     {
@@ -138,7 +205,6 @@ pub(super) async fn join(
 
 /// The worker of one shared document: batches until the queue stays empty.
 async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc::UnboundedReceiver<Member>) {
-    let shared = key.2.clone();
     let mut waiting: Vec<Member> = Vec::new();
     let mut conflicts = 0;
     loop {
@@ -157,25 +223,23 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
             waiting.push(member);
             continue;
         }
-        let last_written = written().get(&key).copied();
-        if let Some(at) = last_written {
+        if let Some(at) = pace(&key).written {
             tokio::time::sleep_until((at + step.shared_write_gap()).into()).await;
             while let Ok(member) = members.try_recv() {
                 waiting.push(member);
             }
         }
-        let take = batch_len(waiting.iter().map(|m| m.bytes));
-        let batch: Vec<Member> = waiting.drain(..take).collect();
-        match round(step.as_ref(), &clients, &shared, batch).await {
+        match round(step.as_ref(), &clients, &key, &mut waiting, &mut members).await {
             Ok((outcome, unsettled)) => {
                 match outcome {
                     Outcome::Wrote(at) => {
-                        written().insert(key.clone(), at);
+                        paces().entry(key.clone()).or_default().written = Some(at);
                         conflicts = 0;
                     }
                     Outcome::Settled => conflicts = 0,
-                    // Whatever changed the document may change it again at once (another
-                    // instance, a compensation's increment): back off, longer each time.
+                    // Nothing showed who changed the documents (an operator's edit of the
+                    // shared one, a duplicate's record written elsewhere), or the round ran
+                    // out of slots: back off, longer each time, then read everything again.
                     Outcome::Conflict => {
                         conflicts += 1;
                         super::retry::backoff(conflicts).await;
@@ -245,76 +309,280 @@ type RoundResult = Result<(Outcome, Vec<Member>), (StepError, Vec<Member>)>;
 enum Outcome {
     /// It wrote the shared document, at about this time.
     Wrote(Instant),
-    /// It wrote nothing of the shared document, or waited for its gap.
+    /// It wrote nothing of the shared document.
     Settled,
-    /// Its commit lost to a concurrent change: nothing was written.
+    /// Its commit lost to a change it could not see in the shared document, or it ran out
+    /// of slots: nothing was written.
     Conflict,
 }
 
-/// One read, the decisions, one commit, then the publishes.
-async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<Member>) -> RoundResult {
-    let service = step.service();
-    // A second delivery of a message already in this round waits for the next one, where it
-    // finds the first one's record: deciding both here would sell the stock twice.
-    let mut seen = std::collections::HashSet::new();
-    let (mut batch, mut repeats): (Vec<Member>, Vec<Member>) =
-        batch.into_iter().partition(|m| seen.insert(m.msg.uuid));
-    let plans: Vec<Plan> = batch.iter().map(|m| Plan::new(step, service, &m.msg)).collect();
-    let mut paths = vec![shared.clone()];
-    for plan in &plans {
-        paths.extend(plan.paths());
+/// A member of a round, with what was read for it.
+struct Reading {
+    member: Member,
+    plan: Plan,
+    /// Its own documents as read, in [`Plan::paths`] order.
+    own: Vec<Option<Snapshot>>,
+}
+
+/// A decided member waiting for the commit: what it publishes, its record's index in the
+/// commit, and the lease on its outbox.
+struct Committing {
+    reading: Reading,
+    outgoing: Outgoing,
+    index: usize,
+    lease: HeldLease,
+}
+
+/// Moves what queued into `waiting` and takes from it the members that fit a batch that
+/// holds members of `held` bytes each already ([`batch_len`]). Members whose handlers gave
+/// up need no answer and are dropped.
+fn admit(
+    waiting: &mut Vec<Member>,
+    queue: &mut mpsc::UnboundedReceiver<Member>,
+    held: &[usize],
+) -> Vec<Member> {
+    while let Ok(member) = queue.try_recv() {
+        waiting.push(member);
     }
-    let docs = match clients.store.get_all(&paths).await {
-        Ok(docs) => docs,
-        Err(e) => {
-            batch.extend(repeats);
-            return Err((e.into(), batch));
+    waiting.retain(|m| !m.answer.is_closed());
+    let sizes: Vec<usize> = held
+        .iter()
+        .copied()
+        .chain(waiting.iter().map(|m| m.bytes))
+        .collect();
+    let take = batch_len(sizes.into_iter())
+        .saturating_sub(held.len())
+        .min(waiting.len());
+    waiting.drain(..take).collect()
+}
+
+/// The members of a round and what was read for them.
+#[derive(Default)]
+struct Round {
+    readings: Vec<Reading>,
+    /// Held over to the next round.
+    repeats: Vec<Member>,
+    /// The messages in `readings`.
+    seen: std::collections::HashSet<crate::domain::SagaId>,
+}
+
+impl Round {
+    /// Reads the shared document, and the own documents of `batch`, which join the round, in
+    /// one call, and returns the shared document.
+    async fn read(
+        &mut self,
+        step: &dyn Step,
+        clients: &Clients,
+        shared: &DocPath,
+        batch: Vec<Member>,
+    ) -> Result<Option<Snapshot>, StepError> {
+        // A second delivery of a message already in this round waits for the next one,
+        // where it finds the first one's record: deciding both here would sell the stock
+        // twice.
+        let (batch, repeats): (Vec<Member>, Vec<Member>) =
+            batch.into_iter().partition(|m| self.seen.insert(m.msg.uuid));
+        self.repeats.extend(repeats);
+        let plans: Vec<Plan> = batch
+            .iter()
+            .map(|m| Plan::new(step, step.service(), &m.msg))
+            .collect();
+        let mut paths = vec![shared.clone()];
+        for plan in &plans {
+            paths.extend(plan.paths());
         }
-    };
-    let mut docs = docs.into_iter();
-    let shared_doc = docs.next().flatten();
-    // The shared document must not be written by the step more often than its gap, whichever
-    // instance wrote it last. The batch waits, then decides on what it read: reading again
-    // would bill every member's documents twice, and the commit is guarded anyway, so a
-    // write made meanwhile fails it and the next round reads that write's mark.
-    if let Some(doc) = &shared_doc
-        && let Some(next) = next_write(
-            step.shared_written_at(doc),
-            SystemTime::now(),
-            step.shared_write_gap(),
-        )
-    {
-        sleep_until(next).await;
+        let docs = match clients.store.get_all(&paths).await {
+            Ok(docs) => docs,
+            Err(e) => {
+                self.repeats.extend(batch);
+                return Err(e.into());
+            }
+        };
+        let mut docs = docs.into_iter();
+        let shared_doc = docs.next().flatten();
+        for (member, plan) in batch.into_iter().zip(plans) {
+            let own = docs.by_ref().take(plan.count()).collect();
+            self.readings.push(Reading { member, plan, own });
+        }
+        Ok(shared_doc)
     }
-    let mut state = shared_doc;
+
+    fn sizes(&self) -> Vec<usize> {
+        self.readings.iter().map(|r| r.member.bytes).collect()
+    }
+
+    /// When its oldest member joined.
+    fn oldest(&self) -> Instant {
+        self.readings
+            .iter()
+            .map(|r| r.member.joined)
+            .min()
+            .unwrap_or_else(Instant::now)
+    }
+
+    /// Every member still to answer.
+    fn unanswered(self) -> Vec<Member> {
+        self.readings
+            .into_iter()
+            .map(|r| r.member)
+            .chain(self.repeats)
+            .collect()
+    }
+}
+
+/// Whether the shared document changed between two reads of it.
+fn moved(before: Option<&Snapshot>, after: Option<&Snapshot>) -> bool {
+    before.map(Snapshot::update_time) != after.map(Snapshot::update_time)
+}
+
+/// One round of the shared document: members taken from `waiting` (and `queue`), one read
+/// of their documents, then, for each slot it waits for: the decisions, one commit, and the
+/// publishes.
+///
+/// A round that must wait for a slot, or that recently saw another writer of the shared
+/// document, reads the shared document again once its turn came ([`yield_for`]), with the
+/// documents of members that queued meanwhile, which join it. If the shared document moved,
+/// another writer took the slot: the round decides again on it at the next slot, with its
+/// members' own documents as read. So does a round whose commit lost while the shared
+/// document moved. That is as exact as reading everything again: the commit is guarded by
+/// the shared document as last read, and a member's record is only created where none
+/// exists, so a duplicate of it that committed elsewhere still fails the commit (which
+/// then, the shared document unmoved, reads everything again).
+async fn round(
+    step: &dyn Step,
+    clients: &Clients,
+    key: &Key,
+    waiting: &mut Vec<Member>,
+    queue: &mut mpsc::UnboundedReceiver<Member>,
+) -> RoundResult {
+    let shared = &key.2;
+    let gap = step.shared_write_gap();
+    let mut round = Round::default();
+    let batch = admit(waiting, queue, &[]);
+    let mut shared_doc = match round.read(step, clients, shared, batch).await {
+        Ok(doc) => doc,
+        Err(e) => return Err((e, round.unanswered())),
+    };
+    for _ in 0..MAX_SLOTS {
+        // The shared document must not be written by the step more often than its gap,
+        // whichever instance wrote it last.
+        let next = shared_doc
+            .as_ref()
+            .and_then(|doc| next_write(step.shared_written_at(doc), SystemTime::now(), gap));
+        if next.is_some() {
+            // The worker waited for this process's own last write before it read: a slot
+            // still to wait for was taken by another writer.
+            saw_another_writer(key);
+        }
+        let contended = pace(key).contended(Instant::now());
+        if next.is_some() || contended {
+            if let Some(at) = next {
+                sleep_until(at).await;
+            }
+            if contended {
+                tokio::time::sleep(yield_for(round.oldest().elapsed(), gap)).await;
+            }
+            let batch = admit(waiting, queue, &round.sizes());
+            match round.read(step, clients, shared, batch).await {
+                Ok(fresh) if moved(shared_doc.as_ref(), fresh.as_ref()) => {
+                    saw_another_writer(key);
+                    shared_doc = fresh;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => return Err((e, round.unanswered())),
+            }
+        }
+        // Members whose handlers gave up meanwhile need no answer.
+        round.readings.retain(|r| !r.member.answer.is_closed());
+        let readings = std::mem::take(&mut round.readings);
+        let (writes, committing, wrote_shared) = decide(
+            step,
+            clients,
+            shared,
+            shared_doc.as_ref(),
+            readings,
+            &mut round.repeats,
+        );
+        if committing.is_empty() {
+            return Ok((Outcome::Settled, round.repeats));
+        }
+        match clients.store.commit(writes).await {
+            Ok(times) => {
+                publish(clients, committing, &times);
+                let outcome = if wrote_shared {
+                    Outcome::Wrote(Instant::now())
+                } else {
+                    Outcome::Settled
+                };
+                return Ok((outcome, round.repeats));
+            }
+            Err(CommitError::Conflict(_)) => {
+                round.readings = committing.into_iter().map(|c| c.reading).collect();
+                let batch = admit(waiting, queue, &round.sizes());
+                match round.read(step, clients, shared, batch).await {
+                    Ok(fresh) if moved(shared_doc.as_ref(), fresh.as_ref()) => {
+                        tracing::debug!(%shared, "a batch lost its slot to another writer; deciding again");
+                        saw_another_writer(key);
+                        shared_doc = fresh;
+                    }
+                    Ok(_) => {
+                        tracing::debug!(%shared, "a batch lost its commit to a concurrent change; reading again");
+                        return Ok((Outcome::Conflict, round.unanswered()));
+                    }
+                    Err(e) => return Err((e, round.unanswered())),
+                }
+            }
+            Err(CommitError::Unavailable(e)) => {
+                round.readings = committing.into_iter().map(|c| c.reading).collect();
+                return Err((e.into(), round.unanswered()));
+            }
+        }
+    }
+    Ok((Outcome::Conflict, round.unanswered()))
+}
+
+/// Decides every member in turn, the shared document standing as `shared_doc` and then as
+/// the members before it left it; answers those with nothing to commit, holds over to
+/// `repeats` those that do not fit the commit, and returns the commit's writes, the members
+/// in it, and whether it writes the shared document.
+fn decide(
+    step: &dyn Step,
+    clients: &Clients,
+    shared: &DocPath,
+    shared_doc: Option<&Snapshot>,
+    readings: Vec<Reading>,
+    repeats: &mut Vec<Member>,
+) -> (WriteSet, Vec<Committing>, bool) {
+    let service = step.service();
+    let mut state = shared_doc.cloned();
     let mut writes = WriteSet::new();
     let mut shared_write = WriteSet::new();
     let mut committing: Vec<Committing> = Vec::new();
-    for (member, plan) in batch.into_iter().zip(plans) {
-        let own: Vec<Option<Snapshot>> = docs.by_ref().take(plan.count()).collect();
-        match plan.settle(step, shared, state.as_ref(), own, &member) {
+    for reading in readings {
+        let Reading { member, plan, own } = &reading;
+        match plan.settle(step, shared, state.as_ref(), own.clone(), member) {
             Settled::Exists(record) => {
-                let (clients, member) = (clients.clone(), member);
+                let clients = clients.clone();
                 tokio::spawn(async move {
                     let Member {
                         deadline,
                         answer,
                         msg,
                         ..
-                    } = member;
+                    } = reading.member;
                     let _ = answer.send(resume_found(&clients, service, msg.uuid, record, deadline).await);
                 });
             }
             Settled::Refused(error) => {
-                let _ = member.answer.send(Err(error));
+                let _ = reading.member.answer.send(Err(error));
             }
             Settled::Nothing(why) => {
-                let _ = member.answer.send(Ok(Handled::Ignored(why)));
+                let _ = reading.member.answer.send(Ok(Handled::Ignored(why)));
             }
             Settled::Decided(decision) if !fits(writes.len(), decision.writes.len(), committing.len()) => {
                 // Decided on the stock as the members before it left it, which stays so:
                 // the next round decides it again from what this one commits.
-                repeats.push(member);
+                repeats.push(reading.member);
             }
             Settled::Decided(mut decision) => {
                 let mine = decision.writes.split_off_document(shared);
@@ -335,63 +603,47 @@ async fn round(step: &dyn Step, clients: &Clients, shared: &DocPath, batch: Vec<
                 let record = record_of(service, &member.msg, &decision);
                 let (index, lease) = commit_record(&mut writes, &plan.path, record, &outgoing);
                 writes.extend(decision.writes);
-                committing.push((member, plan.path, outgoing, index, lease));
+                committing.push(Committing {
+                    reading,
+                    outgoing,
+                    index,
+                    lease,
+                });
             }
         }
-    }
-    if committing.is_empty() {
-        return Ok((Outcome::Settled, repeats));
     }
     let wrote_shared = !shared_write.is_empty();
     writes.extend(shared_write);
-    commit(clients, shared, writes, committing, wrote_shared, repeats).await
+    (writes, committing, wrote_shared)
 }
 
-/// A decided member waiting for the commit: its record's path and index in the commit,
-/// what it publishes, and the lease on its outbox.
-type Committing = (Member, DocPath, Outgoing, usize, HeldLease);
-
-/// Commits the round's writes; then publishes each member's message and answers it.
-async fn commit(
-    clients: &Clients,
-    shared: &DocPath,
-    writes: WriteSet,
-    committing: Vec<Committing>,
-    wrote_shared: bool,
-    repeats: Vec<Member>,
-) -> RoundResult {
-    match clients.store.commit(writes).await {
-        Ok(times) => {
-            for (member, path, outgoing, index, lease) in committing {
-                let written_at = times.get(index).copied().unwrap_or_default();
-                let clients = clients.clone();
-                tokio::spawn(async move {
-                    let topic = outgoing.topic;
-                    let published =
-                        publish_and_mark(&clients, &path, &outgoing, written_at, lease, member.deadline)
-                            .await
-                            .map(|()| Handled::Published(topic));
-                    let _ = member.answer.send(published);
-                });
-            }
-            let outcome = if wrote_shared {
-                Outcome::Wrote(Instant::now())
-            } else {
-                Outcome::Settled
-            };
-            Ok((outcome, repeats))
-        }
-        Err(CommitError::Conflict(_)) => {
-            tracing::debug!(%shared, "a batch lost its commit to a concurrent change; deciding again");
-            let mut again: Vec<Member> = committing.into_iter().map(|(member, ..)| member).collect();
-            again.extend(repeats);
-            Ok((Outcome::Conflict, again))
-        }
-        Err(CommitError::Unavailable(e)) => {
-            let mut batch: Vec<Member> = committing.into_iter().map(|(member, ..)| member).collect();
-            batch.extend(repeats);
-            Err((e.into(), batch))
-        }
+/// Publishes each committed member's message and answers it; `times` are the commit's
+/// write times.
+fn publish(clients: &Clients, committing: Vec<Committing>, times: &[Timestamp]) {
+    for Committing {
+        reading,
+        outgoing,
+        index,
+        lease,
+    } in committing
+    {
+        let written_at = times.get(index).copied().unwrap_or_default();
+        let clients = clients.clone();
+        tokio::spawn(async move {
+            let Reading { member, plan, .. } = reading;
+            let topic = outgoing.topic;
+            let published = publish_and_mark(
+                &clients,
+                &plan.path,
+                &outgoing,
+                written_at,
+                lease,
+                member.deadline,
+            )
+            .await
+            .map(|()| Handled::Published(topic));
+            let _ = member.answer.send(published);
+        });
     }
 }
 
@@ -493,6 +745,48 @@ mod tests {
         let then = next_write(mark, now, gap).unwrap();
         assert_eq!(next_write(mark, then, gap), Some(now + ms(280)));
         assert_eq!(next_write(mark, now + ms(280), gap), None);
+    }
+
+    #[test]
+    fn a_contended_slot_is_yielded_for_less_the_longer_the_oldest_member_waited() {
+        let gap = Duration::from_millis(250);
+        let ms = Duration::from_millis;
+        for (what, waited, want_ms) in [
+            ("a batch just formed", ms(0), 125),
+            ("a batch that waited a gap", ms(250), 83),
+            ("half way", ms(375), 62),
+            ("almost three gaps", ms(749), 0),
+            ("three gaps", ms(750), 0),
+            ("a batch that waited long", ms(10_000), 0),
+        ] {
+            assert_eq!(yield_for(waited, gap).as_millis(), want_ms, "{what}");
+        }
+        let yields: Vec<Duration> = (0..100).map(|i| yield_for(ms(i * 10), gap)).collect();
+        assert!(
+            yields.windows(2).all(|w| w[0] >= w[1]),
+            "the longer a batch waited, the sooner it commits"
+        );
+        assert!(
+            yields[0] < gap,
+            "every batch commits within the slot it waited for"
+        );
+    }
+
+    #[test]
+    fn a_process_yields_slots_only_while_it_saw_another_writer_lately() {
+        let now = Instant::now() + Duration::from_mins(1);
+        let seen = |ago: u64| Pace {
+            written: None,
+            others_seen: now.checked_sub(Duration::from_millis(ago)),
+        };
+        for (what, pace, want) in [
+            ("never saw one", Pace::default(), false),
+            ("saw one just now", seen(0), true),
+            ("saw one a while ago", seen(9_999), true),
+            ("saw one too long ago", seen(10_000), false),
+        ] {
+            assert_eq!(pace.contended(now), want, "{what}");
+        }
     }
 
     #[test]
