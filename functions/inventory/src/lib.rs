@@ -70,7 +70,7 @@ impl Step for Inventory {
     /// the last write of either. A stock the saga has not written yet (seeded) waits for
     /// nothing.
     fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
-        records::stock_written_at(shared)
+        records::stock_gap_start(shared)
     }
 
     fn decide(&self, msg: &SagaMessage, docs: &[Option<Snapshot>]) -> Result<Decision, StepError> {

@@ -274,7 +274,7 @@ impl Step for Compensation {
     }
 
     fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
-        records::stock_written_at(shared)
+        records::stock_gap_start(shared)
     }
 
     /// A paid saga is never compensated; nor is one whose records cannot be read.
@@ -815,7 +815,7 @@ mod tests {
         let item = records::item(&msg.order.item);
         let after = read.after(&writes.split_off_document(&item));
         assert_eq!(after.integer(records::inventory_fields::QUANTITY), Some(9 + 4));
-        assert!(records::stock_written_at(&after).is_some(), "marked");
+        assert!(records::stock_gap_start(&after).is_some(), "marked");
     }
 
     #[test]

@@ -29,11 +29,11 @@
 //! [`SHARED_WRITE_GAP`]) old, so the step writes it at most once per gap, however many
 //! instances and steps write it (inventory's sales and the janitor's returns both mark it):
 //! a commit guarded by the document as read fails if anyone wrote it since, and writes
-//! nothing. Writes outside the saga (an operator's edit) do not move the mark, so they hold
-//! nothing back; they only make a commit fail its precondition, and the batch decides
-//! again. A batch that must wait for the gap decides, after waiting, on what it read (its
-//! guard covers the wait). Deliveries that arrive meanwhile wait and join the next batch,
-//! which is what makes the batches large under load; a document last written long ago is
+//! nothing. A write outside the saga (an operator's edit) long after the step's last one
+//! holds nothing back; it only makes a commit fail its precondition, and the batch decides
+//! again. A batch that must wait for the gap reads the shared document again after waiting
+//! (see below). Deliveries that arrive meanwhile join it, or wait for the next batch, which
+//! is what makes the batches large under load; a document last written long ago is
 //! committed at once.
 //!
 //! **Several instances.** Cloud Run runs a service as several instances, each with its own
@@ -41,11 +41,12 @@
 //! at its start, one wins at random; the others lose the commit, and by chance alone some
 //! lose slot after slot. So a process that saw another writer of the document lately
 //! ([`CONTENTION_MEMORY`]) lets each slot go by for a while that shrinks as its oldest
-//! member's wait grows ([`yield_for`]), then reads the shared document alone: if another
-//! writer took the slot meanwhile, it decides again on that write at the next slot, without
-//! a lost commit and without reading every member's documents again. The batch that waited
+//! member's wait grows ([`yield_for`]), then reads the shared document again, with only the
+//! documents of members that queued meanwhile, which join the batch: if another writer took
+//! the slot meanwhile, the batch decides again on that write at the next slot, without a
+//! lost commit and without reading its members' documents again. The batch that waited
 //! longest commits first. A process that sees no other writer commits at the start of each
-//! slot, as before.
+//! slot.
 
 use super::deadline::Deadline;
 use super::lease::HeldLease;
@@ -117,6 +118,10 @@ struct Pace {
     /// When this process last saw another writer take a slot of it (another instance of the
     /// service, or another step such as the janitor's returns).
     others_seen: Option<Instant>,
+    /// The update time (seconds, nanoseconds) of this process's last write of it: a slot
+    /// still to wait for after the worker waited for `written` is another writer's only if
+    /// the document changed since, not when the two clocks disagree by a few milliseconds.
+    mine: Option<(i64, i32)>,
 }
 
 impl Pace {
@@ -132,8 +137,8 @@ impl Pace {
 /// that a lone instance soon commits at the start of each slot again.
 const CONTENTION_MEMORY: Duration = Duration::from_secs(10);
 
-/// Most slots one round waits for, lost to other writers or to a commit that lost its race,
-/// before it lets the worker drop members that gave up and read everything again.
+/// Most slots one round waits for, lost to other writers, before the worker backs off and
+/// reads everything again: a bound for a document that keeps changing under the round.
 const MAX_SLOTS: u32 = 16;
 
 fn paces() -> std::sync::MutexGuard<'static, HashMap<Key, Pace>> {
@@ -232,14 +237,17 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
         match round(step.as_ref(), &clients, &key, &mut waiting, &mut members).await {
             Ok((outcome, unsettled)) => {
                 match outcome {
-                    Outcome::Wrote(at) => {
-                        paces().entry(key.clone()).or_default().written = Some(at);
+                    Outcome::Wrote(at, mine) => {
+                        let mut paces = paces();
+                        let pace = paces.entry(key.clone()).or_default();
+                        (pace.written, pace.mine) = (Some(at), mine);
                         conflicts = 0;
                     }
                     Outcome::Settled => conflicts = 0,
-                    // Nothing showed who changed the documents (an operator's edit of the
-                    // shared one, a duplicate's record written elsewhere), or the round ran
-                    // out of slots: back off, longer each time, then read everything again.
+                    // The shared document did not show what changed (a duplicate's record
+                    // written by another instance), the round lost a second commit, or it
+                    // ran out of slots: back off, longer each time, then read everything
+                    // again.
                     Outcome::Conflict => {
                         conflicts += 1;
                         super::retry::backoff(conflicts).await;
@@ -307,12 +315,12 @@ type RoundResult = Result<(Outcome, Vec<Member>), (StepError, Vec<Member>)>;
 
 /// How a round ended, for the worker's pacing.
 enum Outcome {
-    /// It wrote the shared document, at about this time.
-    Wrote(Instant),
+    /// It wrote the shared document, at about this time, with this update time.
+    Wrote(Instant, Option<(i64, i32)>),
     /// It wrote nothing of the shared document.
     Settled,
-    /// Its commit lost to a change it could not see in the shared document, or it ran out
-    /// of slots: nothing was written.
+    /// Its commit lost to a change the shared document did not show, or lost twice, or it
+    /// ran out of slots: nothing was written.
     Conflict,
 }
 
@@ -406,6 +414,44 @@ impl Round {
         Ok(shared_doc)
     }
 
+    /// Reads the shared document again, with the own documents of `batch`, which join the
+    /// round, and tells whether it moved since `shared_doc`, which it then replaces: another
+    /// writer took the slot.
+    async fn refresh(
+        &mut self,
+        step: &dyn Step,
+        clients: &Clients,
+        key: &Key,
+        batch: Vec<Member>,
+        shared_doc: &mut Option<Snapshot>,
+    ) -> Result<bool, StepError> {
+        let fresh = self.read(step, clients, &key.2, batch).await?;
+        if !moved(shared_doc.as_ref(), fresh.as_ref()) {
+            return Ok(false);
+        }
+        saw_another_writer(key);
+        *shared_doc = fresh;
+        Ok(true)
+    }
+
+    /// Answers, with a transient error, the members that could no longer publish before
+    /// their handlers are cut off ([`Deadline::leaves_time_to_publish`]): decided now, each
+    /// would hold what it took while Pub/Sub delivers it again. Members whose handlers gave
+    /// up need no answer.
+    fn drop_late(&mut self) {
+        let (late, on_time) = std::mem::take(&mut self.readings)
+            .into_iter()
+            .filter(|r| !r.member.answer.is_closed())
+            .partition(|r| !r.member.deadline.leaves_time_to_publish());
+        self.readings = on_time;
+        for reading in late {
+            let too_late = anyhow::anyhow!(
+                "waited too long for the shared document to publish in time; deciding it on a later delivery"
+            );
+            let _ = reading.member.answer.send(Err(too_late.into()));
+        }
+    }
+
     fn sizes(&self) -> Vec<usize> {
         self.readings.iter().map(|r| r.member.bytes).collect()
     }
@@ -427,6 +473,12 @@ impl Round {
             .chain(self.repeats)
             .collect()
     }
+}
+
+/// A document's update time, as [`Pace::mine`] keeps it.
+fn stamp(doc: &Snapshot) -> (i64, i32) {
+    let t = doc.update_time();
+    (t.seconds, t.nanos)
 }
 
 /// Whether the shared document changed between two reads of it.
@@ -462,15 +514,17 @@ async fn round(
         Ok(doc) => doc,
         Err(e) => return Err((e, round.unanswered())),
     };
+    let mut lost_a_commit = false;
     for _ in 0..MAX_SLOTS {
         // The shared document must not be written by the step more often than its gap,
         // whichever instance wrote it last.
         let next = shared_doc
             .as_ref()
             .and_then(|doc| next_write(step.shared_written_at(doc), SystemTime::now(), gap));
-        if next.is_some() {
+        let mine = pace(key).mine;
+        if next.is_some() && shared_doc.as_ref().is_some_and(|doc| Some(stamp(doc)) != mine) {
             // The worker waited for this process's own last write before it read: a slot
-            // still to wait for was taken by another writer.
+            // still to wait for, of a write not its own, was taken by another writer.
             saw_another_writer(key);
         }
         let contended = pace(key).contended(Instant::now());
@@ -482,18 +536,13 @@ async fn round(
                 tokio::time::sleep(yield_for(round.oldest().elapsed(), gap)).await;
             }
             let batch = admit(waiting, queue, &round.sizes());
-            match round.read(step, clients, shared, batch).await {
-                Ok(fresh) if moved(shared_doc.as_ref(), fresh.as_ref()) => {
-                    saw_another_writer(key);
-                    shared_doc = fresh;
-                    continue;
-                }
-                Ok(_) => {}
+            match round.refresh(step, clients, key, batch, &mut shared_doc).await {
+                Ok(true) => continue,
+                Ok(false) => {}
                 Err(e) => return Err((e, round.unanswered())),
             }
         }
-        // Members whose handlers gave up meanwhile need no answer.
-        round.readings.retain(|r| !r.member.answer.is_closed());
+        round.drop_late();
         let readings = std::mem::take(&mut round.readings);
         let (writes, committing, wrote_shared) = decide(
             step,
@@ -506,11 +555,14 @@ async fn round(
         if committing.is_empty() {
             return Ok((Outcome::Settled, round.repeats));
         }
+        let last = writes.len() - 1;
         match clients.store.commit(writes).await {
             Ok(times) => {
                 publish(clients, committing, &times);
                 let outcome = if wrote_shared {
-                    Outcome::Wrote(Instant::now())
+                    // The shared document's write is the commit's last.
+                    let mine = times.get(last).map(|t| (t.seconds, t.nanos));
+                    Outcome::Wrote(Instant::now(), mine)
                 } else {
                     Outcome::Settled
                 };
@@ -518,14 +570,20 @@ async fn round(
             }
             Err(CommitError::Conflict(_)) => {
                 round.readings = committing.into_iter().map(|c| c.reading).collect();
-                let batch = admit(waiting, queue, &round.sizes());
-                match round.read(step, clients, shared, batch).await {
-                    Ok(fresh) if moved(shared_doc.as_ref(), fresh.as_ref()) => {
+                // Once: a second lost commit may be a member's record written elsewhere,
+                // which only reading everything again shows.
+                if lost_a_commit {
+                    return Ok((Outcome::Conflict, round.unanswered()));
+                }
+                lost_a_commit = true;
+                match round
+                    .refresh(step, clients, key, Vec::new(), &mut shared_doc)
+                    .await
+                {
+                    Ok(true) => {
                         tracing::debug!(%shared, "a batch lost its slot to another writer; deciding again");
-                        saw_another_writer(key);
-                        shared_doc = fresh;
                     }
-                    Ok(_) => {
+                    Ok(false) => {
                         tracing::debug!(%shared, "a batch lost its commit to a concurrent change; reading again");
                         return Ok((Outcome::Conflict, round.unanswered()));
                     }
@@ -766,10 +824,79 @@ mod tests {
             yields.windows(2).all(|w| w[0] >= w[1]),
             "the longer a batch waited, the sooner it commits"
         );
-        assert!(
-            yields[0] < gap,
-            "every batch commits within the slot it waited for"
+        assert_eq!(
+            yields.iter().max(),
+            Some(&(gap / 2)),
+            "no batch lets more than half a slot go by"
         );
+    }
+
+    /// A member whose message is `bytes` long, and the receiver of its answer.
+    fn member(bytes: usize) -> (Member, oneshot::Receiver<Result<Handled, StepError>>) {
+        let (answer, answered) = oneshot::channel();
+        let msg = SagaMessage::parse(
+            serde_json::json!({
+                "uuid": uuid::Uuid::new_v4().to_string(),
+                "item": "widget",
+                "quantity": 1,
+                "user": "jack",
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("a valid message");
+        let member = Member {
+            msg,
+            bytes,
+            inbound: Inbound::default(),
+            deadline: Deadline::arrived_at(Instant::now()),
+            answer,
+            joined: Instant::now(),
+        };
+        (member, answered)
+    }
+
+    #[test]
+    fn members_that_queued_join_a_round_while_they_fit_and_those_that_gave_up_are_dropped() {
+        let kib = 1024;
+        for (what, held, queued, gave_up, want) in [
+            ("an empty round takes what waits", vec![], 3, 0, 3),
+            ("a round with room takes the rest", vec![kib; 10], 3, 0, 3),
+            ("a full round takes none", vec![kib; MAX_MEMBERS], 3, 0, 0),
+            (
+                "a round near the count takes up to it",
+                vec![kib; MAX_MEMBERS - 2],
+                5,
+                0,
+                2,
+            ),
+            (
+                "a round near the byte limit takes none",
+                vec![MAX_BATCH_BYTES],
+                3,
+                0,
+                0,
+            ),
+            ("handlers that gave up are dropped", vec![], 3, 2, 1),
+        ] {
+            let (sender, mut queue) = mpsc::unbounded_channel();
+            let mut answers = Vec::new();
+            for n in 0..queued {
+                let (member, answered) = member(kib);
+                if n >= gave_up {
+                    answers.push(answered);
+                }
+                sender.send(member).expect("the queue is open");
+            }
+            let mut waiting = Vec::new();
+            let taken = admit(&mut waiting, &mut queue, &held);
+            assert_eq!(taken.len(), want, "{what}");
+            assert_eq!(
+                taken.len() + waiting.len(),
+                queued - gave_up,
+                "{what}: the others still wait"
+            );
+        }
     }
 
     #[test]
@@ -777,6 +904,7 @@ mod tests {
         let now = Instant::now() + Duration::from_mins(1);
         let seen = |ago: u64| Pace {
             written: None,
+            mine: None,
             others_seen: now.checked_sub(Duration::from_millis(ago)),
         };
         for (what, pace, want) in [

@@ -282,7 +282,7 @@ pub trait Step: Send + Sync + 'static {
     /// When this step's decisions last wrote `shared` (its [`Step::shared_document`]), as
     /// read: the next write waits until [`Step::shared_write_gap`] after it. By default the
     /// document's update time, which any write moves; a step whose shared document is
-    /// written by others too records its own mark (the stock's, [`records::stock_written_at`]).
+    /// written by others too records its own mark (the stock's, [`records::stock_gap_start`]).
     fn shared_written_at(&self, shared: &Snapshot) -> Option<std::time::SystemTime> {
         shared.updated_at()
     }

@@ -71,7 +71,7 @@ pub mod inventory_fields {
     pub const PRICE_PER_UNIT: &str = "price_per_unit";
     /// When the saga last wrote the level (a sale or a return): Firestore's time of that
     /// commit. The gap between two writes of an item's stock is counted from it, by
-    /// inventory and the janitor alike ([`super::stock_written_at`]).
+    /// inventory and the janitor alike ([`super::stock_gap_start`]).
     pub const WRITTEN_AT: &str = "written_at";
 }
 
@@ -96,7 +96,7 @@ pub fn set_stock_level(writes: &mut WriteSet, item: &ItemName, stock: &Snapshot,
 /// When the saga last wrote `stock`'s level, if it ever did: what the write gap of the
 /// item's stock counts from ([`super::Step::shared_written_at`]). A write of anyone else (a
 /// seed, an operator's edit) long after it holds no sale or return back.
-pub fn stock_written_at(stock: &Snapshot) -> Option<std::time::SystemTime> {
+pub fn stock_gap_start(stock: &Snapshot) -> Option<std::time::SystemTime> {
     gap_start(stock.time(inventory_fields::WRITTEN_AT), stock.updated_at())
 }
 
@@ -357,6 +357,12 @@ mod tests {
                 Some(mark),
                 Some(mark + ms(1_000)),
                 Some(mark + ms(1_000)),
+            ),
+            (
+                "an edit just over a second after",
+                Some(mark),
+                Some(mark + ms(1_001)),
+                Some(mark),
             ),
             (
                 "an operator's edit long after",
