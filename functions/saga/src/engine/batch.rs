@@ -163,6 +163,10 @@ fn saw_another_writer(key: &Key) {
 fn yield_for(waited: Duration, gap: Duration) -> Duration {
     let most = gap / 2;
     let span = gap * 3;
+    if span.is_zero() {
+        // No gap (the emulator's push): no slot to yield.
+        return Duration::ZERO;
+    }
     let left = span.saturating_sub(waited);
     most.mul_f64(left.as_secs_f64() / span.as_secs_f64())
 }
@@ -818,6 +822,13 @@ mod tests {
             ("a batch that waited long", ms(10_000), 0),
         ] {
             assert_eq!(yield_for(waited, gap).as_millis(), want_ms, "{what}");
+        }
+        for waited in [ms(0), ms(250), ms(10_000)] {
+            assert_eq!(
+                yield_for(waited, Duration::ZERO),
+                Duration::ZERO,
+                "no gap, as the devstack runs under the emulator's push: nothing to yield"
+            );
         }
         let yields: Vec<Duration> = (0..100).map(|i| yield_for(ms(i * 10), gap)).collect();
         assert!(
