@@ -78,7 +78,14 @@ impl Devstack {
                 return i;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the devstack exited ({status})");
+                // Let the reader take in what the devstack said last: that is why.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let lines = self.lines();
+                let last = &lines[lines.len().saturating_sub(20)..];
+                panic!(
+                    "the devstack exited ({status}); its last lines:\n{}",
+                    last.join("\n")
+                );
             }
             assert!(Instant::now() < deadline, "no such line within {within:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;

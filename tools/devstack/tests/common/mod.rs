@@ -21,13 +21,17 @@ pub fn emulators() -> &'static Emulators {
     })
 }
 
-/// A loopback port free right now.
+/// A port free right now, for an emulator to listen on. Below Linux's ephemeral range
+/// (32768 and up), where a port the kernel hands out would be taken, between this check and
+/// the emulator's bind, by any of the outgoing connections that the tests running alongside
+/// open; and apart from the range the devstack's services take (`free_port_range`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .expect("a free port")
-        .local_addr()
-        .expect("a bound port")
-        .port()
+    loop {
+        let port: u16 = rand::random_range(10_000..20_000);
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A project id of this test's own.
