@@ -531,7 +531,8 @@ async fn round(
             // still to wait for, of a write not its own, was taken by another writer.
             saw_another_writer(key);
         }
-        let contended = pace(key).contended(Instant::now());
+        // Without a gap there are no slots to take turns at.
+        let contended = !gap.is_zero() && pace(key).contended(Instant::now());
         if next.is_some() || contended {
             if let Some(at) = next {
                 sleep_until(at).await;
