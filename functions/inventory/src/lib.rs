@@ -209,9 +209,10 @@ mod tests {
         );
         assert_eq!(sold.integer(inventory_fields::QUANTITY), Some(7));
 
-        // An operator adds units with an increment of the level alone: the document's
-        // update time moves, the saga's mark does not (the janitor's returns set it, as
-        // sales do: `records::set_stock_level`).
+        // An operator adds units with an increment of the level alone: the saga's mark does
+        // not move (the janitor's returns set it, as sales do: `records::set_stock_level`).
+        // This snapshot keeps its old update time; how an update time within a second of
+        // the mark counts is `records::gap_start`'s table.
         let mut increment = WriteSet::new();
         increment.increment(
             records::item(&msg.order.item),
