@@ -118,10 +118,10 @@ struct Pace {
     /// When this process last saw another writer take a slot of it (another instance of the
     /// service, or another step such as the janitor's returns).
     others_seen: Option<Instant>,
-    /// The update time (seconds, nanoseconds) of this process's last write of it: a slot
-    /// still to wait for after the worker waited for `written` is another writer's only if
-    /// the document changed since, not when the two clocks disagree by a few milliseconds.
-    mine: Option<(i64, i32)>,
+    /// The update time of this process's last write of it: a slot still to wait for after
+    /// the worker waited for `written` is another writer's only if the document changed
+    /// since, not when the two clocks disagree by a few milliseconds.
+    mine: Option<Timestamp>,
 }
 
 impl Pace {
@@ -233,10 +233,8 @@ async fn work(step: Arc<dyn Step>, clients: Clients, key: Key, mut members: mpsc
             continue;
         }
         if let Some(at) = pace(&key).written {
+            // What arrives meanwhile joins the round, which takes it from the queue.
             tokio::time::sleep_until((at + step.shared_write_gap()).into()).await;
-            while let Ok(member) = members.try_recv() {
-                waiting.push(member);
-            }
         }
         match round(step.as_ref(), &clients, &key, &mut waiting, &mut members).await {
             Ok((outcome, unsettled)) => {
@@ -320,7 +318,7 @@ type RoundResult = Result<(Outcome, Vec<Member>), (StepError, Vec<Member>)>;
 /// How a round ended, for the worker's pacing.
 enum Outcome {
     /// It wrote the shared document, at about this time, with this update time.
-    Wrote(Instant, Option<(i64, i32)>),
+    Wrote(Instant, Option<Timestamp>),
     /// It wrote nothing of the shared document.
     Settled,
     /// Its commit lost to a change the shared document did not show, or lost twice, or it
@@ -479,12 +477,6 @@ impl Round {
     }
 }
 
-/// A document's update time, as [`Pace::mine`] keeps it.
-fn stamp(doc: &Snapshot) -> (i64, i32) {
-    let t = doc.update_time();
-    (t.seconds, t.nanos)
-}
-
 /// Whether the shared document changed between two reads of it.
 fn moved(before: Option<&Snapshot>, after: Option<&Snapshot>) -> bool {
     before.map(Snapshot::update_time) != after.map(Snapshot::update_time)
@@ -525,14 +517,15 @@ async fn round(
         let next = shared_doc
             .as_ref()
             .and_then(|doc| next_write(step.shared_written_at(doc), SystemTime::now(), gap));
-        let mine = pace(key).mine;
-        if next.is_some() && shared_doc.as_ref().is_some_and(|doc| Some(stamp(doc)) != mine) {
-            // The worker waited for this process's own last write before it read: a slot
-            // still to wait for, of a write not its own, was taken by another writer.
+        let known = pace(key);
+        // The worker waited for this process's own last write before it read: a slot still
+        // to wait for, of a write not its own, was taken by another writer.
+        let theirs = next.is_some() && shared_doc.as_ref().map(Snapshot::update_time) != known.mine;
+        if theirs {
             saw_another_writer(key);
         }
         // Without a gap there are no slots to take turns at.
-        let contended = !gap.is_zero() && pace(key).contended(Instant::now());
+        let contended = !gap.is_zero() && (theirs || known.contended(Instant::now()));
         if next.is_some() || contended {
             if let Some(at) = next {
                 sleep_until(at).await;
@@ -566,7 +559,7 @@ async fn round(
                 publish(clients, committing, &times);
                 let outcome = if wrote_shared {
                     // The shared document's write is the commit's last.
-                    let mine = times.get(last).map(|t| (t.seconds, t.nanos));
+                    let mine = times.get(last).copied();
                     Outcome::Wrote(Instant::now(), mine)
                 } else {
                     Outcome::Settled
