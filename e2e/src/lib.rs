@@ -423,6 +423,33 @@ impl TestStack {
         publisher.publish(message).await.expect("publishing in a test")
     }
 
+    /// Pushes `data` to `service` as Pub/Sub pushes a message of `topic` (the envelope of
+    /// the subscription that carries it there), bypassing Pub/Sub so that the test sees the
+    /// answer.
+    ///
+    /// # Panics
+    /// If no subscription of the contract pushes `topic` to `service`, or the request
+    /// cannot be sent.
+    pub async fn push(&self, service: Service, topic: Topic, data: &[u8]) -> (u16, Value) {
+        let subscription = service
+            .push_subscriptions()
+            .find(|s| s.topic == topic)
+            .expect("the contract pushes this topic to this service");
+        let envelope = saga::wire::envelope::envelope(
+            &subscription.path(&self.project),
+            &format!("direct-{}", SagaId::new()),
+            data,
+            &BTreeMap::new(),
+        );
+        self.post(
+            service,
+            saga::contract::push_path(topic),
+            "application/json",
+            envelope,
+        )
+        .await
+    }
+
     /// Reads up to `want` messages from `subscription`, waiting at most `timeout`.
     ///
     /// # Panics
