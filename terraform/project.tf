@@ -7,6 +7,7 @@ locals {
     "cloudbuild.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "storage.googleapis.com",
     "cloudscheduler.googleapis.com",
   ]

@@ -64,3 +64,14 @@ variable "saga_deadline" {
     error_message = "saga_deadline is a whole number followed by s, m or h, at least 3m (180s), such as 5m."
   }
 }
+
+variable "alert_emails" {
+  description = "E-mail addresses the alerting policies of monitoring.tf notify: dead letters waiting, a push subscription not being delivered, a saga the sweep cannot end. Empty by default: the policies exist all the same, and their incidents show on the console's Monitoring > Alerting page."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", email))])
+    error_message = "alert_emails holds e-mail addresses, such as ops@example.com."
+  }
+}

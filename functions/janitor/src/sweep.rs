@@ -375,7 +375,7 @@ async fn sweep_one(
             if let Ok(true) = ended(clients, uuid).await {
                 "done".to_owned()
             } else {
-                tracing::warn!(%uuid, action = %action, why, "the sweep could not end a saga; the next sweep tries again");
+                tracing::warn!(%uuid, action = %action, why, "{}", contract::NOT_ENDED);
                 format!("not ended: {why}")
             }
         }
@@ -384,7 +384,7 @@ async fn sweep_one(
             "done".to_owned()
         }
         Err(e) => {
-            tracing::warn!(%uuid, action = %action, error = %e, "the sweep could not end a saga; the next sweep tries again");
+            tracing::warn!(%uuid, action = %action, error = %e, "{}", contract::NOT_ENDED);
             e.to_string()
         }
     };
@@ -612,7 +612,7 @@ impl IntoResponse for SweepReply {
                 env::SWEEP_SERVICE_ACCOUNT
             ),
             SweepReply::Unavailable(why) => {
-                tracing::warn!(error = why, "the sweep could not list open sagas");
+                tracing::warn!(error = why, "{}", contract::NOT_LISTED);
             }
         });
         response

@@ -399,6 +399,13 @@ pub mod sweep {
     /// The fields of `sagas/{uuid}` the sweep's query filters and orders by, as its
     /// composite index lists them: `ended == 0`, `created` ascending.
     pub const INDEX_FIELDS: [&str; 2] = ["ended", "created"];
+    /// The janitor's WARN line for a saga past its deadline that a sweep could not end
+    /// (once per saga per sweep). `/sweep` still answers 200, so Cloud Scheduler's runs
+    /// look fine: Terraform's log-based alert counts this line.
+    pub const NOT_ENDED: &str = "the sweep could not end a saga; the next sweep tries again";
+    /// The janitor's WARN line for a sweep that could not list the open sagas at all
+    /// (answered 503); the same alert counts it.
+    pub const NOT_LISTED: &str = "the sweep could not list open sagas";
 }
 
 /// Firestore collection ids.

@@ -692,3 +692,143 @@ fn the_sweeps_query_has_its_index_and_the_deadline_is_one_the_janitor_reads() ->
     assert_eq!(sweep::DEFAULT_DEADLINE, Duration::from_mins(5));
     Ok(())
 }
+
+/// The filter of an alerting policy's first condition.
+fn condition_filter(policy: &Instance) -> Result<&str> {
+    policy.str("conditions.0.condition_threshold.0.filter")
+}
+
+#[test]
+fn letters_on_the_peoples_dead_letter_subscription_raise_an_alert() -> Result<()> {
+    let tf = terraform();
+    let people: Vec<&str> = SUBSCRIPTIONS
+        .iter()
+        .filter(|s| s.topic == Topic::DeadLetter && s.delivery == Delivery::Pull)
+        .map(|s| s.name)
+        .collect();
+    let [people] = people.as_slice() else {
+        anyhow::bail!("the contract has one pull subscription of dead letters, not {people:?}");
+    };
+    let policy = tf.resource("google_monitoring_alert_policy", "dead_letters")?;
+    let filter = condition_filter(&policy)?;
+    let subscription = attr("google_pubsub_subscription", "pull", Some(people), "name");
+    assert!(
+        filter.contains(&format!("resource.labels.subscription_id = \"{subscription}\"")),
+        "{filter}"
+    );
+    assert!(
+        filter.contains("metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""),
+        "{filter}"
+    );
+    assert_eq!(
+        policy.str("conditions.0.condition_threshold.0.comparison")?,
+        "COMPARISON_GT"
+    );
+    assert_eq!(
+        policy
+            .get("conditions.0.condition_threshold.0.threshold_value")?
+            .as_f64(),
+        Some(0.0),
+        "one letter is enough"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_push_subscription_alerts_once_its_oldest_message_outlasts_pubsubs_retries() -> Result<()> {
+    let tf = terraform();
+    let policies = tf.instances("google_monitoring_alert_policy", "stuck_push")?;
+    let push: BTreeSet<&str> = SUBSCRIPTIONS
+        .iter()
+        .filter(|s| matches!(s.delivery, Delivery::Push { .. }))
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(policies.keys().map(String::as_str).collect::<BTreeSet<_>>(), push);
+    for (name, policy) in &policies {
+        let filter = condition_filter(policy)?;
+        let subscription = attr("google_pubsub_subscription", "push", Some(name), "name");
+        assert!(
+            filter.contains(&format!("resource.labels.subscription_id = \"{subscription}\"")),
+            "{name}: {filter}"
+        );
+        assert!(
+            filter
+                .contains("metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""),
+            "{name}: {filter}"
+        );
+        let seconds = policy
+            .get("conditions.0.condition_threshold.0.threshold_value")?
+            .as_f64()
+            .context("threshold_value is a number")?;
+        // Until then a message may be in its retries, and nothing is wrong.
+        assert!(
+            Duration::from_secs_f64(seconds) > PUSH_POLICY.retry_horizon(),
+            "{name}: {seconds}s is within Pub/Sub's retries of one message ({:?})",
+            PUSH_POLICY.retry_horizon()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_sweeps_alert_counts_the_janitors_own_warning_lines() -> Result<()> {
+    let tf = terraform();
+    let metric = tf.resource("google_logging_metric", "sweep_not_ended")?;
+    let filter = metric.str("filter")?;
+    for line in [sweep::NOT_ENDED, sweep::NOT_LISTED] {
+        assert!(
+            filter.contains(&format!("\"{line}\"")),
+            "{filter} misses {line:?}"
+        );
+    }
+    // tracing's WARN is Cloud Logging's WARNING (tracing-stackdriver's severity).
+    assert!(filter.contains("severity = WARNING"), "{filter}");
+    let janitor = attr(
+        "google_cloud_run_v2_service",
+        "service",
+        Some(Service::Janitor.name()),
+        "name",
+    );
+    assert!(
+        filter.contains(&format!("resource.labels.service_name = \"{janitor}\"")),
+        "{filter}"
+    );
+    let policy = tf.resource("google_monitoring_alert_policy", "sweep_not_ended")?;
+    let counted = format!(
+        "metric.type = \"logging.googleapis.com/user/{}\"",
+        attr("google_logging_metric", "sweep_not_ended", None, "name")
+    );
+    assert!(condition_filter(&policy)?.contains(&counted), "{policy:?}");
+    Ok(())
+}
+
+#[test]
+fn every_alert_notifies_every_address_in_alert_emails_and_none_is_needed() -> Result<()> {
+    for emails in [vec![], vec!["ops@example.com", "oncall@example.com"]] {
+        let value = Value::Array(emails.iter().map(|e| Value::from(*e)).collect());
+        let tf = terraform_with(&[("alert_emails", value)]);
+        let channels = tf.instances("google_monitoring_notification_channel", "email")?;
+        assert_eq!(
+            channels.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            emails.iter().copied().collect::<BTreeSet<_>>()
+        );
+        for (email, channel) in &channels {
+            assert_eq!(channel.str("type")?, "email");
+            assert_eq!(channel.str("labels.email_address")?, email);
+        }
+        let ids: BTreeSet<String> = emails
+            .iter()
+            .map(|e| attr("google_monitoring_notification_channel", "email", Some(e), "id"))
+            .collect();
+        let policies = tf.all("google_monitoring_alert_policy")?;
+        assert!(policies.len() >= 3, "{policies:?}");
+        for policy in policies {
+            let notified: BTreeSet<String> = strings(policy.get("notification_channels")?)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(notified, ids, "{}", policy.address);
+        }
+    }
+    Ok(())
+}

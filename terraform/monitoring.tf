@@ -1,0 +1,165 @@
+# Alerting: what a person has to look at. The saga ends every order by itself (Pub/Sub's
+# retries, dead letters, the sweep); these policies fire when it cannot, or when something
+# arrived that no code can judge. Each notifies the e-mail addresses in var.alert_emails;
+# with none, their incidents show only on the console's Monitoring > Alerting page.
+# tools/infra/tests/drift.rs checks them against the saga's contract.
+
+locals {
+  # The janitor's warnings when a sweep cannot do its work (saga::contract::sweep): once
+  # for each saga past its deadline that it could not end (each sweep tries again, so such
+  # a saga logs it every minute until a person acts), and once for a sweep that could not
+  # list the open sagas at all. /sweep answers 200 to the first, so Cloud Scheduler's runs
+  # look fine: these lines are the signal.
+  sweep_not_ended_message  = "the sweep could not end a saga; the next sweep tries again"
+  sweep_not_listed_message = "the sweep could not list open sagas"
+
+  # A push subscription whose oldest message has waited this long is stuck: Pub/Sub gives a
+  # message at most about 3 minutes of retries before it dead-letters it (PUSH_POLICY's
+  # retry horizon), so only a backlog the workers cannot drain, or the janitor failing on
+  # its dead letters (which are never dead-lettered again), keeps one waiting longer.
+  stuck_push_seconds = 600
+}
+
+resource "google_monitoring_notification_channel" "email" {
+  for_each = toset(var.alert_emails)
+
+  display_name = "saga alerts: ${each.value}"
+  type         = "email"
+  labels = {
+    email_address = each.value
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_monitoring_alert_policy" "dead_letters" {
+  display_name          = "saga: dead letters wait for a person"
+  combiner              = "OR"
+  notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
+
+  conditions {
+    display_name = "dead-letter-sub holds letters"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.pull["dead-letter-sub"].name}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      A message went to the dead-letter topic: a poison message (its `reason` attribute says
+      what is wrong with it, never quoting it), or one that Pub/Sub gave up delivering after
+      ${local.push_policy.max_delivery_attempts} attempts. The janitor has already ended the
+      saga it belongs to, if it names one; the letter is kept for a person.
+
+      `dead-letter-sub` keeps a copy of every letter for a person, also of those whose saga the
+      janitor ended, for 7 days. `sagactl dead-letters` lists them with their reasons, and
+      docs/operations.md ("What to do for each dead-letter reason") says what each needs:
+      most need nothing but a look; `sagactl redrive` sends back what failed for a cause
+      since fixed. The incident closes once no letter is left on the subscription.
+    EOT
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_monitoring_alert_policy" "stuck_push" {
+  for_each = local.push_subscriptions
+
+  display_name          = "saga: ${each.key} is not being delivered"
+  combiner              = "OR"
+  notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
+
+  conditions {
+    display_name = "the oldest message of ${each.key} has waited ${local.stuck_push_seconds}s"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.push[each.key].name}\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = local.stuck_push_seconds
+      duration        = "300s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      Pub/Sub has held a message of `${each.key}` (pushed to the ${each.value.service}
+      service's `${each.value.path}`) for more than ${local.stuck_push_seconds} seconds, longer
+      than its retries of one message last. Either the ${each.value.service} service answers
+      most pushes with an error (its logs at severity WARNING or above say why), or it cannot
+      keep up with the load (its instances at max_instances). Orders are not lost meanwhile:
+      each saga is ended by its retries or by the sweep.
+    EOT
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+# Counts the janitor's warnings about a sweep that could not do its work, for the policy
+# below.
+resource "google_logging_metric" "sweep_not_ended" {
+  name        = "saga/sweep_not_ended"
+  description = "Sagas past their deadline that a sweep could not end (one count per saga per sweep), and sweeps that could not list the open sagas."
+  filter      = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${google_cloud_run_v2_service.service["janitor"].name}\" AND severity = WARNING AND jsonPayload.message = (\"${local.sweep_not_ended_message}\" OR \"${local.sweep_not_listed_message}\")"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_monitoring_alert_policy" "sweep_not_ended" {
+  display_name          = "saga: a saga past its deadline cannot be ended"
+  combiner              = "OR"
+  notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
+
+  conditions {
+    display_name = "the sweep could not end a saga, or list the open ones"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.sweep_not_ended.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      A sweep found a saga past its deadline (${var.saga_deadline}) that it could neither move
+      on nor compensate, most often because one of its records cannot be read as the saga's;
+      it holds whatever stock it reserved until a person acts. Or a sweep could not list the
+      open sagas at all (Firestore unreachable from the janitor, or the sweep's index not
+      serving). The janitor's warnings name the saga's `uuid` and why:
+
+          gcloud logging read 'resource.type="cloud_run_revision" AND severity=WARNING AND jsonPayload.message=("${local.sweep_not_ended_message}" OR "${local.sweep_not_listed_message}")' --project=${var.project_id} --freshness=1d --format='table(timestamp, jsonPayload.message, jsonPayload.uuid, jsonPayload.action, jsonPayload.why, jsonPayload.error)'
+
+      Then `sagactl sweep --dry-run` and `sagactl show UUID` (docs/operations.md, "The saga
+      deadline and the sweep", says what each case needs).
+    EOT
+  }
+
+  depends_on = [google_project_service.api]
+}
