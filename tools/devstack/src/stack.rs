@@ -407,10 +407,29 @@ fn service_spec(
         .env(env::LOG_FORMAT, log_format())
         .stdout(Output::Piped)
         .stderr(Output::Piped);
+    if let Some((key, value)) = runtime_workers(|key| std::env::var_os(key)) {
+        spec = spec.env(key, value);
+    }
     for (key, value) in extra_env {
         spec = spec.env(key, value);
     }
     Ok(spec)
+}
+
+/// Tokio's variable for the number of runtime worker threads.
+const TOKIO_WORKER_THREADS: &str = "TOKIO_WORKER_THREADS";
+
+/// The runtime size the services get here, unless `TOKIO_WORKER_THREADS` is set already
+/// (they inherit it then): one worker each. Five services and two emulator JVMs share this
+/// machine's cores, and a runtime per service sized to every core only adds idle workers
+/// that wake one another (BENCHMARKS.md, "One runtime worker per local service"). On Cloud
+/// Run an instance has its CPUs to itself, and Tokio sizes its runtime to them.
+fn runtime_workers(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<(&'static str, &'static str)> {
+    lookup(TOKIO_WORKER_THREADS)
+        .is_none()
+        .then_some((TOKIO_WORKER_THREADS, "1"))
 }
 
 /// The services' log format: `LOG_FORMAT=json` shows the lines Cloud Logging would get, one
@@ -586,6 +605,23 @@ mod tests {
             Ports { base: 9000 }.url(Service::Inventory),
             "http://127.0.0.1:9002"
         );
+    }
+
+    #[test]
+    fn the_services_run_one_runtime_worker_unless_told_otherwise() {
+        let table = [
+            (None, Some((TOKIO_WORKER_THREADS, "1"))),
+            (Some("4"), None),
+            (Some(""), None),
+        ];
+        for (set, expected) in table {
+            let lookup = |key: &str| {
+                (key == TOKIO_WORKER_THREADS)
+                    .then_some(set.map(std::ffi::OsString::from))
+                    .flatten()
+            };
+            assert_eq!(runtime_workers(lookup), expected, "with {set:?}");
+        }
     }
 
     #[test]
