@@ -33,37 +33,45 @@ resource "google_monitoring_notification_channel" "email" {
 }
 
 resource "google_monitoring_alert_policy" "dead_letters" {
-  display_name          = "saga: dead letters wait for a person"
+  display_name          = "saga: messages were dead-lettered"
   combiner              = "OR"
   notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
 
+  # Letters arriving, not letters kept: dead-letter-sub keeps a copy of every letter for 7
+  # days, so its backlog would hold an incident open for a week and hide the letters after
+  # the first. Every letter, whoever dead-lettered it, is also pushed to the janitor.
   conditions {
-    display_name = "dead-letter-sub holds letters"
+    display_name = "letters pushed to the janitor on dead-letter-janitor-sub"
     condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.pull["dead-letter-sub"].name}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.push["dead-letter-janitor-sub"].name}\" AND metric.type = \"pubsub.googleapis.com/subscription/sent_message_count\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
       aggregations {
         alignment_period   = "300s"
-        per_series_aligner = "ALIGN_MAX"
+        per_series_aligner = "ALIGN_SUM"
       }
     }
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
   }
 
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      A message went to the dead-letter topic: a poison message (its `reason` attribute says
-      what is wrong with it, never quoting it), or one that Pub/Sub gave up delivering after
-      ${local.push_policy.max_delivery_attempts} attempts. The janitor has already ended the
-      saga it belongs to, if it names one; the letter is kept for a person.
+      Messages went to the dead-letter topic in the last 5 minutes: poison messages (their
+      `saga_dead_letter_reason` attribute says what is wrong, never quoting them), or
+      messages Pub/Sub gave up delivering after ${local.push_policy.max_delivery_attempts}
+      attempts (their `CloudPubSubDeadLetterSourceSubscription` attribute names the
+      subscription): a step that fails every push shows here. The janitor has already ended
+      the saga of each letter it could.
 
-      `dead-letter-sub` keeps a copy of every letter for a person, also of those whose saga the
-      janitor ended, for 7 days. `sagactl dead-letters` lists them with their reasons, and
-      docs/operations.md ("What to do for each dead-letter reason") says what each needs:
-      most need nothing but a look; `sagactl redrive` sends back what failed for a cause
-      since fixed. The incident closes once no letter is left on the subscription.
+      `dead-letter-sub` keeps a copy of every letter for 7 days. `sagactl dead-letters` lists
+      them with their reasons, and docs/operations.md ("What to do for each dead-letter
+      reason") says what each needs: most need only a look; `sagactl redrive` sends back
+      what failed for a cause since fixed.
     EOT
   }
 
@@ -83,7 +91,7 @@ resource "google_monitoring_alert_policy" "stuck_push" {
       filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.push[each.key].name}\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
       comparison      = "COMPARISON_GT"
       threshold_value = local.stuck_push_seconds
-      duration        = "300s"
+      duration        = "60s"
       aggregations {
         alignment_period   = "60s"
         per_series_aligner = "ALIGN_MAX"
@@ -96,10 +104,13 @@ resource "google_monitoring_alert_policy" "stuck_push" {
     content   = <<-EOT
       Pub/Sub has held a message of `${each.key}` (pushed to the ${each.value.service}
       service's `${each.value.path}`) for more than ${local.stuck_push_seconds} seconds, longer
-      than its retries of one message last. Either the ${each.value.service} service answers
-      most pushes with an error (its logs at severity WARNING or above say why), or it cannot
-      keep up with the load (its instances at max_instances). Orders are not lost meanwhile:
-      each saga is ended by its retries or by the sweep.
+      than its retries of one message last: a backlog the ${each.value.service} service
+      cannot drain (its instances at max_instances, or most pushes answered with an error;
+      its logs at severity WARNING or above say why), or, on `dead-letter-janitor-sub`,
+      letters the janitor keeps failing on (they are never dead-lettered again). A step that
+      fails every push does not hold its messages this long: they are dead-lettered, and
+      the dead-letter alert fires. Orders are not lost meanwhile: each saga is ended by its
+      retries or by the sweep.
     EOT
   }
 
@@ -128,15 +139,20 @@ resource "google_monitoring_alert_policy" "sweep_not_ended" {
   notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
 
   conditions {
-    display_name = "the sweep could not end a saga, or list the open ones"
+    display_name = "the sweep could not end a saga, or list the open ones, for 10 minutes"
+    # A sweep runs every minute and warns again each time, so what persists counts 5 in
+    # every 5 minutes; a blip (Firestore unavailable for one sweep, say) does not stay
+    # above 2 for 10 minutes.
     condition_threshold {
       filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.sweep_not_ended.name}\""
       comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
+      threshold_value = 2
+      duration        = "600s"
       aggregations {
         alignment_period   = "300s"
         per_series_aligner = "ALIGN_SUM"
+        # One count across the janitor's revisions and instances.
+        cross_series_reducer = "REDUCE_SUM"
       }
     }
   }

@@ -348,7 +348,9 @@ async fn sweep_one(
         outcome: String::new(),
     };
     let Some(uuid) = SagaId::parse(&view.uuid) else {
-        "its view names no valid uuid".clone_into(&mut swept.outcome);
+        let why = "its view names no valid uuid";
+        tracing::warn!(view = %view.uuid, why, "{}", contract::NOT_ENDED);
+        why.clone_into(&mut swept.outcome);
         return swept;
     };
     if !until.leaves_time_to_publish() {
@@ -358,6 +360,7 @@ async fn sweep_one(
     let saga = match read(clients, uuid, view).await {
         Ok(saga) => saga,
         Err(e) => {
+            tracing::warn!(%uuid, error = %e, "{}", contract::NOT_ENDED);
             swept.outcome = format!("could not read its records: {e}");
             return swept;
         }

@@ -698,31 +698,46 @@ fn condition_filter(policy: &Instance) -> Result<&str> {
     policy.str("conditions.0.condition_threshold.0.filter")
 }
 
+/// The seconds of a duration written as Terraform's `"300s"`.
+fn seconds_of(instance: &Instance, path: &str) -> Result<u64> {
+    instance
+        .str(path)?
+        .strip_suffix('s')
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("{}: `{path}` is not in whole seconds", instance.address))
+}
+
 #[test]
-fn letters_on_the_peoples_dead_letter_subscription_raise_an_alert() -> Result<()> {
+fn dead_letters_raise_an_alert_as_they_arrive_whoever_dead_lettered_them() -> Result<()> {
     let tf = terraform();
-    let people: Vec<&str> = SUBSCRIPTIONS
+    // Every letter, from Pub/Sub or from a worker, is pushed to the janitor.
+    let pushed: Vec<&str> = SUBSCRIPTIONS
         .iter()
-        .filter(|s| s.topic == Topic::DeadLetter && s.delivery == Delivery::Pull)
+        .filter(|s| s.topic == Topic::DeadLetter && matches!(s.delivery, Delivery::Push { .. }))
         .map(|s| s.name)
         .collect();
-    let [people] = people.as_slice() else {
-        anyhow::bail!("the contract has one pull subscription of dead letters, not {people:?}");
+    let [pushed] = pushed.as_slice() else {
+        anyhow::bail!("the contract pushes dead letters to one subscription, not {pushed:?}");
     };
     let policy = tf.resource("google_monitoring_alert_policy", "dead_letters")?;
     let filter = condition_filter(&policy)?;
-    let subscription = attr("google_pubsub_subscription", "pull", Some(people), "name");
-    assert!(
-        filter.contains(&format!("resource.labels.subscription_id = \"{subscription}\"")),
-        "{filter}"
-    );
-    assert!(
-        filter.contains("metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""),
-        "{filter}"
-    );
+    let subscription = attr("google_pubsub_subscription", "push", Some(pushed), "name");
+    for clause in [
+        "resource.type = \"pubsub_subscription\"".to_owned(),
+        format!("resource.labels.subscription_id = \"{subscription}\""),
+        // Arrivals: the backlog of dead-letter-sub holds every letter for days.
+        "metric.type = \"pubsub.googleapis.com/subscription/sent_message_count\"".to_owned(),
+    ] {
+        assert!(filter.contains(&clause), "{filter} misses {clause}");
+    }
     assert_eq!(
         policy.str("conditions.0.condition_threshold.0.comparison")?,
         "COMPARISON_GT"
+    );
+    assert_eq!(
+        policy.str("conditions.0.condition_threshold.0.aggregations.0.per_series_aligner")?,
+        "ALIGN_SUM",
+        "a count of letters in each period"
     );
     assert_eq!(
         policy
@@ -756,6 +771,15 @@ fn every_push_subscription_alerts_once_its_oldest_message_outlasts_pubsubs_retri
                 .contains("metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""),
             "{name}: {filter}"
         );
+        assert_eq!(
+            policy.str("conditions.0.condition_threshold.0.comparison")?,
+            "COMPARISON_GT"
+        );
+        assert_eq!(
+            policy.str("conditions.0.condition_threshold.0.aggregations.0.per_series_aligner")?,
+            "ALIGN_MAX",
+            "{name}: the oldest message's age, not an average"
+        );
         let seconds = policy
             .get("conditions.0.condition_threshold.0.threshold_value")?
             .as_f64()
@@ -775,13 +799,13 @@ fn the_sweeps_alert_counts_the_janitors_own_warning_lines() -> Result<()> {
     let tf = terraform();
     let metric = tf.resource("google_logging_metric", "sweep_not_ended")?;
     let filter = metric.str("filter")?;
-    for line in [sweep::NOT_ENDED, sweep::NOT_LISTED] {
-        assert!(
-            filter.contains(&format!("\"{line}\"")),
-            "{filter} misses {line:?}"
-        );
-    }
-    // tracing's WARN is Cloud Logging's WARNING (tracing-stackdriver's severity).
+    // The janitor logs them as `message` at WARNING (saga::runtime::telemetry's tests).
+    let lines = format!(
+        "jsonPayload.message = (\"{}\" OR \"{}\")",
+        sweep::NOT_ENDED,
+        sweep::NOT_LISTED
+    );
+    assert!(filter.contains(&lines), "{filter} misses {lines}");
     assert!(filter.contains("severity = WARNING"), "{filter}");
     let janitor = attr(
         "google_cloud_run_v2_service",
@@ -799,6 +823,22 @@ fn the_sweeps_alert_counts_the_janitors_own_warning_lines() -> Result<()> {
         attr("google_logging_metric", "sweep_not_ended", None, "name")
     );
     assert!(condition_filter(&policy)?.contains(&counted), "{policy:?}");
+    // A sweep warns again every minute about what persists; one that failed once (a
+    // Firestore blip) must not page anyone.
+    let threshold = policy
+        .get("conditions.0.condition_threshold.0.threshold_value")?
+        .as_f64()
+        .context("threshold_value is a number")?;
+    assert!(threshold >= 1.0, "one warning fires it ({threshold})");
+    let window = seconds_of(
+        &policy,
+        "conditions.0.condition_threshold.0.aggregations.0.alignment_period",
+    )?;
+    let held = seconds_of(&policy, "conditions.0.condition_threshold.0.duration")?;
+    assert!(
+        held > window,
+        "a burst of warnings within one {window}s window fires it (held for {held}s)"
+    );
     Ok(())
 }
 
@@ -821,7 +861,20 @@ fn every_alert_notifies_every_address_in_alert_emails_and_none_is_needed() -> Re
             .map(|e| attr("google_monitoring_notification_channel", "email", Some(e), "id"))
             .collect();
         let policies = tf.all("google_monitoring_alert_policy")?;
-        assert!(policies.len() >= 3, "{policies:?}");
+        let mut expected: BTreeSet<String> = SUBSCRIPTIONS
+            .iter()
+            .filter(|s| matches!(s.delivery, Delivery::Push { .. }))
+            .map(|s| address("google_monitoring_alert_policy", "stuck_push", Some(s.name)))
+            .collect();
+        expected.insert(address("google_monitoring_alert_policy", "dead_letters", None));
+        expected.insert(address("google_monitoring_alert_policy", "sweep_not_ended", None));
+        assert_eq!(
+            policies
+                .iter()
+                .map(|p| p.address.clone())
+                .collect::<BTreeSet<_>>(),
+            expected
+        );
         for policy in policies {
             let notified: BTreeSet<String> = strings(policy.get("notification_channels")?)
                 .into_iter()

@@ -291,4 +291,35 @@ mod tests {
         assert_eq!(lines[1]["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
         assert_eq!(lines[1]["httpRequest"]["status"], 503);
     }
+
+    #[test]
+    fn the_sweeps_warnings_reach_cloud_logging_as_terraforms_alert_counts_them() {
+        // terraform/monitoring.tf counts them by jsonPayload.message and severity WARNING.
+        use crate::contract::sweep::{NOT_ENDED, NOT_LISTED};
+        let capture = Capture::default();
+        let sink = capture.clone();
+        let subscriber = tracing_subscriber::registry().with(SagaFieldsLayer).with(
+            tracing_stackdriver::layer()
+                .with_writer(JsonLines::new(Service::Janitor, "proj", move || sink.clone())),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                uuid = "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                why = "w",
+                "{}",
+                NOT_ENDED
+            );
+            tracing::warn!(error = "e", "{}", NOT_LISTED);
+        });
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for (line, message) in lines.iter().zip([NOT_ENDED, NOT_LISTED]) {
+            assert_eq!(
+                (line["severity"].as_str(), line["message"].as_str()),
+                (Some("WARNING"), Some(message)),
+                "{line}"
+            );
+        }
+    }
 }
