@@ -431,9 +431,12 @@ impl TestStack {
     /// If no subscription of the contract pushes `topic` to `service`, or the request
     /// cannot be sent.
     pub async fn push(&self, service: Service, topic: Topic, data: &[u8]) -> (u16, Value) {
-        let subscription = service
+        let (subscription, path) = service
             .push_subscriptions()
-            .find(|s| s.topic == topic)
+            .find_map(|s| match s.delivery {
+                saga::contract::Delivery::Push { path, .. } if s.topic == topic => Some((s, path)),
+                _ => None,
+            })
             .expect("the contract pushes this topic to this service");
         let envelope = saga::wire::envelope::envelope(
             &subscription.path(&self.project),
@@ -441,13 +444,7 @@ impl TestStack {
             data,
             &BTreeMap::new(),
         );
-        self.post(
-            service,
-            saga::contract::push_path(topic),
-            "application/json",
-            envelope,
-        )
-        .await
+        self.post(service, path, "application/json", envelope).await
     }
 
     /// Reads up to `want` messages from `subscription`, waiting at most `timeout`.

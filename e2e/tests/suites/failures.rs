@@ -303,8 +303,9 @@ async fn a_janitor_message_delivered_twice_restores_stock_once() {
         1,
         "the copy of the failure; the original was read above; one compensation for both"
     );
-    // Pub/Sub's back-off may hold the copy's retry past the quiet read above, so one more
-    // copy is pushed directly, where the janitor's answer shows.
+    // Pub/Sub's back-off may hold the copy's retry past the quiet read above, so the stock
+    // check below may come before it; one more copy is pushed directly, where the janitor's
+    // answer shows that a copy after the compensation changes nothing.
     let (status, body) = stack.push(Service::Janitor, Topic::Error, data.as_bytes()).await;
     assert_eq!(
         (status, body["result"].as_str()),
