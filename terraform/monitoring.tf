@@ -39,14 +39,19 @@ resource "google_monitoring_alert_policy" "dead_letters" {
 
   # Letters arriving, not letters kept: dead-letter-sub keeps a copy of every letter for 7
   # days, so its backlog would hold an incident open for a week and hide the letters after
-  # the first. Every letter, whoever dead-lettered it, is also pushed to the janitor.
+  # the first. Every letter, whoever dead-lettered it, is also pushed to the janitor, which
+  # acks each once it has handled it (kept ones too); the pushes it fails and Pub/Sub
+  # retries are not counted, and a letter it keeps failing on trips stuck_push instead.
   conditions {
-    display_name = "letters pushed to the janitor on dead-letter-janitor-sub"
+    display_name = "letters the janitor took from dead-letter-janitor-sub"
     condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.push["dead-letter-janitor-sub"].name}\" AND metric.type = \"pubsub.googleapis.com/subscription/sent_message_count\""
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.push["dead-letter-janitor-sub"].name}\" AND metric.type = \"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class = \"ack\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
+      # No letters, no data point: the incident closes once a window holds none, so the next
+      # letter notifies again.
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
       aggregations {
         alignment_period   = "300s"
         per_series_aligner = "ALIGN_SUM"
@@ -108,8 +113,8 @@ resource "google_monitoring_alert_policy" "stuck_push" {
       cannot drain (its instances at max_instances, or most pushes answered with an error;
       its logs at severity WARNING or above say why), or, on `dead-letter-janitor-sub`,
       letters the janitor keeps failing on (they are never dead-lettered again). A step that
-      fails every push does not hold its messages this long: they are dead-lettered, and
-      the dead-letter alert fires. Orders are not lost meanwhile: each saga is ended by its
+      fails every push usually has its messages dead-lettered sooner, and the dead-letter
+      alert fires; with a large backlog Pub/Sub slows its pushes and both can fire. Orders are not lost meanwhile: each saga is ended by its
       retries or by the sweep.
     EOT
   }
@@ -148,6 +153,8 @@ resource "google_monitoring_alert_policy" "sweep_not_ended" {
       comparison      = "COMPARISON_GT"
       threshold_value = 2
       duration        = "600s"
+      # No warnings, no data point: the incident closes once the sweep stops warning.
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
       aggregations {
         alignment_period   = "300s"
         per_series_aligner = "ALIGN_SUM"
@@ -170,7 +177,7 @@ resource "google_monitoring_alert_policy" "sweep_not_ended" {
       open sagas at all (Firestore unreachable from the janitor, or the sweep's index not
       serving). The janitor's warnings name the saga's `uuid` and why:
 
-          gcloud logging read 'resource.type="cloud_run_revision" AND severity=WARNING AND jsonPayload.message=("${local.sweep_not_ended_message}" OR "${local.sweep_not_listed_message}")' --project=${var.project_id} --freshness=1d --format='table(timestamp, jsonPayload.message, jsonPayload.uuid, jsonPayload.action, jsonPayload.why, jsonPayload.error)'
+          gcloud logging read 'resource.type="cloud_run_revision" AND severity=WARNING AND jsonPayload.message=("${local.sweep_not_ended_message}" OR "${local.sweep_not_listed_message}")' --project=${var.project_id} --freshness=1d --format='table(timestamp, jsonPayload.message, jsonPayload.uuid, jsonPayload.view, jsonPayload.action, jsonPayload.why, jsonPayload.error)'
 
       Then `sagactl sweep --dry-run` and `sagactl show UUID` (docs/operations.md, "The saga
       deadline and the sweep", says what each case needs).

@@ -284,7 +284,9 @@ pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> any
             Ok(open) => open,
             Err(e) if sagas.is_empty() => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "the sweep could not list more open sagas; the next sweep goes on");
+                // The sagas behind this page wait for the next sweep: the same signal as a
+                // sweep that could list none, for if it keeps failing they are never swept.
+                tracing::warn!(error = %format!("{e:#}"), page = "a later one", "{}", contract::NOT_LISTED);
                 break;
             }
         };
@@ -294,7 +296,8 @@ pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> any
             .filter_map(|doc| match doc.decode::<StatusDoc>() {
                 Ok(view) => Some(view),
                 Err(e) => {
-                    tracing::error!(error = %e, "an unreadable saga view; the sweep skips it");
+                    // It keeps `ended == 0` for ever, so every sweep comes back to it.
+                    tracing::warn!(view = doc.name(), error = %e, why = "its view cannot be read", "{}", contract::NOT_ENDED);
                     None
                 }
             })
@@ -349,7 +352,7 @@ async fn sweep_one(
     };
     let Some(uuid) = SagaId::parse(&view.uuid) else {
         let why = "its view names no valid uuid";
-        tracing::warn!(view = %view.uuid, why, "{}", contract::NOT_ENDED);
+        tracing::warn!(uuid = %view.uuid, why, "{}", contract::NOT_ENDED);
         why.clone_into(&mut swept.outcome);
         return swept;
     };

@@ -725,8 +725,10 @@ fn dead_letters_raise_an_alert_as_they_arrive_whoever_dead_lettered_them() -> Re
     for clause in [
         "resource.type = \"pubsub_subscription\"".to_owned(),
         format!("resource.labels.subscription_id = \"{subscription}\""),
-        // Arrivals: the backlog of dead-letter-sub holds every letter for days.
-        "metric.type = \"pubsub.googleapis.com/subscription/sent_message_count\"".to_owned(),
+        // Arrivals, each once: the backlog of dead-letter-sub holds every letter for days,
+        // and a letter the janitor fails is pushed again and again.
+        "metric.type = \"pubsub.googleapis.com/subscription/push_request_count\"".to_owned(),
+        "metric.labels.response_class = \"ack\"".to_owned(),
     ] {
         assert!(filter.contains(&clause), "{filter} misses {clause}");
     }
@@ -745,6 +747,12 @@ fn dead_letters_raise_an_alert_as_they_arrive_whoever_dead_lettered_them() -> Re
             .as_f64(),
         Some(0.0),
         "one letter is enough"
+    );
+    // Counts write no point when nothing happens; without this the incident would stay
+    // open through quiet windows and the next letter would notify no one.
+    assert_eq!(
+        policy.str("conditions.0.condition_threshold.0.evaluation_missing_data")?,
+        "EVALUATION_MISSING_DATA_INACTIVE"
     );
     Ok(())
 }
@@ -838,6 +846,11 @@ fn the_sweeps_alert_counts_the_janitors_own_warning_lines() -> Result<()> {
     assert!(
         held > window,
         "a burst of warnings within one {window}s window fires it (held for {held}s)"
+    );
+    assert_eq!(
+        policy.str("conditions.0.condition_threshold.0.evaluation_missing_data")?,
+        "EVALUATION_MISSING_DATA_INACTIVE",
+        "a sweep that stopped warning closes the incident"
     );
     Ok(())
 }

@@ -149,6 +149,11 @@ impl Snapshot {
         Snapshot { doc }
     }
 
+    /// The document's full resource name, for logs.
+    pub fn name(&self) -> &str {
+        &self.doc.name
+    }
+
     /// When the document last changed.
     pub fn update_time(&self) -> Timestamp {
         self.doc.update_time.unwrap_or_default()
