@@ -18,6 +18,9 @@ locals {
   # retry horizon), so only a backlog the workers cannot drain, or the janitor failing on
   # its dead letters (which are never dead-lettered again), keeps one waiting longer.
   stuck_push_seconds = 600
+
+  # Every policy notifies every address in var.alert_emails.
+  alert_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
 }
 
 resource "google_monitoring_notification_channel" "email" {
@@ -35,7 +38,7 @@ resource "google_monitoring_notification_channel" "email" {
 resource "google_monitoring_alert_policy" "dead_letters" {
   display_name          = "saga: messages were dead-lettered"
   combiner              = "OR"
-  notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
+  notification_channels = local.alert_channels
 
   # Letters arriving, not letters kept: dead-letter-sub keeps a copy of every letter for 7
   # days, so its backlog would hold an incident open for a week and hide the letters after
@@ -88,7 +91,7 @@ resource "google_monitoring_alert_policy" "stuck_push" {
 
   display_name          = "saga: ${each.key} is not being delivered"
   combiner              = "OR"
-  notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
+  notification_channels = local.alert_channels
 
   conditions {
     display_name = "the oldest message of ${each.key} has waited ${local.stuck_push_seconds}s"
@@ -141,7 +144,7 @@ resource "google_logging_metric" "sweep_not_ended" {
 resource "google_monitoring_alert_policy" "sweep_not_ended" {
   display_name          = "saga: a saga past its deadline cannot be ended"
   combiner              = "OR"
-  notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
+  notification_channels = local.alert_channels
 
   conditions {
     display_name = "the sweep could not end a saga, or list the open ones, for 10 minutes"

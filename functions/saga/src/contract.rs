@@ -403,8 +403,9 @@ pub mod sweep {
     /// (once per saga per sweep). `/sweep` still answers 200, so Cloud Scheduler's runs
     /// look fine: Terraform's log-based alert counts this line.
     pub const NOT_ENDED: &str = "the sweep could not end a saga; the next sweep tries again";
-    /// The janitor's WARN line for a sweep that could not list the open sagas at all
-    /// (answered 503); the same alert counts it.
+    /// The janitor's WARN line for a sweep that could not list the open sagas (at all,
+    /// answered 503, or past a page, leaving the rest for the next sweep); the same alert
+    /// counts it.
     pub const NOT_LISTED: &str = "the sweep could not list open sagas";
 }
 

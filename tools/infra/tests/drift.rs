@@ -589,11 +589,7 @@ fn the_scheduler_sweeps_the_janitor_on_the_contracts_schedule_as_the_one_account
         sweep_account_email(),
         "the janitor accepts the scheduler's account on the sweep"
     );
-    let attempt: u64 = job
-        .str("attempt_deadline")?
-        .trim_end_matches('s')
-        .parse()
-        .context("attempt_deadline in seconds")?;
+    let attempt = seconds_of(&job, "attempt_deadline")?;
     assert!(
         Duration::from_secs(attempt) > HANDLER_TIMEOUT,
         "the scheduler waits for the janitor's answer ({attempt}s)"
@@ -698,6 +694,21 @@ fn condition_filter(policy: &Instance) -> Result<&str> {
     policy.str("conditions.0.condition_threshold.0.filter")
 }
 
+/// The threshold of an alerting policy's first condition.
+fn threshold(policy: &Instance) -> Result<f64> {
+    policy
+        .get("conditions.0.condition_threshold.0.threshold_value")?
+        .as_f64()
+        .with_context(|| format!("{}: threshold_value is not a number", policy.address))
+}
+
+/// The contract's push subscriptions.
+fn push_subscriptions() -> impl Iterator<Item = &'static saga::contract::Subscription> {
+    SUBSCRIPTIONS
+        .iter()
+        .filter(|s| matches!(s.delivery, Delivery::Push { .. }))
+}
+
 /// The seconds of a duration written as Terraform's `"300s"`.
 fn seconds_of(instance: &Instance, path: &str) -> Result<u64> {
     instance
@@ -711,9 +722,8 @@ fn seconds_of(instance: &Instance, path: &str) -> Result<u64> {
 fn dead_letters_raise_an_alert_as_they_arrive_whoever_dead_lettered_them() -> Result<()> {
     let tf = terraform();
     // Every letter, from Pub/Sub or from a worker, is pushed to the janitor.
-    let pushed: Vec<&str> = SUBSCRIPTIONS
-        .iter()
-        .filter(|s| s.topic == Topic::DeadLetter && matches!(s.delivery, Delivery::Push { .. }))
+    let pushed: Vec<&str> = push_subscriptions()
+        .filter(|s| s.topic == Topic::DeadLetter)
         .map(|s| s.name)
         .collect();
     let [pushed] = pushed.as_slice() else {
@@ -741,13 +751,7 @@ fn dead_letters_raise_an_alert_as_they_arrive_whoever_dead_lettered_them() -> Re
         "ALIGN_SUM",
         "a count of letters in each period"
     );
-    assert_eq!(
-        policy
-            .get("conditions.0.condition_threshold.0.threshold_value")?
-            .as_f64(),
-        Some(0.0),
-        "one letter is enough"
-    );
+    assert_eq!(Some(threshold(&policy)?), Some(0.0), "one letter is enough");
     // Counts write no point when nothing happens; without this the incident would stay
     // open through quiet windows and the next letter would notify no one.
     assert_eq!(
@@ -761,11 +765,7 @@ fn dead_letters_raise_an_alert_as_they_arrive_whoever_dead_lettered_them() -> Re
 fn every_push_subscription_alerts_once_its_oldest_message_outlasts_pubsubs_retries() -> Result<()> {
     let tf = terraform();
     let policies = tf.instances("google_monitoring_alert_policy", "stuck_push")?;
-    let push: BTreeSet<&str> = SUBSCRIPTIONS
-        .iter()
-        .filter(|s| matches!(s.delivery, Delivery::Push { .. }))
-        .map(|s| s.name)
-        .collect();
+    let push: BTreeSet<&str> = push_subscriptions().map(|s| s.name).collect();
     assert_eq!(policies.keys().map(String::as_str).collect::<BTreeSet<_>>(), push);
     for (name, policy) in &policies {
         let filter = condition_filter(policy)?;
@@ -788,10 +788,7 @@ fn every_push_subscription_alerts_once_its_oldest_message_outlasts_pubsubs_retri
             "ALIGN_MAX",
             "{name}: the oldest message's age, not an average"
         );
-        let seconds = policy
-            .get("conditions.0.condition_threshold.0.threshold_value")?
-            .as_f64()
-            .context("threshold_value is a number")?;
+        let seconds = threshold(policy)?;
         // Until then a message may be in its retries, and nothing is wrong.
         assert!(
             Duration::from_secs_f64(seconds) > PUSH_POLICY.retry_horizon(),
@@ -833,11 +830,8 @@ fn the_sweeps_alert_counts_the_janitors_own_warning_lines() -> Result<()> {
     assert!(condition_filter(&policy)?.contains(&counted), "{policy:?}");
     // A sweep warns again every minute about what persists; one that failed once (a
     // Firestore blip) must not page anyone.
-    let threshold = policy
-        .get("conditions.0.condition_threshold.0.threshold_value")?
-        .as_f64()
-        .context("threshold_value is a number")?;
-    assert!(threshold >= 1.0, "one warning fires it ({threshold})");
+    let most = threshold(&policy)?;
+    assert!(most >= 1.0, "one warning fires it ({most})");
     let window = seconds_of(
         &policy,
         "conditions.0.condition_threshold.0.aggregations.0.alignment_period",
@@ -874,9 +868,7 @@ fn every_alert_notifies_every_address_in_alert_emails_and_none_is_needed() -> Re
             .map(|e| attr("google_monitoring_notification_channel", "email", Some(e), "id"))
             .collect();
         let policies = tf.all("google_monitoring_alert_policy")?;
-        let mut expected: BTreeSet<String> = SUBSCRIPTIONS
-            .iter()
-            .filter(|s| matches!(s.delivery, Delivery::Push { .. }))
+        let mut expected: BTreeSet<String> = push_subscriptions()
             .map(|s| address("google_monitoring_alert_policy", "stuck_push", Some(s.name)))
             .collect();
         expected.insert(address("google_monitoring_alert_policy", "dead_letters", None));

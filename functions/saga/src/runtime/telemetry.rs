@@ -254,15 +254,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn json_lines_carry_severity_service_uuid_and_trace_of_their_spans() {
+    /// The JSON lines `service` writes, as Cloud Logging would get them, for what `emit` logs.
+    fn json_lines(service: Service, emit: impl FnOnce()) -> (String, Vec<Value>) {
         let capture = Capture::default();
         let sink = capture.clone();
         let subscriber = tracing_subscriber::registry().with(SagaFieldsLayer).with(
-            tracing_stackdriver::layer()
-                .with_writer(JsonLines::new(Service::Orders, "proj", move || sink.clone())),
+            tracing_stackdriver::layer().with_writer(JsonLines::new(service, "proj", move || sink.clone())),
         );
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let lines = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (text, lines)
+    }
+
+    #[test]
+    fn json_lines_carry_severity_service_uuid_and_trace_of_their_spans() {
+        let (text, lines) = json_lines(Service::Orders, || {
             tracing::info!("outside any saga");
             let outer = tracing::info_span!(
                 "push",
@@ -276,8 +283,6 @@ mod tests {
             let _inner = inner.enter();
             tracing::warn!(http_request.status = 503u16, "inside");
         });
-        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(lines[0]["severity"], "INFO");
         assert_eq!(lines[0]["service"], "orders");
@@ -296,13 +301,7 @@ mod tests {
     fn the_sweeps_warnings_reach_cloud_logging_as_terraforms_alert_counts_them() {
         // terraform/monitoring.tf counts them by jsonPayload.message and severity WARNING.
         use crate::contract::sweep::{NOT_ENDED, NOT_LISTED};
-        let capture = Capture::default();
-        let sink = capture.clone();
-        let subscriber = tracing_subscriber::registry().with(SagaFieldsLayer).with(
-            tracing_stackdriver::layer()
-                .with_writer(JsonLines::new(Service::Janitor, "proj", move || sink.clone())),
-        );
-        tracing::subscriber::with_default(subscriber, || {
+        let (text, lines) = json_lines(Service::Janitor, || {
             tracing::warn!(
                 uuid = "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
                 why = "w",
@@ -311,8 +310,6 @@ mod tests {
             );
             tracing::warn!(error = "e", "{}", NOT_LISTED);
         });
-        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2, "{text}");
         for (line, message) in lines.iter().zip([NOT_ENDED, NOT_LISTED]) {
             assert_eq!(
