@@ -2,7 +2,7 @@
 //! runs one command and writes its report, as text for people or as one JSON document
 //! (`--json`) for scripts.
 
-use crate::{connect, format, letters, redrive, show, stuck, sweep};
+use crate::{connect, discard, format, letters, redrive, show, stuck, sweep};
 use clap::{Parser, Subcommand};
 use saga::domain::SagaId;
 use saga::runtime::config::Config;
@@ -17,12 +17,12 @@ pub enum Exit {
     /// Done; nothing needs attention.
     Ok = 0,
     /// Pub/Sub or Firestore could not be reached, or refused a call (or a redrive's publish
-    /// failed, or the sweep could not list the open sagas).
+    /// or a discard's ack failed, or the sweep could not list the open sagas).
     Error = 1,
     /// The command line is wrong (clap's own code for it).
     Usage = 2,
     /// Something needs a person: stuck sagas, dead letters waiting, letters a redrive
-    /// refused or did not find, sagas a sweep could not end.
+    /// refused or did not find, letters a discard did not find, sagas a sweep could not end.
     Attention = 3,
     /// `show`: no such saga.
     NotFound = 4,
@@ -39,10 +39,11 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  done; nothing needs attention
   1  Pub/Sub or Firestore could not be reached or refused a call (or a redrive's publish
-     failed, or the sweep could not list the open sagas)
+     or a discard's ack failed, or the sweep could not list the open sagas)
   2  usage error (reported on stderr, also with --json)
   3  something needs a person: `stuck` found stuck sagas, `dead-letters` found letters,
      `redrive` refused or did not find some of the letters asked for (left on dead-letter-sub),
+     `discard` did not find some of the letters asked for,
      `sweep` could not end some of the sagas it found (the next sweep tries again)
   4  `show`: no such saga
 
@@ -54,7 +55,7 @@ and to Google Cloud with Application Default Credentials when neither is.";
 #[command(
     name = "sagactl",
     version,
-    about = "The saga operator's command: look into sagas and dead letters, and redrive them",
+    about = "The saga operator's command: look into sagas and dead letters, redrive or discard them",
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -109,6 +110,23 @@ pub enum Command {
         /// Every letter read.
         #[arg(long)]
         all: bool,
+        /// Say what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Read no more than this many letters.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Stop reading when none came for this long.
+        #[arg(long, default_value = "3s", value_parser = format::parse_duration)]
+        wait: Duration,
+    },
+    /// Take dead letters off dead-letter-sub for good, once read: those nothing should be
+    /// done with (a forgery, a letter published there by hand). Changes no saga: the
+    /// janitor acted on its own copy. Exits 3 if a letter asked for was not found.
+    Discard {
+        /// The letters to discard, by message id (as `dead-letters` lists them).
+        #[arg(long = "message-id", value_name = "ID", num_args = 1.., required = true)]
+        message_ids: Vec<String>,
         /// Say what would be done; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -199,11 +217,7 @@ async fn dispatch(
             let options = stuck::Options { older_than, limit };
             let now = saga::engine::status::now_micros();
             let report = stuck::stuck(&connect::store(config).await?, options, now).await?;
-            let exit = if report.stuck.is_empty() {
-                Exit::Ok
-            } else {
-                Exit::Attention
-            };
+            let exit = verdict(false, !report.stuck.is_empty());
             Ok(write(out, json, &report, exit))
         }
         Command::DeadLetters { limit, wait } => {
@@ -213,11 +227,7 @@ async fn dispatch(
             };
             let puller = connect::puller(config).await?;
             let report = letters::list(&puller, config.project(), options).await?;
-            let exit = if report.letters.is_empty() {
-                Exit::Ok
-            } else {
-                Exit::Attention
-            };
+            let exit = verdict(false, !report.letters.is_empty());
             Ok(write(out, json, &report, exit))
         }
         Command::Redrive {
@@ -229,9 +239,9 @@ async fn dispatch(
         } => {
             let options = redrive::Options {
                 selection: if all {
-                    redrive::Selection::All
+                    letters::Selection::All
                 } else {
-                    redrive::Selection::Ids(message_ids)
+                    letters::Selection::Ids(message_ids)
                 },
                 dry_run,
                 limit: usize::try_from(limit)?,
@@ -239,13 +249,24 @@ async fn dispatch(
             };
             let (puller, bus) = (connect::puller(config).await?, connect::bus(config).await?);
             let report = redrive::redrive(&puller, &bus, config.project(), &options).await?;
-            let exit = if report.failed() {
-                Exit::Error
-            } else if report.left_for_people() {
-                Exit::Attention
-            } else {
-                Exit::Ok
+            let exit = verdict(report.failed(), report.left_for_people());
+            Ok(write(out, json, &report, exit))
+        }
+        Command::Discard {
+            message_ids,
+            dry_run,
+            limit,
+            wait,
+        } => {
+            let options = discard::Options {
+                message_ids,
+                dry_run,
+                limit: usize::try_from(limit)?,
+                wait,
             };
+            let puller = connect::puller(config).await?;
+            let report = discard::discard(&puller, config.project(), &options).await?;
+            let exit = verdict(report.failed(), report.left_for_people());
             Ok(write(out, json, &report, exit))
         }
         Command::Sweep {
@@ -260,13 +281,21 @@ async fn dispatch(
                 ..janitor::sweep::Options::new(deadline)
             };
             let report = sweep::sweep(&connect::clients(config).await?, &options).await?;
-            let exit = if sweep::needs_attention(&report) {
-                Exit::Attention
-            } else {
-                Exit::Ok
-            };
+            let exit = verdict(false, sweep::needs_attention(&report));
             Ok(write(out, json, &report, exit))
         }
+    }
+}
+
+/// The exit code of a command that `failed` (a call refused), or found something that
+/// `needs_a_person`.
+fn verdict(failed: bool, needs_a_person: bool) -> Exit {
+    if failed {
+        Exit::Error
+    } else if needs_a_person {
+        Exit::Attention
+    } else {
+        Exit::Ok
     }
 }
 
@@ -323,6 +352,14 @@ mod tests {
             (&["redrive", "--all"], true),
             (&["redrive"], false),
             (&["redrive", "--all", "--message-id", "1"], false),
+            (&["discard", "--message-id", "1", "2", "--dry-run"], true),
+            (
+                &["discard", "--message-id", "1", "--limit", "10", "--wait", "1s"],
+                true,
+            ),
+            (&["discard"], false),
+            (&["discard", "--all"], false),
+            (&["discard", "--message-id"], false),
             (&["sweep"], true),
             (&["sweep", "--dry-run", "--deadline", "10m", "--limit", "5"], true),
             (&["sweep", "--deadline", "5min"], true),

@@ -151,6 +151,32 @@ pub fn redriven_attributes(attributes: &BTreeMap<String, String>) -> BTreeMap<St
         .collect()
 }
 
+/// Which of the letters read a command acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// These, by message id.
+    Ids(Vec<String>),
+    /// Every letter read.
+    All,
+}
+
+/// The letters `selection` picks out of `letters`, and the ids it names that are not there.
+pub fn select<'a>(letters: &'a [Letter], selection: &Selection) -> (Vec<&'a Letter>, Vec<String>) {
+    match selection {
+        Selection::All => (letters.iter().collect(), Vec::new()),
+        Selection::Ids(ids) => {
+            let chosen = letters.iter().filter(|l| ids.contains(&l.message_id)).collect();
+            let mut missing: Vec<String> = Vec::new();
+            for id in ids {
+                if !letters.iter().any(|l| &l.message_id == id) && !missing.contains(id) {
+                    missing.push(id.clone());
+                }
+            }
+            (chosen, missing)
+        }
+    }
+}
+
 /// One letter, as `dead-letters` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Letter {
@@ -180,6 +206,24 @@ pub struct Letter {
 }
 
 impl Letter {
+    /// A letter with the message id `id`, from inventory's subscription, for tests.
+    #[cfg(test)]
+    pub(crate) fn sample(id: &str) -> Letter {
+        Letter {
+            message_id: id.to_owned(),
+            reason: "retries_exhausted".to_owned(),
+            detail: None,
+            service: None,
+            source_subscription: Some("order-created-sub".to_owned()),
+            uuid: None,
+            dead_lettered: None,
+            age_seconds: None,
+            bytes: 2,
+            redrive_to: Some(Topic::OrderCreated),
+            refused: None,
+        }
+    }
+
     /// What `received`, read in `project` at `now`, is.
     pub fn of(received: &Received, project: &str, now: SystemTime) -> Self {
         let attributes = &received.attributes;
@@ -321,6 +365,33 @@ mod tests {
     type Case = (&'static str, Vec<(&'static str, &'static str)>, &'static [u8]);
 
     const JSON: &[u8] = br#"{"uuid":"x"}"#;
+
+    #[test]
+    fn a_selection_picks_the_letters_it_names_and_reports_those_it_cannot_find() {
+        let read = [Letter::sample("1"), Letter::sample("2"), Letter::sample("3")];
+        let ids = |ids: &[&str]| Selection::Ids(ids.iter().map(|s| (*s).to_owned()).collect());
+        // (selection, the ids picked, the ids not found)
+        let cases: Vec<(Selection, Vec<&str>, Vec<&str>)> = vec![
+            (Selection::All, vec!["1", "2", "3"], vec![]),
+            (ids(&["2"]), vec!["2"], vec![]),
+            (ids(&["3", "1"]), vec!["1", "3"], vec![]),
+            (ids(&["2", "9"]), vec!["2"], vec!["9"]),
+            (ids(&["9", "8", "9"]), vec![], vec!["9", "8"]),
+        ];
+        for (selection, picked, missing) in cases {
+            let (chosen, not_found) = select(&read, &selection);
+            let chosen: Vec<&str> = chosen.iter().map(|l| l.message_id.as_str()).collect();
+            assert_eq!(
+                (chosen, not_found),
+                (
+                    picked,
+                    missing.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
+                ),
+                "{selection:?}"
+            );
+        }
+        assert!(select(&[], &Selection::All).0.is_empty());
+    }
 
     #[test]
     fn a_letter_goes_back_to_the_topic_of_the_subscription_it_came_from() {

@@ -1,5 +1,5 @@
-//! `sagactl`, the operator's command: look into sagas and dead letters, and redrive them,
-//! and sweep, on Google Cloud or on the emulators.
+//! `sagactl`, the operator's command: look into sagas and dead letters, redrive or discard
+//! them, and sweep, on Google Cloud or on the emulators.
 //!
 //! ```text
 //! cli       the arguments, the exit codes, and `run`: connect, run one command, report
@@ -8,6 +8,7 @@
 //! stuck     sagactl stuck: unfinished sagas older than a cutoff, and where each stopped
 //! letters   sagactl dead-letters: what waits on dead-letter-sub, read and put back
 //! redrive   sagactl redrive: dead letters sent back where they came from, then acked
+//! discard   sagactl discard: dead letters read and judged, taken off for good
 //! sweep     sagactl sweep: the janitor's sweep, run here and now
 //!    │
 //! connect   where to connect (emulators or Google Cloud) and the clients, the workspace's own
@@ -21,6 +22,7 @@
 
 pub mod cli;
 pub mod connect;
+pub mod discard;
 pub mod format;
 pub mod letters;
 pub mod redrive;

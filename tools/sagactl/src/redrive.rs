@@ -7,22 +7,13 @@
 //! nothing. Each letter is acked only once its copy is published, so a failure leaves it on
 //! the subscription.
 
-use crate::letters::{self, Letter, redriven_attributes};
+use crate::letters::{self, Letter, Selection, redriven_attributes};
 use devstack::pubsub::Puller;
 use saga::contract::Topic;
 use saga::gcp::bus::{Bus, Outgoing};
 use serde::Serialize;
 use std::fmt;
 use std::time::{Duration, SystemTime};
-
-/// Which letters to redrive.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Selection {
-    /// These, by message id.
-    Ids(Vec<String>),
-    /// Every letter read.
-    All,
-}
 
 /// What to redrive, and how.
 #[derive(Clone, Debug)]
@@ -109,23 +100,6 @@ impl Report {
     }
 }
 
-/// The letters `selection` picks out of `letters`, and the ids it names that are not there.
-pub fn select<'a>(letters: &'a [Letter], selection: &Selection) -> (Vec<&'a Letter>, Vec<String>) {
-    match selection {
-        Selection::All => (letters.iter().collect(), Vec::new()),
-        Selection::Ids(ids) => {
-            let chosen = letters.iter().filter(|l| ids.contains(&l.message_id)).collect();
-            let mut missing: Vec<String> = Vec::new();
-            for id in ids {
-                if !letters.iter().any(|l| &l.message_id == id) && !missing.contains(id) {
-                    missing.push(id.clone());
-                }
-            }
-            (chosen, missing)
-        }
-    }
-}
-
 /// Redrives the letters of `project` that `options` select, publishing with `bus`.
 pub async fn redrive(puller: &Puller, bus: &Bus, project: &str, options: &Options) -> anyhow::Result<Report> {
     let mut held = puller
@@ -137,7 +111,7 @@ pub async fn redrive(puller: &Puller, bus: &Bus, project: &str, options: &Option
         .iter()
         .map(|m| Letter::of(m, project, now))
         .collect();
-    let (chosen, not_found) = select(&read, &options.selection);
+    let (chosen, not_found) = letters::select(&read, &options.selection);
     let mut outcomes = Vec::with_capacity(chosen.len());
     for letter in chosen {
         let action = match (letter.redrive_to, &letter.refused) {
@@ -248,49 +222,6 @@ impl fmt::Display for Report {
 mod tests {
     use super::*;
 
-    fn letter(id: &str) -> Letter {
-        Letter {
-            message_id: id.to_owned(),
-            reason: "retries_exhausted".to_owned(),
-            detail: None,
-            service: None,
-            source_subscription: Some("order-created-sub".to_owned()),
-            uuid: None,
-            dead_lettered: None,
-            age_seconds: None,
-            bytes: 2,
-            redrive_to: Some(Topic::OrderCreated),
-            refused: None,
-        }
-    }
-
-    #[test]
-    fn a_selection_picks_the_letters_it_names_and_reports_those_it_cannot_find() {
-        let read = [letter("1"), letter("2"), letter("3")];
-        let ids = |ids: &[&str]| Selection::Ids(ids.iter().map(|s| (*s).to_owned()).collect());
-        // (selection, the ids picked, the ids not found)
-        let cases: Vec<(Selection, Vec<&str>, Vec<&str>)> = vec![
-            (Selection::All, vec!["1", "2", "3"], vec![]),
-            (ids(&["2"]), vec!["2"], vec![]),
-            (ids(&["3", "1"]), vec!["1", "3"], vec![]),
-            (ids(&["2", "9"]), vec!["2"], vec!["9"]),
-            (ids(&["9", "8", "9"]), vec![], vec!["9", "8"]),
-        ];
-        for (selection, picked, missing) in cases {
-            let (chosen, not_found) = select(&read, &selection);
-            let chosen: Vec<&str> = chosen.iter().map(|l| l.message_id.as_str()).collect();
-            assert_eq!(
-                (chosen, not_found),
-                (
-                    picked,
-                    missing.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
-                ),
-                "{selection:?}"
-            );
-        }
-        assert!(select(&[], &Selection::All).0.is_empty());
-    }
-
     #[test]
     fn a_redrive_needs_a_person_when_a_letter_was_refused_or_not_found() {
         let report = |action: Action, not_found: Vec<String>| Report {
@@ -298,7 +229,7 @@ mod tests {
             read: 1,
             limit: 100,
             outcomes: vec![Outcome {
-                letter: letter("1"),
+                letter: Letter::sample("1"),
                 action,
             }],
             not_found,

@@ -17,10 +17,10 @@ use saga::engine::status::{self, StatusEvent, now_micros};
 use saga::gcp::store::WriteSet;
 use saga::runtime::config::{Config, env};
 use saga::wire::message::SagaMessage;
-use sagactl::letters::{self, Letter};
-use sagactl::redrive::{self, Action, Selection};
+use sagactl::letters::{self, Letter, Selection};
+use sagactl::redrive::{self, Action};
 use sagactl::show::Sent;
-use sagactl::{connect, show, stuck};
+use sagactl::{connect, discard, show, stuck};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -289,6 +289,67 @@ async fn a_dry_run_changes_nothing_and_a_letter_of_unknown_origin_is_refused_and
         !left.iter().any(|l| l.message_id == copied.message_id),
         "the redriven one is taken"
     );
+}
+
+#[tokio::test]
+async fn a_discard_takes_only_the_letters_it_names_and_a_dry_run_takes_none() {
+    let stack = TestStack::start("sagactl discard").await;
+    // Two letters published to the dead-letter topic by hand, which `redrive` refuses.
+    stack.publish(Topic::DeadLetter, br#"{"n":1}"#, &[]).await;
+    stack.publish(Topic::DeadLetter, br#"{"n":2}"#, &[]).await;
+    let read = eventually(WAIT, || async {
+        let read = letters_now(&stack).await;
+        (read.len() == 2).then_some(read)
+    })
+    .await
+    .expect("both letters wait on dead-letter-sub");
+    let (gone, kept) = (read[0].message_id.clone(), read[1].message_id.clone());
+    let ids_now = || async {
+        let mut ids: Vec<String> = letters_now(&stack)
+            .await
+            .into_iter()
+            .map(|l| l.message_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![gone.clone(), kept.clone()];
+    both.sort();
+
+    let puller = connect::puller(&config(&stack)).await.unwrap();
+    let mut options = discard::Options {
+        message_ids: vec![gone.clone(), "no-such-letter".into()],
+        dry_run: true,
+        limit: 100,
+        wait: Duration::from_secs(1),
+    };
+    let dry = discard::discard(&puller, &stack.project, &options).await.unwrap();
+    let actions = |report: &discard::Report| -> Vec<(String, discard::Action)> {
+        report
+            .outcomes
+            .iter()
+            .map(|o| (o.letter.message_id.clone(), o.action.clone()))
+            .collect()
+    };
+    assert_eq!(actions(&dry), [(gone.clone(), discard::Action::WouldDiscard)]);
+    assert_eq!(dry.not_found, ["no-such-letter"]);
+    assert_eq!(ids_now().await, both, "a dry run takes no letter");
+
+    options.dry_run = false;
+    let done = discard::discard(&puller, &stack.project, &options).await.unwrap();
+    assert_eq!(actions(&done), [(gone.clone(), discard::Action::Discarded)]);
+    assert!(done.left_for_people() && !done.failed(), "{done:?}");
+    assert_eq!(
+        ids_now().await,
+        std::slice::from_ref(&kept),
+        "only the named letter is taken"
+    );
+
+    options.message_ids = vec![gone.clone()];
+    let again = discard::discard(&puller, &stack.project, &options).await.unwrap();
+    assert!(again.outcomes.is_empty(), "{again:?}");
+    assert_eq!(again.not_found, [gone], "a letter discarded is gone for good");
+    assert_eq!(ids_now().await, [kept], "and the other one stays");
 }
 
 #[tokio::test]
@@ -601,6 +662,21 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(json(&out)["dry_run"], true);
 
+    let (code, out) = sagactl(
+        project,
+        &[
+            "discard",
+            "--message-id",
+            "no-such-letter",
+            "--wait",
+            "1s",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "a letter asked for and not found: {out}");
+    assert_eq!(json(&out)["not_found"], json!(["no-such-letter"]));
+
     // Begun 10 minutes ago, the stranded saga is past the default deadline (5m): a dry
     // run finds it, and says what it would do.
     let (code, out) = sagactl(project, &["sweep", "--dry-run", "--json"]).await;
@@ -640,6 +716,7 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
     for (args, why) in [
         (&["show", "not-a-uuid"][..], "a bad uuid"),
         (&["redrive"][..], "neither --message-id nor --all"),
+        (&["discard", "--all"][..], "a discard names its letters"),
         (&["stuck", "--older-than", "soon"][..], "a bad duration"),
         (
             &["sweep", "--deadline", "2m"][..],
