@@ -2,9 +2,9 @@
 //! runs one command and writes its report, as text for people or as one JSON document
 //! (`--json`) for scripts.
 
-use crate::{connect, discard, format, letters, redrive, show, stuck, sweep};
+use crate::{connect, discard, format, letters, redrive, show, stock, stuck, sweep};
 use clap::{Parser, Subcommand};
-use saga::domain::SagaId;
+use saga::domain::{ItemName, SagaId};
 use saga::runtime::config::Config;
 use serde::Serialize;
 use std::fmt::Display;
@@ -22,9 +22,10 @@ pub enum Exit {
     /// The command line is wrong (clap's own code for it).
     Usage = 2,
     /// Something needs a person: stuck sagas, dead letters waiting, letters a redrive
-    /// refused or did not find, letters a discard did not find, sagas a sweep could not end.
+    /// refused or did not find, letters a discard did not find, a stock change refused,
+    /// sagas a sweep could not end.
     Attention = 3,
-    /// `show`: no such saga.
+    /// `show`: no such saga; `stock`: no such item.
     NotFound = 4,
 }
 
@@ -43,9 +44,9 @@ Exit codes:
   2  usage error (reported on stderr, also with --json)
   3  something needs a person: `stuck` found stuck sagas, `dead-letters` found letters,
      `redrive` refused or did not find some of the letters asked for (left on dead-letter-sub),
-     `discard` did not find some of the letters asked for,
+     `discard` did not find some of the letters asked for, `stock` refused a change,
      `sweep` could not end some of the sagas it found (the next sweep tries again)
-  4  `show`: no such saga
+  4  `show`: no such saga; `stock`: no such item
 
 Connects to the emulators when PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST are set,
 and to Google Cloud with Application Default Credentials when neither is.";
@@ -55,7 +56,7 @@ and to Google Cloud with Application Default Credentials when neither is.";
 #[command(
     name = "sagactl",
     version,
-    about = "The saga operator's command: look into sagas and dead letters, redrive or discard them",
+    about = "The saga operator's command: look into sagas and dead letters, redrive or discard them, change stock, sweep",
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -137,6 +138,25 @@ pub enum Command {
         #[arg(long, default_value = "3s", value_parser = format::parse_duration)]
         wait: Duration,
     },
+    /// An item's stock level, or a change to it made safely while sales go on: `--add N`
+    /// units, or `--remove N` (never below zero). Never type a level into the Firestore
+    /// console: a sale that lands meanwhile is undone and its units sold twice. Exits 4 if
+    /// there is no such item, 3 if the change was refused.
+    #[command(group = clap::ArgGroup::new("change").args(["add", "remove"]))]
+    Stock {
+        /// The item (the id of its `inventory/{item}` document).
+        #[arg(value_parser = parse_item)]
+        item: ItemName,
+        /// Units to add.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        add: Option<u32>,
+        /// Units to take away.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        remove: Option<u32>,
+        /// Say what the change would do; change nothing.
+        #[arg(long, requires = "change")]
+        dry_run: bool,
+    },
     /// Run the janitor's sweep now: end the open sagas past their deadline, each the safe
     /// way (relay its last message, or compensate it), as Cloud Scheduler's call to
     /// POST /sweep does every minute. Exits 3 if it could not end some of them.
@@ -166,6 +186,10 @@ fn parse_deadline(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(deadline)
+}
+
+fn parse_item(text: &str) -> Result<ItemName, String> {
+    ItemName::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_uuid(text: &str) -> Result<SagaId, String> {
@@ -269,6 +293,21 @@ async fn dispatch(
             let exit = verdict(report.failed(), report.left_for_people());
             Ok(write(out, json, &report, exit))
         }
+        Command::Stock {
+            item,
+            add,
+            remove,
+            dry_run,
+        } => {
+            let change = add.map(stock::Change::Add).or(remove.map(stock::Change::Remove));
+            let report = stock::stock(&connect::store(config).await?, &item, change, dry_run).await?;
+            let exit = match report.outcome {
+                stock::Outcome::NotFound => Exit::NotFound,
+                stock::Outcome::Refused { .. } => Exit::Attention,
+                _ => Exit::Ok,
+            };
+            Ok(write(out, json, &report, exit))
+        }
         Command::Sweep {
             dry_run,
             deadline,
@@ -360,6 +399,15 @@ mod tests {
             (&["discard"], false),
             (&["discard", "--all"], false),
             (&["discard", "--message-id"], false),
+            (&["stock", "widget"], true),
+            (&["stock", "widget", "--add", "50", "--dry-run"], true),
+            (&["stock", "widget", "--remove", "3", "--json"], true),
+            (&["stock", "widget", "--add", "1", "--remove", "1"], false),
+            (&["stock", "widget", "--add", "0"], false),
+            (&["stock", "widget", "--add", "-3"], false),
+            (&["stock", "widget", "--dry-run"], false),
+            (&["stock", "a/b"], false),
+            (&["stock"], false),
             (&["sweep"], true),
             (&["sweep", "--dry-run", "--deadline", "10m", "--limit", "5"], true),
             (&["sweep", "--deadline", "5min"], true),

@@ -1,5 +1,5 @@
 //! `sagactl`, the operator's command: look into sagas and dead letters, redrive or discard
-//! them, and sweep, on Google Cloud or on the emulators.
+//! them, change an item's stock, and sweep, on Google Cloud or on the emulators.
 //!
 //! ```text
 //! cli       the arguments, the exit codes, and `run`: connect, run one command, report
@@ -9,6 +9,7 @@
 //! letters   sagactl dead-letters: what waits on dead-letter-sub, read and put back
 //! redrive   sagactl redrive: dead letters sent back where they came from, then acked
 //! discard   sagactl discard: dead letters read and judged, taken off for good
+//! stock     sagactl stock ITEM: an item's stock, and changes to it that no sale undoes
 //! sweep     sagactl sweep: the janitor's sweep, run here and now
 //!    │
 //! connect   where to connect (emulators or Google Cloud) and the clients, the workspace's own
@@ -27,5 +28,6 @@ pub mod format;
 pub mod letters;
 pub mod redrive;
 pub mod show;
+pub mod stock;
 pub mod stuck;
 pub mod sweep;

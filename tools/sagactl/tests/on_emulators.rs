@@ -10,7 +10,7 @@
 
 use e2e::{TestStack, eventually, new_uuid, saga_message};
 use saga::contract::{PUSH_POLICY, PushPolicy, Service, Topic};
-use saga::domain::{SagaId, Stage};
+use saga::domain::{ItemName, SagaId, Stage};
 use saga::engine::records;
 use saga::engine::records::StepState;
 use saga::engine::status::{self, StatusEvent, now_micros};
@@ -20,6 +20,7 @@ use saga::wire::message::SagaMessage;
 use sagactl::letters::{self, Letter, Selection};
 use sagactl::redrive::{self, Action};
 use sagactl::show::Sent;
+use sagactl::stock::{self, Change, Outcome};
 use sagactl::{connect, discard, show, stuck};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -353,6 +354,105 @@ async fn a_discard_takes_only_the_letters_it_names_and_a_dry_run_takes_none() {
 }
 
 #[tokio::test]
+async fn stock_changed_by_hand_while_orders_sell_loses_no_sale_and_no_change() {
+    let stack = TestStack::start("sagactl stock").await;
+    let store = connect::store(&config(&stack)).await.unwrap();
+    let widget = ItemName::parse("widget").unwrap();
+    let before = stack.stock("widget").await;
+
+    let shown = stock::stock(&store, &widget, None, false).await.unwrap();
+    assert_eq!(
+        (shown.outcome, shown.price_per_unit),
+        (
+            Outcome::Shown {
+                quantity: Some(before)
+            },
+            Some(10)
+        )
+    );
+    let dry = stock::stock(&store, &widget, Some(Change::Add(5)), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        dry.outcome,
+        Outcome::WouldChange {
+            from: before,
+            to: before + 5
+        }
+    );
+    assert_eq!(stack.stock("widget").await, before, "a dry run changes nothing");
+
+    // Sales and changes by hand at once: every change reads the level, and commits only if
+    // nothing wrote it since; sales decided on a level a change moved decide again.
+    let quantities: Vec<i64> = (0..24).map(|i| 1 + i % 3).collect();
+    let stack = &stack;
+    let placing = futures::future::join_all(quantities.iter().map(|q| {
+        let order = json!({"item": "widget", "quantity": q, "user": "jack"});
+        async move { stack.place(&order).await }
+    }));
+    let changes: Vec<Change> = [Change::Add(5); 6]
+        .into_iter()
+        .chain([Change::Remove(2); 4])
+        .collect();
+    let changing = futures::future::join_all(
+        changes
+            .iter()
+            .map(|change| stock::stock(&store, &widget, Some(*change), false)),
+    );
+    let (uuids, made) = tokio::join!(placing, changing);
+    for report in made {
+        let report = report.unwrap();
+        let Outcome::Changed { from, to } = report.outcome else {
+            panic!("every change is made: {report:?}");
+        };
+        assert!(to - from == 5 || to - from == -2, "{report:?}");
+    }
+    for uuid in &uuids {
+        assert_eq!(stack.finished(uuid, WAIT).await["status"], "completed");
+    }
+    let sold: i64 = quantities.iter().sum();
+    assert_eq!(
+        stack.stock("widget").await,
+        before - sold + 6 * 5 - 4 * 2,
+        "every sale and every change counted once"
+    );
+
+    let level = stack.stock("widget").await;
+    let refused = stock::stock(
+        &store,
+        &widget,
+        Some(Change::Remove(u32::try_from(level + 1).unwrap())),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(refused.outcome, Outcome::Refused { quantity: Some(q), .. } if q == level),
+        "{refused:?}"
+    );
+    let emptied = stock::stock(
+        &store,
+        &widget,
+        Some(Change::Remove(u32::try_from(level).unwrap())),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(emptied.outcome, Outcome::Changed { from: level, to: 0 });
+    assert_eq!(stack.stock("widget").await, 0, "down to zero, and no further");
+
+    let nothing = ItemName::parse("no-such-item").unwrap();
+    let missing = stock::stock(&store, &nothing, Some(Change::Add(1)), false)
+        .await
+        .unwrap();
+    assert_eq!(missing.outcome, Outcome::NotFound);
+    assert!(
+        stack.doc("inventory/no-such-item").await.is_none(),
+        "a change creates no item"
+    );
+}
+
+#[tokio::test]
 async fn show_tells_each_step_of_a_compensated_saga_and_whether_its_message_went_out() {
     type Summary<'a> = (Service, Option<StepState>, Option<&'a str>, Option<&'a Sent>);
     let stack = TestStack::start("sagactl show").await;
@@ -662,21 +762,6 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(json(&out)["dry_run"], true);
 
-    let (code, out) = sagactl(
-        project,
-        &[
-            "discard",
-            "--message-id",
-            "no-such-letter",
-            "--wait",
-            "1s",
-            "--json",
-        ],
-    )
-    .await;
-    assert_eq!(code, 3, "a letter asked for and not found: {out}");
-    assert_eq!(json(&out)["not_found"], json!(["no-such-letter"]));
-
     // Begun 10 minutes ago, the stranded saga is past the default deadline (5m): a dry
     // run finds it, and says what it would do.
     let (code, out) = sagactl(project, &["sweep", "--dry-run", "--json"]).await;
@@ -716,7 +801,6 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
     for (args, why) in [
         (&["show", "not-a-uuid"][..], "a bad uuid"),
         (&["redrive"][..], "neither --message-id nor --all"),
-        (&["discard", "--all"][..], "a discard names its letters"),
         (&["stuck", "--older-than", "soon"][..], "a bad duration"),
         (
             &["sweep", "--deadline", "2m"][..],
@@ -726,4 +810,48 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
         assert_eq!(sagactl(project, args).await.0, 2, "{why}");
     }
     assert_eq!(sagactl(None, &["stuck"]).await.0, 2, "no project");
+}
+
+#[tokio::test]
+async fn the_binary_changes_stock_and_discards_letters_with_the_documented_codes() {
+    let stack = TestStack::start("sagactl binary changes").await;
+    let project = Some(stack.project.as_str());
+    let (code, out) = sagactl(
+        project,
+        &[
+            "discard",
+            "--message-id",
+            "no-such-letter",
+            "--wait",
+            "1s",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "a letter asked for and not found: {out}");
+    assert_eq!(json(&out)["not_found"], json!(["no-such-letter"]));
+
+    let (code, out) = sagactl(project, &["stock", "widget", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let level = json(&out)["quantity"].as_i64().unwrap();
+    assert_eq!(json(&out)["outcome"], "shown", "{out}");
+    let (code, out) = sagactl(project, &["stock", "widget", "--add", "3"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("widget: {level} -> {}", level + 3)),
+        "{out}"
+    );
+    let too_many = (level + 4).to_string();
+    let (code, out) = sagactl(project, &["stock", "widget", "--remove", &too_many, "--json"]).await;
+    assert_eq!(code, 3, "a removal of more than is there is refused: {out}");
+    assert_eq!(json(&out)["outcome"], "refused", "{out}");
+    let (code, out) = sagactl(project, &["stock", "no-such-item"]).await;
+    assert_eq!(code, 4, "no such item: {out}");
+
+    for (args, why) in [
+        (&["discard", "--all"][..], "a discard names its letters"),
+        (&["stock", "widget", "--add", "0"][..], "a change of nothing"),
+    ] {
+        assert_eq!(sagactl(project, args).await.0, 2, "{why}");
+    }
 }
