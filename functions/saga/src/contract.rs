@@ -425,6 +425,9 @@ pub mod collections {
     pub const STEPS: &str = "steps";
     /// `idempotency-keys/{sha256(key)}`: the saga each client idempotency key started.
     pub const IDEMPOTENCY_KEYS: &str = "idempotency-keys";
+    /// `inventory/{item}/stock-changes/{id}`: each change of a stock made by hand with
+    /// `sagactl stock`, with its levels and reason (no step reads them).
+    pub const STOCK_CHANGES: &str = "stock-changes";
 }
 
 #[cfg(test)]

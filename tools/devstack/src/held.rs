@@ -1,5 +1,6 @@
 //! Reading a pull subscription without taking what is read: for tools that must look at
-//! messages and leave them (`sagactl dead-letters`), or take only some (`sagactl redrive`).
+//! messages and leave them (`sagactl dead-letters`), or take only some (`sagactl redrive`,
+//! `sagactl discard`).
 //!
 //! Through Pub/Sub's unary `pull`, `acknowledge` and `modifyAckDeadline` over REST, which
 //! the emulator serves on the same port as gRPC and Google Cloud at
@@ -23,6 +24,16 @@ use crate::pubsub::Received;
 /// publishes each before acking it), short enough that, should the tool die, they are back
 /// on the subscription soon. [`Held::release`] puts back the rest at once.
 pub const HOLD: Duration = Duration::from_mins(1);
+
+/// How long a message read stays ours if its lease could not be extended to [`HOLD`]: the
+/// least ack deadline a subscription can have (Pub/Sub "Subscription properties", the ack
+/// deadline: 10 to 600 seconds), so it holds for every subscription.
+const LEAST_ACK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long before its lease runs out a message is no longer acked: an ack that arrives
+/// after the lease is accepted by Google Cloud (without exactly-once delivery) and does
+/// nothing, so a tool would report a message taken that is back on the subscription.
+const ACK_MARGIN: Duration = Duration::from_secs(2);
 
 /// How long to wait between two pulls that found nothing, while waiting for more.
 const POLL: Duration = Duration::from_millis(250);
@@ -163,6 +174,20 @@ pub struct Held {
     messages: Vec<Received>,
     /// Every ack id of each message still held (a message may be delivered twice), by id.
     ack_ids: HashMap<String, Vec<String>>,
+    /// When the lease of each message held runs out (that of its earliest delivery), by id.
+    leases: HashMap<String, Instant>,
+}
+
+/// When the lease of messages pulled at `pulled` runs out: [`HOLD`] after, if it was
+/// extended to that, else the least ack deadline. Counted from before the pull was sent, so
+/// never later than Pub/Sub counts it.
+fn lease_end(pulled: Instant, extended: bool) -> Instant {
+    pulled + if extended { HOLD } else { LEAST_ACK_DEADLINE }
+}
+
+/// Whether a message whose lease runs out at `end` can still be acked at `now`.
+fn still_ours(end: Instant, now: Instant) -> bool {
+    now + ACK_MARGIN < end
 }
 
 impl Held {
@@ -179,6 +204,7 @@ impl Held {
             subscription,
             messages: Vec::new(),
             ack_ids: HashMap::new(),
+            leases: HashMap::new(),
         };
         let mut last_news = Instant::now();
         while held.messages.len() < max {
@@ -186,6 +212,7 @@ impl Held {
             // reader stopped waiting, and that message would stay out of reach until its
             // lease ran out.
             let want = (max - held.messages.len()).min(MAX_PER_PULL);
+            let pulled_at = Instant::now();
             let pulled: anyhow::Result<PullResponse> = held
                 .rest
                 .call(
@@ -215,11 +242,20 @@ impl Held {
                 .map(|m| m.ack_id.clone())
                 .collect();
             // Ours for [`HOLD`] from now, not for the subscription's ack deadline.
-            if let Err(e) = held.modify(&ack_ids, HOLD).await {
-                tracing::warn!(error = %e, "could not extend the lease of the messages read");
-            }
+            let extended = match held.modify(&ack_ids, HOLD).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not extend the lease of the messages read");
+                    false
+                }
+            };
+            let end = lease_end(pulled_at, extended);
             for ReceivedMessage { ack_id, message } in pulled.received_messages {
                 let id = message.message_id.clone();
+                held.leases
+                    .entry(id.clone())
+                    .and_modify(|e| *e = (*e).min(end))
+                    .or_insert(end);
                 let deliveries = held.ack_ids.entry(id).or_default();
                 if deliveries.is_empty() {
                     match message.received() {
@@ -242,11 +278,18 @@ impl Held {
     /// `Ok(false)` if it was not held.
     ///
     /// # Errors
-    /// When Pub/Sub does not take the ack: the message comes back when its lease runs out.
+    /// When its lease has run out, or nearly (it is back on the subscription, or soon will
+    /// be, and an ack now might do nothing), or Pub/Sub does not take the ack (then
+    /// [`Held::release`] puts it back).
     pub async fn ack(&mut self, message_id: &str) -> anyhow::Result<bool> {
-        let Some(ack_ids) = self.ack_ids.remove(message_id) else {
+        let Some(ack_ids) = self.ack_ids.get(message_id) else {
             return Ok(false);
         };
+        let end = self.leases.get(message_id).copied();
+        if end.is_some_and(|end| !still_ours(end, Instant::now())) {
+            self.ack_ids.remove(message_id);
+            anyhow::bail!("its lease ran out before it could be acked, so it is back on the subscription");
+        }
         self.rest
             .call::<serde_json::Value>(
                 &self.subscription,
@@ -254,6 +297,7 @@ impl Held {
                 &serde_json::json!({ "ackIds": ack_ids }),
             )
             .await?;
+        self.ack_ids.remove(message_id);
         Ok(true)
     }
 
@@ -290,6 +334,31 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_is_acked_only_while_its_lease_surely_holds() {
+        let pulled = Instant::now();
+        assert_eq!(LEAST_ACK_DEADLINE.as_secs(), 10);
+        // (extended to HOLD, a minute; acked this long after the pull; still ours), with a
+        // margin of 2 s
+        assert_eq!((HOLD.as_secs(), ACK_MARGIN.as_secs()), (60, 2));
+        let cases = [
+            (true, Duration::ZERO, true),
+            (true, Duration::from_millis(57_999), true),
+            (true, Duration::from_secs(58), false),
+            (true, HOLD, false),
+            (false, Duration::from_millis(7_999), true),
+            (false, Duration::from_secs(8), false),
+            (false, Duration::from_secs(30), false),
+        ];
+        for (extended, after, ours) in cases {
+            assert_eq!(
+                still_ours(lease_end(pulled, extended), pulled + after),
+                ours,
+                "{extended} {after:?}"
+            );
+        }
+    }
 
     #[test]
     fn pubsub_times_are_read_to_the_microsecond_and_anything_else_is_no_time() {

@@ -44,7 +44,8 @@ Exit codes:
   2  usage error (reported on stderr, also with --json)
   3  something needs a person: `stuck` found stuck sagas, `dead-letters` found letters,
      `redrive` refused or did not find some of the letters asked for (left on dead-letter-sub),
-     `discard` did not find some of the letters asked for, `stock` refused a change,
+     `discard` did not find some of the letters asked for, `stock` refused a change (or
+     found no integer level),
      `sweep` could not end some of the sagas it found (the next sweep tries again)
   4  `show`: no such saga; `stock`: no such item
 
@@ -142,21 +143,7 @@ pub enum Command {
     /// units, or `--remove N` (never below zero). Never type a level into the Firestore
     /// console: a sale that lands meanwhile is undone and its units sold twice. Exits 4 if
     /// there is no such item, 3 if the change was refused.
-    #[command(group = clap::ArgGroup::new("change").args(["add", "remove"]))]
-    Stock {
-        /// The item (the id of its `inventory/{item}` document).
-        #[arg(value_parser = parse_item)]
-        item: ItemName,
-        /// Units to add.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        add: Option<u32>,
-        /// Units to take away.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        remove: Option<u32>,
-        /// Say what the change would do; change nothing.
-        #[arg(long, requires = "change")]
-        dry_run: bool,
-    },
+    Stock(StockArgs),
     /// Run the janitor's sweep now: end the open sagas past their deadline, each the safe
     /// way (relay its last message, or compensate it), as Cloud Scheduler's call to
     /// POST /sweep does every minute. Exits 3 if it could not end some of them.
@@ -175,6 +162,47 @@ pub enum Command {
     },
 }
 
+/// `stock`'s arguments.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("change").args(["add", "remove"]))]
+pub struct StockArgs {
+    /// The item (the id of its `inventory/{item}` document).
+    #[arg(value_parser = parse_item)]
+    pub item: ItemName,
+    /// Units to add.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub add: Option<u32>,
+    /// Units to take away.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub remove: Option<u32>,
+    /// Why, kept with the change in `inventory/{item}/stock-changes/{id}`.
+    #[arg(long, requires = "change", value_parser = parse_reason)]
+    pub reason: Option<String>,
+    /// Run again a change whose commit failed without saying whether it applied (the id
+    /// its error printed): made only if it was not.
+    #[arg(long, value_name = "ID", requires = "change", value_parser = parse_change_id)]
+    pub change_id: Option<uuid::Uuid>,
+    /// Say what the change would do; change nothing.
+    #[arg(long, requires = "change")]
+    pub dry_run: bool,
+}
+
+impl StockArgs {
+    /// What the arguments ask of the stock; a change without `--change-id` gets a new id.
+    fn request(self) -> stock::Request {
+        stock::Request {
+            item: self.item,
+            change: self
+                .add
+                .map(stock::Change::Add)
+                .or(self.remove.map(stock::Change::Remove)),
+            reason: self.reason,
+            id: self.change_id.unwrap_or_else(uuid::Uuid::new_v4),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 /// A saga deadline: as `--older-than` reads durations, or as the janitor reads
 /// `SAGA_DEADLINE` (`300s`, `5min`), so that the janitor's own setting is always taken.
 fn parse_deadline(text: &str) -> Result<Duration, String> {
@@ -190,6 +218,18 @@ fn parse_deadline(text: &str) -> Result<Duration, String> {
 
 fn parse_item(text: &str) -> Result<ItemName, String> {
     ItemName::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_reason(text: &str) -> Result<String, String> {
+    let most = stock::MAX_REASON_CHARS;
+    if text.chars().count() > most || text.chars().any(char::is_control) {
+        return Err(format!("a reason is one line of at most {most} characters"));
+    }
+    Ok(text.to_owned())
+}
+
+fn parse_change_id(text: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(text).map_err(|_| format!("`{text}` is not a change id (a uuid)"))
 }
 
 fn parse_uuid(text: &str) -> Result<SagaId, String> {
@@ -293,18 +333,12 @@ async fn dispatch(
             let exit = verdict(report.failed(), report.left_for_people());
             Ok(write(out, json, &report, exit))
         }
-        Command::Stock {
-            item,
-            add,
-            remove,
-            dry_run,
-        } => {
-            let change = add.map(stock::Change::Add).or(remove.map(stock::Change::Remove));
-            let report = stock::stock(&connect::store(config).await?, &item, change, dry_run).await?;
-            let exit = match report.outcome {
-                stock::Outcome::NotFound => Exit::NotFound,
-                stock::Outcome::Refused { .. } => Exit::Attention,
-                _ => Exit::Ok,
+        Command::Stock(args) => {
+            let report = stock::stock(&connect::store(config).await?, &args.request()).await?;
+            let exit = if report.outcome == stock::Outcome::NotFound {
+                Exit::NotFound
+            } else {
+                verdict(false, report.needs_a_person())
             };
             Ok(write(out, json, &report, exit))
         }
@@ -406,6 +440,25 @@ mod tests {
             (&["stock", "widget", "--add", "0"], false),
             (&["stock", "widget", "--add", "-3"], false),
             (&["stock", "widget", "--dry-run"], false),
+            (
+                &[
+                    "stock",
+                    "widget",
+                    "--add",
+                    "5",
+                    "--reason",
+                    "delivery 42",
+                    "--change-id",
+                    "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                ],
+                true,
+            ),
+            (&["stock", "widget", "--reason", "why"], false),
+            (&["stock", "widget", "--add", "5", "--change-id", "x"], false),
+            (
+                &["stock", "widget", "--add", "5", "--reason", "two\nlines"],
+                false,
+            ),
             (&["stock", "a/b"], false),
             (&["stock"], false),
             (&["sweep"], true),

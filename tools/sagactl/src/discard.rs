@@ -104,7 +104,10 @@ pub async fn discard(puller: &Puller, project: &str, options: &Options) -> anyho
             Action::WouldDiscard
         } else {
             match held.ack(&letter.message_id).await {
-                Ok(_) => Action::Discarded,
+                Ok(true) => Action::Discarded,
+                Ok(false) => Action::Failed {
+                    why: "it was read but is no longer held".to_owned(),
+                },
                 Err(e) => Action::Failed {
                     why: format!("{e:#}"),
                 },
@@ -144,7 +147,7 @@ impl fmt::Display for Report {
             self.read,
             if self.read == 1 { "letter" } else { "letters" }
         )?;
-        if self.read >= self.limit && !self.not_found.is_empty() {
+        if self.read >= self.limit {
             writeln!(
                 f,
                 "only the first {} letters were read (raise --limit)",
@@ -176,11 +179,12 @@ impl fmt::Display for Report {
 mod tests {
     use super::*;
 
+    /// A report of one letter among 3 read, with `--limit 3` on a dry run and 100 otherwise.
     fn report(action: Action, not_found: &[&str], dry_run: bool) -> Report {
         Report {
             dry_run,
             read: 3,
-            limit: 3,
+            limit: if dry_run { 3 } else { 100 },
             outcomes: vec![Outcome {
                 letter: Letter::sample("12"),
                 action,

@@ -14,16 +14,27 @@
 //! written, and the round reads again. Either way a sale decided on the old level fails its
 //! own precondition and decides again on the new one, so neither side's change is lost.
 //!
-//! The change leaves `written_at` alone, the mark the stock's write gap counts from: a
-//! person's write holds no sale back, and it is one write, not a sustained rate.
+//! The same commit creates `inventory/{item}/stock-changes/{id}` (levels, reason, time),
+//! only if it does not exist: who looks at a stock later sees each change made by hand,
+//! and a change whose commit failed without saying whether it applied can be run again
+//! with its id (`--change-id`): a round that finds its record reports it made, and changes
+//! nothing.
+//!
+//! The change leaves `written_at` alone, the mark the stock's write gap counts from. It is
+//! one write, not a sustained rate; a sale's write may wait for it by at most one gap.
 
 use crate::format;
+use saga::contract::collections;
 use saga::domain::ItemName;
 use saga::engine::records::{self, inventory_fields};
-use saga::engine::retry::until_committed;
-use saga::gcp::store::{CommitError, Precondition, Snapshot, Store, WriteSet};
-use serde::Serialize;
+use saga::engine::retry::{Contention, until_committed};
+use saga::gcp::store::{CommitError, DocPath, Precondition, Snapshot, Store, WriteSet};
+use serde::{Deserialize, Serialize};
 use std::fmt;
+use uuid::Uuid;
+
+/// Longest reason a change may carry, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
 
 /// A change to an item's stock level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,16 +98,43 @@ pub fn plan(level: Option<i64>, change: Change) -> Result<i64, Refusal> {
     }
 }
 
-/// The write that takes `stock` from `from` to `to`: the difference, as Firestore's own
-/// increment of the level alone, only if the document is still as read.
-pub fn write(item: &ItemName, stock: &Snapshot, from: i64, to: i64) -> WriteSet {
+/// `inventory/{item}/stock-changes/{id}`: the record of the change `id` of `item`'s stock.
+pub fn record_path(item: &ItemName, id: Uuid) -> DocPath {
+    DocPath::new([
+        collections::INVENTORY,
+        item.as_str(),
+        collections::STOCK_CHANGES,
+        &id.to_string(),
+    ])
+}
+
+/// The record of a change made by hand ([`record_path`]); `at`, Firestore's time of the
+/// commit, is set by the commit itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// The level it changed.
+    pub from: i64,
+    /// The level it left.
+    pub to: i64,
+    /// Why, as the person said.
+    pub reason: Option<String>,
+}
+
+/// The field of a [`ChangeRecord`] that holds when it was made.
+const AT: &str = "at";
+
+/// The writes of change `id`, taking `stock` from `from` to `to`: the difference, as
+/// Firestore's own increment of the level alone, only if the document is still as read;
+/// and the change's record, only if there is none yet.
+pub fn write(item: &ItemName, stock: &Snapshot, id: Uuid, record: &ChangeRecord) -> WriteSet {
     let mut writes = WriteSet::new();
     writes.increment(
         records::item(item),
         inventory_fields::QUANTITY,
-        to - from,
+        record.to - record.from,
         Some(Precondition::Unchanged(stock.update_time())),
     );
+    writes.create(record_path(item, id), record).and_request_time(AT);
     writes
 }
 
@@ -116,6 +154,13 @@ pub enum Outcome {
         /// The level it was changed from (as read in the round that committed).
         from: i64,
         /// The level it was changed to.
+        to: i64,
+    },
+    /// Made before, by an earlier run with the same `--change-id`: nothing changed now.
+    AlreadyMade {
+        /// The level that change changed.
+        from: i64,
+        /// The level it left.
         to: i64,
     },
     /// Would be changed (a dry run).
@@ -146,13 +191,25 @@ pub struct Report {
     pub price_per_unit: Option<i64>,
     /// When a sale or a return last wrote the level (what the write gap counts from).
     pub saga_last_wrote: Option<String>,
+    /// The change's id, when one was asked for: `--change-id` runs it again safely.
+    pub change_id: Option<String>,
 }
 
 impl Report {
-    /// The report of `outcome` for `item`, whose document read `stock`.
-    fn of(item: &ItemName, stock: Option<&Snapshot>, outcome: Outcome) -> Self {
+    /// Whether a person must look: the change was refused, or the stock has no level that
+    /// a sale could be decided on.
+    pub fn needs_a_person(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Refused { .. } | Outcome::Shown { quantity: None }
+        )
+    }
+
+    /// The report of `outcome` for the item of `request`, whose document read `stock`.
+    fn of(request: &Request, stock: Option<&Snapshot>, outcome: Outcome) -> Self {
         Report {
-            item: item.to_string(),
+            item: request.item.to_string(),
+            change_id: request.change.map(|_| request.id.to_string()),
             outcome,
             price_per_unit: stock.and_then(|s| s.integer(inventory_fields::PRICE_PER_UNIT)),
             saga_last_wrote: stock
@@ -163,28 +220,58 @@ impl Report {
     }
 }
 
-/// Reads `item`'s stock and makes `change`, if any (unless `dry_run`).
+/// What to do to a stock.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The item.
+    pub item: ItemName,
+    /// The change, if any (none: show the stock).
+    pub change: Option<Change>,
+    /// Why, for the change's record.
+    pub reason: Option<String>,
+    /// The change's id: new for a new change, or that of a change to run again.
+    pub id: Uuid,
+    /// Say what the change would do, and do nothing.
+    pub dry_run: bool,
+}
+
+/// Reads the stock `request` names and makes its change, if any (unless a dry run).
 ///
 /// # Errors
-/// When Firestore cannot be reached or refuses a call, or the level kept changing for
-/// every round. A commit that failed so may or may not have applied, and the error says to
-/// look before trying again: another `--add` could add twice.
-pub async fn stock(
-    store: &Store,
-    item: &ItemName,
-    change: Option<Change>,
-    dry_run: bool,
-) -> anyhow::Result<Report> {
-    let path = records::item(item);
-    until_committed(|_| {
-        let path = &path;
+/// When Firestore cannot be reached or refuses a call, or sales wrote the level in every
+/// round. If a commit failed so, it may or may not have applied: the error says to run the
+/// change again with its id, which makes it at most once.
+pub async fn stock(store: &Store, request: &Request) -> anyhow::Result<Report> {
+    stock_between(store, request, |_| async {}).await
+}
+
+/// [`stock`], awaiting `between(round)` after each round's read and before its commit: the
+/// seam through which a test has a sale write the level in between.
+///
+/// # Errors
+/// As [`stock`].
+pub async fn stock_between<F, Fut>(store: &Store, request: &Request, mut between: F) -> anyhow::Result<Report>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (item, id) = (&request.item, request.id);
+    let paths = [records::item(item), record_path(item, id)];
+    until_committed(|round| {
+        let (paths, pause) = (&paths, between(round));
         async move {
-            let Some(stock) = store.get(path).await? else {
-                return Ok(Some(Report::of(item, None, Outcome::NotFound)));
+            let mut read = store.get_all(paths).await?.into_iter();
+            let (stock, made) = (read.next().flatten(), read.next().flatten());
+            let Some(stock) = stock else {
+                return Ok(Some(Report::of(request, None, Outcome::NotFound)));
             };
+            let report = |outcome| Some(Report::of(request, Some(&stock), outcome));
+            if let Some(made) = made {
+                let ChangeRecord { from, to, .. } = made.decode()?;
+                return Ok(report(Outcome::AlreadyMade { from, to }));
+            }
             let level = stock.integer(inventory_fields::QUANTITY);
-            let report = |outcome| Some(Report::of(item, Some(&stock), outcome));
-            let Some(change) = change else {
+            let Some(change) = request.change else {
                 return Ok(report(Outcome::Shown { quantity: level }));
             };
             let to = match plan(level, change) {
@@ -198,20 +285,33 @@ pub async fn stock(
             };
             // `plan` refuses a stock without a level.
             let from = level.unwrap_or_default();
-            if dry_run {
+            if request.dry_run {
                 return Ok(report(Outcome::WouldChange { from, to }));
             }
-            match store.commit(write(item, &stock, from, to)).await {
+            pause.await;
+            let record = ChangeRecord {
+                from,
+                to,
+                reason: request.reason.clone(),
+            };
+            match store.commit(write(item, &stock, id, &record)).await {
                 Ok(_) => Ok(report(Outcome::Changed { from, to })),
                 Err(CommitError::Conflict(_)) => Ok(None),
                 Err(CommitError::Unavailable(e)) => Err(e.context(format!(
-                    "the change of {path} may or may not have been made: run `sagactl stock {item}` \
-                     to see the level before trying again"
+                    "the change of {item}'s stock may or may not have been made: run the same \
+                     command again with `--change-id {id}`, which makes it only if it was not"
                 ))),
             }
         }
     })
     .await
+    .map_err(|e: anyhow::Error| {
+        if e.is::<Contention>() {
+            e.context("nothing was changed: sales wrote the level in every round; try again")
+        } else {
+            e
+        }
+    })
 }
 
 impl fmt::Display for Report {
@@ -229,6 +329,11 @@ impl fmt::Display for Report {
             Outcome::Changed { from, to } => {
                 writeln!(f, "{item}: {from} -> {to} ({})", signed(*from, *to))?;
             }
+            Outcome::AlreadyMade { from, to } => writeln!(
+                f,
+                "{item}: change already made by an earlier run, nothing changed now: {from} -> {to} ({})",
+                signed(*from, *to)
+            )?,
             Outcome::WouldChange { from, to } => writeln!(
                 f,
                 "dry run, nothing changed: {item} would go from {from} to {to} ({})",
@@ -240,9 +345,13 @@ impl fmt::Display for Report {
             .price_per_unit
             .map_or_else(|| "no integer price".to_owned(), |p| format!("{p} a unit"));
         match &self.saga_last_wrote {
-            Some(at) => writeln!(f, "{price}; a sale or return last wrote the level at {at}"),
-            None => writeln!(f, "{price}; no sale or return has written the level yet"),
+            Some(at) => writeln!(f, "{price}; a sale or return last wrote the level at {at}")?,
+            None => writeln!(f, "{price}; no sale or return has written the level yet")?,
         }
+        if let Some(id) = &self.change_id {
+            writeln!(f, "change id {id}")?;
+        }
+        Ok(())
     }
 }
 
@@ -274,17 +383,32 @@ mod tests {
     }
 
     #[test]
-    fn the_change_is_an_increment_of_the_level_alone_guarded_by_the_update_time_read() {
+    fn the_change_is_an_increment_of_the_level_alone_guarded_by_the_update_time_read_and_recorded_once() {
         let item = ItemName::parse("widget").unwrap();
         let read = Snapshot::of(&records::item(&item), &json!({"quantity": 10}), 7).unwrap();
-        let writes = write(&item, &read, 10, 6);
+        let id = Uuid::new_v4();
+        let record = ChangeRecord {
+            from: 10,
+            to: 6,
+            reason: Some("counted short".into()),
+        };
+        let mut writes = write(&item, &read, id, &record);
+        let record_at = format!("inventory/widget/stock-changes/{id}");
         assert_eq!(
             writes.documents(),
-            [(
-                "inventory/widget",
-                Some(Precondition::Unchanged(read.update_time()))
-            )]
+            [
+                (
+                    "inventory/widget",
+                    Some(Precondition::Unchanged(read.update_time()))
+                ),
+                (record_at.as_str(), Some(Precondition::Absent)),
+            ]
         );
+        let recorded = Snapshot::of(&record_path(&item, id), &json!({}), 7)
+            .unwrap()
+            .after(&writes.split_off_document(&record_path(&item, id)));
+        assert_eq!(recorded.decode::<ChangeRecord>().unwrap(), record);
+        assert!(recorded.time(AT).is_some(), "stamped with the commit's time");
         let after = read.after(&writes);
         assert_eq!(after.integer(inventory_fields::QUANTITY), Some(6));
         assert_eq!(
@@ -301,6 +425,7 @@ mod tests {
             outcome,
             price_per_unit: Some(10),
             saga_last_wrote: None,
+            change_id: None,
         };
         let cases = [
             (
@@ -321,6 +446,10 @@ mod tests {
                     why: Refusal::NotEnough { level: 9, asked: 10 }.to_string(),
                 }),
                 "widget: nothing changed: only 9 in stock, cannot remove 10\n10 a unit; no sale or return has written the level yet\n",
+            ),
+            (
+                report(Outcome::AlreadyMade { from: 9, to: 59 }),
+                "widget: change already made by an earlier run, nothing changed now: 9 -> 59 (+50)\n10 a unit; no sale or return has written the level yet\n",
             ),
             (
                 report(Outcome::NotFound),

@@ -20,7 +20,7 @@ use saga::wire::message::SagaMessage;
 use sagactl::letters::{self, Letter, Selection};
 use sagactl::redrive::{self, Action};
 use sagactl::show::Sent;
-use sagactl::stock::{self, Change, Outcome};
+use sagactl::stock::{self, Change, Outcome, Request};
 use sagactl::{connect, discard, show, stuck};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -353,14 +353,24 @@ async fn a_discard_takes_only_the_letters_it_names_and_a_dry_run_takes_none() {
     assert_eq!(ids_now().await, [kept], "and the other one stays");
 }
 
+/// A request for `change` of widget's stock, with a new id.
+fn widget(change: Option<Change>) -> Request {
+    Request {
+        item: ItemName::parse("widget").unwrap(),
+        change,
+        reason: Some("a test".into()),
+        id: uuid::Uuid::new_v4(),
+        dry_run: false,
+    }
+}
+
 #[tokio::test]
 async fn stock_changed_by_hand_while_orders_sell_loses_no_sale_and_no_change() {
     let stack = TestStack::start("sagactl stock").await;
     let store = connect::store(&config(&stack)).await.unwrap();
-    let widget = ItemName::parse("widget").unwrap();
     let before = stack.stock("widget").await;
 
-    let shown = stock::stock(&store, &widget, None, false).await.unwrap();
+    let shown = stock::stock(&store, &widget(None)).await.unwrap();
     assert_eq!(
         (shown.outcome, shown.price_per_unit),
         (
@@ -370,9 +380,15 @@ async fn stock_changed_by_hand_while_orders_sell_loses_no_sale_and_no_change() {
             Some(10)
         )
     );
-    let dry = stock::stock(&store, &widget, Some(Change::Add(5)), true)
-        .await
-        .unwrap();
+    let dry = stock::stock(
+        &store,
+        &Request {
+            dry_run: true,
+            ..widget(Some(Change::Add(5)))
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         dry.outcome,
         Outcome::WouldChange {
@@ -382,26 +398,23 @@ async fn stock_changed_by_hand_while_orders_sell_loses_no_sale_and_no_change() {
     );
     assert_eq!(stack.stock("widget").await, before, "a dry run changes nothing");
 
-    // Sales and changes by hand at once: every change reads the level, and commits only if
-    // nothing wrote it since; sales decided on a level a change moved decide again.
+    // Changes by hand, one after another, while a burst of orders sells the item.
     let quantities: Vec<i64> = (0..24).map(|i| 1 + i % 3).collect();
     let stack = &stack;
     let placing = futures::future::join_all(quantities.iter().map(|q| {
         let order = json!({"item": "widget", "quantity": q, "user": "jack"});
         async move { stack.place(&order).await }
     }));
-    let changes: Vec<Change> = [Change::Add(5); 6]
-        .into_iter()
-        .chain([Change::Remove(2); 4])
-        .collect();
-    let changing = futures::future::join_all(
-        changes
-            .iter()
-            .map(|change| stock::stock(&store, &widget, Some(*change), false)),
-    );
+    let changing = async {
+        let mut made = Vec::new();
+        for change in [Change::Add(5), Change::Remove(2)].repeat(5) {
+            made.push(stock::stock(&store, &widget(Some(change))).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        made
+    };
     let (uuids, made) = tokio::join!(placing, changing);
     for report in made {
-        let report = report.unwrap();
         let Outcome::Changed { from, to } = report.outcome else {
             panic!("every change is made: {report:?}");
         };
@@ -413,43 +426,106 @@ async fn stock_changed_by_hand_while_orders_sell_loses_no_sale_and_no_change() {
     let sold: i64 = quantities.iter().sum();
     assert_eq!(
         stack.stock("widget").await,
-        before - sold + 6 * 5 - 4 * 2,
+        before - sold + 5 * 5 - 5 * 2,
         "every sale and every change counted once"
     );
 
     let level = stack.stock("widget").await;
-    let refused = stock::stock(
-        &store,
-        &widget,
-        Some(Change::Remove(u32::try_from(level + 1).unwrap())),
-        false,
-    )
-    .await
-    .unwrap();
+    let more = u32::try_from(level + 1).unwrap();
+    let refused = stock::stock(&store, &widget(Some(Change::Remove(more))))
+        .await
+        .unwrap();
     assert!(
         matches!(refused.outcome, Outcome::Refused { quantity: Some(q), .. } if q == level),
         "{refused:?}"
     );
-    let emptied = stock::stock(
-        &store,
-        &widget,
-        Some(Change::Remove(u32::try_from(level).unwrap())),
-        false,
-    )
-    .await
-    .unwrap();
+    let all = u32::try_from(level).unwrap();
+    let emptied = stock::stock(&store, &widget(Some(Change::Remove(all))))
+        .await
+        .unwrap();
     assert_eq!(emptied.outcome, Outcome::Changed { from: level, to: 0 });
     assert_eq!(stack.stock("widget").await, 0, "down to zero, and no further");
 
-    let nothing = ItemName::parse("no-such-item").unwrap();
-    let missing = stock::stock(&store, &nothing, Some(Change::Add(1)), false)
-        .await
-        .unwrap();
+    let missing = stock::stock(
+        &store,
+        &Request {
+            item: ItemName::parse("no-such-item").unwrap(),
+            ..widget(Some(Change::Add(1)))
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(missing.outcome, Outcome::NotFound);
     assert!(
         stack.doc("inventory/no-such-item").await.is_none(),
         "a change creates no item"
     );
+}
+
+#[tokio::test]
+async fn a_stock_change_whose_level_a_sale_wrote_meanwhile_decides_again_and_is_made_once() {
+    let stack = TestStack::start("sagactl stock race").await;
+    let store = connect::store(&config(&stack)).await.unwrap();
+    let before = stack.stock("widget").await;
+    let request = widget(Some(Change::Add(5)));
+    let item = request.item.clone();
+
+    // Between the first round's read and its commit, a sale of 3 writes the level as the
+    // saga writes it: guarded by the update time it read.
+    let rounds = std::sync::Mutex::new(Vec::new());
+    let report = stock::stock_between(&store, &request, |round| {
+        rounds.lock().unwrap().push(round);
+        let (store, item) = (stack.store.clone(), item.clone());
+        async move {
+            if round == 0 {
+                let read = store.get(&records::item(&item)).await.unwrap().unwrap();
+                let level = read.integer("quantity").unwrap();
+                let mut sale = WriteSet::new();
+                records::set_stock_level(&mut sale, &item, &read, level - 3);
+                store.commit(sale).await.unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        *rounds.lock().unwrap(),
+        [0, 1],
+        "the first commit lost to the sale"
+    );
+    assert_eq!(
+        report.outcome,
+        Outcome::Changed {
+            from: before - 3,
+            to: before + 2
+        },
+        "decided again on the level the sale left"
+    );
+    assert_eq!(
+        stack.stock("widget").await,
+        before + 2,
+        "the sale and the change both count"
+    );
+    let record = stack
+        .doc(stock::record_path(&item, request.id).as_str())
+        .await
+        .expect("the change is recorded");
+    assert_eq!(
+        (&record["from"], &record["to"], &record["reason"]),
+        (&json!(before - 3), &json!(before + 2), &json!("a test"))
+    );
+
+    // Run again with its id (as after a commit that failed without saying whether it
+    // applied): it is made only once.
+    let again = stock::stock(&store, &request).await.unwrap();
+    assert_eq!(
+        again.outcome,
+        Outcome::AlreadyMade {
+            from: before - 3,
+            to: before + 2
+        }
+    );
+    assert_eq!(stack.stock("widget").await, before + 2, "not made twice");
 }
 
 #[tokio::test]
