@@ -57,6 +57,14 @@ resource "google_firestore_database" "default" {
   location_id = coalesce(var.firestore_location, var.region)
   type        = "FIRESTORE_NATIVE"
 
+  # The orders, the stock and every saga's records are the product's data: with
+  # firestore_protection, any minute of the last 7 days can be read and exported as it was
+  # (a stock level typed wrong, a bug's writes), and the database cannot be deleted until
+  # the protection is turned off. `terraform destroy` leaves it in place either way.
+  point_in_time_recovery_enablement = var.firestore_protection ? "POINT_IN_TIME_RECOVERY_ENABLED" : "POINT_IN_TIME_RECOVERY_DISABLED"
+  delete_protection_state           = var.firestore_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy                   = "ABANDON"
+
   depends_on = [google_project_service.api]
 }
 

@@ -15,6 +15,12 @@ variable "firestore_location" {
   default     = null
 }
 
+variable "firestore_protection" {
+  description = "Keep the Firestore database recoverable: point-in-time recovery (any minute of the last 7 days can be read and exported as it was; billed as storage of the versions kept) and delete protection (the database cannot be deleted until this is false). Set false for a throwaway project."
+  type        = bool
+  default     = true
+}
+
 variable "image_tag" {
   description = "Tag of the five service images in the Artifact Registry repository, as pushed by cloudbuild.yaml (the commit's short SHA, or the _MANUAL_TAG of a manual build)."
   type        = string

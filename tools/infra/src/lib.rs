@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The Terraform functions the evaluator provides, as Terraform defines them.
-pub const FUNCTIONS: [&str; 3] = ["merge", "flatten", "toset"];
+pub const FUNCTIONS: [&str; 4] = ["merge", "flatten", "toset", "coalesce"];
 
 /// The attributes a resource or data source has once applied, for which the evaluator puts
 /// placeholders. Referring to any other attribute of a resource fails to evaluate.
@@ -257,6 +257,10 @@ impl Terraform {
             FuncDef::builder()
                 .param(ParamType::array_of(ParamType::Any))
                 .build(toset),
+        );
+        ctx.declare_func(
+            "coalesce",
+            FuncDef::builder().variadic_param(ParamType::Any).build(coalesce),
         );
         ctx.declare_var("var", Value::Object(self.vars.clone()));
         ctx.declare_var("local", Value::Object(self.locals.clone()));
@@ -559,9 +563,29 @@ fn toset(args: FuncArgs) -> Result<Value, String> {
     Ok(Value::Array(items))
 }
 
+/// Terraform's `coalesce`: the first argument that is neither null nor an empty string.
+fn coalesce(args: FuncArgs) -> Result<Value, String> {
+    args.into_values()
+        .into_iter()
+        .find(|arg| !matches!(arg, Value::Null) && arg.as_str() != Some(""))
+        .ok_or_else(|| "coalesce: no non-null, non-empty-string arguments".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coalesce_takes_the_first_argument_that_is_neither_null_nor_empty() {
+        let local = |args: &str| {
+            let text = format!("locals {{ v = coalesce({args}) }}");
+            load(&[("c.tf", text.as_str())], &[]).unwrap().local("v").cloned()
+        };
+        assert_eq!(local(r#"null, "", "b", "c""#).unwrap(), Value::from("b"));
+        assert_eq!(local(r#""a", null"#).unwrap(), Value::from("a"));
+        assert_eq!(local("null, 3").unwrap(), Value::from(3));
+        assert!(local(r#"null, """#).is_err(), "nothing to take is an error");
+    }
 
     fn load(files: &[(&str, &str)], vars: &[(&str, Value)]) -> Result<Terraform> {
         let dir = std::env::temp_dir().join(format!(

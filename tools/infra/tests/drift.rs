@@ -618,6 +618,50 @@ fn the_stocks_write_mark_is_not_indexed() -> Result<()> {
 }
 
 #[test]
+fn the_database_keeps_a_week_of_versions_and_resists_deletion_unless_told_otherwise() -> Result<()> {
+    // (firestore_protection, or the default; PITR; delete protection)
+    let cases = [
+        (
+            None,
+            "POINT_IN_TIME_RECOVERY_ENABLED",
+            "DELETE_PROTECTION_ENABLED",
+        ),
+        (
+            Some(true),
+            "POINT_IN_TIME_RECOVERY_ENABLED",
+            "DELETE_PROTECTION_ENABLED",
+        ),
+        (
+            Some(false),
+            "POINT_IN_TIME_RECOVERY_DISABLED",
+            "DELETE_PROTECTION_DISABLED",
+        ),
+    ];
+    for (protection, pitr, delete) in cases {
+        let vars: Vec<(&str, Value)> = protection
+            .map(|p| ("firestore_protection", Value::Bool(p)))
+            .into_iter()
+            .collect();
+        let tf = terraform_with(&vars);
+        let db = tf.resource("google_firestore_database", "default")?;
+        assert_eq!(
+            (
+                db.str("point_in_time_recovery_enablement")?,
+                db.str("delete_protection_state")?
+            ),
+            (pitr, delete),
+            "firestore_protection = {protection:?}"
+        );
+        assert_eq!(
+            db.str("deletion_policy")?,
+            "ABANDON",
+            "terraform destroy never deletes the data"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn the_sweeps_query_has_its_index_and_the_deadline_is_one_the_janitor_reads() -> Result<()> {
     let tf = terraform();
     let index = tf.resource("google_firestore_index", "open_sagas")?;
