@@ -142,7 +142,7 @@ pub enum Command {
     /// An item's stock level, or a change to it made safely while sales go on: `--add N`
     /// units, or `--remove N` (never below zero). Never type a level into the Firestore
     /// console: a sale that lands meanwhile is undone and its units sold twice. Exits 4 if
-    /// there is no such item, 3 if the change was refused.
+    /// there is no such item, 3 if the change was refused or the level is not an integer.
     Stock(StockArgs),
     /// Run the janitor's sweep now: end the open sagas past their deadline, each the safe
     /// way (relay its last message, or compensate it), as Cloud Scheduler's call to

@@ -240,7 +240,10 @@ impl Letter {
             reason,
             detail: attributes.get(attr::DETAIL).cloned(),
             service: attributes.get(attr::SERVICE).cloned(),
-            source_subscription: origin.subscription.map(str::to_owned),
+            source_subscription: origin
+                .subscription
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned),
             uuid: (!encoded)
                 .then(|| SagaMessage::uuid_of(&received.data))
                 .flatten()
@@ -605,6 +608,8 @@ mod tests {
                     (attr::REASON, "bad_envelope"),
                     (attr::SERVICE, "orders"),
                     (attr::DETAIL, "not a Pub/Sub push envelope"),
+                    // A service that could not read the envelope names no subscription.
+                    (attr::SUBSCRIPTION, ""),
                 ],
                 b"not json",
             ),
@@ -613,6 +618,7 @@ mod tests {
         );
         assert_eq!(poison.reason, "bad_envelope");
         assert_eq!(poison.service.as_deref(), Some("orders"));
+        assert_eq!(poison.source_subscription, None, "an empty name is no name");
         assert_eq!(poison.uuid, None);
         assert_eq!(poison.redrive_to, None);
         assert!(

@@ -191,7 +191,8 @@ pub struct Report {
     pub price_per_unit: Option<i64>,
     /// When a sale or a return last wrote the level (what the write gap counts from).
     pub saga_last_wrote: Option<String>,
-    /// The change's id, when one was asked for: `--change-id` runs it again safely.
+    /// The id of the change made (or made before): its record's, and what `--change-id`
+    /// takes.
     pub change_id: Option<String>,
 }
 
@@ -209,7 +210,8 @@ impl Report {
     fn of(request: &Request, stock: Option<&Snapshot>, outcome: Outcome) -> Self {
         Report {
             item: request.item.to_string(),
-            change_id: request.change.map(|_| request.id.to_string()),
+            change_id: matches!(outcome, Outcome::Changed { .. } | Outcome::AlreadyMade { .. })
+                .then(|| request.id.to_string()),
             outcome,
             price_per_unit: stock.and_then(|s| s.integer(inventory_fields::PRICE_PER_UNIT)),
             saga_last_wrote: stock
