@@ -19,6 +19,14 @@ locals {
   # its dead letters (which are never dead-lettered again), keeps one waiting longer.
   stuck_push_seconds = 600
 
+  # The uptime check's request and the answer it looks for (saga::contract::uptime): a
+  # status lookup of the nil uuid, which no saga has, so the frontend answers 404 "no saga
+  # with uuid" once Firestore said so. Not /healthz, which answers without Firestore and is
+  # among the paths ending in "z" that Cloud Run keeps for itself on a service's URL.
+  uptime_path      = "/orders/00000000-0000-0000-0000-000000000000"
+  uptime_status    = 404
+  uptime_not_found = "no saga with uuid"
+
   # Every policy notifies every address in var.alert_emails.
   alert_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
 }
@@ -184,6 +192,86 @@ resource "google_monitoring_alert_policy" "sweep_not_ended" {
 
       Then `sagactl sweep --dry-run` and `sagactl show UUID` (docs/operations.md, "The saga
       deadline and the sweep", says what each case needs).
+    EOT
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+# The frontend, from outside: every minute from Google's checkers in several regions. None of
+# the alerts above can see a frontend that takes no orders (a revision that fails to start,
+# the public grant refused, Firestore unreachable from it): nothing then flows to alert on.
+resource "google_monitoring_uptime_check_config" "frontend" {
+  display_name = "saga: the frontend answers a status lookup"
+  period       = "60s"
+  timeout      = "10s"
+
+  http_check {
+    request_method = "GET"
+    path           = local.uptime_path
+    port           = 443
+    use_ssl        = true
+    validate_ssl   = true
+    accepted_response_status_codes {
+      status_value = local.uptime_status
+    }
+  }
+
+  content_matchers {
+    content = local.uptime_not_found
+    matcher = "CONTAINS_STRING"
+  }
+
+  monitored_resource {
+    type = "uptime_url"
+    labels = {
+      project_id = var.project_id
+      host       = trimprefix(google_cloud_run_v2_service.service["frontend"].uri, "https://")
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_monitoring_alert_policy" "frontend_down" {
+  display_name          = "saga: the frontend does not answer"
+  combiner              = "OR"
+  notification_channels = local.alert_channels
+
+  conditions {
+    display_name = "the uptime check fails from more than one region for 5 minutes"
+    condition_threshold {
+      filter          = "resource.type = \"uptime_url\" AND metric.type = \"monitoring.googleapis.com/uptime_check/check_passed\" AND metric.labels.check_id = \"${google_monitoring_uptime_check_config.frontend.uptime_check_id}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 1
+      duration        = "300s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_NEXT_OLDER"
+        # How many checker regions failed: one region's network trouble does not page.
+        cross_series_reducer = "REDUCE_COUNT_FALSE"
+        group_by_fields      = ["resource.label.host"]
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The frontend does not answer GET ${local.uptime_path} with ${local.uptime_status} "${local.uptime_not_found}"
+      from more than one of Google's checker regions: new orders are not being taken. Look at
+      its latest revision and its errors:
+
+          gcloud run services describe frontend --region=${var.region} --project=${var.project_id}
+          gcloud logging read 'resource.type="cloud_run_revision" AND resource.labels.service_name="frontend" AND severity>=WARNING' --project=${var.project_id} --freshness=1h
+
+      A 5xx with "unavailable" is Firestore or Pub/Sub failing from it; a 403 is the public
+      grant gone; no answer is a revision that does not start. Orders already accepted go on
+      through the other services.
     EOT
   }
 

@@ -131,6 +131,15 @@ async fn unknown_and_malformed_uuids_are_told_apart_and_recent_orders_are_listed
     let stack = TestStack::start("status lookups").await;
     let (code, body) = stack.get(&format!("/orders/{}", new_uuid())).await;
     assert_eq!((code, body["error"].as_str()), (404, Some("not_found")), "{body}");
+    // What Terraform's uptime check asks, and the answer it looks for.
+    let (code, body) = stack.get(saga::contract::uptime::PATH).await;
+    assert_eq!(code, saga::contract::uptime::STATUS, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(saga::contract::uptime::NOT_FOUND)),
+        "{body}"
+    );
     let (code, body) = stack.get("/orders/not-a-uuid").await;
     assert_eq!(
         (code, body["error"].as_str(), body["field"].as_str()),

@@ -55,7 +55,7 @@ pub enum ApiError {
     #[error("`{0}` is not a saga uuid")]
     BadUuid(String),
     /// No saga has that id (yet: a saga becomes visible a moment after it is placed).
-    #[error("no saga with uuid {0}")]
+    #[error("{not_found} {0}", not_found = saga::contract::uptime::NOT_FOUND)]
     NotFound(SagaId),
     /// `GET /orders` is turned off on this deployment.
     #[error(

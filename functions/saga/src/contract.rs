@@ -409,6 +409,22 @@ pub mod sweep {
     pub const NOT_LISTED: &str = "the sweep could not list open sagas";
 }
 
+/// The uptime check Terraform creates on the frontend (`terraform/monitoring.tf`): a status
+/// lookup of a saga that cannot exist, which the frontend answers 404 only once it has
+/// asked Firestore, so a passing check shows the service up, reachable from outside, and
+/// able to read its data. Not `/healthz`: it answers without Firestore, and Cloud Run
+/// reserves some paths ending in `z` on a service's URL (Cloud Run "Known issues").
+pub mod uptime {
+    /// The path: `GET /orders/` and the nil uuid, which no saga is ever given
+    /// (`SagaId::new` makes version-4 uuids).
+    pub const PATH: &str = "/orders/00000000-0000-0000-0000-000000000000";
+    /// The status the frontend answers for it.
+    pub const STATUS: u16 = 404;
+    /// What its answer says, which the check looks for: Google's own 404 page (a path
+    /// Cloud Run keeps for itself, a service not deployed) does not say it.
+    pub const NOT_FOUND: &str = "no saga with uuid";
+}
+
 /// Firestore collection ids.
 pub mod collections {
     /// `users/{user}`: the people who may order (seeded).

@@ -21,11 +21,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The Terraform functions the evaluator provides, as Terraform defines them.
-pub const FUNCTIONS: [&str; 4] = ["merge", "flatten", "toset", "coalesce"];
+pub const FUNCTIONS: [&str; 5] = ["merge", "flatten", "toset", "coalesce", "trimprefix"];
 
 /// The attributes a resource or data source has once applied, for which the evaluator puts
 /// placeholders. Referring to any other attribute of a resource fails to evaluate.
-pub const COMPUTED_ATTRIBUTES: [&str; 9] = [
+pub const COMPUTED_ATTRIBUTES: [&str; 10] = [
     "id",
     "name",
     "email",
@@ -35,6 +35,7 @@ pub const COMPUTED_ATTRIBUTES: [&str; 9] = [
     "location",
     "project",
     "unique_id",
+    "uptime_check_id",
 ];
 
 /// Resource arguments that are Terraform's own, not the provider's: not part of an
@@ -261,6 +262,13 @@ impl Terraform {
         ctx.declare_func(
             "coalesce",
             FuncDef::builder().variadic_param(ParamType::Any).build(coalesce),
+        );
+        ctx.declare_func(
+            "trimprefix",
+            FuncDef::builder()
+                .param(ParamType::String)
+                .param(ParamType::String)
+                .build(trimprefix),
         );
         ctx.declare_var("var", Value::Object(self.vars.clone()));
         ctx.declare_var("local", Value::Object(self.locals.clone()));
@@ -571,9 +579,41 @@ fn coalesce(args: FuncArgs) -> Result<Value, String> {
         .ok_or_else(|| "coalesce: no non-null, non-empty-string arguments".to_owned())
 }
 
+/// Terraform's `trimprefix`: the string without the prefix, if it starts with it. A
+/// placeholder for a value known only once applied (`${...}`) keeps its form.
+fn trimprefix(args: FuncArgs) -> Result<Value, String> {
+    let [text, prefix] = args
+        .into_values()
+        .try_into()
+        .map_err(|_| "trimprefix takes two strings")?;
+    let (Value::String(text), Value::String(prefix)) = (text, prefix) else {
+        return Err("trimprefix takes two strings".to_owned());
+    };
+    Ok(Value::String(
+        text.strip_prefix(&prefix).map_or(text.clone(), str::to_owned),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trimprefix_takes_the_prefix_off_when_it_is_there() {
+        let local = |args: &str| {
+            let text = format!("locals {{ v = trimprefix({args}) }}");
+            load(&[("t.tf", text.as_str())], &[]).unwrap().local("v").cloned()
+        };
+        assert_eq!(
+            local(r#""https://a.run.app", "https://""#).unwrap(),
+            Value::from("a.run.app")
+        );
+        assert_eq!(
+            local(r#""a.run.app", "https://""#).unwrap(),
+            Value::from("a.run.app")
+        );
+        assert_eq!(local(r#""", "x""#).unwrap(), Value::from(""));
+    }
 
     #[test]
     fn coalesce_takes_the_first_argument_that_is_neither_null_nor_empty() {

@@ -894,6 +894,84 @@ fn the_sweeps_alert_counts_the_janitors_own_warning_lines() -> Result<()> {
 }
 
 #[test]
+fn an_uptime_check_asks_the_public_frontend_what_only_its_firestore_can_answer_and_alerts_when_it_fails()
+-> Result<()> {
+    use saga::contract::uptime;
+    let tf = terraform();
+    let check = tf.resource("google_monitoring_uptime_check_config", "frontend")?;
+    assert_eq!(
+        (
+            check.str("http_check.0.request_method")?,
+            check.str("http_check.0.path")?,
+            check.get("http_check.0.port")?,
+            check.get("http_check.0.use_ssl")?,
+            check.get("http_check.0.validate_ssl")?,
+            check.get("http_check.0.accepted_response_status_codes.0.status_value")?,
+        ),
+        (
+            "GET",
+            uptime::PATH,
+            &Value::from(443),
+            &Value::Bool(true),
+            &Value::Bool(true),
+            &Value::from(uptime::STATUS),
+        )
+    );
+    assert_eq!(
+        (
+            check.str("content_matchers.0.content")?,
+            check.str("content_matchers.0.matcher")?
+        ),
+        (uptime::NOT_FOUND, "CONTAINS_STRING")
+    );
+    assert_eq!(check.str("monitored_resource.0.type")?, "uptime_url");
+    assert_eq!(check.str("monitored_resource.0.labels.project_id")?, PROJECT);
+    // The frontend's own URL, once known: `trimprefix` of it keeps the placeholder here.
+    assert_eq!(
+        check.str("monitored_resource.0.labels.host")?,
+        attr("google_cloud_run_v2_service", "service", Some("frontend"), "uri")
+    );
+    let frontend = &cloud_run(&tf)?[Service::Frontend.name()];
+    assert_eq!(
+        frontend.str("ingress")?,
+        "INGRESS_TRAFFIC_ALL",
+        "Google's checkers reach it from outside"
+    );
+    assert!(
+        !uptime::PATH.ends_with('z'),
+        "Cloud Run keeps some paths ending in z for itself"
+    );
+
+    let policy = tf.resource("google_monitoring_alert_policy", "frontend_down")?;
+    let filter = condition_filter(&policy)?;
+    let check_id = attr(
+        "google_monitoring_uptime_check_config",
+        "frontend",
+        None,
+        "uptime_check_id",
+    );
+    for part in [
+        "resource.type = \"uptime_url\"",
+        "metric.type = \"monitoring.googleapis.com/uptime_check/check_passed\"",
+        &format!("metric.labels.check_id = \"{check_id}\""),
+    ] {
+        assert!(filter.contains(part), "{part} in {filter}");
+    }
+    let condition = "conditions.0.condition_threshold.0";
+    assert_eq!(
+        (
+            policy.str(&format!("{condition}.comparison"))?,
+            threshold(&policy)?,
+            policy.str(&format!("{condition}.aggregations.0.per_series_aligner"))?,
+            policy.str(&format!("{condition}.aggregations.0.cross_series_reducer"))?,
+        ),
+        ("COMPARISON_GT", 1.0, "ALIGN_NEXT_OLDER", "REDUCE_COUNT_FALSE"),
+        "more than one checker region failing"
+    );
+    Ok(())
+}
+
+#[test]
 fn every_alert_notifies_every_address_in_alert_emails_and_none_is_needed() -> Result<()> {
     for emails in [vec![], vec!["ops@example.com", "oncall@example.com"]] {
         let value = Value::Array(emails.iter().map(|e| Value::from(*e)).collect());
@@ -917,6 +995,7 @@ fn every_alert_notifies_every_address_in_alert_emails_and_none_is_needed() -> Re
             .collect();
         expected.insert(address("google_monitoring_alert_policy", "dead_letters", None));
         expected.insert(address("google_monitoring_alert_policy", "sweep_not_ended", None));
+        expected.insert(address("google_monitoring_alert_policy", "frontend_down", None));
         assert_eq!(
             policies
                 .iter()
