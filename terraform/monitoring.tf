@@ -198,9 +198,9 @@ resource "google_monitoring_alert_policy" "sweep_not_ended" {
   depends_on = [google_project_service.api]
 }
 
-# The frontend, from outside: every minute from Google's checkers in several regions. None of
-# the alerts above can see a frontend that takes no orders (a revision that fails to start,
-# the public grant refused, Firestore unreachable from it): nothing then flows to alert on.
+# The frontend, from outside: every minute from Google's checkers in several locations. None
+# of the alerts above can see a frontend that cannot answer (instances that crash or do not
+# start, the public grant gone, Firestore failing from it): nothing then flows to alert on.
 resource "google_monitoring_uptime_check_config" "frontend" {
   display_name = "saga: the frontend answers a status lookup"
   period       = "60s"
@@ -239,7 +239,7 @@ resource "google_monitoring_alert_policy" "frontend_down" {
   notification_channels = local.alert_channels
 
   conditions {
-    display_name = "the uptime check fails from more than one region for 5 minutes"
+    display_name = "the uptime check fails from more than one location for 5 minutes"
     condition_threshold {
       filter          = "resource.type = \"uptime_url\" AND metric.type = \"monitoring.googleapis.com/uptime_check/check_passed\" AND metric.labels.check_id = \"${google_monitoring_uptime_check_config.frontend.uptime_check_id}\""
       comparison      = "COMPARISON_GT"
@@ -248,7 +248,7 @@ resource "google_monitoring_alert_policy" "frontend_down" {
       aggregations {
         alignment_period   = "300s"
         per_series_aligner = "ALIGN_NEXT_OLDER"
-        # How many checker regions failed: one region's network trouble does not page.
+        # How many checker locations failed: one location's network trouble does not page.
         cross_series_reducer = "REDUCE_COUNT_FALSE"
         group_by_fields      = ["resource.label.host"]
       }
@@ -263,15 +263,17 @@ resource "google_monitoring_alert_policy" "frontend_down" {
     mime_type = "text/markdown"
     content   = <<-EOT
       The frontend does not answer GET ${local.uptime_path} with ${local.uptime_status} "${local.uptime_not_found}"
-      from more than one of Google's checker regions: new orders are not being taken. Look at
-      its latest revision and its errors:
+      from more than one of Google's checker locations: it cannot answer, or cannot read
+      Firestore, so orders are most likely not being taken either. Look at the service and
+      at its own warnings (the checks' 404s are in Cloud Run's request log, left out here):
 
           gcloud run services describe frontend --region=${var.region} --project=${var.project_id}
-          gcloud logging read 'resource.type="cloud_run_revision" AND resource.labels.service_name="frontend" AND severity>=WARNING' --project=${var.project_id} --freshness=1h
+          gcloud logging read 'resource.type="cloud_run_revision" AND resource.labels.service_name="frontend" AND severity>=WARNING AND NOT logName:"run.googleapis.com%2Frequests"' --project=${var.project_id} --freshness=1h
 
-      A 5xx with "unavailable" is Firestore or Pub/Sub failing from it; a 403 is the public
-      grant gone; no answer is a revision that does not start. Orders already accepted go on
-      through the other services.
+      A 503 "unavailable" is Firestore failing from it (or its account without access); a 403
+      is the public grant gone; no answer or 5xx without the frontend's own lines is
+      instances that crash or do not start. Orders already accepted go on through the other
+      services.
     EOT
   }
 

@@ -16,7 +16,7 @@ variable "firestore_location" {
 }
 
 variable "firestore_protection" {
-  description = "Keep the Firestore database recoverable: point-in-time recovery (any minute of the last 7 days can be read and exported as it was; billed as storage of the versions kept) and delete protection (the database cannot be deleted until this is false). Set false for a throwaway project."
+  description = "Keep the Firestore database recoverable: point-in-time recovery (any minute of the last 7 days can be read and exported as it was; billed as storage of the versions kept) and delete protection (the database cannot be deleted until this is false). Set false for a throwaway project; on an imported database, false turns off protection someone may have set on purpose."
   type        = bool
   default     = true
 }

@@ -579,8 +579,9 @@ fn coalesce(args: FuncArgs) -> Result<Value, String> {
         .ok_or_else(|| "coalesce: no non-null, non-empty-string arguments".to_owned())
 }
 
-/// Terraform's `trimprefix`: the string without the prefix, if it starts with it. A
-/// placeholder for a value known only once applied (`${...}`) keeps its form.
+/// Terraform's `trimprefix`: the string without the prefix, if it starts with it. Of a
+/// placeholder for a value known only once applied (`${...}`), a placeholder of the call,
+/// so that a test can tell a trimmed value from an untrimmed one.
 fn trimprefix(args: FuncArgs) -> Result<Value, String> {
     let [text, prefix] = args
         .into_values()
@@ -589,6 +590,9 @@ fn trimprefix(args: FuncArgs) -> Result<Value, String> {
     let (Value::String(text), Value::String(prefix)) = (text, prefix) else {
         return Err("trimprefix takes two strings".to_owned());
     };
+    if let Some(reference) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
+        return Ok(Value::String(format!("${{trimprefix({reference}, {prefix:?})}}")));
+    }
     Ok(Value::String(
         text.strip_prefix(&prefix).map_or(text.clone(), str::to_owned),
     ))
@@ -613,6 +617,11 @@ mod tests {
             Value::from("a.run.app")
         );
         assert_eq!(local(r#""", "x""#).unwrap(), Value::from(""));
+        assert_eq!(
+            local(r#""$${x.y.uri}", "https://""#).unwrap(),
+            Value::from(r#"${trimprefix(x.y.uri, "https://")}"#),
+            "a value known only once applied"
+        );
     }
 
     #[test]

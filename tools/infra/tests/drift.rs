@@ -926,20 +926,18 @@ fn an_uptime_check_asks_the_public_frontend_what_only_its_firestore_can_answer_a
     );
     assert_eq!(check.str("monitored_resource.0.type")?, "uptime_url");
     assert_eq!(check.str("monitored_resource.0.labels.project_id")?, PROJECT);
-    // The frontend's own URL, once known: `trimprefix` of it keeps the placeholder here.
+    // The frontend's own URL, once known, without its scheme: a host.
+    let uri = attr("google_cloud_run_v2_service", "service", Some("frontend"), "uri");
+    let reference = uri.trim_start_matches("${").trim_end_matches('}');
     assert_eq!(
         check.str("monitored_resource.0.labels.host")?,
-        attr("google_cloud_run_v2_service", "service", Some("frontend"), "uri")
+        format!("${{trimprefix({reference}, \"https://\")}}")
     );
     let frontend = &cloud_run(&tf)?[Service::Frontend.name()];
     assert_eq!(
         frontend.str("ingress")?,
         "INGRESS_TRAFFIC_ALL",
         "Google's checkers reach it from outside"
-    );
-    assert!(
-        !uptime::PATH.ends_with('z'),
-        "Cloud Run keeps some paths ending in z for itself"
     );
 
     let policy = tf.resource("google_monitoring_alert_policy", "frontend_down")?;
@@ -966,7 +964,16 @@ fn an_uptime_check_asks_the_public_frontend_what_only_its_firestore_can_answer_a
             policy.str(&format!("{condition}.aggregations.0.cross_series_reducer"))?,
         ),
         ("COMPARISON_GT", 1.0, "ALIGN_NEXT_OLDER", "REDUCE_COUNT_FALSE"),
-        "more than one checker region failing"
+        "more than one checker location failing"
+    );
+    assert_eq!(
+        (
+            seconds_of(&policy, &format!("{condition}.duration"))?,
+            seconds_of(&policy, &format!("{condition}.aggregations.0.alignment_period"))?,
+            strings(policy.get(&format!("{condition}.aggregations.0.group_by_fields"))?),
+        ),
+        (300, 300, vec!["resource.label.host"]),
+        "for 5 minutes, each check's locations counted together"
     );
     Ok(())
 }
