@@ -10,11 +10,11 @@
 //! with the same unary pull that read the letter, so it takes the letter read and nothing
 //! else (`gcloud pubsub subscriptions pull --auto-ack` acks whatever it happens to pull).
 
-use crate::letters::{self, Letter, Selection};
+use crate::acting::{self, count};
+use crate::letters::Selection;
 use devstack::pubsub::Puller;
 use serde::Serialize;
-use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Which letters to discard, and how.
 #[derive(Clone, Debug)]
@@ -44,140 +44,81 @@ pub enum Action {
     },
 }
 
-/// One named letter and what became of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    /// The letter, as it was read before it went.
-    pub letter: Letter,
-    /// What became of it.
-    #[serde(flatten)]
-    pub action: Action,
+impl acting::Action for Action {
+    fn failed(&self) -> bool {
+        matches!(self, Action::Failed { .. })
+    }
+
+    fn refused(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Action::Discarded => "discarded, taken off dead-letter-sub".to_owned(),
+            Action::WouldDiscard => "would be discarded".to_owned(),
+            Action::Failed { why } => format!("FAILED, left there: {why}"),
+        }
+    }
+
+    fn summary(outcomes: &[acting::Outcome<Self>], dry_run: bool) -> String {
+        let done = if dry_run {
+            format!(
+                "dry run, nothing changed: {} would be discarded",
+                count(outcomes, |a| matches!(a, Action::WouldDiscard))
+            )
+        } else {
+            format!(
+                "{} discarded",
+                count(outcomes, |a| matches!(a, Action::Discarded))
+            )
+        };
+        format!(
+            "{done}, {} failed",
+            count(outcomes, |a| matches!(a, Action::Failed { .. }))
+        )
+    }
 }
+
+/// One named letter and what became of it.
+pub type Outcome = acting::Outcome<Action>;
 
 /// What `discard` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// Whether this was a dry run, which changed nothing.
-    pub dry_run: bool,
-    /// How many letters were read.
-    pub read: usize,
-    /// The most that would be.
-    pub limit: usize,
-    /// Each named letter that was read, in the order read.
-    pub outcomes: Vec<Outcome>,
-    /// Message ids asked for that were not among the letters read.
-    pub not_found: Vec<String>,
-}
-
-impl Report {
-    /// Whether an ack failed.
-    pub fn failed(&self) -> bool {
-        self.outcomes
-            .iter()
-            .any(|o| matches!(o.action, Action::Failed { .. }))
-    }
-
-    /// Whether a named letter was not found: already gone, or past `--limit`.
-    pub fn left_for_people(&self) -> bool {
-        !self.not_found.is_empty()
-    }
-}
+pub type Report = acting::Report<Action>;
 
 /// Discards the letters of `project` that `options` name.
 ///
 /// # Errors
 /// When the letters cannot be read.
 pub async fn discard(puller: &Puller, project: &str, options: &Options) -> anyhow::Result<Report> {
-    let mut held = puller
-        .hold(letters::subscription(), options.limit, options.wait)
-        .await?;
-    let now = SystemTime::now();
-    let read: Vec<Letter> = held
-        .messages()
-        .iter()
-        .map(|m| Letter::of(m, project, now))
-        .collect();
-    let (chosen, not_found) = letters::select(&read, &Selection::Ids(options.message_ids.clone()));
-    let mut outcomes = Vec::with_capacity(chosen.len());
-    for letter in chosen {
-        let action = if options.dry_run {
-            Action::WouldDiscard
-        } else {
-            match held.ack(&letter.message_id).await {
-                Ok(true) => Action::Discarded,
-                Ok(false) => Action::Failed {
-                    why: "it was read but is no longer held".to_owned(),
-                },
-                Err(e) => Action::Failed {
-                    why: format!("{e:#}"),
-                },
-            }
-        };
-        outcomes.push(Outcome {
-            letter: letter.clone(),
-            action,
-        });
-    }
-    held.release().await;
-    Ok(Report {
+    let options = acting::Options {
+        selection: Selection::Ids(options.message_ids.clone()),
         dry_run: options.dry_run,
-        read: read.len(),
         limit: options.limit,
-        outcomes,
-        not_found,
+        wait: options.wait,
+    };
+    let dry_run = options.dry_run;
+    acting::act_on(puller, project, &options, async |held, _, letter| {
+        if dry_run {
+            return Action::WouldDiscard;
+        }
+        match held.ack(&letter.message_id).await {
+            Ok(true) => Action::Discarded,
+            Ok(false) => Action::Failed {
+                why: "it was read but is no longer held".to_owned(),
+            },
+            Err(e) => Action::Failed {
+                why: format!("{e:#}"),
+            },
+        }
     })
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = |pick: fn(&Action) -> bool| self.outcomes.iter().filter(|o| pick(&o.action)).count();
-        let done = if self.dry_run {
-            format!(
-                "dry run, nothing changed: {} would be discarded",
-                count(|a| matches!(a, Action::WouldDiscard))
-            )
-        } else {
-            format!("{} discarded", count(|a| matches!(a, Action::Discarded)))
-        };
-        writeln!(
-            f,
-            "{done}, {} failed, {} not found ({} {} read)",
-            count(|a| matches!(a, Action::Failed { .. })),
-            self.not_found.len(),
-            self.read,
-            if self.read == 1 { "letter" } else { "letters" }
-        )?;
-        if self.read >= self.limit {
-            writeln!(
-                f,
-                "only the first {} letters were read (raise --limit)",
-                self.limit
-            )?;
-        }
-        for outcome in &self.outcomes {
-            let letter = &outcome.letter;
-            let uuid = letter.uuid.as_deref().unwrap_or("no readable uuid");
-            let what = match &outcome.action {
-                Action::Discarded => "discarded, taken off dead-letter-sub".to_owned(),
-                Action::WouldDiscard => "would be discarded".to_owned(),
-                Action::Failed { why } => format!("FAILED, left there: {why}"),
-            };
-            writeln!(
-                f,
-                "{} ({}, saga {uuid}): {what}",
-                letter.message_id, letter.reason
-            )?;
-        }
-        for id in &self.not_found {
-            writeln!(f, "{id}: not found among the letters read")?;
-        }
-        Ok(())
-    }
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::letters::Letter;
 
     /// A report of one letter among 3 read, with `--limit 3` on a dry run and 100 otherwise.
     fn report(action: Action, not_found: &[&str], dry_run: bool) -> Report {

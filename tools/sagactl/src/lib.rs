@@ -12,6 +12,7 @@
 //! stock     sagactl stock ITEM: an item's stock, and changes to it that no sale undoes
 //! sweep     sagactl sweep: the janitor's sweep, run here and now
 //!    │
+//! acting    what redrive and discard share: hold the letters, act on those asked for, report
 //! connect   where to connect (emulators or Google Cloud) and the clients, the workspace's own
 //! format    times and durations for people
 //! ```
@@ -21,6 +22,7 @@
 //! (`Serialize`); the decisions in them are pure functions with their own tests. The binary is a thin `main` over
 //! [`cli::run`].
 
+pub mod acting;
 pub mod cli;
 pub mod connect;
 pub mod discard;

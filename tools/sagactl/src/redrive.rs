@@ -7,26 +7,14 @@
 //! nothing. Each letter is acked only once its copy is published, so a failure leaves it on
 //! the subscription.
 
-use crate::letters::{self, Letter, Selection, redriven_attributes};
+use crate::acting::{self, count};
+use crate::letters::redriven_attributes;
 use devstack::pubsub::Puller;
 use saga::contract::Topic;
 use saga::gcp::bus::{Bus, Outgoing};
 use serde::Serialize;
-use std::fmt;
-use std::time::{Duration, SystemTime};
 
-/// What to redrive, and how.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Which letters.
-    pub selection: Selection,
-    /// Say what would be done, and do nothing.
-    pub dry_run: bool,
-    /// Read at most this many letters.
-    pub limit: usize,
-    /// Stop reading when none came for this long.
-    pub wait: Duration,
-}
+pub use crate::acting::Options;
 
 /// What became of one selected letter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -49,178 +37,114 @@ pub enum Action {
         /// Why.
         why: String,
     },
-    /// Left on the subscription: the publish failed.
+    /// Left on the subscription: the publish failed (or the copy went out, but the letter
+    /// could not be taken off).
     Failed {
         /// Why.
         why: String,
     },
 }
 
-/// One selected letter and what became of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    /// The letter.
-    pub letter: Letter,
-    /// What became of it.
-    #[serde(flatten)]
-    pub action: Action,
-}
-
-/// What `redrive` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// Whether this was a dry run, which changed nothing.
-    pub dry_run: bool,
-    /// How many letters were read.
-    pub read: usize,
-    /// The most that would be.
-    pub limit: usize,
-    /// Each selected letter, in the order read.
-    pub outcomes: Vec<Outcome>,
-    /// Message ids asked for that were not among the letters read.
-    pub not_found: Vec<String>,
-}
-
-impl Report {
-    /// Whether a publish failed.
-    pub fn failed(&self) -> bool {
-        self.outcomes
-            .iter()
-            .any(|o| matches!(o.action, Action::Failed { .. }))
+impl acting::Action for Action {
+    fn failed(&self) -> bool {
+        matches!(self, Action::Failed { .. })
     }
 
-    /// Whether a selected letter was left on the subscription for a person to look at:
-    /// refused, or not found.
-    pub fn left_for_people(&self) -> bool {
-        !self.not_found.is_empty()
-            || self
-                .outcomes
-                .iter()
-                .any(|o| matches!(o.action, Action::Refused { .. }))
+    fn refused(&self) -> bool {
+        matches!(self, Action::Refused { .. })
     }
-}
 
-/// Redrives the letters of `project` that `options` select, publishing with `bus`.
-pub async fn redrive(puller: &Puller, bus: &Bus, project: &str, options: &Options) -> anyhow::Result<Report> {
-    let mut held = puller
-        .hold(letters::subscription(), options.limit, options.wait)
-        .await?;
-    let now = SystemTime::now();
-    let read: Vec<Letter> = held
-        .messages()
-        .iter()
-        .map(|m| Letter::of(m, project, now))
-        .collect();
-    let (chosen, not_found) = letters::select(&read, &options.selection);
-    let mut outcomes = Vec::with_capacity(chosen.len());
-    for letter in chosen {
-        let action = match (letter.redrive_to, &letter.refused) {
-            (None, why) => Action::Refused {
-                why: why.clone().unwrap_or_default(),
-            },
-            (Some(to), _) if options.dry_run => Action::WouldRedrive { to },
-            (Some(to), _) => {
-                let received = held.messages().iter().find(|m| m.message_id == letter.message_id);
-                // `redrive_topic` refused every payload that is not UTF-8.
-                let data = received.and_then(|m| String::from_utf8(m.data.clone()).ok());
-                match (received, data) {
-                    (Some(received), Some(data)) => {
-                        let copy = Outgoing {
-                            topic: to,
-                            data,
-                            attributes: redriven_attributes(&received.attributes),
-                        };
-                        match bus.publish(&copy).await {
-                            Ok(new_message_id) => match held.ack(&letter.message_id).await {
-                                Ok(_) => Action::Redriven { to, new_message_id },
-                                // Sent again, and still there: the next redrive sends it
-                                // once more, which every step takes as a duplicate.
-                                Err(e) => Action::Failed {
-                                    why: format!(
-                                        "published again to {to} as {new_message_id}, but not taken off dead-letter-sub: {e:#}"
-                                    ),
-                                },
-                            },
-                            Err(e) => Action::Failed {
-                                why: format!("{e:#}"),
-                            },
-                        }
-                    }
-                    _ => Action::Failed {
-                        why: "the letter's payload is no longer held".to_owned(),
-                    },
-                }
+    fn describe(&self) -> String {
+        match self {
+            Action::Redriven { to, new_message_id } => {
+                format!("redriven to {to} as {new_message_id}, and taken off")
             }
-        };
-        outcomes.push(Outcome {
-            letter: letter.clone(),
-            action,
-        });
+            Action::WouldRedrive { to } => format!("would be redriven to {to}"),
+            Action::Refused { why } => format!("refused, left there: {why}"),
+            Action::Failed { why } => format!("FAILED, left there: {why}"),
+        }
     }
-    held.release().await;
-    Ok(Report {
-        dry_run: options.dry_run,
-        read: read.len(),
-        limit: options.limit,
-        outcomes,
-        not_found,
-    })
-}
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = |pick: fn(&Action) -> bool| self.outcomes.iter().filter(|o| pick(&o.action)).count();
-        let moved = if self.dry_run {
+    fn summary(outcomes: &[acting::Outcome<Self>], dry_run: bool) -> String {
+        let moved = if dry_run {
             format!(
                 "dry run, nothing changed: {} would be redriven",
-                count(|a| matches!(a, Action::WouldRedrive { .. }))
+                count(outcomes, |a| matches!(a, Action::WouldRedrive { .. }))
             )
         } else {
-            format!("{} redriven", count(|a| matches!(a, Action::Redriven { .. })))
+            format!(
+                "{} redriven",
+                count(outcomes, |a| matches!(a, Action::Redriven { .. }))
+            )
         };
-        writeln!(
-            f,
-            "{moved}, {} refused, {} failed, {} not found ({} {} read)",
-            count(|a| matches!(a, Action::Refused { .. })),
-            count(|a| matches!(a, Action::Failed { .. })),
-            self.not_found.len(),
-            self.read,
-            if self.read == 1 { "letter" } else { "letters" }
-        )?;
-        if self.read >= self.limit {
-            writeln!(
-                f,
-                "only the first {} letters were read (raise --limit)",
-                self.limit
-            )?;
-        }
-        for outcome in &self.outcomes {
-            let letter = &outcome.letter;
-            let uuid = letter.uuid.as_deref().unwrap_or("no readable uuid");
-            let what = match &outcome.action {
-                Action::Redriven { to, new_message_id } => {
-                    format!("redriven to {to} as {new_message_id}, and taken off")
-                }
-                Action::WouldRedrive { to } => format!("would be redriven to {to}"),
-                Action::Refused { why } => format!("refused, left there: {why}"),
-                Action::Failed { why } => format!("FAILED, left there: {why}"),
-            };
-            writeln!(
-                f,
-                "{} ({}, saga {uuid}): {what}",
-                letter.message_id, letter.reason
-            )?;
-        }
-        for id in &self.not_found {
-            writeln!(f, "{id}: not found among the letters read")?;
-        }
-        Ok(())
+        format!(
+            "{moved}, {} refused, {} failed",
+            count(outcomes, |a| matches!(a, Action::Refused { .. })),
+            count(outcomes, |a| matches!(a, Action::Failed { .. }))
+        )
     }
+}
+
+/// One selected letter and what became of it.
+pub type Outcome = acting::Outcome<Action>;
+
+/// What `redrive` did.
+pub type Report = acting::Report<Action>;
+
+/// Redrives the letters of `project` that `options` select, publishing with `bus`.
+///
+/// # Errors
+/// When the letters cannot be read.
+pub async fn redrive(puller: &Puller, bus: &Bus, project: &str, options: &Options) -> anyhow::Result<Report> {
+    acting::act_on(puller, project, options, async |held, received, letter| {
+        let to = match (letter.redrive_to, &letter.refused) {
+            (None, why) => {
+                return Action::Refused {
+                    why: why.clone().unwrap_or_default(),
+                };
+            }
+            (Some(to), _) if options.dry_run => return Action::WouldRedrive { to },
+            (Some(to), _) => to,
+        };
+        // `redrive_topic` refused every payload that is not UTF-8.
+        let Ok(data) = String::from_utf8(received.data.clone()) else {
+            return Action::Failed {
+                why: "the letter's payload is not UTF-8".to_owned(),
+            };
+        };
+        let copy = Outgoing {
+            topic: to,
+            data,
+            attributes: redriven_attributes(&received.attributes),
+        };
+        match bus.publish(&copy).await {
+            Ok(new_message_id) => match held.ack(&letter.message_id).await {
+                Ok(true) => Action::Redriven { to, new_message_id },
+                // Sent again, and still there: the next redrive sends it once more, which
+                // every step takes as a duplicate.
+                Ok(false) => Action::Failed {
+                    why: format!(
+                        "published again to {to} as {new_message_id}, but no longer held, so not taken off dead-letter-sub"
+                    ),
+                },
+                Err(e) => Action::Failed {
+                    why: format!(
+                        "published again to {to} as {new_message_id}, but not taken off dead-letter-sub: {e:#}"
+                    ),
+                },
+            },
+            Err(e) => Action::Failed {
+                why: format!("{e:#}"),
+            },
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::letters::Letter;
 
     #[test]
     fn a_redrive_needs_a_person_when_a_letter_was_refused_or_not_found() {
