@@ -95,20 +95,18 @@ where
     let mut held = puller
         .hold(letters::subscription(), options.limit, options.wait)
         .await?;
+    // A copy, so that `act` may ack through `held` while it reads a message.
+    let received = held.messages().to_vec();
     let now = SystemTime::now();
-    let read: Vec<(Received, Letter)> = held
-        .messages()
-        .iter()
-        .map(|m| (m.clone(), Letter::of(m, project, now)))
-        .collect();
-    let letters: Vec<Letter> = read.iter().map(|(_, l)| l.clone()).collect();
+    let letters: Vec<Letter> = received.iter().map(|m| Letter::of(m, project, now)).collect();
     let (chosen, not_found) = letters::select(&letters, &options.selection);
     let mut outcomes = Vec::with_capacity(chosen.len());
     for letter in chosen {
-        let Some((received, _)) = read.iter().find(|(m, _)| m.message_id == letter.message_id) else {
+        // Each letter was read from one of them.
+        let Some(message) = received.iter().find(|m| m.message_id == letter.message_id) else {
             continue;
         };
-        let action = act(&mut held, received, letter).await;
+        let action = act(&mut held, message, letter).await;
         outcomes.push(Outcome {
             letter: letter.clone(),
             action,

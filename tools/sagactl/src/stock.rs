@@ -258,7 +258,11 @@ where
     Fut: Future<Output = ()>,
 {
     let (item, id) = (&request.item, request.id);
-    let paths = [records::item(item), record_path(item, id)];
+    // The change's record only when there is a change: looking reads the stock alone.
+    let mut paths = vec![records::item(item)];
+    if request.change.is_some() {
+        paths.push(record_path(item, id));
+    }
     until_committed(|round| {
         let (paths, pause) = (&paths, between(round));
         async move {
