@@ -526,12 +526,13 @@ fn print_banner(
     ));
     lines.push("  gcloud pubsub subscriptions pull payment-created-sub --auto-ack --limit=10".to_owned());
     lines.push("  gcloud pubsub subscriptions pull error-cli-sub --auto-ack --limit=10".to_owned());
-    lines.push("look into sagas and dead letters (docs/operations.md, sagactl):".to_owned());
+    lines.push("look into sagas and dead letters, add stock (docs/operations.md, sagactl):".to_owned());
     lines.push(format!(
         "  export PUBSUB_EMULATOR_HOST={} FIRESTORE_EMULATOR_HOST={} PROJECT_ID={project}",
         emulators.pubsub, emulators.firestore
     ));
     lines.push("  cargo run -q -p sagactl -- stuck; cargo run -q -p sagactl -- dead-letters".to_owned());
+    lines.push("  cargo run -q -p sagactl -- stock widget --add 1000".to_owned());
     lines.push("a service that exits is started again; stop everything with Ctrl-C".to_owned());
     lines.push(String::new());
     for line in lines {
