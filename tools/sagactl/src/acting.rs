@@ -1,6 +1,6 @@
 //! What `redrive` and `discard` share: read the letters on the dead-letter subscription and
 //! hold them, pick those asked for, act on each with the command's own action, put the rest
-//! back at once, and report what became of each letter, as text and as JSON.
+//! back when done, and report what became of each letter, as text and as JSON.
 
 use crate::letters::{self, Letter, Selection};
 use devstack::held::Held;
@@ -79,7 +79,7 @@ impl<A: Action> Report<A> {
 
 /// Reads the letters of `project`, and acts with `act` on each that `options` select (given
 /// the letters held, for their acks, and the letter as received and as read); the rest go
-/// back on the subscription at once.
+/// back on the subscription once all are done.
 ///
 /// # Errors
 /// When the letters cannot be read.
@@ -101,11 +101,11 @@ where
     let letters: Vec<Letter> = received.iter().map(|m| Letter::of(m, project, now)).collect();
     let (chosen, not_found) = letters::select(&letters, &options.selection);
     let mut outcomes = Vec::with_capacity(chosen.len());
-    for letter in chosen {
-        // Each letter was read from one of them.
-        let Some(message) = received.iter().find(|m| m.message_id == letter.message_id) else {
+    // Each letter with the message it was read from, in the order read.
+    for (message, letter) in received.iter().zip(&letters) {
+        if !chosen.iter().any(|c| std::ptr::eq(*c, letter)) {
             continue;
-        };
+        }
         let action = act(&mut held, message, letter).await;
         outcomes.push(Outcome {
             letter: letter.clone(),

@@ -17,7 +17,7 @@ pub enum Exit {
     /// Done; nothing needs attention.
     Ok = 0,
     /// Pub/Sub or Firestore could not be reached, or refused a call (or a redrive's publish
-    /// or a discard's ack failed, or the sweep could not list the open sagas).
+    /// or ack, or a discard's ack, failed, or the sweep could not list the open sagas).
     Error = 1,
     /// The command line is wrong (clap's own code for it).
     Usage = 2,
@@ -40,7 +40,7 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  done; nothing needs attention
   1  Pub/Sub or Firestore could not be reached or refused a call (or a redrive's publish
-     or a discard's ack failed, or the sweep could not list the open sagas)
+     or ack, or a discard's ack, failed, or the sweep could not list the open sagas)
   2  usage error (reported on stderr, also with --json)
   3  something needs a person: `stuck` found stuck sagas, `dead-letters` found letters,
      `redrive` refused or did not find some of the letters asked for (left on dead-letter-sub),
