@@ -422,6 +422,17 @@ mod tests {
             None,
             "the saga's write-gap mark does not move"
         );
+
+        // A level typed in the console is a double, and stays one.
+        let typed = Snapshot::of(&records::item(&item), &json!({"quantity": 10.0}), 7).unwrap();
+        let record = ChangeRecord {
+            from: 10,
+            to: 13,
+            reason: None,
+        };
+        let mut writes = write(&item, &typed, id, &record);
+        let _ = writes.split_off_document(&record_path(&item, id));
+        assert_eq!(typed.after(&writes).integer(inventory_fields::QUANTITY), Some(13));
     }
 
     #[test]

@@ -133,14 +133,22 @@ impl Snapshot {
                     );
                 }
                 if let Transform::Increment(by) = transform {
-                    let now = match doc.fields.get(field).and_then(|v| v.value_type.as_ref()) {
-                        Some(fs::value::ValueType::IntegerValue(n)) => *n,
-                        _ => 0,
+                    // As Firestore does it: a double stays a double (the console stores
+                    // numbers typed by hand as doubles); anything else counts as 0.
+                    let value = match doc.fields.get(field).and_then(|v| v.value_type.as_ref()) {
+                        #[allow(clippy::cast_precision_loss)]
+                        Some(fs::value::ValueType::DoubleValue(d)) => {
+                            fs::value::ValueType::DoubleValue(d + *by as f64)
+                        }
+                        Some(fs::value::ValueType::IntegerValue(n)) => {
+                            fs::value::ValueType::IntegerValue(n.saturating_add(*by))
+                        }
+                        _ => fs::value::ValueType::IntegerValue(*by),
                     };
                     doc.fields.insert(
                         field.clone(),
                         fs::Value {
-                            value_type: Some(fs::value::ValueType::IntegerValue(now.saturating_add(*by))),
+                            value_type: Some(value),
                         },
                     );
                 }
