@@ -95,18 +95,23 @@ where
     let mut held = puller
         .hold(letters::subscription(), options.limit, options.wait)
         .await?;
-    // A copy, so that `act` may ack through `held` while it reads a message.
-    let received = held.messages().to_vec();
     let now = SystemTime::now();
-    let letters: Vec<Letter> = received.iter().map(|m| Letter::of(m, project, now)).collect();
+    let letters: Vec<Letter> = held
+        .messages()
+        .iter()
+        .map(|m| Letter::of(m, project, now))
+        .collect();
     let (chosen, not_found) = letters::select(&letters, &options.selection);
     let mut outcomes = Vec::with_capacity(chosen.len());
-    // Each letter with the message it was read from, in the order read.
-    for (message, letter) in received.iter().zip(&letters) {
+    // Each letter was read from the message at its index, in the order read.
+    for (i, letter) in letters.iter().enumerate() {
         if !chosen.iter().any(|c| std::ptr::eq(*c, letter)) {
             continue;
         }
-        let action = act(&mut held, message, letter).await;
+        // A copy of the chosen message alone (a payload may be megabytes), so that `act`
+        // may ack through `held` while it reads it.
+        let message = held.messages()[i].clone();
+        let action = act(&mut held, &message, letter).await;
         outcomes.push(Outcome {
             letter: letter.clone(),
             action,
