@@ -308,6 +308,20 @@ impl TestStack {
         content_type: &str,
         body: Vec<u8>,
     ) -> (u16, Value) {
+        let response = self.send(service, path, content_type, body).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// POSTs raw bytes to `path` on `service`, through its front end when there is one.
+    async fn send(
+        &self,
+        service: Service,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
         // Behind Cloud Run, a push reaches a worker only through its front end, with a token.
         let front_end = self.gcp.as_ref().and_then(|g| Some((g.front_end(service)?, g)));
         let base = front_end.map_or_else(|| self.url(service), |(front_end, _)| front_end.url());
@@ -319,10 +333,7 @@ impl TestStack {
         if let Some((_, gcp)) = front_end {
             request = request.header("authorization", gcp.authorization(service));
         }
-        let response = request.send().await.expect("the service answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        request.send().await.expect("the service answers")
     }
 
     /// GETs `path` from the frontend and returns the status and the JSON answer.
@@ -430,7 +441,7 @@ impl TestStack {
     /// # Panics
     /// If no subscription of the contract pushes `topic` to `service`, or the request
     /// cannot be sent.
-    pub async fn push(&self, service: Service, topic: Topic, data: &[u8]) -> (u16, Value) {
+    pub async fn push(&self, service: Service, topic: Topic, data: &[u8]) -> PushAnswer {
         let (subscription, path) = service
             .push_subscriptions()
             .find_map(|s| match s.delivery {
@@ -444,7 +455,19 @@ impl TestStack {
             data,
             &BTreeMap::new(),
         );
-        self.post(service, path, "application/json", envelope).await
+        let response = self.send(service, path, "application/json", envelope).await;
+        let status = response.status().as_u16();
+        let outcome = response
+            .headers()
+            .get(saga::runtime::push_route::OUTCOME_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.text().await.unwrap_or_default();
+        PushAnswer {
+            status,
+            outcome,
+            body,
+        }
     }
 
     /// Reads up to `want` messages from `subscription`, waiting at most `timeout`.
@@ -657,6 +680,18 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// What a service answered a push: a handled one has no body and names its outcome in
+/// [`saga::runtime::push_route::OUTCOME_HEADER`].
+#[derive(Debug)]
+pub struct PushAnswer {
+    /// The status.
+    pub status: u16,
+    /// The outcome header, if the answer had one.
+    pub outcome: Option<String>,
+    /// The body, as text.
+    pub body: String,
 }
 
 /// Stands for anything secret in a request or message: no answer, log line or dead-letter

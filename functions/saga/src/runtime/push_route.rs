@@ -2,7 +2,7 @@
 //!
 //! | outcome                               | answer | effect                          |
 //! |---------------------------------------|--------|---------------------------------|
-//! | handled (published, duplicate, ...)   | 200    | Pub/Sub drops the message       |
+//! | handled (published, duplicate, ...)   | 204    | Pub/Sub drops the message       |
 //! | poison (bad envelope, base64, JSON, a | 200    | copied to `dead-letter` first,  |
 //! | field the step needs)                 |        | with the reason as attributes   |
 //! | transient (Firestore, Pub/Sub, races) | 503    | Pub/Sub retries with backoff,   |
@@ -10,6 +10,13 @@
 //!
 //! A poison message is answered 2xx only once its dead-letter copy is published; if that
 //! fails too, the answer is 503 and Pub/Sub tries again.
+//!
+//! A handled push is answered without a body, its outcome in the [`OUTCOME_HEADER`]; every
+//! other answer has a JSON body naming what happened. Pub/Sub reads only the status (any of
+//! 102, 200, 201, 202 and 204 acks: "Push subscriptions"), and a body nobody reads is not
+//! free: the emulator's push client never reads one, and then opens a fresh connection for
+//! the next push besides the one it leaves behind (BENCHMARKS.md, "Push answers without a
+//! body").
 
 use crate::contract::Topic;
 use crate::engine::{Deadline, Handled, Inbound, PoisonDetail, Step, StepError};
@@ -30,6 +37,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument as _;
+
+/// The header that carries a handled push's outcome (`published`, `republished`,
+/// `duplicate`, `recorded` or `ignored`), for whoever replays a push by hand.
+pub const OUTCOME_HEADER: &str = "saga-outcome";
 
 /// Attributes put on a message copied to the dead-letter topic by a service.
 pub mod dead_letter_attributes {
@@ -295,7 +306,8 @@ async fn dead_letter(
 /// (see [`PoisonDetail`]); the lines give its size.
 #[derive(Clone, Debug)]
 pub enum PushReply {
-    /// Handled (published, duplicate, recorded, ignored): 200.
+    /// Handled (published, duplicate, recorded, ignored): 204, the outcome in
+    /// [`OUTCOME_HEADER`].
     Handled(Handled),
     /// Poison, copied to the dead-letter topic: 200.
     DeadLettered {
@@ -350,6 +362,14 @@ pub enum PushReply {
     NotAPush(String),
 }
 
+/// What a [`PushReply`] puts on the wire (see the module docs).
+enum Wire {
+    /// 204, the outcome in [`OUTCOME_HEADER`].
+    Outcome(&'static str),
+    /// A status and a JSON body naming what happened.
+    Json(StatusCode, serde_json::Value),
+}
+
 /// A reply and the span of its push (none before the envelope is read).
 struct Answer {
     reply: PushReply,
@@ -364,15 +384,15 @@ impl PushReply {
         }
     }
 
-    fn status_and_body(&self) -> (StatusCode, serde_json::Value) {
+    fn wire(&self) -> Wire {
         let unavailable = || {
             json!({
                 "error": "unavailable",
                 "message": "temporarily unable to process the message; it will be retried"
             })
         };
-        match self {
-            PushReply::Handled(handled) => (StatusCode::OK, json!({ "result": handled.word() })),
+        let (status, body) = match self {
+            PushReply::Handled(handled) => return Wire::Outcome(handled.word()),
             PushReply::DeadLettered { code, detail, .. } => (
                 StatusCode::OK,
                 json!({ "result": "dead_lettered", "reason": code, "detail": detail.as_str() }),
@@ -408,7 +428,8 @@ impl PushReply {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({ "error": "payload_too_large", "message": "not a Pub/Sub push" }),
             ),
-        }
+        };
+        Wire::Json(status, body)
     }
 
     /// The reply's log line, at the level its outcome deserves.
@@ -469,8 +490,10 @@ impl PushReply {
 
 impl IntoResponse for PushReply {
     fn into_response(self) -> Response {
-        let (status, body) = self.status_and_body();
-        let mut response = (status, Json(body)).into_response();
+        let mut response = match self.wire() {
+            Wire::Outcome(word) => (StatusCode::NO_CONTENT, [(OUTCOME_HEADER, word)]).into_response(),
+            Wire::Json(status, body) => (status, Json(body)).into_response(),
+        };
         AnswerLog::attach(&mut response, move || self.log());
         response
     }
@@ -557,18 +580,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_reply_answers_as_the_ack_policy_says_and_carries_its_log_line() {
+    async fn a_handled_push_is_answered_204_with_its_outcome_in_a_header_and_no_body() {
+        for (handled, word) in [
+            (Handled::Published(Topic::OrderCreated), "published"),
+            (Handled::Republished(Topic::Error), "republished"),
+            (Handled::Duplicate, "duplicate"),
+            (Handled::Recorded, "recorded"),
+            (Handled::Ignored("why"), "ignored"),
+        ] {
+            let response = PushReply::Handled(handled).into_response();
+            assert_eq!(response.status(), StatusCode::NO_CONTENT, "{word}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get(OUTCOME_HEADER)
+                    .and_then(|v| v.to_str().ok()),
+                Some(word)
+            );
+            assert!(
+                response.extensions().get::<AnswerLog>().is_some(),
+                "{word}: a log line"
+            );
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .expect("a body");
+            assert!(body.is_empty(), "{word}: {body:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_other_reply_answers_as_the_ack_policy_says_with_a_json_body_and_its_log_line() {
         let cases = [
-            (
-                PushReply::Handled(Handled::Published(Topic::OrderCreated)),
-                200,
-                ("result", "published"),
-            ),
-            (
-                PushReply::Handled(Handled::Duplicate),
-                200,
-                ("result", "duplicate"),
-            ),
             (
                 PushReply::DeadLettered {
                     code: "missing_field",
