@@ -312,8 +312,8 @@ async fn a_janitor_message_delivered_twice_restores_stock_once() {
     // answer shows that a copy after the compensation changes nothing.
     let answer = stack.push(Service::Janitor, Topic::Error, data.as_bytes()).await;
     assert_eq!(
-        (answer.status, answer.outcome.as_deref()),
-        (204, Some("duplicate")),
+        (answer.status, answer.outcome.as_deref(), answer.body.as_str()),
+        (204, Some("duplicate"), ""),
         "{answer:?}"
     );
     assert_eq!(stack.stock("wotsit").await, before, "restored exactly once");

@@ -14,9 +14,8 @@
 //! A handled push is answered without a body, its outcome in the [`OUTCOME_HEADER`]; every
 //! other answer has a JSON body naming what happened. Pub/Sub reads only the status (any of
 //! 102, 200, 201, 202 and 204 acks: "Push subscriptions"), and a body nobody reads is not
-//! free: the emulator's push client never reads one, and then opens a fresh connection for
-//! the next push besides the one it leaves behind (BENCHMARKS.md, "Push answers without a
-//! body").
+//! free: the emulator's push client never reads one, and with a body it opened about two
+//! connections a push instead of one (BENCHMARKS.md, "Push answers without a body").
 
 use crate::contract::Topic;
 use crate::engine::{Deadline, Handled, Inbound, PoisonDetail, Step, StepError};
@@ -28,7 +27,7 @@ use crate::wire::envelope::{MAX_PUSH_BYTES, Push, read_envelope};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use base64::Engine as _;
@@ -40,7 +39,7 @@ use tracing::Instrument as _;
 
 /// The header that carries a handled push's outcome (`published`, `republished`,
 /// `duplicate`, `recorded` or `ignored`), for whoever replays a push by hand.
-pub const OUTCOME_HEADER: &str = "saga-outcome";
+pub const OUTCOME_HEADER: HeaderName = HeaderName::from_static("saga-outcome");
 
 /// Attributes put on a message copied to the dead-letter topic by a service.
 pub mod dead_letter_attributes {
@@ -491,7 +490,11 @@ impl PushReply {
 impl IntoResponse for PushReply {
     fn into_response(self) -> Response {
         let mut response = match self.wire() {
-            Wire::Outcome(word) => (StatusCode::NO_CONTENT, [(OUTCOME_HEADER, word)]).into_response(),
+            Wire::Outcome(word) => (
+                StatusCode::NO_CONTENT,
+                [(OUTCOME_HEADER, HeaderValue::from_static(word))],
+            )
+                .into_response(),
             Wire::Json(status, body) => (status, Json(body)).into_response(),
         };
         AnswerLog::attach(&mut response, move || self.log());
@@ -600,6 +603,10 @@ mod tests {
             assert!(
                 response.extensions().get::<AnswerLog>().is_some(),
                 "{word}: a log line"
+            );
+            assert!(
+                response.headers().get("content-type").is_none(),
+                "{word}: nothing to type"
             );
             let body = axum::body::to_bytes(response.into_body(), 4096)
                 .await
