@@ -455,19 +455,7 @@ impl TestStack {
             data,
             &BTreeMap::new(),
         );
-        let response = self.send(service, path, "application/json", envelope).await;
-        let status = response.status().as_u16();
-        let outcome = response
-            .headers()
-            .get(saga::runtime::push_route::OUTCOME_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.text().await.unwrap_or_default();
-        PushAnswer {
-            status,
-            outcome,
-            body,
-        }
+        PushAnswer::read(self.send(service, path, "application/json", envelope).await).await
     }
 
     /// Reads up to `want` messages from `subscription`, waiting at most `timeout`.
@@ -692,6 +680,30 @@ pub struct PushAnswer {
     pub outcome: Option<String>,
     /// The body, as text.
     pub body: String,
+}
+
+impl PushAnswer {
+    /// Reads `response` whole.
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let outcome = response
+            .headers()
+            .get(saga::runtime::push_route::OUTCOME_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.text().await.unwrap_or_default();
+        PushAnswer {
+            status,
+            outcome,
+            body,
+        }
+    }
+
+    /// Whether the step handled the push and published its message: 204, `published`, and
+    /// no body.
+    pub fn published(&self) -> bool {
+        self.status == 204 && self.outcome.as_deref() == Some("published") && self.body.is_empty()
+    }
 }
 
 /// Stands for anything secret in a request or message: no answer, log line or dead-letter

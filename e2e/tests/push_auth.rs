@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use base64::Engine as _;
-use e2e::{TestStack, new_uuid, saga_message};
+use e2e::{PushAnswer, TestStack, new_uuid, saga_message};
 use gcp_models::cloud_run::{self, FrontEnd, SIGNATURE_REMOVED, X_SERVERLESS_AUTHORIZATION};
 use gcp_models::oidc::{Issuer, JwksServer, now};
 use jsonwebtoken::jwk::JwkSet;
@@ -79,18 +79,8 @@ async fn front_end(google: &Issuer, worker: &Running) -> FrontEnd {
 
 /// The outcome of one push of a fresh saga's `frontend` message to `base`.
 struct Pushed {
-    status: u16,
-    /// The outcome a handled push names in its header.
-    outcome: Option<String>,
-    body: String,
+    answer: PushAnswer,
     uuid: String,
-}
-
-impl Pushed {
-    /// Whether the step handled it and published its message (204, `published`).
-    fn published(&self) -> bool {
-        self.status == 204 && self.outcome.as_deref() == Some("published") && self.body.is_empty()
-    }
 }
 
 async fn push(stack: &TestStack, base: &str, headers: &[(&str, String)]) -> Pushed {
@@ -110,18 +100,8 @@ async fn push(stack: &TestStack, base: &str, headers: &[(&str, String)]) -> Push
     for (name, value) in headers {
         request = request.header(*name, value);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let outcome = response
-        .headers()
-        .get(saga::runtime::push_route::OUTCOME_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response.text().await.unwrap_or_default();
     Pushed {
-        status,
-        outcome,
-        body,
+        answer: PushAnswer::read(request.send().await.unwrap()).await,
         uuid,
     }
 }
@@ -145,10 +125,13 @@ enum Refuser {
 async fn assert_refused(stack: &TestStack, base: &str, cases: Vec<Case>, by: Refuser) {
     for (what, headers, status) in cases {
         let refused = push(stack, base, &headers).await;
-        assert_eq!(refused.status, status, "{what}: {}", refused.body);
-        let json: Value = serde_json::from_str(&refused.body).unwrap_or(Value::Null);
+        assert_eq!(refused.answer.status, status, "{what}: {}", refused.answer.body);
+        let json: Value = serde_json::from_str(&refused.answer.body).unwrap_or(Value::Null);
         match by {
-            Refuser::FrontEnd => assert!(refused.body.starts_with("<html>"), "{what}: Cloud Run's page"),
+            Refuser::FrontEnd => assert!(
+                refused.answer.body.starts_with("<html>"),
+                "{what}: Cloud Run's page"
+            ),
             Refuser::Worker => assert!(json["error"].is_string(), "{what}: the worker's JSON"),
         }
         assert_no_trace(stack, what, &refused.uuid).await;
@@ -207,11 +190,11 @@ async fn behind_cloud_run_a_pubsub_token_completes_the_saga_and_every_bad_push_i
     )
     .await;
     assert!(
-        good.published(),
+        good.answer.published(),
         "a Pub/Sub push through Cloud Run: {} {:?} {}",
-        good.status,
-        good.outcome,
-        good.body
+        good.answer.status,
+        good.answer.outcome,
+        good.answer.body
     );
     let paid = stack
         .outcomes(
@@ -254,9 +237,9 @@ async fn behind_cloud_run_a_pubsub_token_completes_the_saga_and_every_bad_push_i
     )
     .await;
     assert_eq!(
-        smuggled.status, 403,
+        smuggled.answer.status, 403,
         "a forged token beside another invoker's: {}",
-        smuggled.body
+        smuggled.answer.body
     );
     assert_no_trace(&stack, "smuggled", &smuggled.uuid).await;
     iam.stop().await.unwrap();
@@ -279,9 +262,9 @@ async fn a_stripped_token_outside_cloud_run_and_a_signature_check_behind_it_are_
     .await;
     let refused = push(&stack, &not_cloud_run.url(), &bearer(&stripped(&good))).await;
     assert_eq!(
-        refused.status, 401,
+        refused.answer.status, 401,
         "a stripped token without K_SERVICE: {}",
-        refused.body
+        refused.answer.body
     );
     assert_no_trace(&stack, "without K_SERVICE", &refused.uuid).await;
     not_cloud_run.stop().await.unwrap();
@@ -292,9 +275,9 @@ async fn a_stripped_token_outside_cloud_run_and_a_signature_check_behind_it_are_
     let front = front_end(&google, &signature).await;
     let refused = push(&stack, &front.url(), &bearer(&good)).await;
     assert_eq!(
-        refused.status, 401,
+        refused.answer.status, 401,
         "a signature check behind invoker IAM: {}",
-        refused.body
+        refused.answer.body
     );
     assert_no_trace(&stack, "signature mode behind Cloud Run", &refused.uuid).await;
     drop(front);
@@ -303,11 +286,11 @@ async fn a_stripped_token_outside_cloud_run_and_a_signature_check_behind_it_are_
     // the good token, and refuses what Cloud Run would have.
     let accepted = push(&stack, &signature.url(), &bearer(&good)).await;
     assert!(
-        accepted.published(),
+        accepted.answer.published(),
         "invoker IAM disabled, good token: {} {:?} {}",
-        accepted.status,
-        accepted.outcome,
-        accepted.body
+        accepted.answer.status,
+        accepted.answer.outcome,
+        accepted.answer.body
     );
     assert!(
         stack.step(&accepted.uuid, Service::Orders).await.is_some(),
@@ -368,7 +351,7 @@ async fn made_up_key_ids_make_one_key_download_at_most_and_google_tokens_still_p
     let google = Issuer::generate();
     let (signature, jwks) = signature_worker(&stack, &google).await;
     let good = || bearer(&google.push_token(AUDIENCE, PUSH_ACCOUNT));
-    assert!(push(&stack, &signature.url(), &good()).await.published());
+    assert!(push(&stack, &signature.url(), &good()).await.answer.published());
     let downloads = jwks.fetches();
 
     // Google's token with its key id swapped for made-up ones, as a flood would send them:
@@ -384,10 +367,14 @@ async fn made_up_key_ids_make_one_key_download_at_most_and_google_tokens_still_p
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string())
         );
         let refused = push(&stack, &signature.url(), &bearer(&forged)).await;
-        let json: Value = serde_json::from_str(&refused.body).unwrap_or(Value::Null);
-        assert!(json["error"].is_string(), "made-up key id {i}: {}", refused.body);
+        let json: Value = serde_json::from_str(&refused.answer.body).unwrap_or(Value::Null);
+        assert!(
+            json["error"].is_string(),
+            "made-up key id {i}: {}",
+            refused.answer.body
+        );
         assert_no_trace(&stack, "a made-up key id", &refused.uuid).await;
-        statuses.push(refused.status);
+        statuses.push(refused.answer.status);
     }
     let mut expected = vec![503; 20];
     expected[0] = 401;
@@ -404,7 +391,7 @@ async fn made_up_key_ids_make_one_key_download_at_most_and_google_tokens_still_p
     );
 
     assert!(
-        push(&stack, &signature.url(), &good()).await.published(),
+        push(&stack, &signature.url(), &good()).await.answer.published(),
         "a genuine push passes at once"
     );
     signature.stop().await.unwrap();
