@@ -12,8 +12,9 @@ use crate::contract::Service;
 use crate::domain::{
     DUPLICATE_KEY, FieldError, ItemName, JsonProblem, Money, Order, Quantity, Reason, SagaId, Stage, UserName,
 };
-use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap as _, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -40,8 +41,8 @@ pub const RESERVED_FIELDS: [&str; 7] = [
 /// The key that asks payments to fail, as in the original (any value).
 pub const PAYMENT_ERROR_FIELD: &str = "payment-error";
 
-/// Every field the saga reads or sets: the only keys an error may name.
-const KNOWN_FIELDS: [&str; 11] = [
+/// The fields of a saga message that the saga itself writes.
+const SAGA_FIELDS: [&str; 10] = [
     "item",
     "quantity",
     "user",
@@ -52,8 +53,15 @@ const KNOWN_FIELDS: [&str; 11] = [
     "status_code",
     "step",
     "reason",
-    PAYMENT_ERROR_FIELD,
 ];
+
+/// Whether the saga reads or sets the field `key`: the only keys an error may name.
+fn known_field(key: &str) -> Option<&'static str> {
+    SAGA_FIELDS
+        .into_iter()
+        .chain([PAYMENT_ERROR_FIELD])
+        .find(|field| *field == key)
+}
 
 /// A saga message, parsed.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,7 +104,7 @@ impl<'de> Deserialize<'de> for UniqueKeys {
                     if out.contains_key(&k) {
                         // Named only if it is one of the saga's fields: any other key is
                         // input, which errors must not quote.
-                        return Err(match KNOWN_FIELDS.iter().find(|f| **f == k) {
+                        return Err(match known_field(&k) {
                             Some(field) => de::Error::custom(format_args!("{DUPLICATE_KEY} `{field}`")),
                             None => de::Error::custom(format_args!(
                                 "{DUPLICATE_KEY} ({} bytes long, not a field of the saga)",
@@ -124,7 +132,7 @@ pub fn parse_object(bytes: &[u8], limit: usize) -> Result<Map<String, Value>, Fi
 }
 
 fn take_str(obj: &mut Map<String, Value>, field: &'static str) -> Result<String, FieldError> {
-    match obj.remove(field) {
+    match obj.shift_remove(field) {
         None | Some(Value::Null) => Err(FieldError::Missing(field)),
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(FieldError::WrongType {
@@ -135,7 +143,7 @@ fn take_str(obj: &mut Map<String, Value>, field: &'static str) -> Result<String,
 }
 
 fn take_integer(obj: &mut Map<String, Value>, field: &'static str) -> Result<Option<u64>, FieldError> {
-    match obj.remove(field) {
+    match obj.shift_remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(n) => Ok(Some(n)),
@@ -160,7 +168,7 @@ fn take_integer(obj: &mut Map<String, Value>, field: &'static str) -> Result<Opt
 /// Takes an optional bookkeeping field, ignoring a value this version does not understand:
 /// these fields are rewritten by every step, so a foreign value must not stop a saga.
 fn take_lenient<T: for<'de> Deserialize<'de>>(obj: &mut Map<String, Value>, field: &str) -> Option<T> {
-    obj.remove(field).and_then(|v| serde_json::from_value(v).ok())
+    obj.shift_remove(field).and_then(|v| serde_json::from_value(v).ok())
 }
 
 impl Order {
@@ -269,7 +277,7 @@ impl SagaMessage {
             .transpose()?;
         // Read for the status view; payments always computes its own.
         let total_invoice = take_lenient::<u64>(&mut obj, "total_invoice").and_then(Money::new);
-        let status = match obj.remove("status") {
+        let status = match obj.shift_remove("status") {
             Some(Value::String(s)) => Some(s),
             _ => None,
         };
@@ -390,54 +398,82 @@ impl SagaMessage {
                 successors.push(failed);
             }
         }
-        let bare_len = bare.to_json().len();
+        let bare_len = bare.json_len();
         let growth = successors
             .iter()
-            .map(|m| m.to_json().len().saturating_sub(bare_len))
+            .map(|m| m.json_len().saturating_sub(bare_len))
             .max()
             .unwrap_or_default();
-        self.to_json().len() + growth
+        self.json_len() + growth
     }
 
-    /// The JSON object, in the original's flat format.
-    pub fn to_object(&self) -> Map<String, Value> {
-        let mut obj = Map::new();
-        obj.insert("item".into(), self.order.item.as_str().into());
-        obj.insert("quantity".into(), self.order.quantity.get().into());
-        obj.insert("user".into(), self.order.user.as_str().into());
-        obj.insert("uuid".into(), self.uuid.to_string().into());
-        for (k, v) in &self.extra {
-            obj.insert(k.clone(), v.clone());
-        }
-        if let Some(p) = self.price_per_unit {
-            obj.insert("price_per_unit".into(), p.get().into());
-        }
-        if let Some(t) = self.total_invoice {
-            obj.insert("total_invoice".into(), t.get().into());
-        }
-        if let Some(s) = &self.status {
-            obj.insert("status".into(), s.clone().into());
-        }
-        if let Some(c) = self.status_code {
-            obj.insert("status_code".into(), c.as_str().into());
-        }
-        if let Some(s) = self.step {
-            obj.insert("step".into(), s.name().into());
-        }
-        if let Some(r) = self.reason {
-            obj.insert("reason".into(), r.as_str().into());
-        }
-        obj
-    }
-
-    /// The JSON text.
+    /// The JSON text, in the original's flat format (see the [`Serialize`] impl).
     pub fn to_json(&self) -> String {
-        serde_json::Value::Object(self.to_object()).to_string()
+        serde_json::to_string(self).expect("a saga message serialises: its keys are strings")
+    }
+
+    /// The length of [`SagaMessage::to_json`]'s text, counted without building it.
+    fn json_len(&self) -> usize {
+        let mut count = ByteCount(0);
+        serde_json::to_writer(&mut count, self).expect("a saga message serialises: its keys are strings");
+        count.0
     }
 
     /// The JSON bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.to_json().into_bytes()
+    }
+}
+
+/// The saga's fields in the original's flat format: the order and its uuid, then every
+/// passed-through field in the order it came, then the fields the saga adds, those it has.
+impl Serialize for SagaMessage {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("item", self.order.item.as_str())?;
+        map.serialize_entry("quantity", &self.order.quantity.get())?;
+        map.serialize_entry("user", self.order.user.as_str())?;
+        map.serialize_entry("uuid", &format_args!("{}", self.uuid))?;
+        // Parsing takes the saga's own fields out of what it passes through, and a client may
+        // not send them; should one be there anyway, the saga's value is the one written, and
+        // no key is written twice.
+        for (key, value) in self.extra.iter().filter(|(key, _)| !SAGA_FIELDS.contains(&key.as_str())) {
+            map.serialize_entry(key, value)?;
+        }
+        if let Some(price) = self.price_per_unit {
+            map.serialize_entry("price_per_unit", &price.get())?;
+        }
+        if let Some(total) = self.total_invoice {
+            map.serialize_entry("total_invoice", &total.get())?;
+        }
+        if let Some(status) = &self.status {
+            map.serialize_entry("status", status)?;
+        }
+        if let Some(code) = self.status_code {
+            map.serialize_entry("status_code", code.as_str())?;
+        }
+        if let Some(step) = self.step {
+            map.serialize_entry("step", step.name())?;
+        }
+        if let Some(reason) = self.reason {
+            map.serialize_entry("reason", reason.as_str())?;
+        }
+        map.end()
+    }
+}
+
+
+/// Counts the bytes written to it: the length of a text without building it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -635,8 +671,60 @@ mod tests {
 
     #[test]
     fn every_field_the_saga_sets_may_be_named_in_an_error() {
-        for field in RESERVED_FIELDS {
-            assert!(KNOWN_FIELDS.contains(&field), "{field}");
+        for field in RESERVED_FIELDS.into_iter().chain(["item", "quantity", "user", PAYMENT_ERROR_FIELD]) {
+            assert_eq!(known_field(field), Some(field));
         }
+        assert_eq!(known_field("address"), None);
+    }
+
+    fn every_kind_of_message() -> Vec<SagaMessage> {
+        let (order, extra) = Order::parse_request(
+            r#"{"note":"caf\u00e9 \"quoted\" \u0001","item":"w\u00efdget","quantity":7,"user":"jack","payment-error":null,"n":[1.5,{"k":true}]}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        let received = SagaMessage::new(SagaId::new(), order, extra);
+        let created = received.order_created();
+        let reserved = created.stock_reserved(Money::new(10).unwrap());
+        let failed = reserved.fail(Service::Payments, Reason::PaymentDeclined);
+        vec![
+            received,
+            created,
+            reserved.paid(Money::new(10).unwrap(), Money::new(70).unwrap()),
+            failed.compensated(7, true),
+            failed,
+            reserved,
+        ]
+    }
+
+    #[test]
+    fn a_message_is_written_in_the_original_flat_layout_with_passed_through_fields_in_their_order() {
+        let message = every_kind_of_message().remove(2);
+        let uuid = message.uuid;
+        assert_eq!(
+            message.to_json(),
+            format!(
+                r#"{{"item":"wïdget","quantity":7,"user":"jack","uuid":"{uuid}","note":"café \"quoted\" \u0001","payment-error":null,"n":[1.5,{{"k":true}}],"price_per_unit":10,"total_invoice":70,"status":"Payment processed: total invoice 70","status_code":"completed","step":"payments"}}"#
+            )
+        );
+        assert_eq!(SagaMessage::parse(message.to_json().as_bytes()).unwrap(), message);
+    }
+
+    #[test]
+    fn the_counted_length_of_every_kind_of_message_is_that_of_its_text() {
+        for message in every_kind_of_message() {
+            assert_eq!(message.json_len(), message.to_json().len(), "{}", message.to_json());
+        }
+    }
+
+    #[test]
+    fn a_passed_through_field_named_like_a_saga_field_never_makes_a_key_appear_twice() {
+        let mut message = every_kind_of_message().remove(0);
+        message.extra.insert("item".to_owned(), json!("forged"));
+        message.extra.insert("status".to_owned(), json!("forged"));
+        let text = message.to_json();
+        assert_eq!(text.matches(r#""item":"#).count(), 1, "{text}");
+        assert_eq!(text.matches(r#""status":"#).count(), 1, "{text}");
+        assert!(!text.contains("forged"), "{text}");
     }
 }
