@@ -182,7 +182,7 @@ pub(super) async fn join(
 ) -> Result<Handled, StepError> {
     let (answer, answered) = oneshot::channel();
     let member = Member {
-        bytes: msg.to_json().len(),
+        bytes: msg.json_len(),
         msg: msg.clone(),
         inbound: inbound.clone(),
         deadline,

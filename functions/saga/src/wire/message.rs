@@ -168,7 +168,8 @@ fn take_integer(obj: &mut Map<String, Value>, field: &'static str) -> Result<Opt
 /// Takes an optional bookkeeping field, ignoring a value this version does not understand:
 /// these fields are rewritten by every step, so a foreign value must not stop a saga.
 fn take_lenient<T: for<'de> Deserialize<'de>>(obj: &mut Map<String, Value>, field: &str) -> Option<T> {
-    obj.shift_remove(field).and_then(|v| serde_json::from_value(v).ok())
+    obj.shift_remove(field)
+        .and_then(|v| serde_json::from_value(v).ok())
 }
 
 impl Order {
@@ -245,7 +246,7 @@ impl SagaMessage {
     /// message could not be delivered, so that the saga's end can be.
     #[must_use]
     pub fn fitted(self) -> SagaMessage {
-        if self.to_json().len() <= MAX_MESSAGE_BYTES {
+        if self.json_len() <= MAX_MESSAGE_BYTES {
             return self;
         }
         tracing::warn!(
@@ -413,7 +414,7 @@ impl SagaMessage {
     }
 
     /// The length of [`SagaMessage::to_json`]'s text, counted without building it.
-    fn json_len(&self) -> usize {
+    pub(crate) fn json_len(&self) -> usize {
         let mut count = ByteCount(0);
         serde_json::to_writer(&mut count, self).expect("a saga message serialises: its keys are strings");
         count.0
@@ -435,9 +436,13 @@ impl Serialize for SagaMessage {
         map.serialize_entry("user", self.order.user.as_str())?;
         map.serialize_entry("uuid", &format_args!("{}", self.uuid))?;
         // Parsing takes the saga's own fields out of what it passes through, and a client may
-        // not send them; should one be there anyway, the saga's value is the one written, and
-        // no key is written twice.
-        for (key, value) in self.extra.iter().filter(|(key, _)| !SAGA_FIELDS.contains(&key.as_str())) {
+        // not send them; should one be there anyway, it is skipped: those keys are written
+        // only from the message's own values, and never twice.
+        for (key, value) in self
+            .extra
+            .iter()
+            .filter(|(key, _)| !SAGA_FIELDS.contains(&key.as_str()))
+        {
             map.serialize_entry(key, value)?;
         }
         if let Some(price) = self.price_per_unit {
@@ -461,7 +466,6 @@ impl Serialize for SagaMessage {
         map.end()
     }
 }
-
 
 /// Counts the bytes written to it: the length of a text without building it.
 struct ByteCount(usize);
@@ -671,7 +675,10 @@ mod tests {
 
     #[test]
     fn every_field_the_saga_sets_may_be_named_in_an_error() {
-        for field in RESERVED_FIELDS.into_iter().chain(["item", "quantity", "user", PAYMENT_ERROR_FIELD]) {
+        for field in RESERVED_FIELDS
+            .into_iter()
+            .chain(["item", "quantity", "user", PAYMENT_ERROR_FIELD])
+        {
             assert_eq!(known_field(field), Some(field));
         }
         assert_eq!(known_field("address"), None);
@@ -711,9 +718,59 @@ mod tests {
     }
 
     #[test]
+    fn every_hop_keeps_the_passed_through_fields_in_the_order_the_client_sent_them() {
+        for message in every_kind_of_message() {
+            let text = message.to_json();
+            let reparsed = SagaMessage::parse(text.as_bytes()).unwrap();
+            assert_eq!(reparsed.to_json(), text);
+            let keys: Vec<&str> = reparsed.extra.keys().map(String::as_str).collect();
+            assert_eq!(keys, ["note", "payment-error", "n"], "{text}");
+        }
+    }
+
+    /// The layout as it was built before `SagaMessage` implemented `Serialize`: a
+    /// `serde_json::Map` (insertion order kept) written as a `Value`.
+    fn as_a_map_would_write_it(m: &SagaMessage) -> String {
+        let mut obj = Map::new();
+        obj.insert("item".into(), m.order.item.as_str().into());
+        obj.insert("quantity".into(), m.order.quantity.get().into());
+        obj.insert("user".into(), m.order.user.as_str().into());
+        obj.insert("uuid".into(), m.uuid.to_string().into());
+        for (k, v) in &m.extra {
+            obj.insert(k.clone(), v.clone());
+        }
+        let optional = [
+            ("price_per_unit", m.price_per_unit.map(|p| p.get().into())),
+            ("total_invoice", m.total_invoice.map(|t| t.get().into())),
+            ("status", m.status.clone().map(Value::from)),
+            ("status_code", m.status_code.map(|c| c.as_str().into())),
+            ("step", m.step.map(|s| s.name().into())),
+            ("reason", m.reason.map(|r| r.as_str().into())),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                obj.insert(key.into(), value);
+            }
+        }
+        Value::Object(obj).to_string()
+    }
+
+    #[test]
+    fn every_kind_of_message_is_written_byte_for_byte_as_the_map_it_used_to_be_built_as() {
+        for message in every_kind_of_message() {
+            assert_eq!(message.to_json(), as_a_map_would_write_it(&message));
+        }
+    }
+
+    #[test]
     fn the_counted_length_of_every_kind_of_message_is_that_of_its_text() {
         for message in every_kind_of_message() {
-            assert_eq!(message.json_len(), message.to_json().len(), "{}", message.to_json());
+            assert_eq!(
+                message.json_len(),
+                message.to_json().len(),
+                "{}",
+                message.to_json()
+            );
         }
     }
 
