@@ -12,7 +12,9 @@
 //! fails too, the answer is 503 and Pub/Sub tries again.
 //!
 //! A handled push is answered without a body, its outcome in the [`OUTCOME_HEADER`]; every
-//! other answer has a JSON body naming what happened. Pub/Sub reads only the status (any of
+//! other answer has a JSON body naming what happened, and every acked one (poison moved to
+//! `dead-letter`, an unreadable letter kept) names its outcome in the header too, so that
+//! whoever replays a push reads any ack the same way. Pub/Sub reads only the status (any of
 //! 102, 200, 201, 202 and 204 acks: "Push subscriptions"), and a body nobody reads is not
 //! free: the emulator's push client never reads one, and with a body it opened about two
 //! connections a push instead of one (BENCHMARKS.md, "Push answers without a body").
@@ -37,8 +39,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument as _;
 
-/// The header that carries a handled push's outcome (`published`, `republished`,
-/// `duplicate`, `recorded` or `ignored`), for whoever replays a push by hand.
+/// The header that carries an acked push's outcome (`published`, `republished`,
+/// `duplicate`, `recorded`, `ignored` or `dead_lettered`), for whoever replays a push by
+/// hand.
 pub const OUTCOME_HEADER: HeaderName = HeaderName::from_static("saga-outcome");
 
 /// Attributes put on a message copied to the dead-letter topic by a service.
@@ -365,8 +368,9 @@ pub enum PushReply {
 enum Wire {
     /// 204, the outcome in [`OUTCOME_HEADER`].
     Outcome(&'static str),
-    /// A status and a JSON body naming what happened.
-    Json(StatusCode, serde_json::Value),
+    /// A status and a JSON body naming what happened; an ack's outcome in
+    /// [`OUTCOME_HEADER`] too.
+    Json(StatusCode, serde_json::Value, Option<&'static str>),
 }
 
 /// A reply and the span of its push (none before the envelope is read).
@@ -390,16 +394,16 @@ impl PushReply {
                 "message": "temporarily unable to process the message; it will be retried"
             })
         };
+        let acked = |result: &'static str, code: &str, detail: &PoisonDetail| {
+            let body = json!({ "result": result, "reason": code, "detail": detail.as_str() });
+            Wire::Json(StatusCode::OK, body, Some(result))
+        };
         let (status, body) = match self {
             PushReply::Handled(handled) => return Wire::Outcome(handled.word()),
-            PushReply::DeadLettered { code, detail, .. } => (
-                StatusCode::OK,
-                json!({ "result": "dead_lettered", "reason": code, "detail": detail.as_str() }),
-            ),
-            PushReply::Kept { code, detail, .. } | PushReply::Skipped { code, detail, .. } => (
-                StatusCode::OK,
-                json!({ "result": "ignored", "reason": code, "detail": detail.as_str() }),
-            ),
+            PushReply::DeadLettered { code, detail, .. } => return acked("dead_lettered", code, detail),
+            PushReply::Kept { code, detail, .. } | PushReply::Skipped { code, detail, .. } => {
+                return acked(Handled::Ignored("").word(), code, detail);
+            }
             PushReply::Unavailable(_) | PushReply::DeadLetterFailed { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, unavailable())
             }
@@ -428,7 +432,7 @@ impl PushReply {
                 json!({ "error": "payload_too_large", "message": "not a Pub/Sub push" }),
             ),
         };
-        Wire::Json(status, body)
+        Wire::Json(status, body, None)
     }
 
     /// The reply's log line, at the level its outcome deserves.
@@ -495,7 +499,15 @@ impl IntoResponse for PushReply {
                 [(OUTCOME_HEADER, HeaderValue::from_static(word))],
             )
                 .into_response(),
-            Wire::Json(status, body) => (status, Json(body)).into_response(),
+            Wire::Json(status, body, outcome) => {
+                let mut response = (status, Json(body)).into_response();
+                if let Some(word) = outcome {
+                    response
+                        .headers_mut()
+                        .insert(OUTCOME_HEADER, HeaderValue::from_static(word));
+                }
+                response
+            }
         };
         AnswerLog::attach(&mut response, move || self.log());
         response
@@ -616,7 +628,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_other_reply_answers_as_the_ack_policy_says_with_a_json_body_and_its_log_line() {
+    async fn every_other_reply_answers_as_the_ack_policy_says_with_a_json_body_its_log_line_and_an_acks_outcome_header()
+     {
         let cases = [
             (
                 PushReply::DeadLettered {
@@ -699,11 +712,19 @@ mod tests {
                 response.extensions().get::<AnswerLog>().is_some(),
                 "{what}: a log line"
             );
+            let header = response
+                .headers()
+                .get(OUTCOME_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let body = axum::body::to_bytes(response.into_body(), 4096)
                 .await
                 .expect("a body");
             let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
             assert_eq!(body[key], value, "{what}");
+            // An ack names its outcome in the header as the body does; a refusal has none.
+            let expected = (status == 200).then(|| value.to_owned());
+            assert_eq!(header, expected, "{what}");
         }
     }
 }
