@@ -628,8 +628,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_other_reply_answers_as_the_ack_policy_says_with_a_json_body_its_log_line_and_an_acks_outcome_header()
-     {
+    async fn every_other_reply_answers_as_the_ack_policy_says_and_every_ack_names_its_outcome() {
         let cases = [
             (
                 PushReply::DeadLettered {
