@@ -5,6 +5,13 @@
 //! SIGKILL), gcloud's process group, the Java server included, is terminated. No emulator
 //! outlives its test run.
 //!
+//! The Pub/Sub emulator logs every header of every REST call it serves (eight lines a call)
+//! and every connection it accepts, at `INFO`; gcloud relays each line into the log here and
+//! again into its own log. Under load that relay cost more CPU than any of the saga's step
+//! services (BENCHMARKS.md, "The emulator's log"), so the emulator is started with a
+//! `java.util.logging` configuration ([`PUBSUB_LOGGING`]) that keeps those two loggers to
+//! warnings and leaves every other line as it was.
+//!
 //! The API is synchronous (callers run it in `spawn_blocking`, or keep the emulators in a
 //! static for a whole test binary); the health checks run on [`process::block_on`].
 
@@ -24,6 +31,20 @@ The Pub/Sub and Firestore emulators come with the Google Cloud CLI and need a Ja
     (apt installs: apt-get install google-cloud-cli-pubsub-emulator google-cloud-cli-firestore-emulator)
   - Java: apt-get install openjdk-17-jre-headless
 Or point PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST at emulators that are already running.";
+
+/// The Pub/Sub emulator's `java.util.logging` configuration: the JDK's defaults, but the
+/// REST adapter's header lines and the connection router's lines only from `WARNING` up.
+/// Push failures, request errors and the start-up lines still reach the log.
+pub const PUBSUB_LOGGING: &str = "\
+# Written by the devstack for the Pub/Sub emulator (java.util.logging); see emulators.rs.
+handlers=java.util.logging.ConsoleHandler
+.level=INFO
+io.gapi.emulators.grpc.HttpAdapter.level=WARNING
+io.gapi.emulators.netty.HttpVersionRoutingHandler.level=WARNING
+";
+
+/// The variable the Pub/Sub emulator's start script adds to the JVM's options.
+const PUBSUB_JVM_OPTIONS: &str = "CLOUD_PUBSUB_EMULATOR_OPTS";
 
 /// How long an emulator may take to start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -212,7 +233,7 @@ impl Kind {
     fn launch(self, port: u16, log_dir: &Path) -> anyhow::Result<Launch> {
         let host = format!("127.0.0.1:{}", pick_port(port)?);
         let host_port = format!("--host-port={host}");
-        let (args, log): (Vec<&str>, _) = match self {
+        let (args, log, env): (Vec<&str>, _, _) = match self {
             Kind::PubSub => (
                 vec![
                     "beta",
@@ -224,13 +245,15 @@ impl Kind {
                     "--quiet",
                 ],
                 log_dir.join("pubsub-emulator.log"),
+                Some((PUBSUB_JVM_OPTIONS, pubsub_jvm_options(log_dir)?)),
             ),
             Kind::Firestore => (
                 vec!["emulators", "firestore", "start", &host_port, "--quiet"],
                 log_dir.join("firestore-emulator.log"),
+                None,
             ),
         };
-        let child = spawn(&args, &log)?;
+        let child = spawn(&args, &log, env)?;
         Ok(Launch {
             kind: self,
             requested_port: port,
@@ -310,11 +333,33 @@ fn pick_port(port: u16) -> anyhow::Result<u16> {
         .port())
 }
 
-/// Starts `gcloud ARGS`, its output in a fresh `log`.
-fn spawn(args: &[&str], log: &Path) -> anyhow::Result<process::Child> {
+/// Writes [`PUBSUB_LOGGING`] into `log_dir` and returns the JVM options that load it, as
+/// the emulator's start script wants them (it `eval`s them, so the path is quoted for
+/// `sh`), followed by any the caller's environment already gives, which win.
+fn pubsub_jvm_options(log_dir: &Path) -> anyhow::Result<String> {
+    let config = log_dir.join("pubsub-logging.properties");
+    std::fs::write(&config, PUBSUB_LOGGING).with_context(|| format!("writing {}", config.display()))?;
+    let option = format!("-Djava.util.logging.config.file={}", config.display());
+    let quoted = shlex::try_quote(&option).with_context(|| {
+        format!(
+            "{} cannot be passed to the emulator's start script",
+            config.display()
+        )
+    })?;
+    Ok(match std::env::var(PUBSUB_JVM_OPTIONS) {
+        Ok(theirs) if !theirs.trim().is_empty() => format!("{quoted} {theirs}"),
+        _ => quoted.into_owned(),
+    })
+}
+
+/// Starts `gcloud ARGS`, its output in a fresh `log`, with `env` set if given.
+fn spawn(args: &[&str], log: &Path, env: Option<(&str, String)>) -> anyhow::Result<process::Child> {
     std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    Spec::new("gcloud")
-        .args(args)
+    let spec = match env {
+        Some((key, value)) => Spec::new("gcloud").env(key, value),
+        None => Spec::new("gcloud"),
+    };
+    spec.args(args)
         .stdout(Output::Append(log.to_path_buf()))
         .stderr(Output::Append(log.to_path_buf()))
         .spawn()
