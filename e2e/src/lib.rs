@@ -308,10 +308,35 @@ impl TestStack {
         content_type: &str,
         body: Vec<u8>,
     ) -> (u16, Value) {
+        let (status, _, answer) = self.post_for_outcome(service, path, content_type, body).await;
+        (status, answer)
+    }
+
+    /// POSTs raw bytes to `path` on `service`, as [`TestStack::post`] does, and also returns
+    /// the answer's `saga-outcome` header, which names what an acked push came to.
+    ///
+    /// # Panics
+    /// If the request cannot be sent.
+    pub async fn post_for_outcome(
+        &self,
+        service: Service,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Option<String>, Value) {
         let response = self.send(service, path, content_type, body).await;
         let status = response.status().as_u16();
+        let outcome = response
+            .headers()
+            .get(&saga::runtime::push_route::OUTCOME_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            outcome,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// POSTs raw bytes to `path` on `service`, through its front end when there is one.

@@ -723,8 +723,8 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
     let cases = hostile_pushes();
     let mut want: BTreeMap<&str, usize> = BTreeMap::new();
     for (what, body, reason) in &cases {
-        let (status, answer) = stack
-            .post(
+        let (status, outcome, answer) = stack
+            .post_for_outcome(
                 Service::Orders,
                 push_path(Topic::Frontend),
                 "application/json",
@@ -733,6 +733,11 @@ async fn hostile_pushes_are_acked_dead_lettered_once_and_nothing_else_is_publish
             .await;
         assert_eq!(status, 200, "{what}: acked, {answer}");
         assert_eq!(answer["result"], "dead_lettered", "{what}: {answer}");
+        assert_eq!(
+            outcome.as_deref(),
+            Some("dead_lettered"),
+            "{what}: the ack names its outcome in saga-outcome"
+        );
         assert_eq!(answer["reason"], *reason, "{what}: {answer}");
         assert!(
             answer["detail"]
