@@ -7,8 +7,8 @@
 //!
 //! The Pub/Sub emulator logs every header of every REST call it serves (eight lines a call)
 //! and every connection it accepts, at `INFO`; gcloud relays each line into the log here and
-//! again into its own log. Under load that relay cost more CPU than any of the saga's step
-//! services (BENCHMARKS.md, "The emulator's log"), so the emulator is started with a
+//! again into its own log. Under load that relay cost about as much CPU as one of the saga's
+//! step services (BENCHMARKS.md, "The emulator's log"), so the emulator is started with a
 //! `java.util.logging` configuration ([`PUBSUB_LOGGING`]) that keeps those two loggers to
 //! warnings and leaves every other line as it was.
 //!
