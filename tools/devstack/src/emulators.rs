@@ -5,18 +5,22 @@
 //! SIGKILL), gcloud's process group, the Java server included, is terminated. No emulator
 //! outlives its test run.
 //!
-//! The Pub/Sub emulator logs every header of every REST call it serves (eight lines a call)
+//! The Pub/Sub emulator logs every header of every REST call it serves (two lines a header)
 //! and every connection it accepts, at `INFO`; gcloud relays each line into the log here and
 //! again into its own log. Under load that relay cost about as much CPU as one of the saga's
 //! step services (BENCHMARKS.md, "The emulator's log"), so the emulator is started with a
 //! `java.util.logging` configuration ([`PUBSUB_LOGGING`]) that keeps those two loggers to
-//! warnings and leaves every other line as it was.
+//! warnings and leaves every other line as it was. The configuration is a file the JVM
+//! reads at start, so it is written into a fresh directory only this user can enter
+//! (another user's file in a shared `/tmp` could make the JVM write anywhere), and removed
+//! once the emulator answers.
 //!
 //! The API is synchronous (callers run it in `spawn_blocking`, or keep the emulators in a
 //! static for a whole test binary); the health checks run on [`process::block_on`].
 
 use crate::process::{self, Output, Probe, Spec, Unhealthy};
 use anyhow::{Context as _, bail};
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -166,6 +170,8 @@ impl Emulators {
             if options.progress {
                 print_progress(" ready\n");
             }
+            // The JVM read its logging configuration before it could answer.
+            drop(launch.logging);
             hosts.push(launch.host);
             children.push(launch.child);
         }
@@ -219,6 +225,9 @@ struct Launch {
     host: String,
     log: PathBuf,
     child: process::Child,
+    /// The Pub/Sub emulator's logging configuration, kept until the emulator answers (its
+    /// JVM has read it by then) and removed with this value.
+    logging: Option<PubSubLogging>,
 }
 
 impl Kind {
@@ -233,7 +242,7 @@ impl Kind {
     fn launch(self, port: u16, log_dir: &Path) -> anyhow::Result<Launch> {
         let host = format!("127.0.0.1:{}", pick_port(port)?);
         let host_port = format!("--host-port={host}");
-        let (args, log, env): (Vec<&str>, _, _) = match self {
+        let (args, log, logging): (Vec<&str>, _, _) = match self {
             Kind::PubSub => (
                 vec![
                     "beta",
@@ -245,7 +254,7 @@ impl Kind {
                     "--quiet",
                 ],
                 log_dir.join("pubsub-emulator.log"),
-                Some((PUBSUB_JVM_OPTIONS, pubsub_jvm_options(log_dir)?)),
+                Some(PubSubLogging::write()?),
             ),
             Kind::Firestore => (
                 vec!["emulators", "firestore", "start", &host_port, "--quiet"],
@@ -253,6 +262,11 @@ impl Kind {
                 None,
             ),
         };
+        let env = logging
+            .as_ref()
+            .map(|l| l.jvm_options(std::env::var_os(PUBSUB_JVM_OPTIONS)))
+            .transpose()?
+            .map(|options| (PUBSUB_JVM_OPTIONS, options));
         let child = spawn(&args, &log, env)?;
         Ok(Launch {
             kind: self,
@@ -260,6 +274,7 @@ impl Kind {
             host,
             log,
             child,
+            logging,
         })
     }
 }
@@ -333,27 +348,54 @@ fn pick_port(port: u16) -> anyhow::Result<u16> {
         .port())
 }
 
-/// Writes [`PUBSUB_LOGGING`] into `log_dir` and returns the JVM options that load it, as
-/// the emulator's start script wants them (it `eval`s them, so the path is quoted for
-/// `sh`), followed by any the caller's environment already gives, which win.
-fn pubsub_jvm_options(log_dir: &Path) -> anyhow::Result<String> {
-    let config = log_dir.join("pubsub-logging.properties");
-    std::fs::write(&config, PUBSUB_LOGGING).with_context(|| format!("writing {}", config.display()))?;
-    let option = format!("-Djava.util.logging.config.file={}", config.display());
-    let quoted = shlex::try_quote(&option).with_context(|| {
-        format!(
-            "{} cannot be passed to the emulator's start script",
+/// [`PUBSUB_LOGGING`] in a file of its own: in a new directory under the system's temporary
+/// directory that only this user can enter, gone when this value is dropped.
+struct PubSubLogging {
+    dir: tempfile::TempDir,
+}
+
+impl PubSubLogging {
+    fn write() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("saga-pubsub-logging-")
+            .tempdir()
+            .context("creating a directory for the Pub/Sub emulator's logging configuration")?;
+        let config = dir.path().join("logging.properties");
+        std::fs::write(&config, PUBSUB_LOGGING).with_context(|| format!("writing {}", config.display()))?;
+        Ok(PubSubLogging { dir })
+    }
+
+    /// The emulator's JVM options: ours, then `theirs` (the caller's own, which win).
+    fn jvm_options(&self, theirs: Option<OsString>) -> anyhow::Result<OsString> {
+        jvm_options(&self.dir.path().join("logging.properties"), theirs)
+    }
+}
+
+/// `-Djava.util.logging.config.file=CONFIG`, quoted for `sh`, then `theirs` as they were
+/// given. The emulator's start script expands the variable unquoted and `eval`s the words,
+/// so a path survives only if its whitespace is single spaces; any other is refused rather
+/// than turned into a path the JVM would not find (and then log nothing at all).
+fn jvm_options(config: &Path, theirs: Option<OsString>) -> anyhow::Result<OsString> {
+    let path = config
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", config.display()))?;
+    if path.contains("  ") || path.chars().any(|c| c.is_whitespace() && c != ' ') {
+        bail!(
+            "{} has whitespace the Pub/Sub emulator's start script would change; set TMPDIR to a plainer path",
             config.display()
-        )
-    })?;
-    Ok(match std::env::var(PUBSUB_JVM_OPTIONS) {
-        Ok(theirs) if !theirs.trim().is_empty() => format!("{quoted} {theirs}"),
-        _ => quoted.into_owned(),
-    })
+        );
+    }
+    let mut options =
+        OsString::from(shlex::try_quote(&format!("-Djava.util.logging.config.file={path}"))?.as_ref());
+    if let Some(theirs) = theirs.filter(|t| !t.to_string_lossy().trim().is_empty()) {
+        options.push(" ");
+        options.push(theirs);
+    }
+    Ok(options)
 }
 
 /// Starts `gcloud ARGS`, its output in a fresh `log`, with `env` set if given.
-fn spawn(args: &[&str], log: &Path, env: Option<(&str, String)>) -> anyhow::Result<process::Child> {
+fn spawn(args: &[&str], log: &Path, env: Option<(&str, OsString)>) -> anyhow::Result<process::Child> {
     std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let spec = match env {
         Some((key, value)) => Spec::new("gcloud").env(key, value),
@@ -379,6 +421,64 @@ fn tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The words the emulator's start script makes of `options`: it expands them unquoted in
+    /// `eval set -- ...`. Each word comes back in brackets.
+    fn as_the_start_script_reads(options: &OsString) -> String {
+        let out = Command::new("sh")
+            .args(["-c", r#"eval set -- $OPTS; printf '[%s]' "$@""#])
+            .env("OPTS", options)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn the_logging_option_reaches_the_jvm_as_one_word_and_the_callers_options_follow_it() {
+        let option = "-Djava.util.logging.config.file=";
+        for (path, theirs, words) in [
+            (
+                "/tmp/x/logging.properties",
+                None,
+                vec!["/tmp/x/logging.properties"],
+            ),
+            (
+                "/tmp/a b/it's $(id) `id` \\\"/logging.properties",
+                None,
+                vec!["/tmp/a b/it's $(id) `id` \\\"/logging.properties"],
+            ),
+            (
+                "/tmp/x/logging.properties",
+                Some("-Xmx1g  -Dtheirs='a b'"),
+                vec!["/tmp/x/logging.properties", "-Xmx1g", "-Dtheirs=a b"],
+            ),
+            (
+                "/tmp/x/logging.properties",
+                Some(" \t"),
+                vec!["/tmp/x/logging.properties"],
+            ),
+        ] {
+            let options = jvm_options(Path::new(path), theirs.map(OsString::from)).unwrap();
+            let want: String = words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    if i == 0 {
+                        format!("[{option}{w}]")
+                    } else {
+                        format!("[{w}]")
+                    }
+                })
+                .collect();
+            assert_eq!(as_the_start_script_reads(&options), want, "{path} {theirs:?}");
+        }
+        for changed_by_the_script in ["/tmp/a  b/l.p", "/tmp/a\tb/l.p", "/tmp/a\nb/l.p"] {
+            assert!(
+                jvm_options(Path::new(changed_by_the_script), None).is_err(),
+                "{changed_by_the_script:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_log_saying_its_port_was_taken_is_told_from_other_failures() {

@@ -21,12 +21,14 @@ async fn the_pubsub_emulators_log_keeps_request_errors_but_not_the_headers_of_ev
     let mut emulators = tokio::task::spawn_blocking(move || Emulators::start(&options))
         .await
         .unwrap()
-        .unwrap_or_else(|e| panic!("this test needs the Pub/Sub and Firestore emulators: {e:#}"));
+        .unwrap_or_else(|e| {
+            panic!("this test starts emulators of its own, even with PUBSUB_EMULATOR_HOST set: {e:#}")
+        });
 
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let base = format!("http://{}/v1/projects/t-emulator-log", emulators.pubsub);
-    // Two REST calls the emulator serves (by default each writes eight lines of headers),
-    // and one it refuses, whose error must still be logged.
+    // Two REST calls the emulator serves (by default it writes two lines for each of their
+    // headers), and one it refuses, whose error must still be logged.
     let created = http.put(format!("{base}/topics/log-topic")).send().await.unwrap();
     assert!(created.status().is_success(), "{}", created.status());
     let listed = http.get(format!("{base}/topics")).send().await.unwrap();
