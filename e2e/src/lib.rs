@@ -324,19 +324,9 @@ impl TestStack {
         content_type: &str,
         body: Vec<u8>,
     ) -> (u16, Option<String>, Value) {
-        let response = self.send(service, path, content_type, body).await;
-        let status = response.status().as_u16();
-        let outcome = response
-            .headers()
-            .get(&saga::runtime::push_route::OUTCOME_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = response.text().await.unwrap_or_default();
-        (
-            status,
-            outcome,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let answer = PushAnswer::read(self.send(service, path, content_type, body).await).await;
+        let json = serde_json::from_str(&answer.body).unwrap_or(Value::String(answer.body));
+        (answer.status, answer.outcome, json)
     }
 
     /// POSTs raw bytes to `path` on `service`, through its front end when there is one.
