@@ -123,6 +123,7 @@ impl Emulators {
         check_prerequisites()?;
         std::fs::create_dir_all(&options.log_dir)
             .with_context(|| format!("creating {}", options.log_dir.display()))?;
+        check_log_dir(&options.log_dir)?;
         let kinds = [
             Kind::PubSub.launch(options.pubsub_port, &options.log_dir)?,
             Kind::Firestore.launch(options.firestore_port, &options.log_dir)?,
@@ -304,6 +305,22 @@ impl Launch {
     }
 }
 
+/// Refuses a log directory that another user owns or that anyone may write into: in a shared
+/// `/tmp` they could put a symbolic link where a log is about to be created, and creating the
+/// log would overwrite whatever the link points at.
+fn check_log_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o002 != 0 {
+        bail!(
+            "{} is not a directory of this user's that others cannot write to, so the emulators' logs cannot safely go there; remove it, or set TMPDIR elsewhere",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Whether the emulator's log says it could not bind a port.
 fn lost_its_port(log: &Path) -> bool {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -478,6 +495,30 @@ mod tests {
                 "{changed_by_the_script:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_log_directory_that_others_may_write_into_or_a_link_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        for (mode, fine) in [
+            (0o755, true),
+            (0o775, true),
+            (0o700, true),
+            (0o777, false),
+            (0o757, false),
+        ] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(check_log_dir(&dir).is_ok(), fine, "{mode:o}");
+        }
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(check_log_dir(&link).is_err(), "a link to a good directory");
+        let file = base.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(check_log_dir(&file).is_err(), "a file");
     }
 
     #[test]
