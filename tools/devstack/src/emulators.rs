@@ -121,8 +121,6 @@ impl Emulators {
     /// replaced.
     pub fn start(options: &Options) -> anyhow::Result<Self> {
         check_prerequisites()?;
-        std::fs::create_dir_all(&options.log_dir)
-            .with_context(|| format!("creating {}", options.log_dir.display()))?;
         check_log_dir(&options.log_dir)?;
         let kinds = [
             Kind::PubSub.launch(options.pubsub_port, &options.log_dir)?,
@@ -227,7 +225,8 @@ struct Launch {
     log: PathBuf,
     child: process::Child,
     /// The Pub/Sub emulator's logging configuration, kept until the emulator answers (its
-    /// JVM has read it by then) and removed with this value.
+    /// JVM has read it by then) and removed with this value. The child's `Spec` still names
+    /// it afterwards: an emulator started again needs a new `Launch`, as `start` does.
     logging: Option<PubSubLogging>,
 }
 
@@ -305,20 +304,41 @@ impl Launch {
     }
 }
 
-/// Refuses a log directory that another user owns or that anyone may write into: in a shared
-/// `/tmp` they could put a symbolic link where a log is about to be created, and creating the
-/// log would overwrite whatever the link points at.
+/// Creates the log directory if it is missing (only this user may enter it), and refuses one
+/// that another user owns, that others may write into, or that is a symbolic link: in a
+/// shared `/tmp` they could put a link where a log is about to be created. (The logs are
+/// also opened without following links, [`process::open_log`].)
 fn check_log_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    let me = nix::unistd::geteuid().as_raw();
-    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o002 != 0 {
-        bail!(
-            "{} is not a directory of this user's that others cannot write to, so the emulators' logs cannot safely go there; remove it, or set TMPDIR elsewhere",
-            dir.display()
-        );
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    let meta = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The mode, not the umask, decides: under umask 000 it would be world-writable.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::symlink_metadata(dir)
+        }
+        found => found,
     }
-    Ok(())
+    .with_context(|| format!("reading {}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let problem = if meta.file_type().is_symlink() {
+        "it is a symbolic link".to_owned()
+    } else if !meta.is_dir() {
+        "it is not a directory".to_owned()
+    } else if meta.uid() != me {
+        format!("it belongs to user {}, not to this one ({me})", meta.uid())
+    } else if meta.mode() & 0o022 != 0 {
+        format!("its mode {:o} lets others write into it", meta.mode() & 0o777)
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "the emulators' logs cannot safely go in {}: {problem}; remove it or make it yours with mode 700, or set TMPDIR elsewhere",
+        dir.display()
+    )
 }
 
 /// Whether the emulator's log says it could not bind a port.
@@ -413,7 +433,7 @@ fn jvm_options(config: &Path, theirs: Option<OsString>) -> anyhow::Result<OsStri
 
 /// Starts `gcloud ARGS`, its output in a fresh `log`, with `env` set if given.
 fn spawn(args: &[&str], log: &Path, env: Option<(&str, OsString)>) -> anyhow::Result<process::Child> {
-    std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    process::open_log(log, true).with_context(|| format!("creating {}", log.display()))?;
     let spec = match env {
         Some((key, value)) => Spec::new("gcloud").env(key, value),
         None => Spec::new("gcloud"),
@@ -505,13 +525,19 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         for (mode, fine) in [
             (0o755, true),
-            (0o775, true),
             (0o700, true),
+            (0o775, false),
             (0o777, false),
             (0o757, false),
         ] {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
-            assert_eq!(check_log_dir(&dir).is_ok(), fine, "{mode:o}");
+            match check_log_dir(&dir) {
+                Ok(()) => assert!(fine, "{mode:o} accepted"),
+                Err(e) => {
+                    assert!(!fine, "{mode:o} refused: {e}");
+                    assert!(e.to_string().contains(&format!("mode {mode:o}")), "{e}");
+                }
+            }
         }
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
@@ -519,6 +545,19 @@ mod tests {
         let file = base.path().join("file");
         std::fs::write(&file, "").unwrap();
         assert!(check_log_dir(&file).is_err(), "a file");
+    }
+
+    #[test]
+    fn a_missing_log_directory_is_made_for_this_user_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("a").join("logs");
+        check_log_dir(&dir).unwrap();
+        for made in [&dir, &base.path().join("a")] {
+            let mode = std::fs::metadata(made).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", made.display());
+        }
+        check_log_dir(&dir).expect("found as it was made");
     }
 
     #[test]

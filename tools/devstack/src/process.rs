@@ -27,7 +27,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::process::CommandExt as _;
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -98,14 +98,28 @@ impl Output {
             Output::Inherit => Stdio::inherit(),
             Output::Null => Stdio::null(),
             Output::Piped => Stdio::piped(),
-            Output::Append(path) => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            Output::Append(path) => open_log(path, false)
                 .with_context(|| format!("opening {}", path.display()))?
                 .into(),
         })
     }
+}
+
+/// Opens the log at `path` to append to it, created if missing, emptied first if `fresh`;
+/// never through a symbolic link (`O_NOFOLLOW`), so that a link planted where a log goes
+/// cannot make a process write over the file it points at.
+pub fn open_log(path: &Path, fresh: bool) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    if fresh {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    options
+        .create(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// What to run: a program, its arguments, environment and output. Kept by the [`Child`], so
@@ -1294,6 +1308,25 @@ mod tests {
         .await
         .expect("end of file once the program exits: the wrapper's watcher holds no copy");
         assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    }
+
+    #[test]
+    fn a_log_is_never_opened_through_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me\n").unwrap();
+        let link = dir.path().join("service.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for fresh in [true, false] {
+            assert!(open_log(&link, fresh).is_err(), "fresh: {fresh}");
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+        let log = dir.path().join("real.log");
+        std::fs::write(&log, "old\n").unwrap();
+        std::io::Write::write_all(&mut open_log(&log, false).unwrap(), b"more\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "old\nmore\n");
+        std::io::Write::write_all(&mut open_log(&log, true).unwrap(), b"new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "new\n");
     }
 
     #[test]
