@@ -121,7 +121,7 @@ impl Emulators {
     /// replaced.
     pub fn start(options: &Options) -> anyhow::Result<Self> {
         check_prerequisites()?;
-        check_log_dir(&options.log_dir)?;
+        prepare_log_dir(&options.log_dir)?;
         let kinds = [
             Kind::PubSub.launch(options.pubsub_port, &options.log_dir)?,
             Kind::Firestore.launch(options.firestore_port, &options.log_dir)?,
@@ -308,7 +308,7 @@ impl Launch {
 /// that another user owns, that others may write into, or that is a symbolic link: in a
 /// shared `/tmp` they could put a link where a log is about to be created. (The logs are
 /// also opened without following links, [`process::open_log`].)
-fn check_log_dir(dir: &Path) -> anyhow::Result<()> {
+fn prepare_log_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
     let meta = match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -531,7 +531,7 @@ mod tests {
             (0o757, false),
         ] {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
-            match check_log_dir(&dir) {
+            match prepare_log_dir(&dir) {
                 Ok(()) => assert!(fine, "{mode:o} accepted"),
                 Err(e) => {
                     assert!(!fine, "{mode:o} refused: {e}");
@@ -541,10 +541,10 @@ mod tests {
         }
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert!(check_log_dir(&link).is_err(), "a link to a good directory");
+        assert!(prepare_log_dir(&link).is_err(), "a link to a good directory");
         let file = base.path().join("file");
         std::fs::write(&file, "").unwrap();
-        assert!(check_log_dir(&file).is_err(), "a file");
+        assert!(prepare_log_dir(&file).is_err(), "a file");
     }
 
     #[test]
@@ -552,12 +552,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("a").join("logs");
-        check_log_dir(&dir).unwrap();
+        prepare_log_dir(&dir).unwrap();
         for made in [&dir, &base.path().join("a")] {
             let mode = std::fs::metadata(made).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o700, "{}", made.display());
         }
-        check_log_dir(&dir).expect("found as it was made");
+        prepare_log_dir(&dir).expect("found as it was made");
     }
 
     #[test]
