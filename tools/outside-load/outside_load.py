@@ -13,7 +13,10 @@ How it counts: it makes two pull subscriptions of its own (on `payment-created` 
 fields along), and takes a saga as ended when its tag first arrives on either topic. A
 phase's sagas per second are its orders divided by the time from its first request to its
 last ended saga. The warm-up phase runs (and must end) first; only the measured phase is
-reported. It stops by itself: a phase whose sagas have not all ended `--wait` seconds after
+reported, with how busy the machine's CPUs were over that same span (`machine_busy_percent`,
+from Linux's /proc/stat; null elsewhere): near 100 means the stack was bound by CPU, and
+sagas per second then compare the CPU each saga costs. (Busy over the client's whole run
+says nothing: it spends about as long again setting up and waiting, the machine idle.) It stops by itself: a phase whose sagas have not all ended `--wait` seconds after
 the last request is reported with what did end, and the exit code is 1.
 
 Loopback only; it sends exactly the orders asked for.
@@ -134,6 +137,23 @@ class Ends:
             return {t: self.ended[t] for t in tags if t in self.ended}
 
 
+def cpu_times():
+    """(all, idle) CPU time of the machine so far, in ticks, or None where /proc/stat is missing."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
+
+
+def busy_percent(before, after):
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    spent, idle = after[0] - before[0], after[1] - before[1]
+    return round(100 * (spent - idle) / spent, 1)
+
+
 def send(frontend, tags, clients):
     """Sends one order per tag from `clients` threads; returns (first send, last answer, refused)."""
     work = queue.Queue()
@@ -169,6 +189,7 @@ def send(frontend, tags, clients):
 
 def phase(name, frontend, ends, count, clients, wait):
     tags = [f"{name}-{os.getpid()}-{i}" for i in range(count)]
+    cpu_before = cpu_times()
     started, sent, refused = send(frontend, tags, clients)
     expected = set(tags) - {t for t, _, _ in refused}
     deadline = time.monotonic() + wait
@@ -177,6 +198,7 @@ def phase(name, frontend, ends, count, clients, wait):
         if len(ended) == len(expected) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
+    cpu_after = cpu_times()
     last = max((at for at, _ in ended.values()), default=sent)
     span = last - started
     paid = sum(1 for _, how in ended.values() if how == "payment-created")
@@ -192,6 +214,7 @@ def phase(name, frontend, ends, count, clients, wait):
         "send_seconds": round(sent - started, 3),
         "seconds": round(span, 3),
         "sagas_per_s": round(len(ended) / span, 1) if span > 0 else None,
+        "machine_busy_percent": busy_percent(cpu_before, cpu_after),
     }
 
 
