@@ -16,8 +16,9 @@ last ended saga. The warm-up phase runs (and must end) first; only the measured 
 reported, with how busy the machine's CPUs were over that same span (`machine_busy_percent`,
 from Linux's /proc/stat; null elsewhere): near 100 means the stack was bound by CPU, and
 sagas per second then compare the CPU each saga costs. (Busy over the client's whole run
-says nothing: it spends about as long again setting up and waiting, the machine idle.) It stops by itself: a phase whose sagas have not all ended `--wait` seconds after
-the last request is reported with what did end, and the exit code is 1.
+says nothing: it spends about as long again setting up and waiting, the machine idle.)
+It stops by itself: a phase whose sagas have not all ended `--wait` seconds after the last
+request is reported with what did end, and the exit code is 1.
 
 Loopback only; it sends exactly the orders asked for.
 
@@ -148,6 +149,7 @@ def cpu_times():
 
 
 def busy_percent(before, after):
+    """The share of CPU time not idle between two `cpu_times()`, in percent, or None."""
     if before is None or after is None or after[0] <= before[0]:
         return None
     spent, idle = after[0] - before[0], after[1] - before[1]
