@@ -449,13 +449,13 @@ impl Store {
     /// Reads `paths` in one round trip; `None` where a document does not exist.
     pub async fn get_all(&self, paths: &[DocPath]) -> anyhow::Result<Vec<Option<Snapshot>>> {
         let names: Vec<String> = paths.iter().map(|p| self.full_path(p)).collect();
-        let mut found = self.grouper.read(names.clone()).await?;
+        let found = self.grouper.read(names.clone()).await?;
         // For `RUST_LOG=saga::reads=debug`: what a read costs on a bill (Firestore charges
         // each document asked for, found or not, at least one per call).
         tracing::debug!(target: "saga::reads", documents = names.len(), "read");
-        Ok(names
-            .iter()
-            .map(|n| found.remove(n).map(|doc| Snapshot { doc }))
+        Ok(in_order(&names, found)
+            .into_iter()
+            .map(|doc| doc.map(|doc| Snapshot { doc }))
             .collect())
     }
 
@@ -573,6 +573,51 @@ impl Store {
             update_mask: w.mask.map(|field_paths| fs::DocumentMask { field_paths }),
             update_transforms,
             current_document: w.precondition.map(Into::into),
+        }
+    }
+}
+
+/// `found`, keyed by name, in the order of `names`: `None` where a name was not found. A
+/// name asked for more than once gets its document each time (inventory's batch asks for
+/// the stock as the batch's and again among each sale's reads).
+fn in_order<T: Clone>(names: &[String], mut found: HashMap<String, T>) -> Vec<Option<T>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if names[i + 1..].contains(name) {
+                found.get(name).cloned()
+            } else {
+                found.remove(name)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_come_back_in_the_order_asked_and_each_time_a_name_is_asked_for() {
+        // (names asked for, names found, what comes back: a found name's document is its
+        // name in capitals, `-` is none)
+        let cases = [
+            ("a b", "b a", "A B"),
+            ("a b", "b", "- B"),
+            ("s a s", "s a", "S A S"),
+            ("s s x s", "s", "S S - S"),
+        ];
+        let words = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        for (asked, present, want) in cases {
+            let found = words(present)
+                .into_iter()
+                .map(|n| (n.clone(), n.to_uppercase()))
+                .collect::<HashMap<_, _>>();
+            let got = in_order(&words(asked), found);
+            let want: Vec<Option<String>> =
+                words(want).into_iter().map(|w| (w != "-").then_some(w)).collect();
+            assert_eq!(got, want, "asked {asked}, found {present}");
         }
     }
 }
