@@ -281,19 +281,24 @@ async fn a_saga_stranded_after_its_reservation_gets_its_stock_back_once_though_t
     assert_eq!(compensated[&uuid].len(), 1, "{compensated:?}");
 }
 
-#[tokio::test]
-async fn a_saga_the_sweep_cannot_end_is_reported_as_not_ended_and_keeps_its_stock() {
-    let stack = start("sweep cannot end").await;
-    let (before, uuid) = stranded_after_reservation(&stack).await;
-    // Inventory's record no longer says how many units it took: nobody may guess.
+/// Makes the saga `uuid` one the sweep cannot end: inventory's record no longer says how
+/// many units it took, and nobody may guess.
+async fn break_reservation_record(stack: &TestStack, uuid: &str) {
     let mut broken = saga::gcp::store::WriteSet::new();
     broken.update(
-        saga::gcp::store::DocPath::new(["sagas", &uuid, "steps", "inventory"]),
+        saga::gcp::store::DocPath::new(["sagas", uuid, "steps", "inventory"]),
         &json!({"quantity": 0}),
         Some(&["quantity"]),
         None,
     );
     stack.store.commit(broken).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_saga_the_sweep_cannot_end_is_reported_as_not_ended_and_keeps_its_stock() {
+    let stack = start("sweep cannot end").await;
+    let (before, uuid) = stranded_after_reservation(&stack).await;
+    break_reservation_record(&stack, &uuid).await;
 
     tokio::time::sleep(DEADLINE * 2).await;
     let report = sweep_with(&stack, DEADLINE, false).await;
@@ -308,6 +313,72 @@ async fn a_saga_the_sweep_cannot_end_is_reported_as_not_ended_and_keeps_its_stoc
         stack.stock("widget").await,
         before - 4,
         "held for a person to decide"
+    );
+}
+
+#[tokio::test]
+async fn sagas_a_sweep_cannot_end_do_not_hold_back_the_ones_behind_them_once_its_limit_is_spent_on_them() {
+    let stack = start("sweep goes on where it stopped").await;
+    let (before, first) = stranded_after_reservation(&stack).await;
+    // Three stranded sagas the sweep cannot end, the oldest, then one it can.
+    let mut broken = vec![first];
+    for _ in 0..2 {
+        let uuid = stack
+            .place(&json!({"item":"widget","quantity":4,"user":"jack"}))
+            .await;
+        reaches(&stack, &uuid, "stock_reserved").await;
+        broken.push(uuid);
+    }
+    for uuid in &broken {
+        break_reservation_record(&stack, uuid).await;
+    }
+    let endable = stack
+        .place(&json!({"item":"widget","quantity":1,"user":"jack"}))
+        .await;
+    reaches(&stack, &endable, "stock_reserved").await;
+    tokio::time::sleep(DEADLINE * 2).await;
+
+    // Each sweep may look at three: the first spends them all on the sagas it cannot end.
+    let options = Options {
+        limit: 3,
+        ..Options::new(DEADLINE)
+    };
+    let janitor = &stack.services[&Service::Janitor].clients;
+    let sweep_once = || async {
+        sweep::sweep(janitor, &options, Deadline::arrived_at(Instant::now()))
+            .await
+            .unwrap()
+    };
+    let one = sweep_once().await;
+    let looked_at: Vec<&str> = one.sagas.iter().map(|s| s.uuid.as_str()).collect();
+    assert_eq!(looked_at.len(), 3, "{one}");
+    assert!(
+        broken.iter().all(|u| looked_at.contains(&u.as_str())),
+        "the oldest first: {one}"
+    );
+    assert!(one.sagas.iter().all(|s| !s.ended()), "{one}");
+
+    // The next goes on from where the first stopped, and only then back to the oldest.
+    let two = sweep_once().await;
+    let swept = two.sagas.iter().find(|s| s.uuid == endable);
+    assert_eq!(swept.map(|s| s.outcome.as_str()), Some("done"), "{two}");
+    assert_eq!(two.examined, 3, "the one behind, then two from the oldest: {two}");
+    assert_eq!(
+        reaches(&stack, &endable, "compensated").await["reason"],
+        "timed_out"
+    );
+    assert_eq!(
+        stack.stock("widget").await,
+        before - 12,
+        "its unit came back; the others hold theirs for a person to decide"
+    );
+
+    // Round and round: the next sweeps keep looking at every saga still open.
+    let three = sweep_once().await;
+    assert_eq!(three.examined, 3, "{three}");
+    assert!(
+        broken.iter().all(|u| three.sagas.iter().any(|s| &s.uuid == u)),
+        "{three}"
     );
 }
 

@@ -27,6 +27,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
+use firestore::FirestoreTimestamp;
 use futures::StreamExt as _;
 use saga::contract::{Service, collections, sweep as contract};
 use saga::domain::{Order, Quantity, Reason, SagaId};
@@ -35,11 +36,11 @@ use saga::engine::status::{self, StatusDoc};
 use saga::engine::{self, Deadline, Handled, Inbound, StepError};
 use saga::gcp::Clients;
 use saga::gcp::auth::{AuthError, PushAuth, PushVerifier};
-use saga::gcp::store::WriteSet;
+use saga::gcp::store::{DocPath, WriteSet};
 use saga::runtime::config::{Config, env};
 use saga::runtime::server::AnswerLog;
 use saga::wire::message::SagaMessage;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,37 +239,91 @@ impl fmt::Display for Report {
     }
 }
 
+/// The outcome of a saga the sweep had no time left for.
+const LEFT: &str = "left for the next sweep";
+
 impl Swept {
     /// Whether the sweep ended this saga (or, on a dry run, would have).
     pub fn ended(&self) -> bool {
         matches!(self.outcome.as_str(), "done" | "dry_run")
     }
+
+    fn left_for_the_next_sweep(&self) -> bool {
+        self.outcome == LEFT
+    }
 }
 
 /// Sweeps once: looks at up to `options.limit` open sagas received more than
-/// `options.deadline` ago, oldest first, `options.page` at a time, and ends
-/// each, while `until` leaves time. `Err` only if the first page cannot be listed; a saga
-/// that could not be ended says so in the report, and a later page that cannot be listed
-/// is left for the next sweep.
+/// `options.deadline` ago, `options.page` at a time, and ends each, while `until` leaves
+/// time. It goes on from where the last sweep stopped ([`Cursor`]) to the newest past the
+/// deadline, then from the oldest up to there. `Err` only if the first page cannot be
+/// listed; a saga that could not be ended says so in the report, and a later page that
+/// cannot be listed is left for the next sweep.
 ///
 /// Paging by `created` (the query's order) moves past sagas that cannot be ended (an
-/// unreadable record, say), so they never hold back the ones behind them. Two sagas received
-/// in the same microsecond across a page boundary: the second waits for the next sweep.
+/// unreadable record, say), and the cursor carries that across sweeps: however many of
+/// them a sweep spends its limit or its time on, the next one starts behind them, so they
+/// never hold back the sagas behind them. Two sagas received in the same microsecond
+/// across a page boundary: the second waits for the next round.
 ///
 /// # Errors
 /// When Firestore cannot be queried.
 pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> anyhow::Result<Report> {
     let now = status::now_micros();
     let cutoff = now.saturating_sub(micros(options.deadline));
+    let start = Cursor::read(clients).await;
     let mut sagas: Vec<Swept> = Vec::new();
-    let mut after = i64::MIN;
+    // Where the next sweep starts: where this one stopped, or from the oldest if it got
+    // round to where it started.
+    let mut next = i64::MIN;
+    let mut passes = vec![(start, cutoff)];
+    if start != i64::MIN {
+        // Up to and with the saga the last sweep stopped at.
+        passes.push((i64::MIN, start.saturating_add(1).min(cutoff)));
+    }
+    for range in passes {
+        if let Pass::StoppedAt(at) = pass(clients, options, until, now, range, &mut sagas).await? {
+            next = at;
+            break;
+        }
+    }
+    if next != start && !options.dry_run {
+        Cursor::write(clients, next).await;
+    }
+    Ok(Report {
+        dry_run: options.dry_run,
+        examined: sagas.len(),
+        sagas,
+    })
+}
+
+/// How a sweep's pass over the open sagas of a range of `created` ended.
+enum Pass {
+    /// It reached the end of the range.
+    Finished,
+    /// It stopped (its limit, its time, or a page it could not list) after the saga
+    /// received at this `created`: the next sweep goes on from there.
+    StoppedAt(i64),
+}
+
+/// Sweeps the open sagas with `after < created < before`, oldest first, adding what it did
+/// to `sagas` (which counts towards `options.limit`). `Err` only if nothing was listed
+/// before in this sweep and this page cannot be.
+async fn pass(
+    clients: &Clients,
+    options: &Options,
+    until: Deadline,
+    now: i64,
+    (mut after, before): (i64, i64),
+    sagas: &mut Vec<Swept>,
+) -> anyhow::Result<Pass> {
     loop {
         let left = options
             .limit
             .saturating_sub(u32::try_from(sagas.len()).unwrap_or(u32::MAX));
         let page = left.min(options.page.max(1));
         if page == 0 || !until.leaves_time_to_publish() {
-            break;
+            return Ok(Pass::StoppedAt(after));
         }
         let open = clients
             .store
@@ -276,7 +331,7 @@ pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> any
                 collections::SAGAS,
                 (contract::INDEX_FIELDS[0], 0),
                 contract::INDEX_FIELDS[1],
-                (after, cutoff),
+                (after, before),
                 page,
             )
             .await;
@@ -287,10 +342,16 @@ pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> any
                 // The sagas behind this page wait for the next sweep: the same signal as a
                 // sweep that could list none, for if it keeps failing they are never swept.
                 tracing::warn!(error = %format!("{e:#}"), page = "a later one", "{}", contract::NOT_LISTED);
-                break;
+                return Ok(Pass::StoppedAt(after));
             }
         };
         let full = open.len() == page as usize;
+        // Read from each document as it is, so that a page of views that cannot be decoded
+        // still moves the cursor on.
+        let last = open
+            .iter()
+            .filter_map(|doc| doc.integer(contract::INDEX_FIELDS[1]))
+            .max();
         let views: Vec<StatusDoc> = open
             .into_iter()
             .filter_map(|doc| match doc.decode::<StatusDoc>() {
@@ -302,19 +363,67 @@ pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> any
                 }
             })
             .collect();
-        let last = views.iter().map(|v| v.created).max();
-        sagas.extend(sweep_page(clients, views, now, options, until).await);
+        let swept = sweep_page(clients, views, now, options, until).await;
+        let cut_short = swept.iter().any(Swept::left_for_the_next_sweep);
+        sagas.extend(swept);
         match last {
+            // Those it had no time for are on this page: the next sweep reads it again.
+            _ if cut_short => return Ok(Pass::StoppedAt(after)),
             Some(last) if full => after = last,
-            // A short page was the last; a full page of unreadable views leaves no cursor.
-            _ => break,
+            _ if !full => return Ok(Pass::Finished),
+            // A full page with no readable `created`: none can be, as the query compares
+            // numbers only, but if it were, going on from here is all there is.
+            _ => return Ok(Pass::StoppedAt(after)),
         }
     }
-    Ok(Report {
-        dry_run: options.dry_run,
-        examined: sagas.len(),
-        sagas,
-    })
+}
+
+/// `sweeps/cursor`: the `created` of the last saga the last sweep looked at, where a sweep
+/// stopped short of the newest (its limit, its time). A hint, not a lock: sweeps that race
+/// both write it, and either value only decides where the next one starts.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    /// Go on after the saga received at this `created` (microseconds since the epoch).
+    after: i64,
+    /// When it was written, for people.
+    written: FirestoreTimestamp,
+}
+
+impl Cursor {
+    fn path() -> DocPath {
+        DocPath::new([collections::SWEEPS, "cursor"])
+    }
+
+    /// Where to start: from the oldest if no sweep stopped short, or if it cannot be read.
+    async fn read(clients: &Clients) -> i64 {
+        match clients.store.get(&Self::path()).await {
+            Ok(Some(doc)) => doc.decode::<Cursor>().map_or_else(
+                |e| {
+                    tracing::warn!(error = %e, "the sweep's cursor cannot be read; sweeping from the oldest");
+                    i64::MIN
+                },
+                |c| c.after,
+            ),
+            Ok(None) => i64::MIN,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the sweep's cursor cannot be read; sweeping from the oldest");
+                i64::MIN
+            }
+        }
+    }
+
+    /// Best effort: if it cannot be written, the next sweep starts where this one did.
+    async fn write(clients: &Clients, after: i64) {
+        let mut writes = WriteSet::new();
+        let cursor = Cursor {
+            after,
+            written: FirestoreTimestamp::now(),
+        };
+        writes.update(Self::path(), &cursor, None, None);
+        if let Err(e) = clients.store.commit(writes).await {
+            tracing::warn!(error = %e, "could not save where the sweep stopped; the next one starts where this one did");
+        }
+    }
 }
 
 async fn sweep_page(
@@ -357,7 +466,7 @@ async fn sweep_one(
         return swept;
     };
     if !until.leaves_time_to_publish() {
-        "left for the next sweep".clone_into(&mut swept.outcome);
+        LEFT.clone_into(&mut swept.outcome);
         return swept;
     }
     let saga = match read(clients, uuid, view).await {

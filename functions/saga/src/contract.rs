@@ -394,7 +394,7 @@ pub mod sweep {
         Duration::from_mins(super::PUSH_POLICY.retry_horizon().as_secs().div_ceil(60));
     /// Sagas one query of a sweep reads; a sweep reads page after page while its time lasts.
     pub const BATCH: u32 = 100;
-    /// Most sagas one sweep looks at; the next sweep takes the rest.
+    /// Most sagas one sweep looks at; the next sweep goes on from where it stopped.
     pub const MOST: u32 = 2_000;
     /// The fields of `sagas/{uuid}` the sweep's query filters and orders by, as its
     /// composite index lists them: `ended == 0`, `created` ascending.
@@ -444,6 +444,9 @@ pub mod collections {
     /// `inventory/{item}/stock-changes/{id}`: each change of a stock made by hand with
     /// `sagactl stock`, with its levels and reason (no step reads them).
     pub const STOCK_CHANGES: &str = "stock-changes";
+    /// `sweeps/cursor`: where the last sweep stopped, so that the next one goes on from
+    /// there (no step reads it).
+    pub const SWEEPS: &str = "sweeps";
 }
 
 #[cfg(test)]

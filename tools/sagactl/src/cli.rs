@@ -155,8 +155,8 @@ pub enum Command {
         /// (3m or more).
         #[arg(long, env = "SAGA_DEADLINE", default_value = "5m", value_parser = parse_deadline)]
         deadline: Duration,
-        /// Look at no more than this many sagas, the oldest first; the next sweep takes the
-        /// rest.
+        /// Look at no more than this many sagas, going on from where the last sweep stopped
+        /// (then from the oldest); the next sweep takes the rest.
         #[arg(long, default_value_t = saga::contract::sweep::MOST, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
