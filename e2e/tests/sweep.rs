@@ -358,7 +358,23 @@ async fn sagas_a_sweep_cannot_end_do_not_hold_back_the_ones_behind_them_once_its
     );
     assert!(one.sagas.iter().all(|s| !s.ended()), "{one}");
 
-    // The next goes on from where the first stopped, and only then back to the oldest.
+    // The next goes on from where the first stopped, and only then back to the oldest; a
+    // dry run starts there too, and moves nothing.
+    let dry = sweep::sweep(
+        janitor,
+        &Options {
+            dry_run: true,
+            ..options.clone()
+        },
+        Deadline::arrived_at(Instant::now()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        dry.sagas.first().map(|s| s.uuid.as_str()),
+        Some(endable.as_str()),
+        "{dry}"
+    );
     let two = sweep_once().await;
     let swept = two.sagas.iter().find(|s| s.uuid == endable);
     assert_eq!(swept.map(|s| s.outcome.as_str()), Some("done"), "{two}");

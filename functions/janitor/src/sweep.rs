@@ -40,7 +40,7 @@ use saga::gcp::store::{DocPath, WriteSet};
 use saga::runtime::config::{Config, env};
 use saga::runtime::server::AnswerLog;
 use saga::wire::message::SagaMessage;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -263,15 +263,20 @@ impl Swept {
 /// Paging by `created` (the query's order) moves past sagas that cannot be ended (an
 /// unreadable record, say), and the cursor carries that across sweeps: however many of
 /// them a sweep spends its limit or its time on, the next one starts behind them, so they
-/// never hold back the sagas behind them. Two sagas received in the same microsecond
-/// across a page boundary: the second waits for the next round.
+/// never hold back the sagas behind them. Sweeps with another deadline share the cursor;
+/// at worst one starts a round again. Two sagas received in the same microsecond across a
+/// page boundary: the second is passed over in that round (a round later the boundaries
+/// have usually moved).
 ///
 /// # Errors
 /// When Firestore cannot be queried.
 pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> anyhow::Result<Report> {
     let now = status::now_micros();
     let cutoff = now.saturating_sub(micros(options.deadline));
-    let start = Cursor::read(clients).await;
+    // A cursor at or past the cutoff is another deadline's (`sagactl sweep --deadline 30m`,
+    // say): this sweep starts from the oldest.
+    let stopped_at = Cursor::read(clients).await;
+    let start = if stopped_at < cutoff { stopped_at } else { i64::MIN };
     let mut sagas: Vec<Swept> = Vec::new();
     // Where the next sweep starts: where this one stopped, or from the oldest if it got
     // round to where it started.
@@ -279,7 +284,7 @@ pub async fn sweep(clients: &Clients, options: &Options, until: Deadline) -> any
     let mut passes = vec![(start, cutoff)];
     if start != i64::MIN {
         // Up to and with the saga the last sweep stopped at.
-        passes.push((i64::MIN, start.saturating_add(1).min(cutoff)));
+        passes.push((i64::MIN, start.saturating_add(1)));
     }
     for range in passes {
         if let Pass::StoppedAt(at) = pass(clients, options, until, now, range, &mut sagas).await? {
@@ -364,11 +369,12 @@ async fn pass(
             })
             .collect();
         let swept = sweep_page(clients, views, now, options, until).await;
-        let cut_short = swept.iter().any(Swept::left_for_the_next_sweep);
-        sagas.extend(swept);
+        let cut_short = resume_after(after, &swept);
+        sagas.extend(swept.into_iter().map(|(_, swept)| swept));
+        if let Some(at) = cut_short {
+            return Ok(Pass::StoppedAt(at));
+        }
         match last {
-            // Those it had no time for are on this page: the next sweep reads it again.
-            _ if cut_short => return Ok(Pass::StoppedAt(after)),
             Some(last) if full => after = last,
             _ if !full => return Ok(Pass::Finished),
             // A full page with no readable `created`: none can be, as the query compares
@@ -381,7 +387,7 @@ async fn pass(
 /// `sweeps/cursor`: the `created` of the last saga the last sweep looked at, where a sweep
 /// stopped short of the newest (its limit, its time). A hint, not a lock: sweeps that race
 /// both write it, and either value only decides where the next one starts.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct Cursor {
     /// Go on after the saga received at this `created` (microseconds since the epoch).
     after: i64,
@@ -397,13 +403,14 @@ impl Cursor {
     /// Where to start: from the oldest if no sweep stopped short, or if it cannot be read.
     async fn read(clients: &Clients) -> i64 {
         match clients.store.get(&Self::path()).await {
-            Ok(Some(doc)) => doc.decode::<Cursor>().map_or_else(
-                |e| {
-                    tracing::warn!(error = %e, "the sweep's cursor cannot be read; sweeping from the oldest");
-                    i64::MIN
-                },
-                |c| c.after,
-            ),
+            // Read leniently: a hand edit in the console stores a number as a double.
+            Ok(Some(doc)) => doc.integer("after").unwrap_or_else(|| {
+                tracing::warn!(
+                    cursor = doc.name(),
+                    "the sweep's cursor holds no integer `after`; sweeping from the oldest"
+                );
+                i64::MIN
+            }),
             Ok(None) => i64::MIN,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "the sweep's cursor cannot be read; sweeping from the oldest");
@@ -426,18 +433,31 @@ impl Cursor {
     }
 }
 
+/// Sweeps the sagas of `views`, [`CONCURRENCY`] at a time, started in the order given:
+/// each one's `created`, and what the sweep did to it.
 async fn sweep_page(
     clients: &Clients,
     views: Vec<StatusDoc>,
     now: i64,
     options: &Options,
     until: Deadline,
-) -> Vec<Swept> {
+) -> Vec<(i64, Swept)> {
     futures::stream::iter(views)
-        .map(|view| sweep_one(clients, view, now, options, until))
+        .map(|view| async move { (view.created, sweep_one(clients, view, now, options, until).await) })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await
+}
+
+/// Where to go on after a page of sagas (their `created` and what the sweep did to each)
+/// that began after `after`: `None` if the sweep looked at every one; else just before the
+/// first it had no time for. A saga is started only while time is left, in `created`
+/// order, so those left form the page's end, and the next sweep begins with them.
+fn resume_after(after: i64, page: &[(i64, Swept)]) -> Option<i64> {
+    page.iter()
+        .filter(|(_, swept)| swept.left_for_the_next_sweep())
+        .map(|(created, _)| created.saturating_sub(1).max(after))
+        .min()
 }
 
 fn micros(d: Duration) -> i64 {
@@ -914,6 +934,50 @@ mod tests {
             awaited(SagaId::new(), &s, Some(1)).unwrap().extra.is_empty(),
             "another saga's message is not awaited"
         );
+    }
+
+    #[test]
+    fn a_page_cut_short_is_gone_on_with_from_the_first_saga_left_for_the_next_sweep() {
+        let swept = |outcome: &str| Swept {
+            uuid: "u".to_owned(),
+            age_secs: 400,
+            stage: "order_created",
+            action: None,
+            outcome: outcome.to_owned(),
+        };
+        let (done, broken) = (swept("done"), swept("not ended: its record cannot be read"));
+        let left = swept(LEFT);
+        let cases = vec![
+            (
+                "every saga looked at",
+                vec![(10, done.clone()), (20, broken.clone())],
+                None,
+            ),
+            ("an empty page", vec![], None),
+            (
+                "time ran out after two",
+                vec![
+                    (10, done.clone()),
+                    (20, broken),
+                    (30, left.clone()),
+                    (40, left.clone()),
+                ],
+                Some(29),
+            ),
+            (
+                "finished out of order",
+                vec![(40, left.clone()), (10, done), (30, left.clone())],
+                Some(29),
+            ),
+            (
+                "none had time, right after the page's start",
+                vec![(6, left)],
+                Some(5),
+            ),
+        ];
+        for (what, page, want) in cases {
+            assert_eq!(resume_after(5, &page), want, "{what}");
+        }
     }
 
     #[test]
