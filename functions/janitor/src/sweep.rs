@@ -1,6 +1,6 @@
 //! The sweep: ends the sagas that passed their deadline, whatever stopped them.
 //!
-//! Every saga has a deadline, `SAGA_DEADLINE` after it was received (5 minutes by
+//! Every saga has a deadline, `SAGA_DEADLINE` after it was received (10 minutes by
 //! default). Pub/Sub's retries and dead-lettering end almost every saga long before; the
 //! sweep is for what they cannot: a janitor outage longer than its subscriptions keep
 //! messages, a message lost before its first step, a bug. It finds the open sagas past the

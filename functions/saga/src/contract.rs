@@ -340,9 +340,10 @@ pub struct PushPolicy {
 
 impl PushPolicy {
     /// The longest Pub/Sub may keep a message in retries before it dead-letters it: every
-    /// delivery timing out at the ack deadline, and the backoff between deliveries doubling
-    /// from the least to the most (Pub/Sub's "Handle message failures", retry policy,
-    /// documents the backoff as exponential between the two, without saying by how much).
+    /// delivery timing out at the ack deadline, and between deliveries the retry policy's
+    /// backoff (Pub/Sub's "Handle message failures": exponential from the least to the most,
+    /// without saying by how much; doubling is assumed) plus the longest [`PUSH_BACKOFF`],
+    /// which Pub/Sub adds while a subscription's pushes keep failing, as in an outage.
     pub const fn retry_horizon(&self) -> Duration {
         let mut total = self.ack_deadline.as_secs() * self.max_delivery_attempts as u64;
         let mut backoff = self.min_backoff.as_secs();
@@ -353,12 +354,20 @@ impl PushPolicy {
             } else {
                 self.max_backoff.as_secs()
             };
+            total += PUSH_BACKOFF.as_secs();
             backoff *= 2;
             gap += 1;
         }
         Duration::from_secs(total)
     }
 }
+
+/// The longest pause of Pub/Sub's push backoff. Pub/Sub "Push subscriptions", "Push
+/// backoff": after too many negative answers it stops pushing a subscription for 100 ms to
+/// 60 s (five failures a second: a push every 30 to 60 s), independently of the retry
+/// policy, and "the total delay is the maximum combined value of both": counted here as
+/// their sum, the longer reading.
+pub const PUSH_BACKOFF: Duration = Duration::from_mins(1);
 
 /// The push policy of every push subscription.
 pub const PUSH_POLICY: PushPolicy = PushPolicy {
@@ -384,12 +393,13 @@ pub mod sweep {
     pub const PATH: &str = "/sweep";
     /// Cloud Scheduler's cron schedule: every minute.
     pub const SCHEDULE: &str = "* * * * *";
-    /// How long a saga may run, from `received`, before a sweep ends it (`SAGA_DEADLINE`).
-    pub const DEFAULT_DEADLINE: Duration = Duration::from_mins(5);
-    /// The shortest `SAGA_DEADLINE`: Pub/Sub's retries of one message, in whole minutes. A
-    /// shorter deadline would compensate sagas whose first message Pub/Sub is still
-    /// retrying (a step down for a minute or two), cancelling orders that would have gone
-    /// through.
+    /// How long a saga may run, from `received`, before a sweep ends it (`SAGA_DEADLINE`):
+    /// [`MIN_DEADLINE`] and some margin, as Pub/Sub's backoffs are best effort.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_mins(10);
+    /// The shortest `SAGA_DEADLINE`: Pub/Sub's retries of one message, push backoff
+    /// included, in whole minutes (7). A shorter deadline would compensate sagas whose
+    /// first message Pub/Sub is still retrying (a step down for a few minutes), cancelling
+    /// orders that would have gone through.
     pub const MIN_DEADLINE: Duration =
         Duration::from_mins(super::PUSH_POLICY.retry_horizon().as_secs().div_ceil(60));
     /// Sagas one query of a sweep reads; a sweep reads page after page while its time lasts.
@@ -504,18 +514,20 @@ mod tests {
     }
 
     #[test]
-    fn the_retry_horizon_adds_every_delivery_and_the_capped_backoffs_between() {
+    fn the_retry_horizon_adds_every_delivery_and_the_capped_backoffs_and_push_backoffs_between() {
         let policy = |attempts, min, max| PushPolicy {
             ack_deadline: Duration::from_secs(30),
             min_backoff: Duration::from_secs(min),
             max_backoff: Duration::from_secs(max),
             max_delivery_attempts: attempts,
         };
+        // Each gap between two deliveries also holds the longest push backoff, 60 s.
         for (attempts, min, max, want) in [
             (1, 10, 600, 30),
-            (5, 1, 60, 5 * 30 + 1 + 2 + 4 + 8),
-            (5, 10, 30, 5 * 30 + 10 + 20 + 30 + 30),
-            (3, 600, 600, 3 * 30 + 600 + 600),
+            (2, 1, 60, 2 * 30 + 1 + 60),
+            (5, 1, 60, 5 * 30 + 1 + 2 + 4 + 8 + 4 * 60),
+            (5, 10, 30, 5 * 30 + 10 + 20 + 30 + 30 + 4 * 60),
+            (3, 600, 600, 3 * 30 + 600 + 600 + 2 * 60),
         ] {
             assert_eq!(
                 policy(attempts, min, max).retry_horizon(),

@@ -32,7 +32,7 @@ pub struct UpArgs {
           value_parser = clap::value_parser!(u16).range(1..=65531))]
     port_base: u16,
     /// How often to call the janitor's sweep, which ends sagas past their deadline
-    /// (`SAGA_DEADLINE`, 5 minutes unless set), as Cloud Scheduler does every minute on
+    /// (`SAGA_DEADLINE`, 10 minutes unless set), as Cloud Scheduler does every minute on
     /// Google Cloud; `0s` turns it off.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     sweep_every: std::time::Duration,

@@ -152,8 +152,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// How long a saga may run before the sweep ends it: the janitor's `SAGA_DEADLINE`
-        /// (3m or more).
-        #[arg(long, env = "SAGA_DEADLINE", default_value = "5m", value_parser = parse_deadline)]
+        /// (7m or more).
+        #[arg(long, env = "SAGA_DEADLINE", default_value = "10m", value_parser = parse_deadline)]
         deadline: Duration,
         /// Look at no more than this many sagas, going on from where the last sweep stopped
         /// (then from the oldest); the next sweep takes the rest.
@@ -204,13 +204,14 @@ impl StockArgs {
 }
 
 /// A saga deadline: as `--older-than` reads durations, or as the janitor reads
-/// `SAGA_DEADLINE` (`300s`, `5min`), so that the janitor's own setting is always taken.
+/// `SAGA_DEADLINE` (`600s`, `10min`), so that the janitor's own setting is always taken.
 fn parse_deadline(text: &str) -> Result<Duration, String> {
     let deadline =
         format::parse_duration(text).or_else(|e| humantime::parse_duration(text.trim()).map_err(|_| e))?;
     if deadline < saga::contract::sweep::MIN_DEADLINE {
         return Err(format!(
-            "`{text}` is shorter than Pub/Sub's retries of one message (3 minutes): the sweep would end sagas that are still running"
+            "`{text}` is shorter than Pub/Sub's retries of one message ({} minutes): the sweep would end sagas that are still running",
+            saga::contract::sweep::MIN_DEADLINE.as_secs() / 60
         ));
     }
     Ok(deadline)
@@ -463,10 +464,11 @@ mod tests {
             (&["stock"], false),
             (&["sweep"], true),
             (&["sweep", "--dry-run", "--deadline", "10m", "--limit", "5"], true),
-            (&["sweep", "--deadline", "5min"], true),
+            (&["sweep", "--deadline", "10min"], true),
             (&["sweep", "--deadline", "30s"], false),
-            (&["sweep", "--deadline", "2m"], false),
-            (&["sweep", "--deadline", "180s"], true),
+            (&["sweep", "--deadline", "6m"], false),
+            (&["sweep", "--deadline", "419s"], false),
+            (&["sweep", "--deadline", "420s"], true),
             (&["sweep", "--deadline", "soon"], false),
             (&["sweep", "--limit", "0"], false),
             (&["swept"], false),
@@ -482,6 +484,20 @@ mod tests {
             panic!("redrive parses");
         };
         assert_eq!((message_ids, all), (vec!["1".to_owned(), "2".to_owned()], false));
+        if std::env::var_os("SAGA_DEADLINE").is_none() {
+            let Ok(Cli {
+                command: Command::Sweep { deadline, .. },
+                ..
+            }) = parse(&["sweep"])
+            else {
+                panic!("sweep parses");
+            };
+            assert_eq!(
+                deadline,
+                saga::contract::sweep::DEFAULT_DEADLINE,
+                "the janitor's default"
+            );
+        }
     }
 
     #[test]

@@ -38,8 +38,9 @@ pub mod env {
     /// sagas (see [`OrderList`](super::OrderList)). Off by default on Cloud Run, where
     /// Terraform sets it; on elsewhere.
     pub const ORDER_LIST: &str = "ORDER_LIST";
-    /// The janitor only: how long a saga may run before the sweep ends it, as `5m` or
-    /// `300s` (default [`crate::contract::sweep::DEFAULT_DEADLINE`]).
+    /// The janitor only: how long a saga may run before the sweep ends it, as `10m` or
+    /// `600s` (default [`crate::contract::sweep::DEFAULT_DEADLINE`]; at least
+    /// [`crate::contract::sweep::MIN_DEADLINE`]).
     pub const SAGA_DEADLINE: &str = "SAGA_DEADLINE";
     /// The janitor only: the service account Cloud Scheduler calls the sweep as; its tokens
     /// are checked as push tokens are ([`PUSH_AUTH`]), with this account in place of
@@ -302,7 +303,7 @@ impl Config {
                     return Err(ConfigError::Invalid {
                         name: env::SAGA_DEADLINE,
                         value: v,
-                        problem: "expected a duration no shorter than Pub/Sub's retries of one message (3 minutes), such as `5m` or `300s`",
+                        problem: "expected a duration no shorter than Pub/Sub's retries of one message (7 minutes), such as `10m` or `600s`",
                     });
                 }
             },
@@ -655,7 +656,7 @@ mod tests {
         let minutes = |m| Duration::from_mins(m);
         assert_eq!(
             crate::contract::sweep::MIN_DEADLINE,
-            minutes(3),
+            minutes(7),
             "as the message says"
         );
         reads_duration(
@@ -664,14 +665,14 @@ mod tests {
             env::SAGA_DEADLINE,
             |c| c.saga_deadline,
             &[
-                (None, Ok(minutes(5))),
-                (Some("10m"), Ok(minutes(10))),
-                (Some("180s"), Ok(minutes(3))),
+                (None, Ok(minutes(10))),
+                (Some("7m"), Ok(minutes(7))),
+                (Some("420s"), Ok(minutes(7))),
                 (Some("1h 30m"), Ok(minutes(90))),
-                (Some("179s"), Err("no shorter than Pub/Sub's retries")),
-                (Some("1m"), Err("(3 minutes)")),
-                (Some("300"), Err("SAGA_DEADLINE=\"300\"")),
-                (Some("soon"), Err("such as `5m`")),
+                (Some("419s"), Err("no shorter than Pub/Sub's retries")),
+                (Some("5m"), Err("(7 minutes)")),
+                (Some("600"), Err("SAGA_DEADLINE=\"600\"")),
+                (Some("soon"), Err("such as `10m`")),
             ],
         );
     }
