@@ -115,3 +115,56 @@ async fn concurrent_retries_of_one_key_make_exactly_one_saga() {
     );
     assert_eq!(stack.stock("wotsit").await, before - 3, "one decrement");
 }
+
+#[tokio::test]
+async fn a_retry_after_its_saga_ended_answers_where_the_saga_stands_and_starts_nothing() {
+    let stack = TestStack::start("idempotent late retry").await;
+    let before = stack.stock("widget").await;
+    let body = json!({"item":"widget","quantity":2,"user":"jack","payment-error":"declined"});
+    let (status, first) = order_with_key(&stack, "late-1", &body).await;
+    assert_eq!(
+        (status, first["status"].as_str()),
+        (202, Some("received")),
+        "{first}"
+    );
+    let uuid = first["uuid"].as_str().unwrap().to_owned();
+    let view = stack.finished(&uuid, WAIT).await;
+    assert_eq!(view["status"], "compensated");
+
+    let (status, again) = order_with_key(&stack, "late-1", &body).await;
+    assert_eq!(
+        (status, again["uuid"].as_str(), again["status"].as_str()),
+        (202, Some(uuid.as_str()), Some("compensated")),
+        "{again}"
+    );
+
+    // As if the first attempt's message had never been confirmed (its answer a 503) and a
+    // sweep had ended the saga: the retry answers with the ended saga, and starts nothing.
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(frontend::idempotency::HEADER, "late-1".parse().unwrap());
+    let key = frontend::idempotency::Key::from_headers(&headers)
+        .unwrap()
+        .unwrap();
+    assert!(stack.doc(key.path().as_str()).await.unwrap()["published"] == true);
+    let mut unconfirmed = saga::gcp::store::WriteSet::new();
+    unconfirmed.update(
+        key.path(),
+        &json!({"published": false}),
+        Some(&["published"]),
+        None,
+    );
+    stack.store.commit(unconfirmed).await.unwrap();
+    let (status, late) = order_with_key(&stack, "late-1", &body).await;
+    assert_eq!(
+        (status, late["uuid"].as_str(), late["status"].as_str()),
+        (202, Some(uuid.as_str()), Some("compensated")),
+        "{late}"
+    );
+    let view = stack.finished(&uuid, WAIT).await;
+    assert_eq!(view["status"], "compensated", "{view}");
+    assert_eq!(
+        stack.stock("widget").await,
+        before,
+        "the stock came back once, and stays"
+    );
+}

@@ -38,10 +38,15 @@ pub struct Key(String);
 impl Key {
     /// The key of a request, if it sent one.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Key>, ApiError> {
-        let Some(value) = headers.get(HEADER) else {
+        let mut values = headers.get_all(HEADER).iter();
+        let Some(value) = values.next() else {
             return Ok(None);
         };
         let bad = |why: &str| ApiError::BadIdempotencyKey(why.to_owned());
+        // Which of several would be meant is a guess; a proxy may also join them into one.
+        if values.next().is_some() {
+            return Err(bad("must be sent once"));
+        }
         let key = value.to_str().map_err(|_| bad("must be printable ASCII"))?;
         if key.is_empty() || key.len() > MAX_KEY_CHARS {
             return Err(bad(&format!("must be 1 to {MAX_KEY_CHARS} characters")));
@@ -53,7 +58,7 @@ impl Key {
     }
 
     /// The key's document: named by a hash, since a key may hold any character.
-    fn path(&self) -> DocPath {
+    pub fn path(&self) -> DocPath {
         DocPath::new([collections::IDEMPOTENCY_KEYS, &hex_sha256(self.0.as_bytes())])
     }
 }
@@ -230,6 +235,16 @@ mod tests {
         for bad in [&b""[..], "k".repeat(129).as_bytes(), b"has space", b"caf\xc3\xa9"] {
             assert!(Key::from_headers(&headers(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_key_sent_twice_is_refused_even_when_both_are_valid() {
+        let mut twice = headers(b"a1");
+        twice.append(HEADER, HeaderValue::from_static("a1"));
+        let Err(ApiError::BadIdempotencyKey(why)) = Key::from_headers(&twice) else {
+            panic!("two keys are taken");
+        };
+        assert_eq!(why, "must be sent once");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! by default on Cloud Run: the uuid is what keeps one person's order from the others).
 
 use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,7 +55,10 @@ pub enum ApiError {
     /// The path names no valid saga id.
     #[error("`{0}` is not a saga uuid")]
     BadUuid(String),
-    /// No saga has that id (yet: a saga becomes visible a moment after it is placed).
+    /// The path or the query string cannot be read (axum's words say why).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No saga has that id (a saga's view is written before `POST /order` answers).
     #[error("{not_found} {0}", not_found = saga::contract::uptime::NOT_FOUND)]
     NotFound(SagaId),
     /// `GET /orders` is turned off on this deployment.
@@ -89,6 +93,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
             ApiError::BadUuid(_) => (StatusCode::BAD_REQUEST, "invalid_uuid", Some("uuid".to_owned())),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
             ApiError::BadIdempotencyKey(_) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_idempotency_key",
@@ -124,7 +129,8 @@ impl IntoResponse for ApiError {
 pub struct Accepted {
     /// The saga's id.
     pub uuid: String,
-    /// Where the saga stands: `received`.
+    /// Where the saga stands: `received`, or for a retry of an order placed before, its
+    /// stage now (`completed`, `compensated`, ...).
     pub status: &'static str,
     /// Where to follow it: `/orders/{uuid}`.
     pub status_url: String,
@@ -253,21 +259,30 @@ async fn start_saga(
     // the size check holds for the saga's real one.
     let message = SagaMessage::start(SagaId::new(), order, extra)?;
     let uuid = match &key {
-        None => SagaId::new(),
+        None => {
+            let uuid = SagaId::new();
+            tracing::Span::current().record("uuid", tracing::field::display(uuid));
+            uuid
+        }
         Some(key) => match idempotency::claim(&clients.store, key, &idempotency::request_hash(body)).await? {
-            idempotency::Claim::New(uuid) => uuid,
+            idempotency::Claim::New(uuid) => {
+                tracing::Span::current().record("uuid", tracing::field::display(uuid));
+                uuid
+            }
             idempotency::Claim::Retry { uuid, published } => {
                 tracing::Span::current().record("uuid", tracing::field::display(uuid));
-                if published {
+                // Answered with where the saga stands: one that ended (a sweep may have
+                // ended one whose message never got out) is not started again.
+                let view = read_view(clients, uuid).await?;
+                if let Some(view) = view.filter(|v| published || v.finished()) {
                     tracing::info!("a retried order: answering with its saga");
-                    return Ok(accepted(uuid, trace));
+                    return Ok(accepted(uuid, view.status(), trace));
                 }
                 tracing::info!("a retried order whose message may not have gone out: publishing it again");
                 uuid
             }
         },
     };
-    tracing::Span::current().record("uuid", tracing::field::display(uuid));
     let message = SagaMessage { uuid, ..message };
     // In the view before it is published: every saga that may run is there to be found,
     // by its user and by the sweep, even if it stops before its first step.
@@ -287,34 +302,42 @@ async fn start_saga(
         idempotency::mark_published(&clients.store, key).await;
     }
     tracing::info!("saga started");
-    Ok(accepted(uuid, trace))
+    Ok(accepted(uuid, Stage::Received, trace))
 }
 
-fn accepted(uuid: SagaId, trace: &TraceContext) -> (StatusCode, Json<Accepted>) {
+fn accepted(uuid: SagaId, stage: Stage, trace: &TraceContext) -> (StatusCode, Json<Accepted>) {
     (
         StatusCode::ACCEPTED,
         Json(Accepted {
             uuid: uuid.to_string(),
-            status: Stage::Received.as_str(),
+            status: stage.as_str(),
             status_url: format!("/orders/{uuid}"),
             trace_id: trace.trace_id(),
         }),
     )
 }
 
+/// The status view of saga `uuid`, if it has one.
+async fn read_view(clients: &Clients, uuid: SagaId) -> Result<Option<StatusDoc>, ApiError> {
+    let snapshot = clients
+        .store
+        .get(&records::saga(uuid))
+        .await
+        .map_err(ApiError::Unavailable)?;
+    snapshot
+        .map(|s| s.decode::<StatusDoc>())
+        .transpose()
+        .map_err(ApiError::Unavailable)
+}
+
 /// `GET /orders/{uuid}`.
 pub async fn order_status(
     State(clients): State<Clients>,
-    Path(uuid): Path<String>,
+    uuid: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderStatus>, ApiError> {
+    let Path(uuid) = uuid.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let id = SagaId::parse(&uuid).ok_or_else(|| ApiError::BadUuid(uuid.chars().take(64).collect()))?;
-    let snapshot = clients
-        .store
-        .get(&records::saga(id))
-        .await
-        .map_err(ApiError::Unavailable)?
-        .ok_or(ApiError::NotFound(id))?;
-    let view: StatusDoc = snapshot.decode().map_err(ApiError::Unavailable)?;
+    let view = read_view(&clients, id).await?.ok_or(ApiError::NotFound(id))?;
     Ok(Json(view.into()))
 }
 
@@ -329,11 +352,12 @@ pub struct RecentQuery {
 pub async fn recent_orders(
     State(clients): State<Clients>,
     Extension(list): Extension<OrderList>,
-    Query(query): Query<RecentQuery>,
+    query: Result<Query<RecentQuery>, QueryRejection>,
 ) -> Result<Json<Vec<OrderStatus>>, ApiError> {
     if list == OrderList::Off {
         return Err(ApiError::ListDisabled);
     }
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(20).clamp(1, 100);
     let snapshots = clients
         .store
