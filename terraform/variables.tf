@@ -72,7 +72,7 @@ variable "saga_deadline" {
 }
 
 variable "alert_emails" {
-  description = "E-mail addresses the alerting policies of monitoring.tf notify: dead letters waiting, a push subscription not being delivered, a saga the sweep cannot end. Empty by default: the policies exist all the same, and their incidents show on the console's Monitoring > Alerting page."
+  description = "E-mail addresses the alerting policies of monitoring.tf notify: the frontend not answering its uptime check, dead letters arriving, a push subscription not being delivered, a saga the sweep cannot end. Empty by default: the policies exist all the same, and their incidents show on the console's Monitoring > Alerting page."
   type        = list(string)
   default     = []
 

@@ -240,8 +240,11 @@ impl Kind {
 
     /// Spawns the emulator on `port` (0: one the OS picks), its output in a fresh log.
     fn launch(self, port: u16, log_dir: &Path) -> anyhow::Result<Launch> {
-        let host = format!("127.0.0.1:{}", pick_port(port)?);
+        let port = pick_port(port)?;
+        let host = format!("127.0.0.1:{port}");
         let host_port = format!("--host-port={host}");
+        // Named by port: two devstacks (`--port-base`) share the log directory, and must
+        // not truncate each other's logs.
         let (args, log, logging): (Vec<&str>, _, _) = match self {
             Kind::PubSub => (
                 vec![
@@ -253,12 +256,12 @@ impl Kind {
                     "--project=saga-local",
                     "--quiet",
                 ],
-                log_dir.join("pubsub-emulator.log"),
+                log_dir.join(format!("pubsub-emulator-{port}.log")),
                 Some(PubSubLogging::write()?),
             ),
             Kind::Firestore => (
                 vec!["emulators", "firestore", "start", &host_port, "--quiet"],
-                log_dir.join("firestore-emulator.log"),
+                log_dir.join(format!("firestore-emulator-{port}.log")),
                 None,
             ),
         };

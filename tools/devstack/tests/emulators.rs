@@ -37,7 +37,9 @@ async fn the_pubsub_emulators_log_keeps_request_errors_but_not_the_headers_of_ev
     assert_eq!(refused.status(), 400);
 
     // gcloud relays the emulator's output into the log as it comes.
-    let log = dir.join("pubsub-emulator.log");
+    // Named by its port, so that two devstacks sharing the directory keep their own.
+    let port = emulators.pubsub.rsplit(':').next().unwrap();
+    let log = dir.join(format!("pubsub-emulator-{port}.log"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
