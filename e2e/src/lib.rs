@@ -128,6 +128,15 @@ impl Delivery {
         lost_answer: 0.0,
         max_delay: Duration::ZERO,
     });
+
+    /// [`Delivery::GCP_WITH_DUPLICATES`], and out of order as Google's may be: each push
+    /// held up to 30 ms (so messages overtake each other, a forward message its saga's
+    /// compensation), and 2 % of answers lost (redelivered as after an ack deadline).
+    pub const GCP_WITH_FAULTS: Delivery = Delivery::GcpLike(pubsub_push::Faults {
+        duplicate: 0.05,
+        lost_answer: 0.02,
+        max_delay: Duration::from_millis(30),
+    });
 }
 
 /// The seed of a GCP-like run: `SAGA_PUSH_SEED`, or a fresh one.
