@@ -167,4 +167,26 @@ async fn a_retry_after_its_saga_ended_answers_where_the_saga_stands_and_starts_n
         before,
         "the stock came back once, and stays"
     );
+
+    // A view that cannot be read (a hand edit) does not turn every retry into a 503.
+    let mut broken = saga::gcp::store::WriteSet::new();
+    broken.update(
+        key.path(),
+        &json!({"published": true}),
+        Some(&["published"]),
+        None,
+    );
+    broken.update(
+        saga::gcp::store::DocPath::new(["sagas", &uuid]),
+        &json!({"timeline": "edited by hand"}),
+        Some(&["timeline"]),
+        None,
+    );
+    stack.store.commit(broken).await.unwrap();
+    let (status, unread) = order_with_key(&stack, "late-1", &body).await;
+    assert_eq!(
+        (status, unread["uuid"].as_str()),
+        (202, Some(uuid.as_str())),
+        "{unread}"
+    );
 }

@@ -271,12 +271,13 @@ async fn start_saga(
             }
             idempotency::Claim::Retry { uuid, published } => {
                 tracing::Span::current().record("uuid", tracing::field::display(uuid));
-                // Answered with where the saga stands: one that ended (a sweep may have
-                // ended one whose message never got out) is not started again.
-                let view = read_view(clients, uuid).await?;
-                if let Some(view) = view.filter(|v| published || v.finished()) {
+                // Answered with where the saga stands. Its message went out if the key says
+                // so or a step moved the saga on (or a sweep ended it): then nothing is
+                // published again.
+                let stage = retried_stage(clients, uuid).await?;
+                if published || stage.is_some_and(|s| s != Stage::Received) {
                     tracing::info!("a retried order: answering with its saga");
-                    return Ok(accepted(uuid, view.status(), trace));
+                    return Ok(accepted(uuid, stage.unwrap_or(Stage::Received), trace));
                 }
                 tracing::info!("a retried order whose message may not have gone out: publishing it again");
                 uuid
@@ -317,17 +318,22 @@ fn accepted(uuid: SagaId, stage: Stage, trace: &TraceContext) -> (StatusCode, Js
     )
 }
 
-/// The status view of saga `uuid`, if it has one.
-async fn read_view(clients: &Clients, uuid: SagaId) -> Result<Option<StatusDoc>, ApiError> {
+/// Where the saga of a retried order stands, if its view says: a view that cannot be read
+/// (a hand edit, a stage a newer revision wrote) answers the retry as if absent, not with a
+/// 503 for ever.
+async fn retried_stage(clients: &Clients, uuid: SagaId) -> Result<Option<Stage>, ApiError> {
     let snapshot = clients
         .store
         .get(&records::saga(uuid))
         .await
         .map_err(ApiError::Unavailable)?;
-    snapshot
-        .map(|s| s.decode::<StatusDoc>())
-        .transpose()
-        .map_err(ApiError::Unavailable)
+    Ok(snapshot.and_then(|s| match s.decode::<StatusDoc>() {
+        Ok(view) => Some(view.status()),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "a retried order's status view cannot be read");
+            None
+        }
+    }))
 }
 
 /// `GET /orders/{uuid}`.
@@ -335,10 +341,26 @@ pub async fn order_status(
     State(clients): State<Clients>,
     uuid: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderStatus>, ApiError> {
-    let Path(uuid) = uuid.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Path(uuid) = uuid.map_err(|e| rejected(e.status(), e.body_text()))?;
     let id = SagaId::parse(&uuid).ok_or_else(|| ApiError::BadUuid(uuid.chars().take(64).collect()))?;
-    let view = read_view(&clients, id).await?.ok_or(ApiError::NotFound(id))?;
+    let snapshot = clients
+        .store
+        .get(&records::saga(id))
+        .await
+        .map_err(ApiError::Unavailable)?
+        .ok_or(ApiError::NotFound(id))?;
+    let view: StatusDoc = snapshot.decode().map_err(ApiError::Unavailable)?;
     Ok(Json(view.into()))
+}
+
+/// An extractor's refusal: the client's fault (400, in axum's words), or, where axum says it
+/// is the server's (a route that does not match its extractor), a 5xx that is logged.
+fn rejected(status: StatusCode, text: String) -> ApiError {
+    if status.is_client_error() {
+        ApiError::BadRequest(text)
+    } else {
+        ApiError::Unavailable(anyhow::anyhow!("a route's extractor refused a request: {text}"))
+    }
 }
 
 /// Query of `GET /orders`.
@@ -357,7 +379,7 @@ pub async fn recent_orders(
     if list == OrderList::Off {
         return Err(ApiError::ListDisabled);
     }
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(query) = query.map_err(|e| rejected(e.status(), e.body_text()))?;
     let limit = query.limit.unwrap_or(20).clamp(1, 100);
     let snapshots = clients
         .store
@@ -390,6 +412,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn an_extractors_refusal_is_the_clients_fault_only_when_axum_says_so() {
+        for (status, want) in [
+            (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST),
+            (StatusCode::UNPROCESSABLE_ENTITY, StatusCode::BAD_REQUEST),
+            (StatusCode::INTERNAL_SERVER_ERROR, StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let answer = rejected(status, "limit: invalid digit found in string".into()).into_response();
+            assert_eq!(answer.status(), want, "{status}");
+        }
+    }
 
     #[tokio::test]
     async fn the_list_turned_off_answers_404_saying_so_and_how_to_follow_one_order() {
