@@ -14,7 +14,7 @@ locals {
   sweep_not_listed_message = "the sweep could not list open sagas"
 
   # A push subscription whose oldest message has waited this long is stuck: Pub/Sub gives a
-  # message at most about 7 minutes of retries, push backoff included, before it
+  # message at most about 8 minutes of retries, push backoff included, before it
   # dead-letters it (PUSH_POLICY's retry horizon), so only a backlog the workers cannot drain, or the janitor failing on
   # its dead letters (which are never dead-lettered again), keeps one waiting longer.
   stuck_push_seconds = 600

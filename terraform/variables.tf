@@ -62,12 +62,12 @@ variable "order_list_enabled" {
 }
 
 variable "saga_deadline" {
-  description = "How long a saga may run, from when the frontend accepted it, before the sweep (Cloud Scheduler, every minute) ends it: relaying a message that never got out, or else compensating it as timed_out. A whole number of seconds, minutes or hours such as 10m or 600s, at least 7m: no shorter than Pub/Sub's retries of one message, its push backoff included (SAGA_DEADLINE). Pub/Sub's retries and dead-lettering end almost every saga within about 3 minutes, 7 at most; the sweep is for what they cannot."
+  description = "How long a saga may run, from when the frontend accepted it, before the sweep (Cloud Scheduler, every minute) ends it: relaying a message that never got out, or else compensating it as timed_out. A whole number of seconds, minutes or hours such as 10m or 600s, at least 8m: no shorter than Pub/Sub's retries of one message, its push backoff included (SAGA_DEADLINE). Pub/Sub's retries and dead-lettering end almost every saga within about 3 minutes, 8 at most; the sweep is for what they cannot (and for a backlog still waiting after an outage longer than the deadline)."
   type        = string
   default     = "10m"
   validation {
-    condition     = can(regex("^((42[0-9]|4[3-9][0-9]|[5-9][0-9]{2}|[1-9][0-9]{3,})s|([7-9]|[1-9][0-9]+)m|[1-9][0-9]*h)$", var.saga_deadline))
-    error_message = "saga_deadline is a whole number followed by s, m or h, at least 7m (420s), such as 10m."
+    condition     = can(regex("^((4[89][0-9]|[5-9][0-9]{2}|[1-9][0-9]{3,})s|([89]|[1-9][0-9]+)m|[1-9][0-9]*h)$", var.saga_deadline))
+    error_message = "saga_deadline is a whole number followed by s, m or h, at least 8m (480s), such as 10m."
   }
 }
 

@@ -340,12 +340,14 @@ pub struct PushPolicy {
 
 impl PushPolicy {
     /// The longest Pub/Sub may keep a message in retries before it dead-letters it: every
-    /// delivery timing out at the ack deadline, and between deliveries the retry policy's
-    /// backoff (Pub/Sub's "Handle message failures": exponential from the least to the most,
-    /// without saying by how much; doubling is assumed) plus the longest [`PUSH_BACKOFF`],
-    /// which Pub/Sub adds while a subscription's pushes keep failing, as in an outage.
+    /// delivery timing out at the ack deadline and held by the longest [`PUSH_BACKOFF`]
+    /// (which Pub/Sub applies to a whole subscription while its pushes keep failing, as in
+    /// an outage, so to a first delivery too), and between deliveries the retry policy's
+    /// backoff (Pub/Sub's "Handle message failures": exponential from the least to the
+    /// most, without saying by how much; doubling is assumed).
     pub const fn retry_horizon(&self) -> Duration {
-        let mut total = self.ack_deadline.as_secs() * self.max_delivery_attempts as u64;
+        let mut total =
+            (self.ack_deadline.as_secs() + PUSH_BACKOFF.as_secs()) * self.max_delivery_attempts as u64;
         let mut backoff = self.min_backoff.as_secs();
         let mut gap = 1;
         while gap < self.max_delivery_attempts {
@@ -354,7 +356,6 @@ impl PushPolicy {
             } else {
                 self.max_backoff.as_secs()
             };
-            total += PUSH_BACKOFF.as_secs();
             backoff *= 2;
             gap += 1;
         }
@@ -397,7 +398,7 @@ pub mod sweep {
     /// [`MIN_DEADLINE`] and some margin, as Pub/Sub's backoffs are best effort.
     pub const DEFAULT_DEADLINE: Duration = Duration::from_mins(10);
     /// The shortest `SAGA_DEADLINE`: Pub/Sub's retries of one message, push backoff
-    /// included, in whole minutes (7). A shorter deadline would compensate sagas whose
+    /// included, in whole minutes (8). A shorter deadline would compensate sagas whose
     /// first message Pub/Sub is still retrying (a step down for a few minutes), cancelling
     /// orders that would have gone through.
     pub const MIN_DEADLINE: Duration =
@@ -514,20 +515,20 @@ mod tests {
     }
 
     #[test]
-    fn the_retry_horizon_adds_every_delivery_and_the_capped_backoffs_and_push_backoffs_between() {
+    fn the_retry_horizon_adds_every_delivery_with_its_push_backoff_and_the_capped_backoffs_between() {
         let policy = |attempts, min, max| PushPolicy {
             ack_deadline: Duration::from_secs(30),
             min_backoff: Duration::from_secs(min),
             max_backoff: Duration::from_secs(max),
             max_delivery_attempts: attempts,
         };
-        // Each gap between two deliveries also holds the longest push backoff, 60 s.
+        // Each delivery may also wait out the longest push backoff, 60 s.
         for (attempts, min, max, want) in [
-            (1, 10, 600, 30),
-            (2, 1, 60, 2 * 30 + 1 + 60),
-            (5, 1, 60, 5 * 30 + 1 + 2 + 4 + 8 + 4 * 60),
-            (5, 10, 30, 5 * 30 + 10 + 20 + 30 + 30 + 4 * 60),
-            (3, 600, 600, 3 * 30 + 600 + 600 + 2 * 60),
+            (1, 10, 600, 30 + 60),
+            (2, 1, 60, 2 * (30 + 60) + 1),
+            (5, 1, 60, 5 * (30 + 60) + 1 + 2 + 4 + 8),
+            (5, 10, 30, 5 * (30 + 60) + 10 + 20 + 30 + 30),
+            (3, 600, 600, 3 * (30 + 60) + 600 + 600),
         ] {
             assert_eq!(
                 policy(attempts, min, max).retry_horizon(),

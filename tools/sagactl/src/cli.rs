@@ -85,8 +85,9 @@ pub enum Command {
     /// Unfinished sagas begun more than --older-than ago: where each stopped, and for how
     /// long. Exits 3 if there are any.
     Stuck {
-        /// How long ago a saga must have begun to count (90s, 5m, 1h30m, 2d).
-        #[arg(long, default_value = "5m", value_parser = format::parse_duration)]
+        /// How long ago a saga must have begun to count (90s, 10m, 1h30m, 2d); by default
+        /// the default saga deadline, longer than Pub/Sub's retries of one message.
+        #[arg(long, default_value = "10m", value_parser = format::parse_duration)]
         older_than: Duration,
         /// Look at no more than this many open sagas: the oldest begun before the cutoff.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -152,7 +153,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// How long a saga may run before the sweep ends it: the janitor's `SAGA_DEADLINE`
-        /// (7m or more).
+        /// (8m or more).
         #[arg(long, env = "SAGA_DEADLINE", default_value = "10m", value_parser = parse_deadline)]
         deadline: Duration,
         /// Look at no more than this many sagas, going on from where the last sweep stopped
@@ -466,9 +467,9 @@ mod tests {
             (&["sweep", "--dry-run", "--deadline", "10m", "--limit", "5"], true),
             (&["sweep", "--deadline", "10min"], true),
             (&["sweep", "--deadline", "30s"], false),
-            (&["sweep", "--deadline", "6m"], false),
-            (&["sweep", "--deadline", "419s"], false),
-            (&["sweep", "--deadline", "420s"], true),
+            (&["sweep", "--deadline", "7m"], false),
+            (&["sweep", "--deadline", "479s"], false),
+            (&["sweep", "--deadline", "480s"], true),
             (&["sweep", "--deadline", "soon"], false),
             (&["sweep", "--limit", "0"], false),
             (&["swept"], false),

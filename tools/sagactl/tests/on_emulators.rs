@@ -800,7 +800,7 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
         .place(&json!({"item":"widget","quantity":1,"user":"jack"}))
         .await;
     stack.finished(&uuid, WAIT).await;
-    let stranded = write_view(&stack, &[Stage::Received, Stage::OrderCreated], 10).await;
+    let stranded = write_view(&stack, &[Stage::Received, Stage::OrderCreated], 25).await;
     let project = Some(stack.project.as_str());
 
     let (code, out) = sagactl(project, &["--json", "show", &uuid]).await;
@@ -838,7 +838,7 @@ async fn the_binary_answers_in_json_and_exits_with_the_documented_codes() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(json(&out)["dry_run"], true);
 
-    // Begun 10 minutes ago, the stranded saga is past the default deadline (5m): a dry
+    // Begun 25 minutes ago, the stranded saga is past the default deadline (10m): a dry
     // run finds it, and says what it would do.
     let (code, out) = sagactl(project, &["sweep", "--dry-run", "--json"]).await;
     assert_eq!(code, 0, "{out}");

@@ -303,7 +303,7 @@ impl Config {
                     return Err(ConfigError::Invalid {
                         name: env::SAGA_DEADLINE,
                         value: v,
-                        problem: "expected a duration no shorter than Pub/Sub's retries of one message (7 minutes), such as `10m` or `600s`",
+                        problem: "expected a duration no shorter than Pub/Sub's retries of one message (8 minutes), such as `10m` or `600s`",
                     });
                 }
             },
@@ -656,7 +656,7 @@ mod tests {
         let minutes = |m| Duration::from_mins(m);
         assert_eq!(
             crate::contract::sweep::MIN_DEADLINE,
-            minutes(7),
+            minutes(8),
             "as the message says"
         );
         reads_duration(
@@ -666,11 +666,11 @@ mod tests {
             |c| c.saga_deadline,
             &[
                 (None, Ok(minutes(10))),
-                (Some("7m"), Ok(minutes(7))),
-                (Some("420s"), Ok(minutes(7))),
+                (Some("8m"), Ok(minutes(8))),
+                (Some("480s"), Ok(minutes(8))),
                 (Some("1h 30m"), Ok(minutes(90))),
-                (Some("419s"), Err("no shorter than Pub/Sub's retries")),
-                (Some("5m"), Err("(7 minutes)")),
+                (Some("479s"), Err("no shorter than Pub/Sub's retries")),
+                (Some("7m"), Err("(8 minutes)")),
                 (Some("600"), Err("SAGA_DEADLINE=\"600\"")),
                 (Some("soon"), Err("such as `10m`")),
             ],
