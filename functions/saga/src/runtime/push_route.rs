@@ -58,6 +58,14 @@ pub mod dead_letter_attributes {
     pub const MESSAGE_ID: &str = "saga_dead_letter_message_id";
     /// `base64` when the payload is the base64 of bytes that were not UTF-8.
     pub const ENCODING: &str = "saga_dead_letter_encoding";
+    /// How many of the message's own attributes the copy left out, when they and these
+    /// would pass Pub/Sub's limit of [`MAX`] a message.
+    pub const DROPPED: &str = "saga_dead_letter_attributes_dropped";
+    /// The prefix of every attribute above: a message's own attributes of these names are
+    /// replaced in its copy.
+    pub const PREFIX: &str = "saga_dead_letter_";
+    /// Most attributes a Pub/Sub message may carry (Pub/Sub "Quotas and limits").
+    pub const MAX: usize = 100;
     /// The attribute Pub/Sub itself puts on a message it dead-lettered: the subscription
     /// that gave up.
     pub const PUBSUB_SOURCE_SUBSCRIPTION: &str = "CloudPubSubDeadLetterSourceSubscription";
@@ -283,10 +291,11 @@ async fn dead_letter(
             Some("base64"),
         ),
     };
+    let (attributes, dropped) = room_for_ours(&push.attributes);
     let mut out = Outgoing {
         topic: Topic::DeadLetter,
         data,
-        attributes: push.attributes.clone(),
+        attributes,
     }
     .with_attribute(attr::REASON, code)
     .with_attribute(
@@ -299,7 +308,30 @@ async fn dead_letter(
     if let Some(encoding) = encoding {
         out = out.with_attribute(attr::ENCODING, encoding);
     }
+    if dropped > 0 {
+        out = out.with_attribute(attr::DROPPED, dropped.to_string());
+    }
     clients.bus.publish(&out).await
+}
+
+/// The attributes of a message its dead-letter copy keeps: all but those named like the
+/// copy's own, and, if Pub/Sub's limit leaves no room for the copy's seven, only the first
+/// by name. Else the copy could never be published, and the message would be retried until
+/// Pub/Sub dead-lettered it without its reason. Returns them and how many were left out.
+fn room_for_ours(
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> (std::collections::BTreeMap<String, String>, usize) {
+    // REASON, DETAIL, SERVICE, SUBSCRIPTION, MESSAGE_ID, ENCODING and DROPPED.
+    const OURS: usize = 7;
+    let theirs = attributes
+        .iter()
+        .filter(|(name, _)| !name.starts_with(dead_letter_attributes::PREFIX));
+    let kept: std::collections::BTreeMap<String, String> = theirs
+        .clone()
+        .take(dead_letter_attributes::MAX - OURS)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (kept.clone(), theirs.count() - kept.len())
 }
 
 /// What a push route answers: one variant per row of the ack policy in the module doc.
@@ -531,6 +563,24 @@ pub fn parse_message(push: &Push) -> Result<crate::wire::message::SagaMessage, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_letter_copy_keeps_the_messages_attributes_within_pubsubs_limit() {
+        let named = |n: usize| -> std::collections::BTreeMap<String, String> {
+            (0..n).map(|i| (format!("a{i:03}"), "v".to_owned())).collect()
+        };
+        for (theirs, kept, dropped) in [(0, 0, 0), (10, 10, 0), (93, 93, 0), (94, 93, 1), (150, 93, 57)] {
+            let (copy, left_out) = room_for_ours(&named(theirs));
+            assert_eq!((copy.len(), left_out), (kept, dropped), "{theirs} attributes");
+            assert!(copy.len() + 7 <= dead_letter_attributes::MAX);
+            // The first by name, so that the same message always keeps the same ones.
+            assert!(copy.keys().eq(named(kept).keys()), "{theirs} attributes");
+        }
+        let mut spoofed = named(2);
+        spoofed.insert(dead_letter_attributes::REASON.to_owned(), "forged".to_owned());
+        let (copy, left_out) = room_for_ours(&spoofed);
+        assert_eq!((copy.len(), left_out), (2, 0), "ours are the copy's to set");
+    }
 
     #[test]
     fn a_dead_letter_names_its_origin_by_whoever_dead_lettered_it() {
