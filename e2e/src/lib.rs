@@ -119,9 +119,22 @@ pub enum Delivery {
     /// token per push through a model of Cloud Run's front end to workers that check it
     /// behind invoker IAM, and these faults. The seed is printed; `SAGA_PUSH_SEED` replays it.
     GcpLike(pubsub_push::Faults),
+    /// GCP-like delivery without faults to services that take less at once than Pub/Sub's
+    /// push window sends: what they cannot take waits at Cloud Run's front end for the
+    /// capacity's pending time, then is refused with 429, as on an overloaded deployment.
+    Overloaded(gcp_like::Capacity),
 }
 
 impl Delivery {
+    /// The faults and the services' capacity of a GCP-like delivery.
+    fn gcp_like(self) -> Option<(pubsub_push::Faults, gcp_like::Capacity)> {
+        match self {
+            Delivery::Emulator => None,
+            Delivery::GcpLike(faults) => Some((faults, gcp_like::Capacity::DEPLOYED)),
+            Delivery::Overloaded(capacity) => Some((pubsub_push::Faults::default(), capacity)),
+        }
+    }
+
     /// GCP-like delivery at full concurrency with 5 % of messages delivered twice.
     pub const GCP_WITH_DUPLICATES: Delivery = Delivery::GcpLike(pubsub_push::Faults {
         duplicate: 0.05,
@@ -220,8 +233,8 @@ impl TestStack {
             services.insert(service, running);
         }
         let urls: HashMap<Service, String> = services.iter().map(|(s, r)| (*s, r.url())).collect();
-        let gcp = match delivery {
-            Delivery::Emulator => {
+        let gcp = match delivery.gcp_like() {
+            None => {
                 devstack::pubsub::provision(
                     &emulators.pubsub_endpoint(),
                     &project,
@@ -231,23 +244,24 @@ impl TestStack {
                 .await?;
                 None
             }
-            Delivery::GcpLike(faults) => {
+            Some((faults, capacity)) => {
                 let settings = Settings {
                     faults,
                     ..Settings::like_the_deployment(policy.ack_deadline, push_seed())
                 };
                 eprintln!(
-                    "{project}: GCP-like push delivery, {faults:?}, seed {} (replay: SAGA_PUSH_SEED={})",
+                    "{project}: GCP-like push delivery, {faults:?}, {capacity:?}, seed {} (replay: SAGA_PUSH_SEED={})",
                     settings.seed, settings.seed
                 );
                 let endpoint = emulators.pubsub_endpoint();
                 Some(
-                    GcpLike::start(
+                    GcpLike::start_with(
                         &endpoint,
                         &project,
                         |s| instance_urls[&s].clone(),
                         policy,
                         settings,
+                        capacity,
                     )
                     .await?,
                 )

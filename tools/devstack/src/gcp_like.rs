@@ -41,6 +41,24 @@ pub const INSTANCES: usize = 3;
 /// (`max_instance_request_concurrency`).
 pub const MAX_CONCURRENT_REQUESTS: usize = INSTANCES * 80;
 
+/// What each worker's Cloud Run service takes at once, and how long a request that finds
+/// every instance busy waits before Cloud Run refuses it with 429.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Requests in flight per service, shared over its instances.
+    pub requests: usize,
+    /// How long a request waits for a free slot.
+    pub pending_timeout: std::time::Duration,
+}
+
+impl Capacity {
+    /// Terraform's default deployment: [`MAX_CONCURRENT_REQUESTS`], and Cloud Run's 10 s.
+    pub const DEPLOYED: Capacity = Capacity {
+        requests: MAX_CONCURRENT_REQUESTS,
+        pending_timeout: cloud_run::PENDING_TIMEOUT,
+    };
+}
+
 /// The audience of `service`'s push tokens, as Terraform names it (a custom audience).
 pub fn audience(project: &str, service: Service) -> String {
     format!("//run.googleapis.com/projects/{project}/locations/local/services/{service}")
@@ -112,13 +130,35 @@ impl GcpLike {
         policy: &PushPolicy,
         settings: Settings,
     ) -> anyhow::Result<Self> {
+        Self::start_with(
+            pubsub_endpoint,
+            project,
+            instances,
+            policy,
+            settings,
+            Capacity::DEPLOYED,
+        )
+        .await
+    }
+
+    /// [`GcpLike::start`], with services that take `capacity` instead of the deployment's:
+    /// less than the push window lets Pub/Sub send, as a deployment under more load than it
+    /// was sized for.
+    pub async fn start_with(
+        pubsub_endpoint: &str,
+        project: &str,
+        instances: impl Fn(Service) -> Vec<String>,
+        policy: &PushPolicy,
+        settings: Settings,
+        capacity: Capacity,
+    ) -> anyhow::Result<Self> {
         let first = |service| instances(service).into_iter().next().unwrap_or_default();
         provision_for(pubsub_endpoint, project, &first, policy, Pusher::Pulled).await?;
         let issuer = Arc::new(Issuer::generate());
         let mut front_ends = BTreeMap::new();
         for service in Service::ALL.into_iter().filter(|s| s.takes_pushes()) {
             let instances = instances(service);
-            let requests_per_instance = MAX_CONCURRENT_REQUESTS / instances.len().max(1);
+            let requests_per_instance = (capacity.requests / instances.len().max(1)).max(1);
             let front_end = FrontEnd::start(cloud_run::Settings {
                 instances,
                 audiences: vec![audience(project, service)],
@@ -128,7 +168,7 @@ impl GcpLike {
                 },
                 request_timeout: policy.ack_deadline,
                 requests_per_instance,
-                pending_timeout: cloud_run::PENDING_TIMEOUT,
+                pending_timeout: capacity.pending_timeout,
             })
             .await
             .with_context(|| format!("starting {service}'s front end"))?;
