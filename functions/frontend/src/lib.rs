@@ -271,13 +271,10 @@ async fn start_saga(
             }
             idempotency::Claim::Retry { uuid, published } => {
                 tracing::Span::current().record("uuid", tracing::field::display(uuid));
-                // Answered with where the saga stands. Its message went out if the key says
-                // so or a step moved the saga on (or a sweep ended it): then nothing is
-                // published again.
-                let stage = retried_stage(clients, uuid).await?;
-                if published || stage.is_some_and(|s| s != Stage::Received) {
+                let view = retried_view(clients, uuid).await?;
+                if let Some(stage) = retry_answer(published, view) {
                     tracing::info!("a retried order: answering with its saga");
-                    return Ok(accepted(uuid, stage.unwrap_or(Stage::Received), trace));
+                    return Ok(accepted(uuid, stage, trace));
                 }
                 tracing::info!("a retried order whose message may not have gone out: publishing it again");
                 uuid
@@ -318,22 +315,47 @@ fn accepted(uuid: SagaId, stage: Stage, trace: &TraceContext) -> (StatusCode, Js
     )
 }
 
-/// Where the saga of a retried order stands, if its view says: a view that cannot be read
-/// (a hand edit, a stage a newer revision wrote) answers the retry as if absent, not with a
-/// 503 for ever.
-async fn retried_stage(clients: &Clients, uuid: SagaId) -> Result<Option<Stage>, ApiError> {
+/// What the status view of a retried order's saga says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RetriedView {
+    /// There is none: the first attempt stopped before its view was written.
+    Absent,
+    /// There is one, but it cannot be read (a hand edit, a stage a newer revision wrote).
+    Unreadable,
+    /// The saga's stage.
+    At(Stage),
+}
+
+async fn retried_view(clients: &Clients, uuid: SagaId) -> Result<RetriedView, ApiError> {
     let snapshot = clients
         .store
         .get(&records::saga(uuid))
         .await
         .map_err(ApiError::Unavailable)?;
-    Ok(snapshot.and_then(|s| match s.decode::<StatusDoc>() {
-        Ok(view) => Some(view.status()),
-        Err(e) => {
+    Ok(match snapshot.map(|s| s.decode::<StatusDoc>()) {
+        None => RetriedView::Absent,
+        Some(Ok(view)) => RetriedView::At(view.status()),
+        Some(Err(e)) => {
             tracing::warn!(error = %format!("{e:#}"), "a retried order's status view cannot be read");
-            None
+            RetriedView::Unreadable
         }
-    }))
+    })
+}
+
+/// How a retry of an order whose key says `published` (or not) and whose saga's view is
+/// `view` is answered: with the saga's stage, or `None` to publish its message again. Only
+/// a saga no step moved on, whose message may never have gone out, is published again: one
+/// whose key says it went out, or that a step moved on (or a sweep ended) is not. Nor is one
+/// whose view exists but cannot be read: its first attempt got that far, and whether a step
+/// moved it on cannot be told (the sweep, which reads it too, warns about it until a person
+/// acts); it answers `received`, as the first attempt did.
+fn retry_answer(published: bool, view: RetriedView) -> Option<Stage> {
+    match view {
+        RetriedView::At(stage) if published || stage != Stage::Received => Some(stage),
+        RetriedView::Unreadable => Some(Stage::Received),
+        RetriedView::Absent if published => Some(Stage::Received),
+        RetriedView::At(_) | RetriedView::Absent => None,
+    }
 }
 
 /// `GET /orders/{uuid}`.
@@ -386,11 +408,18 @@ pub async fn recent_orders(
         .latest(collections::SAGAS, "created", limit)
         .await
         .map_err(ApiError::Unavailable)?;
+    // One view that cannot be read (a hand edit, a stage a newer revision wrote) is left
+    // out, not a 503 for everyone while it is among the latest.
     let views = snapshots
         .iter()
-        .map(|s| s.decode::<StatusDoc>().map(OrderStatus::from))
-        .collect::<anyhow::Result<Vec<_>>>()
-        .map_err(ApiError::Unavailable)?;
+        .filter_map(|s| match s.decode::<StatusDoc>() {
+            Ok(view) => Some(OrderStatus::from(view)),
+            Err(e) => {
+                tracing::warn!(view = s.name(), error = %format!("{e:#}"), "a status view cannot be read; left out of the list");
+                None
+            }
+        })
+        .collect();
     Ok(Json(views))
 }
 
@@ -412,6 +441,28 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_retried_order_is_published_again_only_while_nothing_shows_it_went_out() {
+        use RetriedView::{Absent, At, Unreadable};
+        for (published, view, want) in [
+            (false, Absent, None),
+            (false, At(Stage::Received), None),
+            (false, At(Stage::OrderCreated), Some(Stage::OrderCreated)),
+            (false, At(Stage::Compensated), Some(Stage::Compensated)),
+            (false, Unreadable, Some(Stage::Received)),
+            (true, Absent, Some(Stage::Received)),
+            (true, At(Stage::Received), Some(Stage::Received)),
+            (true, At(Stage::Completed), Some(Stage::Completed)),
+            (true, Unreadable, Some(Stage::Received)),
+        ] {
+            assert_eq!(
+                retry_answer(published, view),
+                want,
+                "published {published}, {view:?}"
+            );
+        }
+    }
 
     #[test]
     fn an_extractors_refusal_is_the_clients_fault_only_when_axum_says_so() {
