@@ -187,6 +187,9 @@ pub struct Letter {
     pub reason: String,
     /// What a service said was wrong with it.
     pub detail: Option<String>,
+    /// How many of its own attributes the service's copy left out (Pub/Sub's limit of 100
+    /// left no room for them and the copy's); a redrive sends it without them.
+    pub attributes_dropped: Option<u64>,
     /// The service that refused it.
     pub service: Option<String>,
     /// The subscription it came from, as its attributes name it.
@@ -213,6 +216,7 @@ impl Letter {
             message_id: id.to_owned(),
             reason: "retries_exhausted".to_owned(),
             detail: None,
+            attributes_dropped: None,
             service: None,
             source_subscription: Some("order-created-sub".to_owned()),
             uuid: None,
@@ -239,6 +243,7 @@ impl Letter {
             message_id: received.message_id.clone(),
             reason,
             detail: attributes.get(attr::DETAIL).cloned(),
+            attributes_dropped: attributes.get(attr::DROPPED).and_then(|n| n.parse().ok()),
             service: attributes.get(attr::SERVICE).cloned(),
             source_subscription: origin
                 .subscription
@@ -343,6 +348,12 @@ pub(crate) fn write_letter(f: &mut fmt::Formatter<'_>, letter: &Letter) -> fmt::
     )?;
     if let Some(detail) = &letter.detail {
         writeln!(f, "  detail  {detail}")?;
+    }
+    if let Some(n) = letter.attributes_dropped {
+        writeln!(
+            f,
+            "  note    its copy left out {n} of its attributes (Pub/Sub's limit of 100); a redrive sends it without them"
+        )?;
     }
     match (&letter.redrive_to, &letter.refused) {
         (Some(topic), _) => writeln!(f, "  redrive to {topic}"),
@@ -617,6 +628,7 @@ mod tests {
             now,
         );
         assert_eq!(poison.reason, "bad_envelope");
+        assert_eq!(poison.attributes_dropped, None);
         assert_eq!(poison.service.as_deref(), Some("orders"));
         assert_eq!(poison.source_subscription, None, "an empty name is no name");
         assert_eq!(poison.uuid, None);
@@ -629,5 +641,26 @@ mod tests {
 
         let by_hand = Letter::of(&received(&[], b"{}"), "p", now);
         assert_eq!(by_hand.reason, "unknown");
+
+        let cut = Letter::of(
+            &received(
+                &[(attr::REASON, "missing_field"), (attr::DROPPED, "57")],
+                body.as_bytes(),
+            ),
+            "p",
+            now,
+        );
+        assert_eq!(cut.attributes_dropped, Some(57));
+        let text = format!("{}", LetterText(&cut));
+        assert!(text.contains("left out 57 of its attributes"), "{text}");
+    }
+
+    /// A letter as `dead-letters` writes it.
+    struct LetterText<'a>(&'a Letter);
+
+    impl fmt::Display for LetterText<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write_letter(f, self.0)
+        }
     }
 }

@@ -315,19 +315,25 @@ async fn dead_letter(
 }
 
 /// The attributes of a message its dead-letter copy keeps: all but those named like the
-/// copy's own, and, if Pub/Sub's limit leaves no room for the copy's seven, only the first
-/// by name. Else the copy could never be published, and the message would be retried until
-/// Pub/Sub dead-lettered it without its reason. Returns them and how many were left out.
+/// copy's own, and, if Pub/Sub's limit leaves no room for the copy's seven, only the trace
+/// context and then the first by name. Else the copy could never be published, and the
+/// message would be retried until Pub/Sub dead-lettered it without its reason. Returns them
+/// and how many were left out.
 fn room_for_ours(
     attributes: &std::collections::BTreeMap<String, String>,
 ) -> (std::collections::BTreeMap<String, String>, usize) {
+    use crate::wire::trace::{CLOUD_TRACE_CONTEXT, TRACEPARENT};
     // REASON, DETAIL, SERVICE, SUBSCRIPTION, MESSAGE_ID, ENCODING and DROPPED.
     const OURS: usize = 7;
+    let is_trace = |name: &str| name == TRACEPARENT || name == CLOUD_TRACE_CONTEXT;
     let theirs = attributes
         .iter()
         .filter(|(name, _)| !name.starts_with(dead_letter_attributes::PREFIX));
+    // The trace first, so that the janitor's handling of the copy stays in the saga's trace.
     let kept: std::collections::BTreeMap<String, String> = theirs
         .clone()
+        .filter(|(name, _)| is_trace(name))
+        .chain(theirs.clone().filter(|(name, _)| !is_trace(name)))
         .take(dead_letter_attributes::MAX - OURS)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -576,6 +582,14 @@ mod tests {
             // The first by name, so that the same message always keeps the same ones.
             assert!(copy.keys().eq(named(kept).keys()), "{theirs} attributes");
         }
+        let mut traced = named(150);
+        traced.insert(crate::wire::trace::TRACEPARENT.to_owned(), "00-trace".to_owned());
+        let (copy, left_out) = room_for_ours(&traced);
+        assert_eq!((copy.len(), left_out), (93, 58));
+        assert!(
+            copy.contains_key(crate::wire::trace::TRACEPARENT),
+            "the trace is kept"
+        );
         let mut spoofed = named(2);
         spoofed.insert(dead_letter_attributes::REASON.to_owned(), "forged".to_owned());
         let (copy, left_out) = room_for_ours(&spoofed);
