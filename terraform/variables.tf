@@ -62,7 +62,7 @@ variable "order_list_enabled" {
 }
 
 variable "saga_deadline" {
-  description = "How long a saga may run, from when the frontend accepted it, before the sweep (Cloud Scheduler, every minute) ends it: relaying a message that never got out, or else compensating it as timed_out. A whole number of seconds, minutes or hours such as 10m or 600s, at least 8m: no shorter than Pub/Sub's retries of one message, its push backoff included (SAGA_DEADLINE). Pub/Sub's retries and dead-lettering end almost every saga within about 3 minutes, 8 at most; the sweep is for what they cannot (and for a backlog still waiting after an outage longer than the deadline)."
+  description = "How long a saga may run, from when the frontend accepted it, before the sweep (Cloud Scheduler, every minute) ends it: relaying a message that never got out, or else compensating it as timed_out. A whole number of seconds, minutes or hours such as 10m or 600s, at least 8m: no shorter than Pub/Sub's retries of one message, its push backoff included (SAGA_DEADLINE). Pub/Sub gives up on a failing message within about 3 minutes (8 at most with its push backoff), and the janitor then ends its saga; the sweep is for what they cannot (and for a backlog still waiting after an outage longer than the deadline)."
   type        = string
   default     = "10m"
   validation {

@@ -45,7 +45,8 @@ pub const MAX_CONCURRENT_REQUESTS: usize = INSTANCES * 80;
 /// every instance busy waits before Cloud Run refuses it with 429.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
-    /// Requests in flight per service, shared over its instances.
+    /// Requests in flight per service, shared evenly over its instances: each takes this
+    /// divided by their number, rounded down, and at least one.
     pub requests: usize,
     /// How long a request waits for a free slot.
     pub pending_timeout: std::time::Duration,

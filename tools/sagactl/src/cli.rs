@@ -485,20 +485,6 @@ mod tests {
             panic!("redrive parses");
         };
         assert_eq!((message_ids, all), (vec!["1".to_owned(), "2".to_owned()], false));
-        if std::env::var_os("SAGA_DEADLINE").is_none() {
-            let Ok(Cli {
-                command: Command::Sweep { deadline, .. },
-                ..
-            }) = parse(&["sweep"])
-            else {
-                panic!("sweep parses");
-            };
-            assert_eq!(
-                deadline,
-                saga::contract::sweep::DEFAULT_DEADLINE,
-                "the janitor's default"
-            );
-        }
     }
 
     #[test]
@@ -516,5 +502,36 @@ mod tests {
                 "{code} is documented"
             );
         }
+    }
+
+    #[test]
+    fn sweep_and_stuck_default_to_the_janitors_default_deadline() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["sagactl"], args].concat());
+        if std::env::var_os("SAGA_DEADLINE").is_none() {
+            let Ok(Cli {
+                command: Command::Sweep { deadline, .. },
+                ..
+            }) = parse(&["sweep"])
+            else {
+                panic!("sweep parses");
+            };
+            assert_eq!(
+                deadline,
+                saga::contract::sweep::DEFAULT_DEADLINE,
+                "the janitor's default"
+            );
+        }
+        let Ok(Cli {
+            command: Command::Stuck { older_than, .. },
+            ..
+        }) = parse(&["stuck"])
+        else {
+            panic!("stuck parses");
+        };
+        assert_eq!(
+            older_than,
+            saga::contract::sweep::DEFAULT_DEADLINE,
+            "stuck means past the default deadline"
+        );
     }
 }
