@@ -337,7 +337,8 @@ fn room_for_ours(
         .take(dead_letter_attributes::MAX - OURS)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    (kept.clone(), theirs.count() - kept.len())
+    let dropped = theirs.count() - kept.len();
+    (kept, dropped)
 }
 
 /// What a push route answers: one variant per row of the ack policy in the module doc.
